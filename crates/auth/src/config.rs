@@ -1,0 +1,184 @@
+//! Typed settings of the Auth service, read once at start-up from the environment.
+//!
+//! Every variable has a documented default (see `.env.example`); a bad value stops
+//! start-up with one line naming the variable and the reason.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::SecretString;
+
+/// Prefix of every variable this service owns; unknown ones are reported as likely typos.
+const PREFIX: &str = "AUTH_";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    pub tokens: TokenSettings,
+    /// Maximum number of Argon2 hashes computed at once; defaults to the number of cores.
+    pub password_hash_concurrency: usize,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// PEM (PKCS#8) Ed25519 private key that signs access tokens. When unset, a
+    /// development key is generated once into `dev_key_file` and reused.
+    pub signing_key_file: Option<PathBuf>,
+    pub dev_key_file: PathBuf,
+    /// Public keys (PEM, SPKI) still published in the JWKS and accepted, for rotation.
+    pub extra_public_key_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which maps a variable name to its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Self {
+            listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
+            database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
+            database_max_connections: env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?,
+            redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
+            redis_key_prefix: env.string("AUTH_REDIS_KEY_PREFIX", "auth"),
+            tokens: TokenSettings {
+                issuer: env.string("AUTH_JWT_ISSUER", "cinema-auth"),
+                audience: env.string("AUTH_JWT_AUDIENCE", "cinema"),
+                access_ttl: env.seconds("AUTH_ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+                refresh_ttl: env.seconds("AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+                signing_key_file: env.optional("AUTH_JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
+                dev_key_file: PathBuf::from(env.string("AUTH_JWT_DEV_KEY_FILE", ".dev-keys/auth-ed25519.pem")),
+                extra_public_key_files: env
+                    .optional("AUTH_JWT_EXTRA_PUBLIC_KEY_FILES")
+                    .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+                    .unwrap_or_default(),
+            },
+            password_hash_concurrency: env.parse_positive("AUTH_PASSWORD_HASH_CONCURRENCY", cores)?,
+            request_timeout: env.seconds("AUTH_REQUEST_TIMEOUT_SECONDS", 10)?,
+            body_limit_bytes: env.parse_positive("AUTH_BODY_LIMIT_BYTES", 16 * 1024)?,
+        })
+    }
+
+    /// Variables with our prefix that no setting reads: usually typos.
+    pub fn unknown_variables() -> Vec<String> {
+        const KNOWN: &[&str] = &[
+            "AUTH_LISTEN",
+            "AUTH_DATABASE_URL",
+            "AUTH_DATABASE_MAX_CONNECTIONS",
+            "AUTH_REDIS_KEY_PREFIX",
+            "AUTH_JWT_ISSUER",
+            "AUTH_JWT_AUDIENCE",
+            "AUTH_ACCESS_TOKEN_TTL_SECONDS",
+            "AUTH_REFRESH_TOKEN_TTL_SECONDS",
+            "AUTH_JWT_PRIVATE_KEY_FILE",
+            "AUTH_JWT_DEV_KEY_FILE",
+            "AUTH_JWT_EXTRA_PUBLIC_KEY_FILES",
+            "AUTH_PASSWORD_HASH_CONCURRENCY",
+            "AUTH_REQUEST_TIMEOUT_SECONDS",
+            "AUTH_BODY_LIMIT_BYTES",
+            "AUTH_URL",
+        ];
+        std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(PREFIX) && !KNOWN.contains(&k.as_str()))
+            .collect()
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.string(name, default);
+        raw.trim().parse().map_err(|e| ConfigError {
+            name: name.to_owned(),
+            reason: format!("cannot parse {raw:?}: {e}"),
+        })
+    }
+
+    fn parse_positive<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Default + ToString,
+        T::Err: std::fmt::Display,
+    {
+        let value: T = self.parse(name, &default.to_string())?;
+        if value <= T::default() {
+            return Err(ConfigError { name: name.to_owned(), reason: "must be greater than zero".into() });
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_positive(name, default).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_url.expose_secret(), "postgres://postgres@127.0.0.1:5432/auth");
+        assert_eq!(s.tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.tokens.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = with(&[("AUTH_LISTEN", "not-an-address")]).unwrap_err();
+        assert_eq!(err.name, "AUTH_LISTEN");
+        assert!(err.to_string().starts_with("AUTH_LISTEN: cannot parse \"not-an-address\""), "{err}");
+        let err = with(&[("AUTH_ACCESS_TOKEN_TTL_SECONDS", "0")]).unwrap_err();
+        assert_eq!(err.to_string(), "AUTH_ACCESS_TOKEN_TTL_SECONDS: must be greater than zero");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = with(&[("AUTH_DATABASE_URL", "postgres://u:hunter2@db/auth"), ("REDIS_URL", "redis://:pw-s3cret@r")]).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("pw-s3cret"), "{debug}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Password policy and hashing.
+//!
+//! Hashing is Argon2id at the OWASP minimum (19 MiB, 2 iterations, 1 lane). It runs on
+//! the blocking pool behind a semaphore sized to the cores, so a burst of sign-ins
+//! queues for CPU instead of starving the async runtime.
+
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::Email;
+
+/// The most common passwords of public breach corpora (top of the SecLists lists),
+/// refused at signup and at password change.
+const COMMON_PASSWORDS: &[&str] = &[
+    "12345678", "123456789", "1234567890", "12345678910", "password", "password1", "password123", "passw0rd",
+    "qwertyuiop", "qwerty123", "qwerty12", "qwertyui", "1q2w3e4r", "1q2w3e4r5t", "1qaz2wsx", "zaq12wsx",
+    "iloveyou", "iloveyou1", "11111111", "00000000", "88888888", "87654321", "abcd1234", "abc12345",
+    "sunshine", "princess", "football", "baseball", "welcome1", "welcome123", "admin123", "administrator",
+    "letmein1", "trustno1", "superman", "starwars", "whatever", "computer", "internet", "michelle",
+    "jennifer", "corvette", "mercedes", "1234qwer", "asdfghjkl", "asdfasdf", "zxcvbnm1", "q1w2e3r4",
+    "q1w2e3r4t5", "aa123456", "a1234567", "987654321", "123123123", "123321123", "11223344", "12341234",
+    "password!", "changeme", "changeme1", "football1", "monkey123", "dragon123", "master123", "shadow123",
+    "qwerty1234", "1qazxsw2", "xxxxxxxx", "qazwsxedc", "samsung1", "google123", "pokemon1", "charlie1",
+    "liverpool", "chelsea1", "arsenal1", "spiderman", "batman123", "matrix123", "cinema123", "kino12345",
+    "parol123", "parolparol", "privet123", "nataha123", "qwertyqwerty", "ytrewq123", "zxcvbnm123", "vfhbyf123",
+];
+
+/// A password that satisfies the policy: 8 to 128 characters, not the email, not a
+/// common password. The upper bound caps the work an attacker can make us hash.
+pub struct NewPassword(SecretString);
+
+impl NewPassword {
+    pub fn parse(raw: &SecretString, email: &Email) -> Result<Self, String> {
+        let password = raw.expose_secret();
+        let len = password.chars().count();
+        if len < 8 {
+            return Err("must be at least 8 characters".into());
+        }
+        if len > 128 {
+            return Err("must be at most 128 characters".into());
+        }
+        let lower = password.to_lowercase();
+        let local_part = email.as_ref().split('@').next().unwrap_or_default();
+        if lower == email.as_ref() || lower == local_part {
+            return Err("must not be your email address".into());
+        }
+        if COMMON_PASSWORDS.contains(&lower.as_str()) || password.chars().all(|c| Some(c) == password.chars().next()) {
+            return Err("is too common; choose a less predictable password".into());
+        }
+        Ok(Self(raw.clone()))
+    }
+
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// Hash of a random password, verified against when an account does not exist so
+    /// that both paths cost one Argon2 run.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    pub const MEMORY_KIB: u32 = 19 * 1024;
+    pub const ITERATIONS: u32 = 2;
+    pub const LANES: u32 = 1;
+
+    pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::LANES, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let random: [u8; 16] = rand::random();
+        let dummy_hash = hash_blocking(&params, &random)?.into();
+        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency)), dummy_hash })
+    }
+
+    pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
+        let params = self.params.clone();
+        let password = password.clone();
+        self.run(move || hash_blocking(&params, password.expose_secret().as_bytes())).await?
+    }
+
+    /// Verifies `password` against `hash`, or against the dummy hash when there is no
+    /// account; returns false in that case whatever the password.
+    pub async fn verify(&self, password: &SecretString, hash: Option<&str>) -> anyhow::Result<bool> {
+        let known = hash.is_some();
+        let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
+        let params = self.params.clone();
+        let password = password.clone();
+        let matches = self
+            .run(move || Argon2::new(Algorithm::Argon2id, Version::V0x13, params).verify_password(password.expose_secret().as_bytes(), &*hash).is_ok())
+            .await?;
+        Ok(known && matches)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await?;
+        let span = tracing::info_span!("password_hash");
+        let result = tokio::task::spawn_blocking(move || span.in_scope(work)).instrument(tracing::Span::current()).await?;
+        Ok(result)
+    }
+}
+
+fn hash_blocking(params: &Params, password: &[u8]) -> anyhow::Result<String> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password(password)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email() -> Email {
+        Email::parse("ann@example.com").unwrap()
+    }
+
+    fn check(p: &str) -> Result<NewPassword, String> {
+        NewPassword::parse(&SecretString::from(p), &email())
+    }
+
+    #[test]
+    fn policy_refuses_short_common_and_email_passwords() {
+        assert_eq!(check("short7!").err().unwrap(), "must be at least 8 characters");
+        assert!(check("Password123").is_err());
+        assert!(check("ann@example.com").is_err());
+        assert!(check("ANN@EXAMPLE.COM").is_err());
+        assert!(check("aaaaaaaaaaaa").is_err());
+        assert!(check(&"x".repeat(129)).is_err());
+        assert!(check("correct horse battery").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_use_owasp_parameters() {
+        let hasher = PasswordHasher::new(2).unwrap();
+        let secret = SecretString::from("correct horse battery");
+        let hash = hasher.hash(&secret).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(hasher.verify(&secret, Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&SecretString::from("wrong password"), Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&secret, None).await.unwrap());
+    }
+}

@@ -1,0 +1,258 @@
+//! The one error type of the HTTP API, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Every failure a handler can meet converts into [`ApiError`]; internal causes are
+//! logged inside the request's span and never sent to the client.
+
+use axum::{
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document. `code` is stable and machine-readable; `title`
+/// and `detail` are for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI reference naming the problem type.
+    #[serde(rename = "type")]
+    #[schema(example = "https://errors.cinema.example/validation_failed")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Stable machine-readable error code.
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// Field-level errors of a validation failure.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON path of the offending field, for example `password`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("unauthorized: {code}")]
+    Unauthorized { code: &'static str, detail: &'static str },
+    #[error("forbidden")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound(&'static str),
+    #[error("conflict: {code}")]
+    Conflict { code: &'static str, detail: &'static str },
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error("request timed out")]
+    Timeout,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The token was missing, malformed, expired or revoked.
+    pub fn invalid_token() -> Self {
+        Self::Unauthorized { code: "invalid_token", detail: "The access token is missing, invalid, expired or revoked." }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>) {
+        use ApiError::*;
+        match self {
+            BadRequest(detail) => (StatusCode::BAD_REQUEST, "bad_request", "Malformed request", Some(detail.clone())),
+            Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+                Some("One or more fields are invalid; see `errors`.".into()),
+            ),
+            Unauthorized { code, detail } => (StatusCode::UNAUTHORIZED, code, "Unauthorized", Some((*detail).into())),
+            Forbidden(detail) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", Some((*detail).into())),
+            NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", Some((*detail).into())),
+            Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", Some((*detail).into())),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                Some("The request body exceeds the size limit.".into()),
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                Some("Send the body as `Content-Type: application/json`.".into()),
+            ),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", None),
+            Unavailable(detail) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", Some((*detail).into()))
+            }
+            Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None),
+        }
+    }
+}
+
+/// Builds a problem response; also used by middleware that answers before a handler runs.
+pub fn problem_response(status: StatusCode, code: &str, title: &str, detail: Option<String>, errors: Vec<FieldError>) -> Response {
+    let body = Problem {
+        problem_type: format!("https://errors.cinema.example/{code}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+        errors,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title, detail) = self.parts();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(_) | ApiError::Timeout => tracing::warn!(error = %self, "request not served"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        let errors = match self {
+            ApiError::Validation(errors) => errors,
+            _ => Vec::new(),
+        };
+        let mut response = problem_response(status, code, title, detail, errors);
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if code == "invalid_token" { r#"Bearer error="invalid_token""# } else { "Bearer" };
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("The account database is unavailable; try again shortly.")
+            }
+            _ => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        tracing::warn!(error = %e, "redis unavailable");
+        ApiError::Unavailable("The session store is unavailable; try again shortly.")
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::Validation(vec![json_data_error(&e.body_text())]),
+            JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(strip_prefix(&e.body_text())),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            other => ApiError::BadRequest(format!("cannot read the request body ({})", other.status())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Validation(vec![FieldError::new("query", strip_prefix(&rejection.body_text()))])
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::Validation(vec![FieldError::new("path", strip_prefix(&rejection.body_text()))])
+    }
+}
+
+/// axum's text is `Failed to deserialize the JSON body into the target type: password: invalid type: ...`;
+/// the part after the prefix names the field (serde_path_to_error) and says what is wrong with the input.
+fn json_data_error(text: &str) -> FieldError {
+    let detail = strip_prefix(text);
+    match detail.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => FieldError::new(path, message),
+        _ => FieldError::new("body", detail),
+    }
+}
+
+fn strip_prefix(text: &str) -> String {
+    const PREFIXES: &[&str] = &[
+        "Failed to deserialize the JSON body into the target type: ",
+        "Failed to parse the request body as JSON: ",
+        "Failed to deserialize query string: ",
+        "Failed to deserialize path params: ",
+        "Invalid URL: ",
+    ];
+    let stripped = PREFIXES.iter().find_map(|p| text.strip_prefix(p)).unwrap_or(text);
+    // Bound what we echo: the input can be large.
+    stripped.chars().take(300).collect()
+}
+
+/// Maps violations of named constraints (unique indexes, checks) to API errors;
+/// other database errors pass through.
+pub trait ResultExt<T> {
+    fn on_constraints(self, map: &[(&str, fn() -> ApiError)]) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn on_constraints(self, map: &[(&str, fn() -> ApiError)]) -> Result<T> {
+        self.map_err(|e| {
+            if let sqlx::Error::Database(db) = &e {
+                if let Some((_, to_error)) = map.iter().find(|(name, _)| db.constraint() == Some(*name)) {
+                    return to_error();
+                }
+            }
+            e.into()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_data_errors_name_the_field() {
+        let e = json_data_error("Failed to deserialize the JSON body into the target type: birth_date: invalid type: integer `5`, expected a string at line 1 column 20");
+        assert_eq!(e.field, "birth_date");
+        assert!(e.message.starts_with("invalid type: integer"));
+        let e = json_data_error("Failed to deserialize the JSON body into the target type: missing field `email` at line 1 column 2");
+        assert_eq!(e.field, "body");
+    }
+}

@@ -1,0 +1,330 @@
+//! Sign-up, sign-in, refresh, sign-out and token introspection.
+
+use axum::{
+    extract::{FromRequest, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::extract::{AuthUser, ClientInfo, Json};
+use crate::{
+    domain::{BirthDate, Country, Email, Login, NewPassword, Region},
+    error::{ApiError, Problem, Result},
+    state::AppState,
+    store::{
+        sessions::{self, EndReason, Rotation},
+        users::{self, NewUser, SignInIdentifier, User},
+    },
+    tokens::refresh,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh_tokens))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(introspect))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    #[schema(value_type = String, example = "viewer@example.com")]
+    email: Email,
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    password: SecretString,
+    #[schema(value_type = Option<String>, example = "viewer_42")]
+    login: Option<Login>,
+    #[schema(value_type = Option<NaiveDate>)]
+    birth_date: Option<BirthDate>,
+    #[schema(value_type = Option<String>, example = "RU")]
+    country: Option<Country>,
+    #[schema(value_type = Option<String>, example = "Moscow")]
+    region: Option<Region>,
+}
+
+/// Creates an account with the `user` role.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 201, description = "Account created", body = User),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email or login taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn signup(State(state): State<AppState>, Json(body): Json<SignupRequest>) -> Result<(StatusCode, Json<User>)> {
+    let password = NewPassword::parse(&body.password, &body.email).map_err(|m| ApiError::field("password", m))?;
+    let password_hash = state.hasher.hash(password.secret()).await?;
+    let mut tx = state.db.begin().await?;
+    let id = users::insert(
+        &mut tx,
+        NewUser {
+            email: body.email,
+            login: body.login,
+            password_hash: Some(password_hash),
+            birth_date: body.birth_date,
+            country: body.country,
+            region: body.region,
+        },
+    )
+    .await?;
+    let user = users::get(&mut *tx, id).await?.ok_or_else(|| anyhow::anyhow!("created user vanished"))?;
+    tx.commit().await?;
+    tracing::info!(user_id = %id, "account created");
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Sign-in by email or by login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "viewer@example.com")]
+    email: Option<String>,
+    /// A login name, or an email.
+    #[schema(example = "viewer_42")]
+    login: Option<String>,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+impl LoginRequest {
+    fn identifier(&self) -> Result<SignInIdentifier> {
+        match (self.email.as_deref(), self.login.as_deref()) {
+            (Some(email), None) => Email::parse(email).map(SignInIdentifier::Email).map_err(|m| ApiError::field("email", m)),
+            (None, Some(login)) if login.contains('@') => {
+                Email::parse(login).map(SignInIdentifier::Email).map_err(|m| ApiError::field("login", m))
+            }
+            (None, Some(login)) => Login::parse(login).map(SignInIdentifier::Login).map_err(|m| ApiError::field("login", m)),
+            (Some(_), Some(_)) => Err(ApiError::field("login", "send either email or login, not both")),
+            (None, None) => Err(ApiError::field("email", "send email or login")),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// Lifetime of the access token in seconds.
+    #[schema(example = 900)]
+    expires_in: u64,
+}
+
+impl IntoResponse for TokenPair {
+    fn into_response(self) -> Response {
+        // RFC 6749 §5.1: token responses must not be cached.
+        let mut response = axum::Json(self).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized { code: "invalid_credentials", detail: "The email, login or password is incorrect." }
+}
+
+/// Signs in and opens a session. Unknown accounts and wrong passwords get the same
+/// answer after the same work (one Argon2 verification).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Json(body): Json<LoginRequest>) -> Result<TokenPair> {
+    let identifier = body.identifier()?;
+    let account = users::credentials(&state.db, &identifier).await?;
+    let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+    let verified = state.hasher.verify(&body.password, hash).await?;
+    let Some(account) = account.filter(|_| verified) else {
+        return Err(invalid_credentials());
+    };
+    let pair = open_session(&state, account.id, &client).await?;
+    tracing::info!(user_id = %account.id, "signed in");
+    Ok(pair)
+}
+
+/// Opens a session for a signed-in user and issues its first token pair.
+pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Client) -> Result<TokenPair> {
+    let refresh = refresh::generate();
+    let expires_at = Utc::now() + state.refresh_ttl;
+    let mut tx = state.db.begin().await?;
+    let session_id = sessions::create(&mut tx, user_id, client, &refresh.hash, expires_at).await?;
+    let roles = users::role_names(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    issue_pair(state, user_id, session_id, roles, refresh.token)
+}
+
+fn issue_pair(state: &AppState, user_id: Uuid, session_id: Uuid, roles: Vec<String>, refresh_token: String) -> Result<TokenPair> {
+    let access = state.tokens.issue(user_id, session_id, roles)?;
+    Ok(TokenPair { access_token: access.token, refresh_token, token_type: "Bearer", expires_in: state.tokens.ttl().as_secs() })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// Exchanges a refresh token for a new pair. The presented token stops working;
+/// presenting it again ends the whole session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 401, description = "Invalid, expired or reused refresh token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn refresh_tokens(State(state): State<AppState>, ClientInfo(client): ClientInfo, Json(body): Json<RefreshRequest>) -> Result<TokenPair> {
+    let invalid = || ApiError::Unauthorized { code: "invalid_refresh_token", detail: "The refresh token is invalid, expired or revoked." };
+    if body.refresh_token.is_empty() || body.refresh_token.len() > 128 {
+        return Err(invalid());
+    }
+    let next = refresh::generate();
+    let expires_at = Utc::now() + state.refresh_ttl;
+    match sessions::rotate(&state.db, &refresh::hash(&body.refresh_token), &next.hash, &client, expires_at).await? {
+        Rotation::Rotated { session_id, user_id, roles } => issue_pair(&state, user_id, session_id, roles, next.token),
+        Rotation::Reused { session_id } => {
+            tracing::warn!(%session_id, "refresh token reused; session ended");
+            cache_revocation(&state, &[session_id], None).await;
+            Err(ApiError::Unauthorized {
+                code: "refresh_token_reused",
+                detail: "This refresh token was already used; the session has been ended. Sign in again.",
+            })
+        }
+        Rotation::Invalid => Err(invalid()),
+    }
+}
+
+/// Writes revocations to the Redis cache. PostgreSQL already holds them, so a failure
+/// here only delays their effect by at most the live-cache TTL.
+pub async fn cache_revocation(state: &AppState, sessions: &[Uuid], token: Option<(Uuid, i64)>) {
+    if let Err(e) = state.revocations.revoke(sessions, token).await {
+        tracing::warn!(error = %e, "could not cache a revocation; the database still holds it");
+    }
+}
+
+/// Ends the current session: its access and refresh tokens stop working.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode> {
+    sessions::end(&state.db, user.session_id(), EndReason::Logout).await?;
+    cache_revocation(&state, &[user.session_id()], Some((user.claims.jti, user.claims.exp))).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, on every device.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out everywhere"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn logout_all(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode> {
+    let ended = sessions::end_all(&state.db, user.id(), None, EndReason::LogoutAll).await?;
+    cache_revocation(&state, &ended, Some((user.claims.jti, user.claims.exp))).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct IntrospectionRequest {
+    token: String,
+    /// Accepted for RFC 7662 compatibility; only access tokens are introspected.
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7662 introspection response. Only `active` is present when the token is not active.
+#[derive(Serialize, ToSchema, Default)]
+pub struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<Uuid>,
+    /// The user's roles now, which may differ from those in the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+}
+
+/// The body of an introspection request, as JSON or as the RFC 7662 form.
+pub struct IntrospectionBody(IntrospectionRequest);
+
+impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let axum::Form(body) = axum::Form::<IntrospectionRequest>::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::field("token", e.body_text().chars().take(200).collect::<String>()))?;
+            Ok(Self(body))
+        } else {
+            let Json(body) = Json::<IntrospectionRequest>::from_request(req, state).await?;
+            Ok(Self(body))
+        }
+    }
+}
+
+/// Authoritative token check for other services: signature, expiry, revocation, and
+/// the user's current roles.
+#[utoipa::path(post, path = "/api/v1/auth/introspect", tag = "auth",
+    request_body(content(
+        (IntrospectionRequest = "application/json"),
+        (IntrospectionRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Whether the token is active, and its claims", body = Introspection),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn introspect(State(state): State<AppState>, IntrospectionBody(body): IntrospectionBody) -> Result<Json<Introspection>> {
+    let inactive = || Json(Introspection::default());
+    let Some(claims) = state.tokens.verify(&body.token) else { return Ok(inactive()) };
+    if state.revocations.lookup(claims.jti, claims.sid).await.ok() == Some(crate::store::revocation::Cached::Revoked) {
+        return Ok(inactive());
+    }
+    let Some(roles) = sessions::live_roles(&state.db, claims.sid, claims.sub).await? else { return Ok(inactive()) };
+    Ok(Json(Introspection {
+        active: true,
+        sub: Some(claims.sub),
+        sid: Some(claims.sid),
+        jti: Some(claims.jti),
+        roles: Some(roles),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        iss: Some(claims.iss),
+        aud: Some(claims.aud),
+        token_type: Some("Bearer"),
+    }))
+}

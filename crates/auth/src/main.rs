@@ -1,0 +1,61 @@
+use std::process::ExitCode;
+
+use auth::{config::Settings, startup::Application, telemetry};
+use clap::{Parser, Subcommand};
+
+/// The identity service of the online cinema.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if needed, apply migrations and serve the API (the default).
+    Serve,
+    /// Create the database if needed and apply migrations, then exit.
+    Migrate,
+    /// Print the OpenAPI document (the contract in contracts/auth.openapi.json).
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", auth::http::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("auth: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for name in Settings::unknown_variables() {
+        tracing::warn!(variable = %name, "unknown AUTH_ variable ignored; is it a typo?");
+    }
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => auth::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
+        Command::Serve => serve(&settings).await,
+        Command::Openapi => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "auth stopped");
+            eprintln!("auth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(address = %app.local_addr(), "auth listening");
+    app.run_until_stopped().await
+}

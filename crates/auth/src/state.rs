@@ -1,0 +1,16 @@
+//! The state every handler shares.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::{domain::PasswordHasher, store::Revocations, tokens::AccessTokens};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub revocations: Revocations,
+    pub hasher: PasswordHasher,
+    pub tokens: AccessTokens,
+    pub refresh_ttl: Duration,
+}

@@ -1,0 +1,7 @@
+//! Storage: SQL against PostgreSQL (the source of truth) and the Redis revocation cache.
+
+pub mod revocation;
+pub mod sessions;
+pub mod users;
+
+pub use revocation::Revocations;

@@ -1,0 +1,229 @@
+//! SQL for sessions and their rotating refresh tokens.
+//!
+//! A session is one signed-in device. Its refresh tokens form a family: each refresh
+//! marks the presented token rotated and issues its successor in one statement.
+//! Presenting a rotated token again is reuse (RFC 9700 §4.14.2): the whole session ends.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{domain::DeviceClass, error::Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Logout,
+    LogoutAll,
+    Revoked,
+    PasswordChanged,
+    RefreshReuse,
+}
+
+impl EndReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::Revoked => "revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::RefreshReuse => "refresh_reuse",
+        }
+    }
+}
+
+pub struct Client {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    pub fn device(&self) -> DeviceClass {
+        DeviceClass::from_user_agent(self.user_agent.as_deref().unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub device: DeviceClass,
+    /// True for the session of the token that made this request.
+    pub current: bool,
+}
+
+/// Opens a session with its first refresh token, in the caller's transaction.
+pub async fn create(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    client: &Client,
+    refresh_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, expires_at, ip, user_agent, device) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(expires_at)
+    .bind(client.ip)
+    .bind(client.user_agent.as_deref())
+    .bind(client.device().as_str())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(refresh_hash)
+        .bind(id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+pub enum Rotation {
+    Rotated { session_id: Uuid, user_id: Uuid, roles: Vec<String> },
+    /// An already-rotated token was presented: the session has been ended.
+    Reused { session_id: Uuid },
+    Invalid,
+}
+
+/// Exchanges a refresh token for its successor. The happy path is one round trip.
+pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client: &Client, expires_at: DateTime<Utc>) -> Result<Rotation> {
+    let rotated: Option<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(
+        "WITH old AS (
+             UPDATE refresh_tokens rt SET rotated_at = now()
+               FROM sessions s
+              WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > now()
+                AND s.id = rt.session_id AND s.ended_at IS NULL
+          RETURNING rt.session_id, s.user_id
+         ), successor AS (
+             INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+             SELECT $2, session_id, $3 FROM old
+         ), touched AS (
+             UPDATE sessions SET last_used_at = now(), expires_at = $3,
+                    ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent)
+              WHERE id = (SELECT session_id FROM old)
+         )
+         SELECT old.session_id, old.user_id,
+                COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                                WHERE ur.user_id = old.user_id ORDER BY r.name), '{}')
+           FROM old",
+    )
+    .bind(presented_hash)
+    .bind(next_hash)
+    .bind(expires_at)
+    .bind(client.ip)
+    .bind(client.user_agent.as_deref())
+    .fetch_optional(db)
+    .await?;
+    if let Some((session_id, user_id, roles)) = rotated {
+        return Ok(Rotation::Rotated { session_id, user_id, roles });
+    }
+    // Not rotatable: find out whether it was a replay of a rotated token.
+    let reused: Option<Uuid> = sqlx::query_scalar(
+        "SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NOT NULL",
+    )
+    .bind(presented_hash)
+    .fetch_optional(db)
+    .await?;
+    match reused {
+        Some(session_id) => {
+            end(db, session_id, EndReason::RefreshReuse).await?;
+            Ok(Rotation::Reused { session_id })
+        }
+        None => Ok(Rotation::Invalid),
+    }
+}
+
+/// Ends one session; returns its user when it was live.
+pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1 AND ended_at IS NULL RETURNING user_id",
+    )
+    .bind(session_id)
+    .bind(reason.as_str())
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Ends one session of `user_id` (so a user cannot end another's); returns whether it was live.
+pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, reason: EndReason) -> Result<bool> {
+    let ended = sqlx::query(
+        "UPDATE sessions SET ended_at = now(), end_reason = $3 WHERE id = $1 AND user_id = $2 AND ended_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(reason.as_str())
+    .execute(db)
+    .await?;
+    Ok(ended.rows_affected() > 0)
+}
+
+/// Ends every live session of a user except `keep`; returns the ended ids.
+pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>, reason: EndReason) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE sessions SET ended_at = now(), end_reason = $3
+          WHERE user_id = $1 AND ended_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
+      RETURNING id",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(reason.as_str())
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn is_live(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND ended_at IS NULL AND expires_at > now())")
+        .bind(session_id)
+        .fetch_one(db)
+        .await?)
+}
+
+pub async fn list_live(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) -> Result<Vec<SessionView>> {
+    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, Option<IpAddr>, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, created_at, last_used_at, expires_at, ip, user_agent, device FROM sessions
+          WHERE user_id = $1 AND ended_at IS NULL AND expires_at > now()
+          ORDER BY last_used_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, created_at, last_used_at, expires_at, ip, user_agent, device)| SessionView {
+            id,
+            created_at,
+            last_used_at,
+            expires_at,
+            ip,
+            user_agent,
+            device: DeviceClass::from_db(&device),
+            current: id == current,
+        })
+        .collect())
+}
+
+/// The user's current roles if the session is live, else `None`: the database side of
+/// introspection, one round trip.
+pub async fn live_roles(db: impl PgExecutor<'_>, session_id: Uuid, user_id: Uuid) -> Result<Option<Vec<String>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                                WHERE ur.user_id = s.user_id ORDER BY r.name), '{}')
+           FROM sessions s
+          WHERE s.id = $1 AND s.user_id = $2 AND s.ended_at IS NULL AND s.expires_at > now()",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}

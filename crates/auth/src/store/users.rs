@@ -1,0 +1,191 @@
+//! SQL for accounts and their roles.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    domain::{BirthDate, Country, Email, Login, Region},
+    error::{ApiError, Result, ResultExt},
+};
+
+/// An account as clients see it: never the password hash.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    #[schema(example = "viewer@example.com")]
+    pub email: String,
+    pub login: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    #[schema(example = "RU")]
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewUser {
+    pub email: Email,
+    pub login: Option<Login>,
+    pub password_hash: Option<String>,
+    pub birth_date: Option<BirthDate>,
+    pub country: Option<Country>,
+    pub region: Option<Region>,
+}
+
+/// What sign-in needs to know about an account.
+#[derive(sqlx::FromRow)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub password_hash: Option<String>,
+}
+
+/// A profile change; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Default)]
+pub struct ProfileChange {
+    pub email: Option<Email>,
+    pub login: Option<Option<Login>>,
+    pub birth_date: Option<Option<BirthDate>>,
+    pub country: Option<Option<Country>>,
+    pub region: Option<Option<Region>>,
+}
+
+/// `SELECT` of a [`User`] with its role names, followed by the given clause.
+macro_rules! select_user {
+    ($clause:literal) => {
+        concat!("SELECT u.id, u.email, u.login, u.birth_date, u.country, u.region, u.created_at, u.updated_at,
+        COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                       WHERE ur.user_id = u.id ORDER BY r.name), '{}') AS roles
+   FROM users u ", $clause)
+    };
+}
+
+fn email_taken() -> ApiError {
+    ApiError::Conflict { code: "email_taken", detail: "An account with this email already exists." }
+}
+
+fn login_taken() -> ApiError {
+    ApiError::Conflict { code: "login_taken", detail: "This login is already taken." }
+}
+
+const UNIQUE_ACCOUNT: &[(&str, fn() -> ApiError)] = &[("users_email_key", email_taken), ("users_login_key", login_taken)];
+
+/// Creates the account with the built-in `user` role, in the caller's transaction.
+pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO users (id, email, login, password_hash, birth_date, country, region)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(new.email.as_ref())
+    .bind(new.login.as_ref().map(AsRef::as_ref))
+    .bind(new.password_hash)
+    .bind(new.birth_date.map(NaiveDate::from))
+    .bind(new.country.as_ref().map(AsRef::as_ref))
+    .bind(new.region.as_ref().map(AsRef::as_ref))
+    .execute(&mut *tx)
+    .await
+    .on_constraints(UNIQUE_ACCOUNT)?;
+    grant_role(&mut *tx, id, "user").await?;
+    Ok(id)
+}
+
+/// Grants a role by name; granting one the user already has is not an error.
+pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<bool> {
+    let granted = sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(role)
+    .execute(db)
+    .await?;
+    Ok(granted.rows_affected() > 0)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>> {
+    Ok(sqlx::query_as::<_, User>(select_user!("WHERE u.id = $1")).bind(id).fetch_optional(db).await?)
+}
+
+pub async fn find_by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<User>> {
+    Ok(sqlx::query_as::<_, User>(select_user!("WHERE u.email = $1")).bind(email.as_ref()).fetch_optional(db).await?)
+}
+
+/// Finds sign-in credentials by email or (case-insensitively) by login.
+pub async fn credentials(db: &PgPool, identifier: &SignInIdentifier) -> Result<Option<Credentials>> {
+    let query = match identifier {
+        SignInIdentifier::Email(email) => {
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email.as_ref().to_owned())
+        }
+        SignInIdentifier::Login(login) => {
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(login) = lower($1)").bind(login.as_ref().to_owned())
+        }
+    };
+    Ok(query.fetch_optional(db).await?)
+}
+
+pub enum SignInIdentifier {
+    Email(Email),
+    Login(Login),
+}
+
+pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?.flatten())
+}
+
+pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").bind(id).bind(hash).execute(db).await?;
+    Ok(())
+}
+
+pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Result<Option<User>> {
+    fn set<T: AsRef<str>>(field: &Option<Option<T>>) -> (bool, Option<String>) {
+        (field.is_some(), field.as_ref().and_then(|v| v.as_ref().map(|v| v.as_ref().to_owned())))
+    }
+    let (set_login, login) = set(&change.login);
+    let (set_country, country) = set(&change.country);
+    let (set_region, region) = set(&change.region);
+    let set_birth = change.birth_date.is_some();
+    let birth: Option<NaiveDate> = change.birth_date.flatten().map(NaiveDate::from);
+    let updated = sqlx::query(
+        "UPDATE users SET
+            email = COALESCE($2, email),
+            login = CASE WHEN $3 THEN $4 ELSE login END,
+            birth_date = CASE WHEN $5 THEN $6 ELSE birth_date END,
+            country = CASE WHEN $7 THEN $8 ELSE country END,
+            region = CASE WHEN $9 THEN $10 ELSE region END,
+            updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(change.email.as_ref().map(AsRef::as_ref))
+    .bind(set_login)
+    .bind(login)
+    .bind(set_birth)
+    .bind(birth)
+    .bind(set_country)
+    .bind(country)
+    .bind(set_region)
+    .bind(region)
+    .execute(db)
+    .await
+    .on_constraints(UNIQUE_ACCOUNT)?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Current role names of a user, sorted.
+pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?)
+}

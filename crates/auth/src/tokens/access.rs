@@ -1,0 +1,86 @@
+//! Access tokens: EdDSA-signed JWTs that other services verify with the JWKS alone.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::KeyRing;
+use crate::config::TokenSettings;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub jti: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct AccessTokens {
+    keys: Arc<KeyRing>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    validation: Validation,
+}
+
+pub struct IssuedAccess {
+    pub token: String,
+    pub claims: AccessClaims,
+}
+
+impl AccessTokens {
+    pub fn new(keys: Arc<KeyRing>, settings: &TokenSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        Self { keys, issuer: settings.issuer.clone(), audience: settings.audience.clone(), ttl: settings.access_ttl, validation }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid, roles: Vec<String>) -> anyhow::Result<IssuedAccess> {
+        let now = Utc::now().timestamp();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            jti: Uuid::new_v4(),
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+            roles,
+        };
+        let (kid, key) = self.keys.signing();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key)?;
+        Ok(IssuedAccess { token, claims })
+    }
+
+    /// Checks the signature (EdDSA only, a published `kid` required), issuer, audience
+    /// and expiry. Revocation is checked separately.
+    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let key = self.keys.verifying(header.kid.as_deref()?)?;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).ok().map(|data| data.claims)
+    }
+}

@@ -1,0 +1,165 @@
+//! Signing keys and the public JWKS.
+//!
+//! One Ed25519 key signs; any number of older public keys stay published and accepted
+//! so tokens signed before a rotation remain valid until they expire. Each key's `kid`
+//! is its RFC 7638 thumbprint, so it is stable and needs no bookkeeping.
+
+use std::{collections::HashMap, path::Path};
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{
+    SigningKey, VerifyingKey,
+    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
+};
+use jsonwebtoken::{
+    DecodingKey, EncodingKey,
+    jwk::{AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, ThumbprintHash},
+};
+
+use crate::config::TokenSettings;
+
+pub struct KeyRing {
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: JwkSet,
+}
+
+impl KeyRing {
+    /// Loads the configured signing key (or the development key, created on first
+    /// use) and the extra public keys.
+    pub fn load(settings: &TokenSettings) -> anyhow::Result<Self> {
+        let signing = match &settings.signing_key_file {
+            Some(path) => read_signing_key(path)?,
+            None => dev_signing_key(&settings.dev_key_file)?,
+        };
+        let mut extra = Vec::new();
+        for path in &settings.extra_public_key_files {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading public key {}", path.display()))?;
+            let key = VerifyingKey::from_public_key_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: not an Ed25519 public key PEM: {e}", path.display()))?;
+            extra.push(key);
+        }
+        Self::from_keys(&signing, &extra)
+    }
+
+    pub fn from_keys(signing: &SigningKey, extra_public: &[VerifyingKey]) -> anyhow::Result<Self> {
+        let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding signing key: {e}"))?;
+        let signing_key = EncodingKey::from_ed_der(der.as_bytes());
+        let mut verifying = HashMap::new();
+        let mut keys = Vec::new();
+        let mut signing_kid = String::new();
+        for (i, public) in std::iter::once(signing.verifying_key()).chain(extra_public.iter().copied()).enumerate() {
+            let mut jwk = public_jwk(&public);
+            let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;
+            jwk.common.key_id = Some(kid.clone());
+            if i == 0 {
+                signing_kid = kid.clone();
+            }
+            if verifying.insert(kid, DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public.as_bytes()))?).is_none() {
+                keys.push(jwk);
+            }
+        }
+        Ok(Self { signing_kid, signing_key, verifying, jwks: JwkSet { keys } })
+    }
+
+    pub fn signing(&self) -> (&str, &EncodingKey) {
+        (&self.signing_kid, &self.signing_key)
+    }
+
+    pub fn verifying(&self, kid: &str) -> Option<&DecodingKey> {
+        self.verifying.get(kid)
+    }
+
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+}
+
+fn public_jwk(key: &VerifyingKey) -> Jwk {
+    Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
+        }),
+    }
+}
+
+fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading signing key {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{}: not an Ed25519 PKCS#8 PEM private key: {e}", path.display()))
+}
+
+/// The development key: generated once into a git-ignored file with owner-only
+/// permissions, then reused so tokens survive restarts.
+fn dev_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if path.exists() {
+        return read_signing_key(path);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding development key: {e}"))?;
+    write_private(path, pem.as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a development signing key; set AUTH_JWT_PRIVATE_KEY_FILE in production");
+    Ok(key)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => Ok(file.write_all(contents)?),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_publishes_signing_and_extra_keys_with_thumbprint_kids() {
+        let current = SigningKey::generate(&mut rand::rngs::OsRng);
+        let previous = SigningKey::generate(&mut rand::rngs::OsRng);
+        let ring = KeyRing::from_keys(&current, &[previous.verifying_key()]).unwrap();
+        let json = serde_json::to_value(ring.jwks()).unwrap();
+        let keys = json["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0]["kty"], "OKP");
+        assert_eq!(keys[0]["crv"], "Ed25519");
+        assert_eq!(keys[0]["alg"], "EdDSA");
+        assert_eq!(keys[0]["use"], "sig");
+        assert_eq!(keys[0]["kid"], ring.signing().0);
+        assert!(keys.iter().all(|k| k.get("d").is_none()), "private part leaked: {json}");
+        assert_ne!(keys[0]["kid"], keys[1]["kid"]);
+    }
+
+    #[test]
+    fn dev_key_is_generated_once_and_reused() {
+        let dir = std::env::temp_dir().join(format!("auth-devkey-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("k.pem");
+        let first = dev_signing_key(&path).unwrap();
+        let second = dev_signing_key(&path).unwrap();
+        assert_eq!(first.to_bytes(), second.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
