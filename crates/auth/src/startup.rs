@@ -25,6 +25,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    state: AppState,
 }
 
 impl Application {
@@ -40,11 +41,16 @@ impl Application {
             refresh_ttl: settings.tokens.refresh_ttl,
         };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        Ok(Self { listener, router: http::router(state, settings.request_timeout, settings.body_limit_bytes) })
+        let router = http::router(state.clone(), settings.request_timeout, settings.body_limit_bytes);
+        Ok(Self { listener, router, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.

@@ -4,7 +4,10 @@
 //! the blocking pool behind a semaphore sized to the cores, so a burst of sign-ins
 //! queues for CPU instead of starving the async runtime.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 use secrecy::{ExposeSecret, SecretString};
@@ -66,6 +69,9 @@ pub struct PasswordHasher {
     /// Hash of a random password, verified against when an account does not exist so
     /// that both paths cost one Argon2 run.
     dummy_hash: Arc<str>,
+    /// Verifications run so far, for metrics and for checking that unknown accounts
+    /// cost the same work as wrong passwords.
+    verifications: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -78,7 +84,7 @@ impl PasswordHasher {
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let random: [u8; 16] = rand::random();
         let dummy_hash = hash_blocking(&params, &random)?.into();
-        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency)), dummy_hash })
+        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency)), dummy_hash, verifications: Arc::default() })
     }
 
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
@@ -90,6 +96,7 @@ impl PasswordHasher {
     /// Verifies `password` against `hash`, or against the dummy hash when there is no
     /// account; returns false in that case whatever the password.
     pub async fn verify(&self, password: &SecretString, hash: Option<&str>) -> anyhow::Result<bool> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let params = self.params.clone();
@@ -98,6 +105,10 @@ impl PasswordHasher {
             .run(move || Argon2::new(Algorithm::Argon2id, Version::V0x13, params).verify_password(password.expose_secret().as_bytes(), &*hash).is_ok())
             .await?;
         Ok(known && matches)
+    }
+
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {

@@ -43,8 +43,10 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> std::result:
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
+    /// Cannot be null: every account has an email.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    email: Option<Email>,
+    email: Option<Option<Email>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     login: Option<Option<Login>>,
@@ -68,8 +70,12 @@ pub struct ProfilePatch {
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_me(State(state): State<AppState>, user: AuthUser, Json(patch): Json<ProfilePatch>) -> Result<Json<User>> {
+    let email = match patch.email {
+        Some(None) => return Err(ApiError::field("email", "cannot be null")),
+        other => other.flatten(),
+    };
     let change = ProfileChange {
-        email: patch.email,
+        email,
         login: patch.login,
         birth_date: patch.birth_date,
         country: patch.country,

@@ -1,0 +1,186 @@
+//! `spawn_app()`: a real Auth on a random port with its own database and Redis prefix.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use auth::{config::Settings, startup::Application, state::AppState};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const DESKTOP_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub state: AppState,
+    pub key_file: PathBuf,
+    pub settings: Settings,
+    db_name: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub struct Options {
+    pub access_ttl_seconds: u64,
+    pub extra_vars: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { access_ttl_seconds: 900, extra_vars: Vec::new() }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let id = Uuid::new_v4().simple().to_string();
+    let db_name = format!("auth_test_{id}");
+    let base = admin_url();
+    let db_url = format!("{}/{db_name}", base.rsplit_once('/').unwrap().0);
+    let key_file = std::env::temp_dir().join("auth-tests").join(format!("{id}.pem"));
+    let mut vars: Vec<(&str, String)> = vec![
+        ("AUTH_LISTEN", "127.0.0.1:0".into()),
+        ("AUTH_DATABASE_URL", db_url.clone()),
+        ("AUTH_DATABASE_MAX_CONNECTIONS", "5".into()),
+        ("REDIS_URL", redis_url()),
+        ("AUTH_REDIS_KEY_PREFIX", format!("test:{id}")),
+        ("AUTH_JWT_DEV_KEY_FILE", key_file.display().to_string()),
+        ("AUTH_ACCESS_TOKEN_TTL_SECONDS", options.access_ttl_seconds.to_string()),
+    ];
+    vars.extend(options.extra_vars);
+    // Later entries override earlier ones.
+    let settings = Settings::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
+    // The application creates its own database: that path is under test too.
+    let app = Application::build(&settings).await.expect("the application starts");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let db = PgPool::connect(&db_url).await.unwrap();
+    TestApp {
+        addr,
+        client: reqwest::Client::builder().user_agent(DESKTOP_UA).build().unwrap(),
+        db,
+        state,
+        key_file,
+        settings,
+        db_name,
+        shutdown: Some(tx),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let name = self.db_name.clone();
+        let _ = std::fs::remove_file(&self.key_file);
+        // Drop runs outside async context guarantees: use a thread with its own runtime.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_with(&self, path: &str, token: &str) -> Response {
+        self.client.post(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn signup(&self, email: &str) -> Value {
+        let response = self.post_json("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/v1/auth/login", &json!({"email": email, "password": password})).await
+    }
+
+    /// Signs up a fresh account and signs in; returns its email and tokens.
+    pub async fn signed_in_user(&self) -> (String, Tokens) {
+        let email = format!("viewer-{}@example.com", Uuid::new_v4().simple());
+        self.signup(&email).await;
+        let tokens = self.sign_in(&email).await;
+        (email, tokens)
+    }
+
+    pub async fn sign_in(&self, email: &str) -> Tokens {
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        tokens(response).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/api/v1/auth/refresh", &json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let response = self.post_json("/api/v1/auth/introspect", &json!({"token": token})).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+pub async fn tokens(response: Response) -> Tokens {
+    let body: Value = response.json().await.unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Asserts a problem+json response with the given status and code; returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+/// Field names of a 422 problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+}

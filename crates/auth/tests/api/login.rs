@@ -1,0 +1,73 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, tokens};
+
+#[tokio::test]
+async fn login_by_email_returns_a_bearer_token_pair() {
+    let app = spawn_app().await;
+    app.signup("ann@example.com").await;
+    let response = app.login("ANN@example.com", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
+    // 256 random bits, base64url without padding.
+    assert_eq!(body["refresh_token"].as_str().unwrap().len(), 43);
+}
+
+#[tokio::test]
+async fn login_by_login_name_works_whatever_its_case() {
+    let app = spawn_app().await;
+    let signup = app.post_json("/api/v1/auth/signup", &json!({"email": "ann@example.com", "password": PASSWORD, "login": "AnnLee"})).await;
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let response = app.post_json("/api/v1/auth/login", &json!({"login": "annlee", "password": PASSWORD})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.post_json("/api/v1/auth/login", &json!({"login": "ann@example.com", "password": PASSWORD})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_account_get_the_same_401_after_the_same_work() {
+    let app = spawn_app().await;
+    app.signup("ann@example.com").await;
+
+    let before = app.state.hasher.verifications();
+    let wrong = app.login("ann@example.com", "not the password").await;
+    assert_eq!(app.state.hasher.verifications() - before, 1, "one Argon2 verification for a wrong password");
+    let before = app.state.hasher.verifications();
+    let unknown = app.login("nobody@example.com", "not the password").await;
+    assert_eq!(app.state.hasher.verifications() - before, 1, "one Argon2 verification (of a dummy hash) for an unknown account");
+
+    assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
+    let wrong = assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let unknown = assert_problem(unknown, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(wrong, unknown);
+}
+
+#[tokio::test]
+async fn login_needs_exactly_one_identifier() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"password": PASSWORD}),
+        json!({"email": "a@example.com", "login": "ann", "password": PASSWORD}),
+        json!({"email": "not an email", "password": PASSWORD}),
+    ] {
+        let response = app.post_json("/api/v1/auth/login", &body).await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+}
+
+#[tokio::test]
+async fn each_login_opens_its_own_session() {
+    let app = spawn_app().await;
+    app.signup("ann@example.com").await;
+    let first = tokens(app.login("ann@example.com", PASSWORD).await).await;
+    let second = tokens(app.login("ann@example.com", PASSWORD).await).await;
+    let sid = |t: &str| app.state.tokens.verify(t).unwrap().sid;
+    assert_ne!(sid(&first.access), sid(&second.access));
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE ended_at IS NULL").fetch_one(&app.db).await.unwrap();
+    assert_eq!(live, 2);
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the Auth HTTP API against the real PostgreSQL and Redis.
+//! One binary, one module per feature.
+
+mod attacks;
+mod contract;
+mod errors;
+mod health;
+mod helpers;
+mod introspect;
+mod login;
+mod logout;
+mod refresh;
+mod sessions;
+mod signup;
+mod users_me;

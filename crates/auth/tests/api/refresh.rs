@@ -1,0 +1,90 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, spawn_app, tokens};
+
+#[tokio::test]
+async fn refresh_returns_a_new_pair_and_the_old_refresh_token_stops_working() {
+    let app = spawn_app().await;
+    let (_, first) = app.signed_in_user().await;
+    let response = app.refresh(&first.refresh).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let second = tokens(response).await;
+    assert_ne!(second.refresh, first.refresh);
+    assert_ne!(second.access, first.access);
+    let claims = |t: &str| app.state.tokens.verify(t).unwrap();
+    assert_eq!(claims(&first.access).sid, claims(&second.access).sid, "same session");
+
+    // The successor works, and so does its successor.
+    let third = app.refresh(&second.refresh).await;
+    assert_eq!(third.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_refresh_token_ends_the_whole_session() {
+    let app = spawn_app().await;
+    let (_, first) = app.signed_in_user().await;
+    let second = tokens(app.refresh(&first.refresh).await).await;
+
+    let replay = app.refresh(&first.refresh).await;
+    assert_problem(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
+
+    // Every token of the family is dead: the successor refresh token and the access tokens.
+    let successor = app.refresh(&second.refresh).await;
+    assert_problem(successor, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    let me = app.get_with("/api/v1/users/me", &second.access).await;
+    assert_problem(me, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    assert_eq!(app.introspect(&second.access).await, json!({"active": false}));
+    let reason: String = sqlx::query_scalar("SELECT end_reason FROM sessions").fetch_one(&app.db).await.unwrap();
+    assert_eq!(reason, "refresh_reuse");
+}
+
+#[tokio::test]
+async fn a_replay_does_not_touch_the_users_other_sessions() {
+    let app = spawn_app().await;
+    let (email, phone) = app.signed_in_user().await;
+    let laptop = app.sign_in(&email).await;
+    app.refresh(&phone.refresh).await;
+    app.refresh(&phone.refresh).await;
+    let response = app.get_with("/api/v1/users/me", &laptop.access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_malformed_and_expired_refresh_tokens_get_401() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.signed_in_user().await;
+    for bogus in ["", "nope", &"x".repeat(500), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        assert_problem(app.refresh(bogus).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    }
+    sqlx::query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'").execute(&app.db).await.unwrap();
+    assert_problem(app.refresh(&tokens.refresh).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
+#[tokio::test]
+async fn refresh_with_the_wrong_type_is_422() {
+    let app = spawn_app().await;
+    let response = app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": 42})).await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn concurrent_use_of_one_refresh_token_lets_at_most_one_through() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.signed_in_user().await;
+    let attempts = futures_join(&app, &tokens.refresh, 8).await;
+    let ok = attempts.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(ok <= 1, "{attempts:?}");
+    assert!(attempts.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED), "{attempts:?}");
+}
+
+async fn futures_join(app: &crate::helpers::TestApp, token: &str, n: usize) -> Vec<StatusCode> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/auth/refresh");
+        let body = json!({"refresh_token": token});
+        set.spawn(async move { client.post(url).json(&body).send().await.unwrap().status() });
+    }
+    set.join_all().await
+}

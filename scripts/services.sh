@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and Redis are installed and answering on 127.0.0.1.
+# Installs Debian's packages when missing (as root), starts them when stopped.
+set -euo pipefail
+
+PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_PORT=6379
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else
+    echo "services: need root for: $*" >&2
+    echo "services: run it yourself with sudo, then run this command again" >&2
+    exit 1
+  fi
+}
+
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; }
+redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+wait_for() {
+  local what=$1 check=$2
+  for _ in $(seq 1 60); do
+    if $check; then return 0; fi
+    sleep 0.5
+  done
+  echo "services: $what did not become ready" >&2
+  exit 1
+}
+
+need_install=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need_install+=(postgresql postgresql-contrib)
+command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
+if [ ${#need_install[@]} -gt 0 ]; then
+  echo "services: installing ${need_install[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null
+fi
+
+if ! pg_ready; then
+  cluster_version=$(ls /etc/postgresql | sort -V | tail -n1)
+  echo "services: starting PostgreSQL $cluster_version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start || true
+  wait_for PostgreSQL pg_ready
+fi
+# Tests and the local run connect as postgres without a password over TCP.
+if ! psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  echo "services: PostgreSQL refuses postgres@$PG_HOST without a password." >&2
+  echo "services: allow it in pg_hba.conf (host all postgres 127.0.0.1/32 trust) for local development." >&2
+  exit 1
+fi
+
+if ! redis_ready; then
+  echo "services: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis redis_ready
+fi
+echo "services: PostgreSQL on $PG_HOST:$PG_PORT and Redis on 127.0.0.1:$REDIS_PORT are ready"
