@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod helpers;
 mod introspect;
+mod keys;
 mod login;
 mod logout;
 mod refresh;
