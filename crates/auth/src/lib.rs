@@ -10,5 +10,6 @@ pub mod http;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod superuser;
 pub mod telemetry;
 pub mod tokens;

@@ -17,6 +17,12 @@ enum Command {
     Serve,
     /// Create the database if needed and apply migrations, then exit.
     Migrate,
+    /// Create an admin account, or promote an existing one. The password is read from
+    /// standard input when it is not a terminal, else prompted for without echo.
+    CreateSuperuser {
+        #[arg(long)]
+        email: String,
+    },
     /// Print the OpenAPI document (the contract in contracts/auth.openapi.json).
     Openapi,
 }
@@ -42,6 +48,14 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => auth::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::Serve => serve(&settings).await,
+        Command::CreateSuperuser { email } => {
+            let outcome = auth::superuser::run(&settings, &email, &mut std::io::stdin().lock()).await;
+            outcome.map(|outcome| match outcome {
+                auth::superuser::Outcome::Created => println!("created admin {email}"),
+                auth::superuser::Outcome::Promoted => println!("promoted {email} to admin"),
+                auth::superuser::Outcome::AlreadyAdmin => println!("{email} is already an admin; nothing to do"),
+            })
+        }
         Command::Openapi => unreachable!("handled above"),
     };
     match result {

@@ -4,7 +4,9 @@
 pub mod device;
 pub mod password;
 pub mod profile;
+pub mod role;
 
 pub use device::DeviceClass;
 pub use password::{NewPassword, PasswordHasher};
 pub use profile::{BirthDate, Country, Email, Login, Region};
+pub use role::{Permission, RoleName};

@@ -18,6 +18,7 @@ use crate::{
     error::{ApiError, Problem, Result},
     state::AppState,
     store::{
+        history::{self, Failure, Method},
         sessions::{self, EndReason, Rotation},
         users::{self, NewUser, SignInIdentifier, User},
     },
@@ -148,20 +149,32 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     let account = users::credentials(&state.db, &identifier).await?;
     let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
     let verified = state.hasher.verify(&body.password, hash).await?;
-    let Some(account) = account.filter(|_| verified) else {
-        return Err(invalid_credentials());
+    let failure = match &account {
+        None => Some(Failure::UnknownAccount),
+        Some(a) if a.password_hash.is_none() => Some(Failure::PasswordNotSet),
+        Some(_) if !verified => Some(Failure::WrongPassword),
+        Some(_) => None,
     };
-    let pair = open_session(&state, account.id, &client).await?;
-    tracing::info!(user_id = %account.id, "signed in");
+    let user_id = account.map(|a| a.id);
+    if let Some(failure) = failure {
+        history::record(&state.db, user_id, &client, Method::Password, Err(failure)).await?;
+        tracing::info!(user_id = ?user_id, reason = failure.as_str(), "sign-in refused");
+        return Err(invalid_credentials());
+    }
+    let user_id = user_id.ok_or_else(|| anyhow::anyhow!("verified sign-in without an account"))?;
+    let pair = open_session(&state, user_id, &client, Method::Password).await?;
+    tracing::info!(%user_id, "signed in");
     Ok(pair)
 }
 
-/// Opens a session for a signed-in user and issues its first token pair.
-pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Client) -> Result<TokenPair> {
+/// Opens a session for a signed-in user, records the sign-in, and issues the first
+/// token pair, all in one transaction.
+pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Client, method: Method) -> Result<TokenPair> {
     let refresh = refresh::generate();
     let expires_at = Utc::now() + state.refresh_ttl;
     let mut tx = state.db.begin().await?;
     let session_id = sessions::create(&mut tx, user_id, client, &refresh.hash, expires_at).await?;
+    history::record(&mut *tx, Some(user_id), client, method, Ok(())).await?;
     let roles = users::role_names(&mut *tx, user_id).await?;
     tx.commit().await?;
     issue_pair(state, user_id, session_id, roles, refresh.token)

@@ -127,3 +127,37 @@ pub async fn is_revoked(state: &AppState, claims: &AccessClaims) -> Result<bool,
 }
 
 const REDIS_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A permission an admin route requires.
+pub trait RequiredPermission {
+    const NAME: &'static str;
+}
+
+/// Managing roles and who holds them.
+pub struct ManageRoles;
+impl RequiredPermission for ManageRoles {
+    const NAME: &'static str = "roles.manage";
+}
+
+/// Looking accounts up for support.
+pub struct ReadUsers;
+impl RequiredPermission for ReadUsers {
+    const NAME: &'static str = "users.read";
+}
+
+/// The caller, holding permission `P` now. Permissions are read from the database,
+/// not from the token, so taking a role away takes effect at once on admin routes.
+pub struct Authorized<P>(pub AuthUser, std::marker::PhantomData<P>);
+
+impl<P: RequiredPermission + Send + Sync> FromRequestParts<AppState> for Authorized<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let permissions = crate::store::roles::permissions_of(&state.db, user.id()).await?;
+        if !permissions.iter().any(|p| p == P::NAME) {
+            return Err(ApiError::Forbidden("Your roles do not allow this."));
+        }
+        Ok(Self(user, std::marker::PhantomData))
+    }
+}

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 pub mod wellknown;
@@ -45,7 +46,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "auth", description = "Sign-up, sign-in, refresh, sign-out, introspection"),
         (name = "sessions", description = "Signed-in devices"),
-        (name = "users", description = "The caller's account"),
+        (name = "users", description = "The caller's account, permissions and sign-in history"),
+        (name = "roles", description = "Roles, permissions and grants (admins)"),
         (name = "keys", description = "Token verification keys"),
         (name = "health", description = "Probes"),
     )
@@ -70,6 +72,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(sessions::router())
         .merge(users::router())
+        .merge(roles::router())
         .merge(wellknown::router())
         .merge(health::router())
         .split_for_parts()

@@ -2,26 +2,32 @@
 
 use axum::{extract::State, http::StatusCode};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
-use utoipa::ToSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::cache_revocation,
-    extract::{AuthUser, Json},
+    extract::{AuthUser, Json, Query},
 };
 use crate::{
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
     error::{ApiError, Problem, Result},
     state::AppState,
     store::{
+        history::{self, Cursor, LoginAttempt},
+        roles,
         sessions::{self, EndReason},
         users::{self, ProfileChange, User},
     },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_me, patch_me)).routes(routes!(change_password))
+    OpenApiRouter::new()
+        .routes(routes!(get_me, patch_me))
+        .routes(routes!(change_password))
+        .routes(routes!(my_permissions))
+        .routes(routes!(my_login_history))
 }
 
 /// The caller's account.
@@ -116,4 +122,66 @@ async fn change_password(State(state): State<AppState>, user: AuthUser, Json(bod
     cache_revocation(&state, &ended, None).await;
     tracing::info!(user_id = %user.id(), ended = ended.len(), "password changed");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Permissions {
+    #[schema(example = json!(["user"]))]
+    roles: Vec<String>,
+    /// The union of the permissions of the roles, as they are now.
+    #[schema(example = json!(["films.watch.free", "profile.manage"]))]
+    permissions: Vec<String>,
+}
+
+/// The caller's effective permissions.
+#[utoipa::path(get, path = "/api/v1/users/me/permissions", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Roles and permissions", body = Permissions),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn my_permissions(State(state): State<AppState>, user: AuthUser) -> Result<Json<Permissions>> {
+    let roles = users::role_names(&state.db, user.id()).await?;
+    let permissions = roles::permissions_of(&state.db, user.id()).await?;
+    Ok(Json(Permissions { roles, permissions }))
+}
+
+const HISTORY_PAGE_DEFAULT: u16 = 20;
+const HISTORY_PAGE_MAX: u16 = 100;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<u16>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    items: Vec<LoginAttempt>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// The caller's sign-in attempts, newest first, by keyset pagination.
+#[utoipa::path(get, path = "/api/v1/users/me/login-history", tag = "users", security(("bearer" = [])), params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of sign-in attempts", body = HistoryPage),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn my_login_history(State(state): State<AppState>, user: AuthUser, Query(query): Query<HistoryQuery>) -> Result<Json<HistoryPage>> {
+    let limit = query.limit.unwrap_or(HISTORY_PAGE_DEFAULT);
+    if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be 1 to {HISTORY_PAGE_MAX}")));
+    }
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|c| Cursor::parse(c).ok_or_else(|| ApiError::field("cursor", "is not a cursor this API returned")))
+        .transpose()?;
+    let (items, next) = history::page(&state.db, user.id(), cursor, limit).await?;
+    Ok(Json(HistoryPage { items, next_cursor: next.map(|c| c.encode()) }))
 }

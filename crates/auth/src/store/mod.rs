@@ -1,6 +1,8 @@
 //! Storage: SQL against PostgreSQL (the source of truth) and the Redis revocation cache.
 
+pub mod history;
 pub mod revocation;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 

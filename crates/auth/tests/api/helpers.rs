@@ -184,3 +184,25 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
 pub fn error_fields(problem: &Value) -> Vec<String> {
     problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
 }
+
+impl TestApp {
+    /// Signs up an account, grants it `role` directly in the database, and signs in.
+    pub async fn signed_in_with_role(&self, role: &str) -> (uuid::Uuid, Tokens) {
+        let email = format!("{role}-{}@example.com", Uuid::new_v4().simple());
+        let user = self.signup(&email).await;
+        let id: Uuid = user["id"].as_str().unwrap().parse().unwrap();
+        auth::store::users::grant_role(&self.db, id, role).await.unwrap();
+        (id, self.sign_in(&email).await)
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+}

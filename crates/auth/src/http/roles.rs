@@ -1,0 +1,224 @@
+//! Roles and their permissions; who holds which role. Admins only.
+
+use axum::{extract::State, http::StatusCode};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::extract::{Authorized, Json, ManageRoles, Path, Query, ReadUsers};
+use crate::{
+    domain::{Email, Permission, RoleName, role::permission_set},
+    error::{ApiError, Problem, Result},
+    state::AppState,
+    store::{
+        roles::{self, Role, RoleChange},
+        users::{self, User},
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(get_role, update_role, delete_role))
+        .routes(routes!(user_roles, grant_role))
+        .routes(routes!(revoke_role))
+        .routes(routes!(find_users))
+}
+
+fn description(raw: Option<String>) -> Result<Option<String>> {
+    match raw {
+        Some(d) if d.chars().count() > 500 => Err(ApiError::field("description", "must be at most 500 characters")),
+        other => Ok(other),
+    }
+}
+
+fn permissions(raw: Vec<Permission>) -> Result<Vec<String>> {
+    permission_set(raw).map_err(|m| ApiError::field("permissions", m))
+}
+
+/// Every role, by name.
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Roles", body = Vec<Role>),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_roles(State(state): State<AppState>, _: Authorized<ManageRoles>) -> Result<Json<Vec<Role>>> {
+    Ok(Json(roles::list(&state.db).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRole {
+    #[schema(value_type = String, example = "moderator")]
+    name: RoleName,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["comments.moderate"]))]
+    permissions: Vec<Permission>,
+}
+
+/// Creates a role.
+#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), request_body = NewRole,
+    responses(
+        (status = 201, description = "Created", body = Role),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Json(body): Json<NewRole>) -> Result<(StatusCode, Json<Role>)> {
+    let description = description(body.description)?.unwrap_or_default();
+    let permissions = permissions(body.permissions)?;
+    let role = roles::create(&state.db, &body.name, &description, &permissions).await?;
+    tracing::info!(role = %role.name, "role created");
+    Ok((StatusCode::CREATED, Json(role)))
+}
+
+/// One role.
+#[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Role id")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>) -> Result<Json<Role>> {
+    Ok(Json(roles::get(&state.db, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolePatch {
+    #[schema(value_type = Option<String>)]
+    name: Option<RoleName>,
+    description: Option<String>,
+    /// Replaces the whole set.
+    #[schema(value_type = Option<Vec<String>>)]
+    permissions: Option<Vec<Permission>>,
+}
+
+/// Changes a role. Built-in roles keep their names.
+#[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])), request_body = RolePatch,
+    params(("id" = Uuid, Path, description = "Role id")),
+    responses(
+        (status = 200, description = "The updated role", body = Role),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken, or renaming a built-in role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>, Json(body): Json<RolePatch>) -> Result<Json<Role>> {
+    let change = RoleChange {
+        name: body.name,
+        description: description(body.description)?,
+        permissions: body.permissions.map(permissions).transpose()?,
+    };
+    Ok(Json(roles::update(&state.db, id, change).await?))
+}
+
+/// Deletes a role and takes it from everyone who holds it. Built-in roles stay.
+#[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Role id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A built-in role", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>) -> Result<StatusCode> {
+    roles::delete(&state.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn existing_user(state: &AppState, id: Uuid) -> Result<()> {
+    if roles::user_exists(&state.db, id).await? { Ok(()) } else { Err(ApiError::NotFound("No user with this id.")) }
+}
+
+/// The roles a user holds.
+#[utoipa::path(get, path = "/api/v1/users/{id}/roles", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user's roles", body = Vec<Role>),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn user_roles(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>) -> Result<Json<Vec<Role>>> {
+    existing_user(&state, id).await?;
+    Ok(Json(roles::of_user(&state.db, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGrant {
+    /// Role name.
+    #[schema(example = "subscriber")]
+    role: String,
+}
+
+/// Grants a role by name. Granting one the user already holds is not an error. The
+/// user's next access token (at the next refresh) carries it; introspection shows it at once.
+#[utoipa::path(post, path = "/api/v1/users/{id}/roles", tag = "roles", security(("bearer" = [])), request_body = RoleGrant,
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user's roles now", body = Vec<Role>),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such role", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn grant_role(State(state): State<AppState>, admin: Authorized<ManageRoles>, Path(id): Path<Uuid>, Json(body): Json<RoleGrant>) -> Result<Json<Vec<Role>>> {
+    existing_user(&state, id).await?;
+    if roles::role_id_by_name(&state.db, &body.role).await?.is_none() {
+        return Err(ApiError::field("role", "no role has this name"));
+    }
+    if users::grant_role(&state.db, id, &body.role).await? {
+        tracing::info!(user_id = %id, role = %body.role, by = %admin.0.id(), "role granted");
+    }
+    Ok(Json(roles::of_user(&state.db, id).await?))
+}
+
+/// Takes a role from a user; taking one the user does not hold is not an error.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/roles/{role}", tag = "roles", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id"), ("role" = String, Path, description = "Role name")),
+    responses(
+        (status = 204, description = "The user does not hold the role"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user or role", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn revoke_role(State(state): State<AppState>, admin: Authorized<ManageRoles>, Path((id, role)): Path<(Uuid, String)>) -> Result<StatusCode> {
+    existing_user(&state, id).await?;
+    let role_id = roles::role_id_by_name(&state.db, &role).await?.ok_or(ApiError::NotFound("No role has this name."))?;
+    roles::revoke(&state.db, id, role_id).await?;
+    tracing::info!(user_id = %id, %role, by = %admin.0.id(), "role revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Exact email, any case.
+    #[param(example = "viewer@example.com")]
+    email: String,
+}
+
+/// Finds a user by email, for support.
+#[utoipa::path(get, path = "/api/v1/users", tag = "roles", security(("bearer" = [])), params(UserSearch),
+    responses(
+        (status = 200, description = "The matching users: none or one", body = Vec<User>),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to read users", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or malformed email", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn find_users(State(state): State<AppState>, _: Authorized<ReadUsers>, Query(search): Query<UserSearch>) -> Result<Json<Vec<User>>> {
+    let email = Email::parse(&search.email).map_err(|m| ApiError::field("email", m))?;
+    Ok(Json(users::find_by_email(&state.db, &email).await?.into_iter().collect()))
+}

@@ -1,0 +1,196 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, error_fields, spawn_app, tokens};
+
+/// Every admin route, with a body where it needs one.
+fn admin_routes(role_id: &str, user_id: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (Method::GET, "/api/v1/roles".into(), None),
+        (Method::POST, "/api/v1/roles".into(), Some(json!({"name": "moderator", "permissions": ["comments.moderate"]}))),
+        (Method::GET, format!("/api/v1/roles/{role_id}"), None),
+        (Method::PATCH, format!("/api/v1/roles/{role_id}"), Some(json!({"description": "changed"}))),
+        (Method::DELETE, format!("/api/v1/roles/{role_id}"), None),
+        (Method::GET, format!("/api/v1/users/{user_id}/roles"), None),
+        (Method::POST, format!("/api/v1/users/{user_id}/roles"), Some(json!({"role": "subscriber"}))),
+        (Method::DELETE, format!("/api/v1/users/{user_id}/roles/subscriber"), None),
+        (Method::GET, "/api/v1/users?email=someone%40example.com".into(), None),
+    ]
+}
+
+async fn custom_role(app: &TestApp, admin: &str, name: &str) -> Value {
+    let response = app.send(Method::POST, "/api/v1/roles", Some(admin), Some(json!({"name": name, "description": "d", "permissions": ["x.y"]}))).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_admin_route_is_401_without_a_token_403_for_a_viewer_and_2xx_for_an_admin() {
+    let app = spawn_app().await;
+    let (_, viewer) = app.signed_in_user().await;
+    let (admin_id, admin) = app.signed_in_with_role("admin").await;
+    let role = custom_role(&app, &admin.access, "probe").await;
+    let role_id = role["id"].as_str().unwrap();
+
+    for (method, path, body) in admin_routes(role_id, &admin_id.to_string()) {
+        let anonymous = app.send(method.clone(), &path, None, body.clone()).await;
+        assert_eq!(anonymous.headers()["www-authenticate"], "Bearer", "{method} {path}");
+        assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let forbidden = app.send(method.clone(), &path, Some(&viewer.access), body.clone()).await;
+        assert_problem(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    // As admin every route succeeds (run in order: the delete comes after the reads).
+    for (method, path, body) in admin_routes(role_id, &admin_id.to_string()) {
+        let response = app.send(method.clone(), &path, Some(&admin.access), body).await;
+        assert!(response.status().is_success(), "{method} {path}: {}", response.status());
+    }
+}
+
+#[tokio::test]
+async fn built_in_roles_exist_and_cannot_be_renamed_or_deleted() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let roles: Vec<Value> = app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await.json().await.unwrap();
+    let names: Vec<&str> = roles.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "subscriber", "user"]);
+    for role in &roles {
+        assert_eq!(role["built_in"], true);
+        let path = format!("/api/v1/roles/{}", role["id"].as_str().unwrap());
+        let rename = app.send(Method::PATCH, &path, Some(&admin.access), Some(json!({"name": "renamed"}))).await;
+        assert_problem(rename, StatusCode::CONFLICT, "built_in_role").await;
+        let delete = app.send(Method::DELETE, &path, Some(&admin.access), None).await;
+        assert_problem(delete, StatusCode::CONFLICT, "built_in_role").await;
+        // Their description and permissions may change; keeping the same name is fine.
+        let same_name = app.send(Method::PATCH, &path, Some(&admin.access), Some(json!({"name": role["name"], "description": "edited"}))).await;
+        assert_eq!(same_name.status(), StatusCode::OK);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM roles WHERE built_in").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 3);
+}
+
+#[tokio::test]
+async fn roles_can_be_created_read_changed_and_deleted() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let created = custom_role(&app, &admin.access, "moderator").await;
+    assert_eq!(created["built_in"], false);
+    let path = format!("/api/v1/roles/{}", created["id"].as_str().unwrap());
+
+    let patched: Value = app
+        .send(Method::PATCH, &path, Some(&admin.access), Some(json!({"name": "moderator2", "permissions": ["b.x", "a.y", "b.x"]})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["name"], "moderator2");
+    assert_eq!(patched["permissions"], json!(["a.y", "b.x"]));
+    assert_eq!(patched["description"], "d");
+    let fetched: Value = app.send(Method::GET, &path, Some(&admin.access), None).await.json().await.unwrap();
+    assert_eq!(fetched, patched);
+
+    assert_eq!(app.send(Method::DELETE, &path, Some(&admin.access), None).await.status(), StatusCode::NO_CONTENT);
+    assert_problem(app.send(Method::GET, &path, Some(&admin.access), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(app.send(Method::DELETE, &path, Some(&admin.access), None).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn role_input_is_validated_and_names_are_unique() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    custom_role(&app, &admin.access, "editor").await;
+    let duplicate = app.send(Method::POST, "/api/v1/roles", Some(&admin.access), Some(json!({"name": "editor"}))).await;
+    assert_problem(duplicate, StatusCode::CONFLICT, "role_exists").await;
+    for (body, field) in [
+        (json!({"name": "Bad Name"}), "name"),
+        (json!({"name": "okname", "permissions": ["Not A Permission"]}), "permissions[0]"),
+        (json!({"name": "okname", "description": "x".repeat(501)}), "description"),
+        (json!({"name": "okname", "permissions": "films.watch"}), "permissions"),
+    ] {
+        let response = app.send(Method::POST, "/api/v1/roles", Some(&admin.access), Some(body.clone())).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(error_fields(&problem), [field], "{body}");
+    }
+    let bad_id = app.send(Method::GET, "/api/v1/roles/not-a-uuid", Some(&admin.access), None).await;
+    assert_problem(bad_id, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn granting_twice_is_not_an_error_and_revoking_takes_the_role_away() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let (_, viewer) = app.signed_in_user().await;
+    let viewer_id = app.state.tokens.verify(&viewer.access).unwrap().sub;
+    let path = format!("/api/v1/users/{viewer_id}/roles");
+    for _ in 0..2 {
+        let response = app.send(Method::POST, &path, Some(&admin.access), Some(json!({"role": "subscriber"}))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let roles: Vec<Value> = response.json().await.unwrap();
+        assert_eq!(roles.iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), ["subscriber", "user"]);
+    }
+    let unknown_role = app.send(Method::POST, &path, Some(&admin.access), Some(json!({"role": "nope"}))).await;
+    assert_problem(unknown_role, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let unknown_user = app.send(Method::POST, &format!("/api/v1/users/{}/roles", uuid::Uuid::new_v4()), Some(&admin.access), Some(json!({"role": "subscriber"}))).await;
+    assert_problem(unknown_user, StatusCode::NOT_FOUND, "not_found").await;
+
+    for _ in 0..2 {
+        let response = app.send(Method::DELETE, &format!("{path}/subscriber"), Some(&admin.access), None).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    let roles: Vec<Value> = app.send(Method::GET, &path, Some(&admin.access), None).await.json().await.unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_problem(app.send(Method::DELETE, &format!("{path}/nope"), Some(&admin.access), None).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_role_change_shows_in_introspection_at_once_and_in_the_token_after_refresh() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let (_, viewer) = app.signed_in_user().await;
+    let viewer_id = app.state.tokens.verify(&viewer.access).unwrap().sub;
+    let grant = app.send(Method::POST, &format!("/api/v1/users/{viewer_id}/roles"), Some(&admin.access), Some(json!({"role": "subscriber"}))).await;
+    assert_eq!(grant.status(), StatusCode::OK);
+
+    assert_eq!(app.introspect(&viewer.access).await["roles"], json!(["subscriber", "user"]));
+    assert_eq!(app.state.tokens.verify(&viewer.access).unwrap().roles, ["user"]);
+    let refreshed = tokens(app.refresh(&viewer.refresh).await).await;
+    assert_eq!(app.state.tokens.verify(&refreshed.access).unwrap().roles, ["subscriber", "user"]);
+    let permissions: Value = app.get_with("/api/v1/users/me/permissions", &refreshed.access).await.json().await.unwrap();
+    assert!(permissions["permissions"].as_array().unwrap().contains(&json!("films.watch.subscription")), "{permissions}");
+
+    let revoke = app.send(Method::DELETE, &format!("/api/v1/users/{viewer_id}/roles/subscriber"), Some(&admin.access), None).await;
+    assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.introspect(&refreshed.access).await["roles"], json!(["user"]));
+}
+
+#[tokio::test]
+async fn an_admin_demoted_loses_admin_routes_at_once_even_with_an_old_token() {
+    let app = spawn_app().await;
+    let (admin_id, admin) = app.signed_in_with_role("admin").await;
+    assert_eq!(app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await.status(), StatusCode::OK);
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = (SELECT id FROM roles WHERE name = 'admin')").bind(admin_id).execute(&app.db).await.unwrap();
+    assert_problem(app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn my_permissions_are_the_union_of_my_roles() {
+    let app = spawn_app().await;
+    let (_, viewer) = app.signed_in_user().await;
+    let body: Value = app.get_with("/api/v1/users/me/permissions", &viewer.access).await.json().await.unwrap();
+    assert_eq!(body, json!({"roles": ["user"], "permissions": ["films.watch.free", "profile.manage"]}));
+    let response = app.client.get(app.url("/api/v1/users/me/permissions")).send().await.unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn admins_find_a_user_by_email() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let (email, _) = app.signed_in_user().await;
+    let found: Vec<Value> = app.send(Method::GET, &format!("/api/v1/users?email={}", email.to_uppercase()), Some(&admin.access), None).await.json().await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["email"], email.as_str());
+    let none: Vec<Value> = app.send(Method::GET, "/api/v1/users?email=nobody%40example.com", Some(&admin.access), None).await.json().await.unwrap();
+    assert!(none.is_empty());
+    let missing = app.send(Method::GET, "/api/v1/users", Some(&admin.access), None).await;
+    assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}

@@ -1,0 +1,72 @@
+use std::{io::Write, process::{Command, Stdio}};
+
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+fn create_superuser(database_url: &str, email: &str, stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auth"))
+        .args(["create-superuser", "--email", email])
+        .env("AUTH_DATABASE_URL", database_url)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+fn database_url(app: &crate::helpers::TestApp) -> String {
+    use secrecy::ExposeSecret;
+    app.settings.database_url.expose_secret().to_owned()
+}
+
+#[tokio::test]
+async fn create_superuser_creates_an_admin_from_stdin_and_is_harmless_twice() {
+    let app = spawn_app().await;
+    let url = database_url(&app);
+    let password = "root of all trust 42";
+    let (ok, stdout, stderr) = create_superuser(&url, "Boss@Example.com", &format!("{password}\n"));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("created admin"), "{stdout}");
+    assert!(!stdout.contains(password) && !stderr.contains(password));
+
+    let (ok, stdout, stderr) = create_superuser(&url, "boss@example.com", "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("already an admin"), "{stdout}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 1);
+
+    let login = app.login("boss@example.com", password).await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let tokens = crate::helpers::tokens(login).await;
+    assert_eq!(app.state.tokens.verify(&tokens.access).unwrap().roles, ["admin", "user"]);
+    assert_eq!(app.get_with("/api/v1/roles", &tokens.access).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn create_superuser_promotes_an_existing_user_without_touching_the_password() {
+    let app = spawn_app().await;
+    let (email, _) = app.signed_in_user().await;
+    let (ok, stdout, stderr) = create_superuser(&database_url(&app), &email, "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("promoted"), "{stdout}");
+    let tokens = app.sign_in(&email).await;
+    assert_eq!(app.state.tokens.verify(&tokens.access).unwrap().roles, ["admin", "user"]);
+}
+
+#[tokio::test]
+async fn create_superuser_refuses_a_weak_or_missing_password_and_writes_nothing() {
+    let app = spawn_app().await;
+    let url = database_url(&app);
+    for stdin in ["", "\n", "12345678\n"] {
+        let (ok, _, stderr) = create_superuser(&url, "boss@example.com", stdin);
+        assert!(!ok, "{stdin:?} accepted");
+        assert!(stderr.contains("password"), "{stderr}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 0);
+}
