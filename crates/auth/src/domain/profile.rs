@@ -147,9 +147,28 @@ impl From<BirthDate> for NaiveDate {
     }
 }
 
+/// The Russian age classification (0+, 6+, 12+, 16+, 18+) a person of this birth date
+/// may watch on `today`: the highest class not above their age.
+pub fn age_class(birth: NaiveDate, today: NaiveDate) -> u8 {
+    let age = today.years_since(birth).unwrap_or(0);
+    [18, 16, 12, 6].into_iter().find(|&class| age >= u32::from(class)).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_class_is_the_highest_class_not_above_the_age() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let today = d(2026, 11, 25);
+        assert_eq!(age_class(d(2008, 11, 25), today), 18, "18 today");
+        assert_eq!(age_class(d(2008, 11, 26), today), 16, "18 tomorrow");
+        assert_eq!(age_class(d(2014, 1, 1), today), 12);
+        assert_eq!(age_class(d(2019, 1, 1), today), 6);
+        assert_eq!(age_class(d(2024, 1, 1), today), 0);
+        assert_eq!(age_class(d(1950, 1, 1), today), 18);
+    }
 
     #[test]
     fn email_is_trimmed_and_lower_cased() {

@@ -22,7 +22,7 @@ use crate::{
         sessions::{self, EndReason, Rotation},
         users::{self, NewUser, SignInIdentifier, User},
     },
-    tokens::refresh,
+    tokens::{access::Subject, refresh},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -175,13 +175,13 @@ pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Cl
     let mut tx = state.db.begin().await?;
     let session_id = sessions::create(&mut tx, user_id, client, &refresh.hash, expires_at).await?;
     history::record(&mut *tx, Some(user_id), client, method, Ok(())).await?;
-    let roles = users::role_names(&mut *tx, user_id).await?;
+    let subject = users::token_subject(&mut *tx, user_id).await?;
     tx.commit().await?;
-    issue_pair(state, user_id, session_id, roles, refresh.token)
+    issue_pair(state, subject, session_id, refresh.token)
 }
 
-fn issue_pair(state: &AppState, user_id: Uuid, session_id: Uuid, roles: Vec<String>, refresh_token: String) -> Result<TokenPair> {
-    let access = state.tokens.issue(user_id, session_id, roles)?;
+fn issue_pair(state: &AppState, subject: Subject, session_id: Uuid, refresh_token: String) -> Result<TokenPair> {
+    let access = state.tokens.issue(subject, session_id)?;
     Ok(TokenPair { access_token: access.token, refresh_token, token_type: "Bearer", expires_in: state.tokens.ttl().as_secs() })
 }
 
@@ -207,7 +207,7 @@ async fn refresh_tokens(State(state): State<AppState>, ClientInfo(client): Clien
     let next = refresh::generate();
     let expires_at = Utc::now() + state.refresh_ttl;
     match sessions::rotate(&state.db, &refresh::hash(&body.refresh_token), &next.hash, &client, expires_at).await? {
-        Rotation::Rotated { session_id, user_id, roles } => issue_pair(&state, user_id, session_id, roles, next.token),
+        Rotation::Rotated { session_id, subject } => issue_pair(&state, subject, session_id, next.token),
         Rotation::Reused { session_id } => {
             tracing::warn!(%session_id, "refresh token reused; session ended");
             cache_revocation(&state, &[session_id], None).await;

@@ -12,7 +12,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{domain::DeviceClass, error::Result};
+use crate::{domain::DeviceClass, error::Result, tokens::access::Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -90,7 +90,7 @@ pub async fn create(
 }
 
 pub enum Rotation {
-    Rotated { session_id: Uuid, user_id: Uuid, roles: Vec<String> },
+    Rotated { session_id: Uuid, subject: Subject },
     /// An already-rotated token was presented: the session has been ended.
     Reused { session_id: Uuid },
     Invalid,
@@ -98,7 +98,7 @@ pub enum Rotation {
 
 /// Exchanges a refresh token for its successor. The happy path is one round trip.
 pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client: &Client, expires_at: DateTime<Utc>) -> Result<Rotation> {
-    let rotated: Option<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(
+    let rotated: Option<(Uuid, Uuid, Vec<String>, Option<chrono::NaiveDate>)> = sqlx::query_as(
         "WITH old AS (
              UPDATE refresh_tokens rt SET rotated_at = now()
                FROM sessions s
@@ -115,7 +115,8 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
          )
          SELECT old.session_id, old.user_id,
                 COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                                WHERE ur.user_id = old.user_id ORDER BY r.name), '{}')
+                                WHERE ur.user_id = old.user_id ORDER BY r.name), '{}'),
+                (SELECT birth_date FROM users WHERE id = old.user_id)
            FROM old",
     )
     .bind(presented_hash)
@@ -125,8 +126,8 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
     .bind(client.user_agent.as_deref())
     .fetch_optional(db)
     .await?;
-    if let Some((session_id, user_id, roles)) = rotated {
-        return Ok(Rotation::Rotated { session_id, user_id, roles });
+    if let Some((session_id, user_id, roles, birth_date)) = rotated {
+        return Ok(Rotation::Rotated { session_id, subject: Subject { user_id, roles, birth_date } });
     }
     // Not rotatable: find out whether it was a replay of a rotated token.
     let reused: Option<Uuid> = sqlx::query_scalar(

@@ -189,3 +189,16 @@ pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<St
     .fetch_all(db)
     .await?)
 }
+
+/// What an access token states about a user: current roles and birth date.
+pub async fn token_subject(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<crate::tokens::access::Subject> {
+    let (roles, birth_date): (Vec<String>, Option<NaiveDate>) = sqlx::query_as(
+        "SELECT COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                                WHERE ur.user_id = u.id ORDER BY r.name), '{}'), u.birth_date
+           FROM users u WHERE u.id = $1",
+    )
+    .bind(user_id)
+    .fetch_one(db)
+    .await?;
+    Ok(crate::tokens::access::Subject { user_id, roles, birth_date })
+}

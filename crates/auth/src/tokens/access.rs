@@ -20,6 +20,17 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub roles: Vec<String>,
+    /// The highest age class (0, 6, 12, 16, 18) the user may watch; absent when the
+    /// birth date is unknown. Recomputed at each refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_class: Option<u8>,
+}
+
+/// Who an access token is issued to: what the token states about the user.
+pub struct Subject {
+    pub user_id: Uuid,
+    pub roles: Vec<String>,
+    pub birth_date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Clone)]
@@ -54,17 +65,19 @@ impl AccessTokens {
         &self.keys
     }
 
-    pub fn issue(&self, user_id: Uuid, session_id: Uuid, roles: Vec<String>) -> anyhow::Result<IssuedAccess> {
+    pub fn issue(&self, subject: Subject, session_id: Uuid) -> anyhow::Result<IssuedAccess> {
         let now = Utc::now().timestamp();
+        let age_class = subject.birth_date.map(|birth| crate::domain::profile::age_class(birth, Utc::now().date_naive()));
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user_id,
+            sub: subject.user_id,
             sid: session_id,
             jti: Uuid::new_v4(),
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
-            roles,
+            roles: subject.roles,
+            age_class,
         };
         let (kid, key) = self.keys.signing();
         let mut header = Header::new(Algorithm::EdDSA);

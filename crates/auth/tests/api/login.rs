@@ -71,3 +71,24 @@ async fn each_login_opens_its_own_session() {
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE ended_at IS NULL").fetch_one(&app.db).await.unwrap();
     assert_eq!(live, 2);
 }
+
+#[tokio::test]
+async fn the_access_token_carries_the_age_class_only_when_the_birth_date_is_known() {
+    let app = spawn_app().await;
+    let teen_birth = (chrono::Utc::now().date_naive() - chrono::Days::new(365 * 13 + 10)).to_string();
+    let signup = app.post_json("/api/v1/auth/signup", &json!({"email": "teen@example.com", "password": PASSWORD, "birth_date": teen_birth})).await;
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let teen = app.sign_in("teen@example.com").await;
+    assert_eq!(app.state.tokens.verify(&teen.access).unwrap().age_class, Some(12));
+    let (_, unknown) = app.signed_in_user().await;
+    assert_eq!(app.state.tokens.verify(&unknown.access).unwrap().age_class, None);
+    let payload = unknown.access.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert!(claims.get("age_class").is_none());
+    // The class follows the birth date at the next refresh.
+    let user_id = app.state.tokens.verify(&unknown.access).unwrap().sub;
+    sqlx::query("UPDATE users SET birth_date = '1980-01-01' WHERE id = $1").bind(user_id).execute(&app.db).await.unwrap();
+    let refreshed = tokens(app.refresh(&unknown.refresh).await).await;
+    assert_eq!(app.state.tokens.verify(&refreshed.access).unwrap().age_class, Some(18));
+}
