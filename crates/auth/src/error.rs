@@ -8,45 +8,10 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
-use utoipa::ToSchema;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// An RFC 9457 problem document. `code` is stable and machine-readable; `title`
-/// and `detail` are for people.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// URI reference naming the problem type.
-    #[serde(rename = "type")]
-    #[schema(example = "https://errors.cinema.example/validation_failed")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Stable machine-readable error code.
-    #[schema(example = "validation_failed")]
-    pub code: String,
-    /// Field-level errors of a validation failure.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct FieldError {
-    /// JSON path of the offending field, for example `password`.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
+pub use problem::{FieldError, PROBLEM_JSON, Problem, problem_response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -120,21 +85,6 @@ impl ApiError {
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None),
         }
     }
-}
-
-/// Builds a problem response; also used by middleware that answers before a handler runs.
-pub fn problem_response(status: StatusCode, code: &str, title: &str, detail: Option<String>, errors: Vec<FieldError>) -> Response {
-    let body = Problem {
-        problem_type: format!("https://errors.cinema.example/{code}"),
-        title: title.to_owned(),
-        status: status.as_u16(),
-        detail,
-        code: code.to_owned(),
-        errors,
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    response
 }
 
 impl IntoResponse for ApiError {
