@@ -3,8 +3,10 @@
 //! Every variable has a documented default (see `.env.example`); a bad value stops
 //! start-up with one line naming the variable and the reason.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use platform::env::ConfigError;
+use platform::env::Env;
 use secrecy::SecretString;
 
 /// Prefix of every variable this service owns; unknown ones are reported as likely typos.
@@ -39,13 +41,6 @@ pub struct TokenSettings {
     pub extra_public_key_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: {reason}")]
-pub struct ConfigError {
-    pub name: String,
-    pub reason: String,
-}
-
 impl Settings {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -54,7 +49,7 @@ impl Settings {
 
     /// Reads the settings through `lookup`, which maps a variable name to its value.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { lookup: &lookup };
+        let env = Env::new(&lookup);
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(Self {
             listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
@@ -99,51 +94,7 @@ impl Settings {
             "AUTH_BODY_LIMIT_BYTES",
             "AUTH_URL",
         ];
-        std::env::vars()
-            .map(|(k, _)| k)
-            .filter(|k| k.starts_with(PREFIX) && !KNOWN.contains(&k.as_str()))
-            .collect()
-    }
-}
-
-struct Env<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Env<'_> {
-    fn optional(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    fn string(&self, name: &str, default: &str) -> String {
-        self.optional(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T: FromStr>(&self, name: &str, default: &str) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        let raw = self.string(name, default);
-        raw.trim().parse().map_err(|e| ConfigError {
-            name: name.to_owned(),
-            reason: format!("cannot parse {raw:?}: {e}"),
-        })
-    }
-
-    fn parse_positive<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + Default + ToString,
-        T::Err: std::fmt::Display,
-    {
-        let value: T = self.parse(name, &default.to_string())?;
-        if value <= T::default() {
-            return Err(ConfigError { name: name.to_owned(), reason: "must be greater than zero".into() });
-        }
-        Ok(value)
-    }
-
-    fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
-        self.parse_positive(name, default).map(Duration::from_secs)
+        platform::env::unknown_variables(PREFIX, KNOWN)
     }
 }
 

@@ -11,5 +11,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod superuser;
-pub mod telemetry;
 pub mod tokens;

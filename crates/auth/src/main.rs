@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use auth::{config::Settings, startup::Application, telemetry};
+use auth::{config::Settings, startup::Application};
+use platform::telemetry;
 use clap::{Parser, Subcommand};
 
 /// The identity service of the online cinema.

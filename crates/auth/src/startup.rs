@@ -5,10 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
-use sqlx::{
-    ConnectOptions, Connection, Executor, PgConnection, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -55,7 +52,7 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(platform::shutdown::signal()).await
     }
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -66,47 +63,10 @@ impl Application {
     }
 }
 
-fn connect_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions = settings
-        .database_url
-        .expose_secret()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("AUTH_DATABASE_URL: not a valid PostgreSQL URL"))?;
-    Ok(options.application_name("auth").log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
-}
-
 /// Creates the database when it does not exist, then applies the migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
-    let options = connect_options(settings)?;
-    ensure_database(&options).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.database_max_connections)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options)
-        .await
-        .context("connecting to PostgreSQL")?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
-    Ok(pool)
-}
-
-async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let name = options.get_database().unwrap_or("postgres").to_owned();
-    let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await.context("connecting to PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
-    if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).await {
-            Ok(_) => tracing::info!(database = %name, "created database"),
-            // Created concurrently by another instance.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(e).context("creating the database"),
-        }
-    }
-    admin.close().await?;
-    Ok(())
+    let options = platform::db::connect_options("AUTH_DATABASE_URL", settings.database_url.expose_secret(), "auth")?;
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR).await
 }
 
 async fn connect_redis(settings: &Settings) -> anyhow::Result<ConnectionManager> {
@@ -118,23 +78,4 @@ async fn connect_redis(settings: &Settings) -> anyhow::Result<ConnectionManager>
         .set_max_delay(Duration::from_secs(2));
     // Start even when Redis is down: the revocation cache falls back to PostgreSQL.
     ConnectionManager::new_lazy_with_config(client, config).context("configuring Redis")
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
 }
