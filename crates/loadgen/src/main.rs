@@ -1,0 +1,126 @@
+//! Load generator for the Auth service benchmark, driven by `scripts/bench.sh`.
+//!
+//! Refresh tokens are single-use and rotate, so generic tools (oha, wrk) that replay
+//! one request cannot drive a refresh benchmark: the second replay ends the session.
+//! Every scenario here keeps per-connection state instead, and prints one JSON line
+//! per run on stdout; `report` turns those lines into the tables of
+//! `docs/benchmarks.md`.
+
+mod client;
+mod hash;
+mod procstat;
+mod record;
+mod report;
+mod scenario;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Load generator for the Auth service benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Times single-threaded Argon2id verifications with the service's parameters and
+    /// prints the login throughput bound they set (cores / time of one hash).
+    Hash {
+        /// Timed verifications; the median is reported.
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+    },
+    /// `POST /api/v1/auth/login` in a loop over a few accounts created first.
+    Login(RunArgs),
+    /// `POST /api/v1/auth/refresh`: one session per connection, always presenting the
+    /// refresh token of the previous answer.
+    Refresh(RunArgs),
+    /// Authenticated `GET /api/v1/users/me`.
+    Me(RunArgs),
+    /// Waits until `GET /health/ready` answers 200, or fails at the deadline (or as soon
+    /// as the process `--pid` exits), so scripts need neither curl nor fixed sleeps.
+    Ready {
+        #[arg(long, env = "LOADGEN_ADDR")]
+        addr: SocketAddr,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// The service's process id: stop waiting if it exits.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// `GET /health/live`, which touches neither storage nor crypto: the ceiling of
+    /// the HTTP stack and the load generator on this machine, for comparison.
+    Live(RunArgs),
+    /// Renders the JSON lines of earlier runs as the Markdown tables of the report.
+    Report {
+        /// File of JSON lines written by `hash`, `login`, `refresh` and `me`.
+        results: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// Address of the Auth service.
+    #[arg(long, env = "LOADGEN_ADDR")]
+    pub addr: SocketAddr,
+    /// Keep-alive connections, each driven by one task with one request in flight.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Accounts to sign up and share between connections (login and me).
+    #[arg(long, default_value_t = 8)]
+    pub accounts: usize,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Process id of the service, for its peak RSS and CPU share.
+    #[arg(long)]
+    pub auth_pid: Option<u32>,
+    /// Runtime worker threads of the load generator itself.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl RunArgs {
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (kind, args) = match cli.command {
+        Command::Hash { samples } => return record::print(&record::Record::Hash(hash::measure(samples)?)),
+        Command::Report { results } => {
+            print!("{}", report::render(&std::fs::read_to_string(&results)?)?);
+            return Ok(());
+        }
+        Command::Ready { addr, timeout, pid } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return runtime.block_on(scenario::wait_ready(addr, Duration::from_secs_f64(timeout), pid));
+        }
+        Command::Login(args) => (scenario::Kind::Login, args),
+        Command::Refresh(args) => (scenario::Kind::Refresh, args),
+        Command::Me(args) => (scenario::Kind::Me, args),
+        Command::Live(args) => (scenario::Kind::Live, args),
+    };
+    anyhow::ensure!(args.connections > 0 && args.accounts > 0 && args.threads > 0, "counts must be positive");
+    anyhow::ensure!(args.duration > 0.0 && args.warmup >= 0.0, "durations must be positive");
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+    };
+    let result = runtime.block_on(scenario::run(kind, &args))?;
+    record::print(&record::Record::Scenario(result))
+}

@@ -1,0 +1,103 @@
+//! CPU time per process group and the service's memory high-water mark, from /proc.
+//!
+//! The load generator shares the machine with the service, PostgreSQL and Redis; the
+//! split of CPU between them during the measured period shows which one limits.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// CPU ticks (USER_HZ) of every process, grouped, plus the machine's totals.
+pub struct CpuSnapshot {
+    /// Sum over all CPUs of all states, and of idle + iowait.
+    total: u64,
+    idle: u64,
+    cpus: usize,
+    /// pid → (group, name, utime + stime)
+    processes: HashMap<u32, (&'static str, String, u64)>,
+}
+
+pub fn snapshot(auth_pid: Option<u32>) -> Option<CpuSnapshot> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let totals: Vec<u64> = lines.next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+    if totals.len() < 5 {
+        return None;
+    }
+    let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
+    let own_pid = std::process::id();
+    let mut processes = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The name is in parentheses and may itself contain spaces or parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields 14 and 15 of proc(5), counted from the state (field 3) here.
+        let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else { continue };
+        let ticks = utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0);
+        let group = if Some(pid) == auth_pid {
+            "auth"
+        } else if pid == own_pid {
+            "loadgen"
+        } else if comm == "postgres" {
+            "postgres"
+        } else if comm.starts_with("redis-server") {
+            "redis"
+        } else {
+            "other"
+        };
+        processes.insert(pid, (group, comm.to_owned(), ticks));
+    }
+    Some(CpuSnapshot { total: totals.iter().sum(), idle: totals[3] + totals[4], cpus, processes })
+}
+
+pub struct CpuSplit {
+    /// Cores used per group, idle included, so they add up to the number of CPUs.
+    pub groups: BTreeMap<String, f64>,
+    /// The busiest processes of the "other" group, by name: what else was running.
+    pub others: Vec<(String, f64)>,
+}
+
+/// The CPU split between two snapshots. Processes that started in between count
+/// from their start; those that exited in between are missed.
+pub fn cores_used(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuSplit {
+    let elapsed_per_cpu = after.total.saturating_sub(before.total) as f64 / after.cpus as f64;
+    let mut groups = BTreeMap::new();
+    let mut others: BTreeMap<&str, f64> = BTreeMap::new();
+    if elapsed_per_cpu > 0.0 {
+        for (pid, (group, name, ticks)) in &after.processes {
+            let earlier = before.processes.get(pid).map_or(0, |(.., t)| *t);
+            let cores = ticks.saturating_sub(earlier) as f64 / elapsed_per_cpu;
+            *groups.entry((*group).to_owned()).or_insert(0.0) += cores;
+            if *group == "other" {
+                *others.entry(name).or_insert(0.0) += cores;
+            }
+        }
+        groups.insert("idle".to_owned(), after.idle.saturating_sub(before.idle) as f64 / elapsed_per_cpu);
+    }
+    let mut others: Vec<(String, f64)> =
+        others.into_iter().filter(|(_, cores)| *cores >= 0.01).map(|(name, cores)| (name.to_owned(), cores)).collect();
+    others.sort_by(|a, b| b.1.total_cmp(&a.1));
+    others.truncate(5);
+    CpuSplit { groups, others }
+}
+
+/// A `kB` line of /proc/<pid>/status, such as `VmHWM` (peak resident set).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether the process exists and has not exited (a zombie has exited).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').and_then(|close| stat[close + 1..].split_whitespace().next().map(|s| s != "Z")))
+        .unwrap_or(false)
+}

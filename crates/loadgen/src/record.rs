@@ -1,0 +1,63 @@
+//! The JSON lines the load generator prints, one per run, read back by `report`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Hash(HashResult),
+    Scenario(ScenarioResult),
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct HashResult {
+    pub cores: usize,
+    pub samples: usize,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub lanes: u32,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    /// cores / median: the most logins per second the hashing allows.
+    pub bound_per_s: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub connections: usize,
+    pub accounts: usize,
+    pub threads: usize,
+    pub warmup_s: f64,
+    /// The measured period as it actually ran.
+    pub measured_s: f64,
+    /// Successful (2xx) answers completed within the measured period.
+    pub requests: u64,
+    pub rps: f64,
+    /// Latency of the successful requests, in microseconds.
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Non-2xx answers and transport errors within the measured period, by kind.
+    pub errors: u64,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub warmup_errors: u64,
+    /// Refresh only: connections whose token chain broke on an error and stopped.
+    pub dead_connections: usize,
+    /// Cores used per process group during the measured period (idle included).
+    pub cpu_cores: BTreeMap<String, f64>,
+    /// The busiest other processes by name, in cores: anything else competing.
+    #[serde(default)]
+    pub cpu_other_processes: Vec<(String, f64)>,
+    pub auth_vm_hwm_kib: Option<u64>,
+    pub auth_vm_rss_kib: Option<u64>,
+}
+
+pub fn print(record: &Record) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(record)?);
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Renders the JSON lines of one benchmark run as the Markdown tables of
+//! `docs/benchmarks.md`, each target marked met or missed.
+
+use std::fmt::Write as _;
+
+use crate::record::{HashResult, Record, ScenarioResult};
+
+const LOGIN_SHARE_OF_BOUND: f64 = 0.85;
+const REFRESH_TARGET: f64 = 2_000.0;
+const ME_TARGET: f64 = 10_000.0;
+const RSS_TARGET_MIB: f64 = 100.0;
+/// Cores used by one unrelated process above which a run is flagged as disturbed.
+const OTHER_CPU_WARNING: f64 = 0.05;
+
+pub fn render(jsonl: &str) -> anyhow::Result<String> {
+    let mut hash: Option<HashResult> = None;
+    let mut scenarios: Vec<ScenarioResult> = Vec::new();
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line)? {
+            Record::Hash(h) => hash = Some(h),
+            Record::Scenario(s) => scenarios.push(s),
+        }
+    }
+    let mut out = String::new();
+    let mut verdicts: Vec<String> = Vec::new();
+
+    out.push_str("## Results\n\n");
+    out.push_str("| Scenario | Connections | Requests/s | p50 | p99 | Errors | Target | Met? |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|---|---|\n");
+    for s in &scenarios {
+        let (label, target, met, detail) = judge(s, hash.as_ref());
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} | {target} | {} |",
+            s.connections,
+            rate(s.rps),
+            latency(s.p50_us),
+            latency(s.p99_us),
+            s.errors,
+            mark(met, &detail),
+        );
+        if met == Some(false) || (met.is_none() && s.scenario != "live") {
+            verdicts.push(format!("**Missed: {}.** {detail}.", s.scenario));
+        }
+    }
+    let peak_kib = scenarios.iter().filter_map(|s| s.auth_vm_hwm_kib).max();
+    if let Some(kib) = peak_kib {
+        let mib = kib as f64 / 1024.0;
+        let met = mib < RSS_TARGET_MIB;
+        let detail = format!("{mib:.1} MiB");
+        let _ = writeln!(
+            out,
+            "| Peak RSS of `auth` (VmHWM) over the whole run | | | | | | < {RSS_TARGET_MIB:.0} MiB | {} |",
+            mark(Some(met), &detail)
+        );
+        if !met {
+            verdicts.push(format!("**Missed: peak RSS.** {detail}, above the {RSS_TARGET_MIB:.0} MiB target."));
+        }
+    } else {
+        verdicts.push("**Not measured: peak RSS** (no service pid given).".to_owned());
+    }
+
+    if let Some(h) = &hash {
+        out.push_str("\n### The Argon2 bound on logins\n\n");
+        out.push_str("| Quantity | Value |\n|---|--:|\n");
+        let _ = writeln!(
+            out,
+            "| One Argon2id verification (m={} KiB, t={}, p={}), one thread, median of {} | {:.1} ms (min {:.1}, max {:.1}) |",
+            h.memory_kib, h.iterations, h.lanes, h.samples, h.median_ms, h.min_ms, h.max_ms
+        );
+        let _ = writeln!(out, "| Cores | {} |", h.cores);
+        let _ = writeln!(out, "| Bound = cores ÷ median | {:.1} logins/s |", h.bound_per_s);
+        let _ = writeln!(out, "| Target = {:.0} % of the bound | {:.1} logins/s |", LOGIN_SHARE_OF_BOUND * 100.0, LOGIN_SHARE_OF_BOUND * h.bound_per_s);
+        if let Some(login) = scenarios.iter().find(|s| s.scenario == "login") {
+            let _ = writeln!(out, "| Measured | {:.1} logins/s = {:.1} % of the bound |", login.rps, 100.0 * login.rps / h.bound_per_s);
+        }
+    } else {
+        verdicts.push("**Not measured: the Argon2 bound** (no `hash` line), so the login target cannot be judged.".to_owned());
+    }
+
+    out.push_str("\n### CPU during each measured period\n\n");
+    out.push_str("Cores used by each process group (they add up to the number of cores, idle included).\n\n");
+    out.push_str("| Scenario | auth | PostgreSQL | Redis | loadgen | other | idle | busiest other processes |\n|---|--:|--:|--:|--:|--:|--:|---|\n");
+    for s in &scenarios {
+        let c = |k: &str| s.cpu_cores.get(k).map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+        let others = if s.cpu_other_processes.is_empty() {
+            "none".to_owned()
+        } else {
+            s.cpu_other_processes.iter().map(|(name, cores)| format!("`{name}` {cores:.2}")).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {others} |",
+            s.scenario,
+            c("auth"),
+            c("postgres"),
+            c("redis"),
+            c("loadgen"),
+            c("other"),
+            c("idle")
+        );
+    }
+
+    out.push_str("\n### Detail\n\n");
+    out.push_str("| Scenario | Requests measured | Seconds | p90 | max | Errors by kind | Warm-up errors | Stopped connections | RSS after (VmRSS) |\n");
+    out.push_str("|---|--:|--:|--:|--:|---|--:|--:|--:|\n");
+    for s in &scenarios {
+        let kinds = if s.error_kinds.is_empty() {
+            "none".to_owned()
+        } else {
+            s.error_kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+        };
+        let rss = s.auth_vm_rss_kib.map_or_else(|| "–".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {} | {} | {kinds} | {} | {} | {rss} |",
+            s.scenario,
+            s.requests,
+            s.measured_s,
+            latency(s.p90_us),
+            latency(s.max_us),
+            s.warmup_errors,
+            s.dead_connections
+        );
+    }
+
+    let busiest_other = scenarios.iter().filter_map(|s| s.cpu_other_processes.first().map(|o| (s, o))).max_by(|a, b| a.1.1.total_cmp(&b.1.1));
+    if let Some((s, (name, cores))) = busiest_other.filter(|(_, (_, cores))| *cores >= OTHER_CPU_WARNING) {
+        verdicts.push(format!(
+            "**Disturbed:** other processes competed for the CPU (up to `{name}` with {cores:.2} cores during {}); the figures are pessimistic.",
+            s.scenario
+        ));
+    }
+
+    out.push_str("\n### Verdict\n\n");
+    if verdicts.is_empty() {
+        out.push_str("Every target was met in this run.\n");
+    } else {
+        for v in verdicts {
+            let _ = writeln!(out, "- {v}");
+        }
+    }
+    Ok(out)
+}
+
+/// Label, target text, whether met (None: cannot be judged), and a one-line detail.
+fn judge(s: &ScenarioResult, hash: Option<&HashResult>) -> (String, String, Option<bool>, String) {
+    let errors = if s.errors > 0 { format!(", with {} errors", s.errors) } else { String::new() };
+    match s.scenario.as_str() {
+        "login" => {
+            let label = "login: `POST /api/v1/auth/login`".to_owned();
+            match hash {
+                Some(h) => {
+                    let target = LOGIN_SHARE_OF_BOUND * h.bound_per_s;
+                    let share = 100.0 * s.rps / h.bound_per_s;
+                    let met = s.rps >= target && s.errors == 0;
+                    (
+                        label,
+                        format!("≥ {:.0} % of the bound {:.1}/s, i.e. ≥ {target:.1}/s", LOGIN_SHARE_OF_BOUND * 100.0, h.bound_per_s),
+                        Some(met),
+                        format!("{:.1} logins/s = {share:.1} % of the bound{errors}", s.rps),
+                    )
+                }
+                None => (label, "≥ 85 % of the Argon2 bound".to_owned(), None, "bound not measured".to_owned()),
+            }
+        }
+        "refresh" => fixed("refresh: `POST /api/v1/auth/refresh` (rotating)", s, REFRESH_TARGET, &errors),
+        "me" => fixed("`GET /api/v1/users/me` (bearer)", s, ME_TARGET, &errors),
+        "live" => (
+            "baseline: `GET /health/live` (no storage, no crypto)".to_owned(),
+            "none: the ceiling of HTTP + load generator".to_owned(),
+            None,
+            "for comparison".to_owned(),
+        ),
+        other => (other.to_owned(), "–".to_owned(), None, "no target".to_owned()),
+    }
+}
+
+fn fixed(label: &str, s: &ScenarioResult, target: f64, errors: &str) -> (String, String, Option<bool>, String) {
+    let met = s.rps >= target && s.errors == 0;
+    let detail = format!("{} requests/s = {:.0} % of the {} target{errors}", rate(s.rps), 100.0 * s.rps / target, rate(target));
+    (label.to_owned(), format!("≥ {}/s", rate(target)), Some(met), detail)
+}
+
+fn mark(met: Option<bool>, detail: &str) -> String {
+    match met {
+        Some(true) => format!("yes ({detail})"),
+        Some(false) => format!("**NO** ({detail})"),
+        None => format!("n/a ({detail})"),
+    }
+}
+
+/// Requests per second: one decimal below 100, whole numbers with separators above.
+fn rate(value: f64) -> String {
+    if value < 100.0 {
+        return format!("{value:.1}");
+    }
+    let digits = format!("{:.0}", value);
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    grouped
+}
+
+fn latency(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..100_000 => format!("{:.2} ms", us as f64 / 1e3),
+        _ => format!("{:.0} ms", us as f64 / 1e3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_latencies_read_naturally() {
+        assert_eq!(rate(37.94), "37.9");
+        assert_eq!(rate(10_512.4), "10,512");
+        assert_eq!(rate(2_000.0), "2,000");
+        assert_eq!(rate(512.0), "512");
+        assert_eq!(latency(850), "850 µs");
+        assert_eq!(latency(1_234), "1.23 ms");
+        assert_eq!(latency(421_000), "421 ms");
+    }
+}

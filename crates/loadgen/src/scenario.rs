@@ -1,0 +1,327 @@
+//! The three scenarios: set-up (accounts, sessions), a warm-up, then a measured period.
+//!
+//! Each connection is one task with one request in flight. A request counts when it
+//! completes inside the measured period; its latency is recorded when it succeeded.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use http::HeaderValue;
+use hyper::body::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::{
+    RunArgs,
+    client::{self, Conn, Reply},
+    procstat,
+    record::ScenarioResult,
+};
+
+pub const PASSWORD: &str = "correct horse battery";
+const SIGNUP: &str = "/api/v1/auth/signup";
+const LOGIN: &str = "/api/v1/auth/login";
+const REFRESH: &str = "/api/v1/auth/refresh";
+const ME: &str = "/api/v1/users/me";
+const READY: &str = "/health/ready";
+const LIVE: &str = "/health/live";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Login,
+    Refresh,
+    Me,
+    Live,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+            Self::Me => "me",
+            Self::Live => "live",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+}
+
+/// When measuring starts and when everything stops.
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Window {
+    /// The start time of the next request, or `None` once the run is over.
+    fn next(&self) -> Option<Instant> {
+        let now = Instant::now();
+        (now < self.end).then_some(now)
+    }
+}
+
+/// One connection's tally; merged at the end.
+struct Tally {
+    latencies_us: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    warmup_errors: u64,
+    dead: bool,
+}
+
+enum Outcome {
+    Ok,
+    Failed(String),
+}
+
+impl Tally {
+    fn new() -> Self {
+        // 1 µs to 60 s at 3 significant figures.
+        let latencies_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+        Self { latencies_us, errors: BTreeMap::new(), warmup_errors: 0, dead: false }
+    }
+
+    fn finish(&mut self, window: &Window, started: Instant, outcome: &Outcome) {
+        let finished = Instant::now();
+        if finished > window.end {
+            return;
+        }
+        match outcome {
+            _ if finished < window.measure_from => {
+                if matches!(outcome, Outcome::Failed(_)) {
+                    self.warmup_errors += 1;
+                }
+            }
+            Outcome::Ok => {
+                let us = u64::try_from((finished - started).as_micros()).unwrap_or(u64::MAX).max(1);
+                self.latencies_us.saturating_record(us);
+            }
+            Outcome::Failed(kind) => *self.errors.entry(kind.clone()).or_default() += 1,
+        }
+    }
+}
+
+fn outcome(reply: &anyhow::Result<Reply>) -> Outcome {
+    match reply {
+        Ok(r) if r.status.is_success() => Outcome::Ok,
+        Ok(r) => Outcome::Failed(r.status.as_u16().to_string()),
+        Err(_) => Outcome::Failed("transport".to_owned()),
+    }
+}
+
+fn json_body(value: serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"))
+}
+
+fn email(index: usize) -> String {
+    format!("loadgen-{index}@bench.example.com")
+}
+
+/// Creates the account unless it exists already.
+async fn sign_up(conn: &mut Conn, email: &str) -> anyhow::Result<()> {
+    let reply = conn.send(client::post_json(SIGNUP, json_body(json!({"email": email, "password": PASSWORD})))).await?;
+    match reply.status.as_u16() {
+        201 | 409 => Ok(()),
+        status => anyhow::bail!("sign-up of {email}: HTTP {status}: {}", String::from_utf8_lossy(&reply.body)),
+    }
+}
+
+async fn log_in(conn: &mut Conn, email: &str) -> anyhow::Result<TokenPair> {
+    let reply = conn.send(client::post_json(LOGIN, json_body(json!({"email": email, "password": PASSWORD})))).await?;
+    anyhow::ensure!(reply.status == 200, "login of {email}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    serde_json::from_slice(&reply.body).context("login answer")
+}
+
+/// Signs up `count` accounts, concurrently (the service queues the hashing).
+async fn sign_up_all(args: &RunArgs, count: usize) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    for index in 0..count {
+        let addr = args.addr;
+        tasks.spawn(async move { sign_up(&mut Conn::new(addr), &email(index)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
+    let accounts = match kind {
+        Kind::Refresh => args.connections.min(args.accounts),
+        Kind::Live => 0,
+        Kind::Login | Kind::Me => args.accounts,
+    };
+    sign_up_all(args, accounts).await?;
+
+    // Per connection: its socket and, for refresh and me, a session made in set-up.
+    let mut sessions: Vec<(usize, Conn, Option<TokenPair>)> = Vec::with_capacity(args.connections);
+    let mut logins = JoinSet::new();
+    for index in 0..args.connections {
+        let addr = args.addr;
+        let needs_session = match kind {
+            Kind::Login | Kind::Live => false,
+            Kind::Refresh => true,
+            // A few users' tokens, shared round-robin, as many clients of few users would.
+            Kind::Me => index < accounts,
+        };
+        logins.spawn(async move {
+            let mut conn = Conn::new(addr);
+            let pair = if needs_session { Some(log_in(&mut conn, &email(index % accounts)).await?) } else { None };
+            anyhow::Ok((index, conn, pair))
+        });
+    }
+    while let Some(done) = logins.join_next().await {
+        sessions.push(done??);
+    }
+    sessions.sort_by_key(|(index, ..)| *index);
+    let access: Vec<HeaderValue> = sessions
+        .iter()
+        .filter_map(|(_, _, pair)| pair.as_ref())
+        .map(|p| HeaderValue::from_str(&format!("Bearer {}", p.access_token)))
+        .collect::<Result<_, _>>()?;
+
+    let start = Instant::now();
+    let window = Window { measure_from: start + args.warmup(), end: start + args.warmup() + args.duration() };
+    let sampler = tokio::spawn(sample_cpu(window, args.auth_pid));
+
+    let mut workers = JoinSet::new();
+    for (index, mut conn, pair) in sessions {
+        let mut tally = Tally::new();
+        match kind {
+            Kind::Login => {
+                let body = json_body(json!({"email": email(index % accounts), "password": PASSWORD}));
+                workers.spawn(async move {
+                    while let Some(started) = window.next() {
+                        let reply = conn.send(client::post_json(LOGIN, body.clone())).await;
+                        tally.finish(&window, started, &outcome(&reply));
+                    }
+                    tally
+                });
+            }
+            Kind::Refresh => {
+                let mut token = pair.expect("refresh connections have a session").refresh_token;
+                workers.spawn(async move {
+                    while let Some(started) = window.next() {
+                        let reply = conn.send(client::post_json(REFRESH, json_body(json!({"refresh_token": token})))).await;
+                        let mut result = outcome(&reply);
+                        // The next request must present the token this answer issued.
+                        let next = match (&result, &reply) {
+                            (Outcome::Ok, Ok(r)) => serde_json::from_slice::<TokenPair>(&r.body).ok(),
+                            _ => None,
+                        };
+                        if matches!(result, Outcome::Ok) && next.is_none() {
+                            result = Outcome::Failed("unparsable 200".to_owned());
+                        }
+                        tally.finish(&window, started, &result);
+                        match next {
+                            Some(pair) => token = pair.refresh_token,
+                            None => {
+                                // The chain is broken (or its state unknown): stop
+                                // rather than log in again, which would add hashing.
+                                tally.dead = true;
+                                break;
+                            }
+                        }
+                    }
+                    tally
+                });
+            }
+            Kind::Live => {
+                workers.spawn(async move {
+                    while let Some(started) = window.next() {
+                        let reply = conn.send(client::get(LIVE)).await;
+                        tally.finish(&window, started, &outcome(&reply));
+                    }
+                    tally
+                });
+            }
+            Kind::Me => {
+                let authorization = access[index % access.len()].clone();
+                workers.spawn(async move {
+                    while let Some(started) = window.next() {
+                        let reply = conn.send(client::get_with_bearer(ME, &authorization)).await;
+                        tally.finish(&window, started, &outcome(&reply));
+                    }
+                    tally
+                });
+            }
+        }
+    }
+
+    let mut total = Tally::new();
+    let mut dead_connections = 0;
+    while let Some(done) = workers.join_next().await {
+        let tally = done?;
+        total.latencies_us.add(&tally.latencies_us)?;
+        for (kind, n) in tally.errors {
+            *total.errors.entry(kind).or_default() += n;
+        }
+        total.warmup_errors += tally.warmup_errors;
+        dead_connections += usize::from(tally.dead);
+    }
+    let cpu = sampler.await?;
+    let measured_s = (window.end - window.measure_from).as_secs_f64();
+    let h = &total.latencies_us;
+    Ok(ScenarioResult {
+        scenario: kind.name().to_owned(),
+        connections: args.connections,
+        accounts,
+        threads: args.threads,
+        warmup_s: args.warmup,
+        measured_s,
+        requests: h.len(),
+        rps: h.len() as f64 / measured_s,
+        p50_us: h.value_at_quantile(0.50),
+        p90_us: h.value_at_quantile(0.90),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+        errors: total.errors.values().sum(),
+        error_kinds: total.errors,
+        warmup_errors: total.warmup_errors,
+        dead_connections,
+        cpu_cores: cpu.as_ref().map(|c| c.groups.clone()).unwrap_or_default(),
+        cpu_other_processes: cpu.map(|c| c.others).unwrap_or_default(),
+        auth_vm_hwm_kib: args.auth_pid.and_then(|pid| procstat::status_kib(pid, "VmHWM")),
+        auth_vm_rss_kib: args.auth_pid.and_then(|pid| procstat::status_kib(pid, "VmRSS")),
+    })
+}
+
+/// Polls the readiness probe until it answers 200.
+pub async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut conn = Conn::new(addr);
+    loop {
+        let last = match conn.send(client::get(READY)).await {
+            Ok(reply) if reply.status == 200 => return Ok(()),
+            Ok(reply) => format!("HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body)),
+            Err(e) => format!("{e:#}"),
+        };
+        if let Some(pid) = pid.filter(|pid| !procstat::is_running(*pid)) {
+            anyhow::bail!("the service (pid {pid}) exited before it was ready; last probe: {last}");
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("{addr} not ready after {timeout:?}; last probe: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// CPU split over exactly the measured period.
+async fn sample_cpu(window: Window, auth_pid: Option<u32>) -> Option<procstat::CpuSplit> {
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = procstat::snapshot(auth_pid);
+    tokio::time::sleep_until(window.end.into()).await;
+    let after = procstat::snapshot(auth_pid);
+    Some(procstat::cores_used(&before?, &after?))
+}
