@@ -1,0 +1,155 @@
+//! The limiter against real Redis: the machine's (`REDIS_URL`, each test with its own
+//! key prefix), throwaway servers that are killed or paused mid-test, and a three-node
+//! Redis Cluster started on loopback ports.
+
+use std::time::Duration;
+
+use ratelimit::{
+    Backend, Check, Limiter, LimiterConfig, Policy, RedisTarget,
+    testing::{RedisCluster, RedisServer},
+};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn prefix() -> String {
+    format!("rltest:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Tests assert decisions, not timing: a generous deadline keeps a busy machine from
+/// switching a test to the in-process store, except where that is the point.
+fn config(redis: RedisTarget) -> LimiterConfig {
+    let mut config = LimiterConfig::new(prefix(), Some(redis));
+    config.redis_timeout = Duration::from_secs(2);
+    config.probe_interval = Duration::from_millis(50);
+    config
+}
+
+async fn wait_for(deadline: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_and_the_in_process_store_give_the_same_answers() {
+    let shared = Limiter::new(config(RedisTarget::Single(redis_url()))).unwrap();
+    let local = Limiter::local(prefix());
+    let policy = Policy::new("p", "3/m burst 4".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.1")];
+    for i in 0..6 {
+        let (a, b) = (shared.acquire(&check).await, local.acquire(&check).await);
+        let (a, b) = (&a.statuses[0], &b.statuses[0]);
+        assert_eq!((a.allowed, a.remaining), (b.allowed, b.remaining), "request {i}");
+        // Both count from their own clock: compare to the second.
+        assert_eq!(a.reset.as_secs_f64().round(), b.reset.as_secs_f64().round(), "request {i}");
+        assert_eq!(a.retry_after.as_secs_f64().round(), b.retry_after.as_secs_f64().round(), "request {i}");
+        assert_eq!(a.allowed, i < 4);
+    }
+    assert_eq!(shared.backend(), Backend::Redis);
+}
+
+#[tokio::test]
+async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or_reset() {
+    let limiter = Limiter::new(config(RedisTarget::Single(redis_url()))).unwrap();
+    let per_ip = Policy::new("account-ip", "2/h".parse().unwrap());
+    let per_account = Policy::new("account", "10/h".parse().unwrap());
+    let from = |ip: &str| [Check::new(&per_ip, "acct:7").within(ip), Check::new(&per_account, "acct:7")];
+    assert!(limiter.acquire(&from("ip:a")).await.allowed());
+    assert!(limiter.acquire(&from("ip:a")).await.allowed());
+    let refused = limiter.acquire(&from("ip:a")).await;
+    assert!(!refused.allowed());
+    assert_eq!(refused.refused_by().map(|p| p.name()).collect::<Vec<_>>(), ["account-ip"]);
+    // The refused attempt did not charge the account: 10 - 2 left, minus this one.
+    let other = limiter.acquire(&from("ip:b")).await;
+    assert_eq!(other.statuses[1].remaining, 7);
+
+    limiter.refund(&from("ip:a")[1..]).await;
+    assert_eq!(limiter.acquire(&from("ip:c")).await.statuses[1].remaining, 7, "one given back, one taken");
+    limiter.reset(&from("ip:a")[..1]).await;
+    assert_eq!(limiter.acquire(&from("ip:a")).await.statuses[0].remaining, 1, "ip:a starts over");
+    assert_eq!(limiter.backend(), Backend::Redis);
+}
+
+#[tokio::test]
+async fn when_redis_dies_the_in_process_store_takes_over_until_it_is_back() {
+    let mut server = RedisServer::start();
+    let limiter = Limiter::new(config(RedisTarget::Single(server.url()))).unwrap();
+    let policy = Policy::new("p", "2/h".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.2")];
+    assert!(limiter.acquire(&check).await.allowed());
+    assert_eq!(limiter.backend(), Backend::Redis);
+    assert!(server.command("KEYS *").contains("{ip:198.51.100.2}"), "the state is in Redis");
+
+    server.stop();
+    // Still answered, now from this process: a fresh local bucket, same policy.
+    let during = limiter.acquire(&check).await;
+    assert!(during.allowed());
+    assert_eq!(limiter.backend(), Backend::Local);
+    assert_eq!(limiter.fallbacks(), 1);
+    assert!(limiter.acquire(&check).await.allowed());
+    assert!(!limiter.acquire(&check).await.allowed(), "the local store enforces the same policy");
+
+    server.restart();
+    wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+    assert!(limiter.acquire(&check).await.allowed(), "a fresh Redis: shared state starts over");
+    assert!(server.command("KEYS *").contains("{ip:198.51.100.2}"));
+    assert_eq!(limiter.fallbacks(), 1);
+}
+
+#[tokio::test]
+async fn a_redis_slower_than_the_deadline_counts_as_down() {
+    let server = RedisServer::start();
+    let mut config = config(RedisTarget::Single(server.url()));
+    config.redis_timeout = Duration::from_millis(50);
+    let limiter = Limiter::new(config).unwrap();
+    let policy = Policy::new("p", "100/s".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.3")];
+    // Connect first, so the pause below is the only slowness.
+    wait_for(Duration::from_secs(10), "a first answer from Redis", async || {
+        limiter.acquire(&check).await;
+        limiter.backend() == Backend::Redis
+    })
+    .await;
+    // Every client's commands wait for 1.5 s: the server is up but slow.
+    assert!(server.command("CLIENT PAUSE 1500 ALL").contains("OK"));
+    assert!(limiter.acquire(&check).await.allowed());
+    assert_eq!(limiter.backend(), Backend::Local);
+    wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn limits_are_shared_through_a_three_node_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let limiter = Limiter::new(config(RedisTarget::Cluster(cluster.urls()))).unwrap();
+    let other_instance = Limiter::new(config(RedisTarget::Cluster(cluster.urls()))).unwrap();
+    let per_ip = Policy::new("account-ip", "2/h".parse().unwrap());
+    let per_account = Policy::new("account", "10/h".parse().unwrap());
+    let api = Policy::new("api", "3/m".parse().unwrap());
+    // Many subjects: their keys spread over every node, and multi-key checks of one
+    // subject stay in one slot (no CROSSSLOT error).
+    for account in 0..30 {
+        let checks = [Check::new(&per_ip, format!("acct:{account}")).within("ip:a"), Check::new(&per_account, format!("acct:{account}"))];
+        assert!(limiter.acquire(&checks).await.allowed());
+    }
+    let spread = cluster.keys_per_node("*:rl:*");
+    assert_eq!(spread.iter().sum::<usize>(), 60);
+    assert!(spread.iter().all(|&n| n > 0), "keys on every node: {spread:?}");
+
+    // One limit for both instances (they share the prefix).
+    let shared_prefix = LimiterConfig { key_prefix: "shared".into(), ..config(RedisTarget::Cluster(cluster.urls())) };
+    let (a, b) = (Limiter::new(shared_prefix.clone()).unwrap(), Limiter::new(shared_prefix).unwrap());
+    let check = [Check::new(&api, "ip:198.51.100.4")];
+    assert!(a.acquire(&check).await.allowed());
+    assert!(b.acquire(&check).await.allowed());
+    assert!(a.acquire(&check).await.allowed());
+    let refused = b.acquire(&check).await;
+    assert!(!refused.allowed());
+    assert_eq!(refused.retry_after().map(|d| d.as_secs_f64().round()), Some(20.0));
+    for l in [&limiter, &other_instance, &a, &b] {
+        assert_eq!(l.backend(), Backend::Redis);
+    }
+}
