@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// CPU ticks (USER_HZ) of every process, grouped, plus the machine's totals.
 pub struct CpuSnapshot {
-    /// Sum over all CPUs of all states, and of idle + iowait.
+    /// Sum over all CPUs of all states; of idle + iowait; of time stolen by the hypervisor.
     total: u64,
     idle: u64,
+    steal: u64,
     cpus: usize,
     /// pid → (group, name, utime + stime)
     processes: HashMap<u32, (&'static str, String, u64)>,
@@ -19,7 +20,7 @@ pub fn snapshot(auth_pid: Option<u32>) -> Option<CpuSnapshot> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let mut lines = stat.lines();
     let totals: Vec<u64> = lines.next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
-    if totals.len() < 5 {
+    if totals.len() < 8 {
         return None;
     }
     let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
@@ -48,7 +49,7 @@ pub fn snapshot(auth_pid: Option<u32>) -> Option<CpuSnapshot> {
         };
         processes.insert(pid, (group, comm.to_owned(), ticks));
     }
-    Some(CpuSnapshot { total: totals.iter().sum(), idle: totals[3] + totals[4], cpus, processes })
+    Some(CpuSnapshot { total: totals.iter().sum(), idle: totals[3] + totals[4], steal: totals[7], cpus, processes })
 }
 
 pub struct CpuSplit {
@@ -59,7 +60,8 @@ pub struct CpuSplit {
 }
 
 /// The CPU split between two snapshots. Processes that started in between count
-/// from their start; those that exited in between are missed.
+/// from their start. "other" is the machine's busy time left after the named
+/// groups, so it includes processes that exited in between (such as compilers).
 pub fn cores_used(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuSplit {
     let elapsed_per_cpu = after.total.saturating_sub(before.total) as f64 / after.cpus as f64;
     let mut groups = BTreeMap::new();
@@ -68,12 +70,18 @@ pub fn cores_used(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuSplit {
         for (pid, (group, name, ticks)) in &after.processes {
             let earlier = before.processes.get(pid).map_or(0, |(.., t)| *t);
             let cores = ticks.saturating_sub(earlier) as f64 / elapsed_per_cpu;
-            *groups.entry((*group).to_owned()).or_insert(0.0) += cores;
             if *group == "other" {
                 *others.entry(name).or_insert(0.0) += cores;
+            } else {
+                *groups.entry((*group).to_owned()).or_insert(0.0) += cores;
             }
         }
-        groups.insert("idle".to_owned(), after.idle.saturating_sub(before.idle) as f64 / elapsed_per_cpu);
+        let idle = after.idle.saturating_sub(before.idle) as f64 / elapsed_per_cpu;
+        let steal = after.steal.saturating_sub(before.steal) as f64 / elapsed_per_cpu;
+        let named: f64 = groups.values().sum();
+        groups.insert("other".to_owned(), (after.cpus as f64 - idle - steal - named).max(0.0));
+        groups.insert("idle".to_owned(), idle);
+        groups.insert("steal".to_owned(), steal);
     }
     let mut others: Vec<(String, f64)> =
         others.into_iter().filter(|(_, cores)| *cores >= 0.01).map(|(name, cores)| (name.to_owned(), cores)).collect();

@@ -319,9 +319,11 @@ pub async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -
 
 /// CPU split over exactly the measured period.
 async fn sample_cpu(window: Window, auth_pid: Option<u32>) -> Option<procstat::CpuSplit> {
+    // Reading /proc takes milliseconds: off the runtime that drives the connections.
+    let snapshot = || async move { tokio::task::spawn_blocking(move || procstat::snapshot(auth_pid)).await.ok().flatten() };
     tokio::time::sleep_until(window.measure_from.into()).await;
-    let before = procstat::snapshot(auth_pid);
+    let before = snapshot().await;
     tokio::time::sleep_until(window.end.into()).await;
-    let after = procstat::snapshot(auth_pid);
+    let after = snapshot().await;
     Some(procstat::cores_used(&before?, &after?))
 }
