@@ -22,3 +22,4 @@ services:
 ## Rewrites the committed OpenAPI contracts from the code.
 contracts:
 	@cargo run -q -p auth -- openapi > contracts/auth.openapi.json
+	@cargo run -q -p movies -- openapi > contracts/movies.openapi.json

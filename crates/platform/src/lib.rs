@@ -3,5 +3,6 @@
 
 pub mod db;
 pub mod env;
+pub mod http;
 pub mod shutdown;
 pub mod telemetry;

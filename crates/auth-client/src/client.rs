@@ -1,0 +1,244 @@
+//! The client: local verification, revocation through introspection, and the
+//! background refresh of the JWKS.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
+use moka::future::Cache;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    User,
+    breaker::{Breaker, BreakerState},
+    config::AuthClientConfig,
+    introspection::{IntrospectionRequest, IntrospectionResponse},
+    keys::KeyCache,
+};
+
+/// The claims of an access token this library relies on.
+#[derive(Debug, Clone, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    sid: Uuid,
+    jti: Uuid,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    age_class: Option<u8>,
+}
+
+/// What a bearer token turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Authentication {
+    /// Verified locally and, unless `degraded`, confirmed live by Auth.
+    User { user: User, degraded: bool },
+    /// The token could not be checked (its key is unknown and Auth is unreachable):
+    /// served as anonymous.
+    Unverifiable,
+    /// Invalid, expired or revoked: answer 401.
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct AuthClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AuthClientConfig,
+    http: reqwest::Client,
+    keys: KeyCache,
+    validation: Validation,
+    breaker: Breaker,
+    /// Introspection answers by token hash: `Some(roles)` live, `None` revoked.
+    introspections: Cache<[u8; 32], Option<Vec<String>>>,
+    /// Whether the last JWKS fetch failed, to log outages once rather than per retry.
+    jwks_failing: AtomicBool,
+}
+
+enum Revocation {
+    Live(Vec<String>),
+    Revoked,
+    Unknown,
+}
+
+impl AuthClient {
+    pub fn new(config: AuthClientConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        // A no-op when a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(config.introspection_timeout.max(Duration::from_millis(50)))
+            .build()
+            .expect("a plain HTTP client builds");
+        let introspections = Cache::builder().time_to_live(config.introspection_cache_ttl).max_capacity(100_000).build();
+        Self {
+            inner: Arc::new(Inner {
+                breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
+                config,
+                http,
+                keys: KeyCache::default(),
+                validation,
+                introspections,
+                jwks_failing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Starts the background task that fetches the JWKS: every `jwks_retry_interval`
+    /// while no key is known, then every `jwks_refresh_interval`. Returns at once,
+    /// whether Auth is up or not.
+    pub fn spawn_key_refresh(&self) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let ok = client.refresh_keys().await;
+                let config = &client.inner.config;
+                let wait = if ok || !client.inner.keys.is_empty() { config.jwks_refresh_interval } else { config.jwks_retry_interval };
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    pub fn has_keys(&self) -> bool {
+        !self.inner.keys.is_empty()
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// Fetches the JWKS now; true when keys were loaded.
+    pub async fn refresh_keys(&self) -> bool {
+        match self.fetch_keys().await {
+            Ok(loaded) => {
+                if self.inner.jwks_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(keys = loaded, "JWKS fetched again");
+                }
+                true
+            }
+            Err(why) => {
+                if !self.inner.jwks_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %why, "JWKS fetch failed; keeping the keys already known and retrying");
+                }
+                false
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<usize, String> {
+        let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
+        let response = self.inner.http.get(&url).timeout(self.inner.config.jwks_timeout).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        let set: JwkSet = response.json().await.map_err(|e| format!("unreadable: {e}"))?;
+        match self.inner.keys.replace(&set) {
+            0 => Err("no usable key in the set".into()),
+            loaded => Ok(loaded),
+        }
+    }
+
+    /// Checks a bearer token: signature and expiry locally, revocation through Auth.
+    pub async fn authenticate(&self, token: &str) -> Authentication {
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return Authentication::Invalid };
+        if header.alg != Algorithm::EdDSA {
+            return Authentication::Invalid;
+        }
+        let Some(kid) = header.kid else { return Authentication::Invalid };
+        let key = match self.inner.keys.get(&kid) {
+            Some(key) => key,
+            None => match self.key_after_refetch(&kid).await {
+                KeyLookup::Found(key) => key,
+                KeyLookup::Unknown => return Authentication::Invalid,
+                KeyLookup::Unreachable => return Authentication::Unverifiable,
+            },
+        };
+        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation) else {
+            return Authentication::Invalid;
+        };
+        let claims = data.claims;
+        let user = |roles: Vec<String>| User { id: claims.sub, session_id: claims.sid, token_id: claims.jti, roles, age_class: claims.age_class };
+        match self.revocation(token).await {
+            Revocation::Live(roles) => Authentication::User { user: user(roles), degraded: false },
+            Revocation::Revoked => Authentication::Invalid,
+            Revocation::Unknown => Authentication::User { user: user(claims.roles.clone()), degraded: true },
+        }
+    }
+
+    async fn key_after_refetch(&self, kid: &str) -> KeyLookup {
+        let min_interval = self.inner.config.unknown_kid_refetch_interval;
+        match self.inner.keys.fetch_slot(min_interval).await {
+            Some(_slot) => {
+                if !self.refresh_keys().await {
+                    return KeyLookup::Unreachable;
+                }
+            }
+            // Fetched recently: trust that answer, unless it was a failure and we hold nothing.
+            None if self.inner.keys.is_empty() => return KeyLookup::Unreachable,
+            None => {}
+        }
+        self.inner.keys.get(kid).map_or(KeyLookup::Unknown, KeyLookup::Found)
+    }
+
+    async fn revocation(&self, token: &str) -> Revocation {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(cached) = self.inner.introspections.get(&key).await {
+            return cached.map_or(Revocation::Revoked, Revocation::Live);
+        }
+        if !self.inner.breaker.try_acquire() {
+            return Revocation::Unknown;
+        }
+        match self.introspect(token).await {
+            Ok(answer) => {
+                self.inner.breaker.on_success();
+                let live = answer.active.then(|| answer.roles.unwrap_or_default());
+                self.inner.introspections.insert(key, live.clone()).await;
+                live.map_or(Revocation::Revoked, Revocation::Live)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "introspection failed; token accepted on its signature");
+                self.inner.breaker.on_failure();
+                Revocation::Unknown
+            }
+        }
+    }
+
+    async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, String> {
+        let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .timeout(self.inner.config.introspection_timeout)
+            .json(&IntrospectionRequest { token })
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") })?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| format!("unreadable answer: {e}"))
+    }
+}
+
+enum KeyLookup {
+    Found(jsonwebtoken::DecodingKey),
+    /// Auth answered, and has no such key: the token is forged or from elsewhere.
+    Unknown,
+    /// Auth could not be asked.
+    Unreachable,
+}

@@ -1,0 +1,45 @@
+use std::time::Duration;
+
+/// Settings of the Auth client. Defaults suit a service next to Auth on the same network.
+#[derive(Debug, Clone)]
+pub struct AuthClientConfig {
+    /// Base URL of Auth, for example `http://127.0.0.1:8000`.
+    pub auth_url: String,
+    /// Expected `iss` and `aud` of access tokens.
+    pub issuer: String,
+    pub audience: String,
+    /// Longest wait for one introspection answer.
+    pub introspection_timeout: Duration,
+    /// How long an introspection answer is reused. Bounds how late a logout is noticed.
+    pub introspection_cache_ttl: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long the breaker stays open before one probe request is let through.
+    pub breaker_open_for: Duration,
+    /// How often the JWKS is refetched while keys are known.
+    pub jwks_refresh_interval: Duration,
+    /// How often the JWKS fetch is retried while no key is known (Auth down at start).
+    pub jwks_retry_interval: Duration,
+    /// Minimum time between refetches caused by an unknown `kid`.
+    pub unknown_kid_refetch_interval: Duration,
+    /// Longest wait for the JWKS.
+    pub jwks_timeout: Duration,
+}
+
+impl AuthClientConfig {
+    pub fn new(auth_url: impl Into<String>) -> Self {
+        Self {
+            auth_url: auth_url.into().trim_end_matches('/').to_owned(),
+            issuer: "cinema-auth".into(),
+            audience: "cinema".into(),
+            introspection_timeout: Duration::from_millis(100),
+            introspection_cache_ttl: Duration::from_secs(2),
+            breaker_failure_threshold: 5,
+            breaker_open_for: Duration::from_secs(5),
+            jwks_refresh_interval: Duration::from_secs(300),
+            jwks_retry_interval: Duration::from_secs(2),
+            unknown_kid_refetch_interval: Duration::from_secs(5),
+            jwks_timeout: Duration::from_secs(2),
+        }
+    }
+}

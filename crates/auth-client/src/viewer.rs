@@ -1,0 +1,118 @@
+//! The [`Viewer`] extractor and the layer that marks degraded answers.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{
+    extract::{FromRef, FromRequestParts, Request},
+    http::{HeaderName, HeaderValue, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use uuid::Uuid;
+
+use crate::{AuthClient, Authentication};
+
+/// Set to `1` on a response computed without confirming the viewer with Auth.
+pub const DEGRADED_HEADER: HeaderName = HeaderName::from_static("x-auth-degraded");
+
+/// A signed-in viewer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub token_id: Uuid,
+    /// Roles as Auth reports them now (from introspection), or as the token states
+    /// them when Auth could not be asked.
+    pub roles: Vec<String>,
+    /// The highest age class the user may watch; `None` when the birth date is unknown.
+    pub age_class: Option<u8>,
+}
+
+impl User {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Viewer {
+    Anonymous,
+    User(User),
+}
+
+impl Viewer {
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Viewer::User(user) => Some(user),
+            Viewer::Anonymous => None,
+        }
+    }
+}
+
+/// A flag the extractor raises when it served the request without Auth's word.
+#[derive(Clone, Default)]
+struct Degraded(Arc<AtomicBool>);
+
+/// Middleware that adds `X-Auth-Degraded: 1` to responses whose viewer was not
+/// confirmed with Auth. Use with `axum::middleware::from_fn(degraded_layer)`.
+pub async fn degraded_layer(mut request: Request, next: Next) -> Response {
+    let flag = Degraded::default();
+    request.extensions_mut().insert(flag.clone());
+    let mut response = next.run(request).await;
+    if flag.0.load(Ordering::Relaxed) {
+        response.headers_mut().insert(DEGRADED_HEADER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+#[derive(Debug)]
+pub struct ViewerRejection;
+
+impl IntoResponse for ViewerRejection {
+    fn into_response(self) -> Response {
+        problem::invalid_token_response()
+    }
+}
+
+impl<S> FromRequestParts<S> for Viewer
+where
+    AuthClient: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ViewerRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(Viewer::Anonymous) };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() && token.len() <= 4096)
+            .map(|(_, token)| token.trim())
+            .ok_or(ViewerRejection)?;
+        let client = AuthClient::from_ref(state);
+        let mark_degraded = || {
+            if let Some(flag) = parts.extensions.get::<Degraded>() {
+                flag.0.store(true, Ordering::Relaxed);
+            }
+        };
+        match client.authenticate(token).await {
+            Authentication::User { user, degraded } => {
+                if degraded {
+                    mark_degraded();
+                }
+                Ok(Viewer::User(user))
+            }
+            Authentication::Unverifiable => {
+                mark_degraded();
+                Ok(Viewer::Anonymous)
+            }
+            Authentication::Invalid => Err(ViewerRejection),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Films: lists, search and details.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{GenreRef, PageInfo, Paging, PersonRef};
+use crate::error::Result;
+
+/// A film in a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow, PartialEq)]
+pub struct FilmSummary {
+    pub id: Uuid,
+    pub title: String,
+    pub release_date: Option<NaiveDate>,
+    pub imdb_rating: Option<f32>,
+    /// Russian age classification: 0, 6, 12, 16 or 18 (+).
+    #[schema(example = 16)]
+    pub age_class: i16,
+    /// `free` or `subscription`.
+    #[schema(example = "subscription")]
+    pub access_tier: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FilmPage {
+    pub items: Vec<FilmSummary>,
+    pub page: PageInfo,
+}
+
+/// A film with everything the catalogue knows of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct FilmDetail {
+    pub id: Uuid,
+    pub title: String,
+    pub release_date: Option<NaiveDate>,
+    pub imdb_rating: Option<f32>,
+    pub imdb_votes: Option<i32>,
+    pub rotten_tomatoes_rating: Option<i16>,
+    /// The MPAA rating of the source data, from which `age_class` is derived.
+    pub mpaa_rating: Option<String>,
+    #[schema(example = 16)]
+    pub age_class: i16,
+    #[schema(example = "subscription")]
+    pub access_tier: String,
+    pub running_time_min: Option<i16>,
+    pub distributor: Option<String>,
+    pub source: Option<String>,
+    pub creative_type: Option<String>,
+    #[sqlx(json)]
+    pub genres: Vec<GenreRef>,
+    #[sqlx(json)]
+    pub directors: Vec<PersonRef>,
+}
+
+/// Orders of a film list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    RatingDesc,
+    RatingAsc,
+    ReleaseDesc,
+    ReleaseAsc,
+    TitleAsc,
+    TitleDesc,
+}
+
+impl Sort {
+    pub const ALLOWED: &'static str = "-imdb_rating, imdb_rating, -release_date, release_date, title, -title";
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "-imdb_rating" => Self::RatingDesc,
+            "imdb_rating" => Self::RatingAsc,
+            "-release_date" => Self::ReleaseDesc,
+            "release_date" => Self::ReleaseAsc,
+            "title" => Self::TitleAsc,
+            "-title" => Self::TitleDesc,
+            _ => return None,
+        })
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::RatingDesc => "-imdb_rating",
+            Self::RatingAsc => "imdb_rating",
+            Self::ReleaseDesc => "-release_date",
+            Self::ReleaseAsc => "release_date",
+            Self::TitleAsc => "title",
+            Self::TitleDesc => "-title",
+        }
+    }
+
+    /// A fixed SQL fragment per variant: never built from input.
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::RatingDesc => "imdb_rating DESC NULLS LAST, id",
+            Self::RatingAsc => "imdb_rating ASC NULLS LAST, id",
+            Self::ReleaseDesc => "release_date DESC NULLS LAST, id",
+            Self::ReleaseAsc => "release_date ASC NULLS LAST, id",
+            Self::TitleAsc => "title ASC, id",
+            Self::TitleDesc => "title DESC, id",
+        }
+    }
+}
+
+const SUMMARY: &str = "id, title, release_date, imdb_rating, age_class, access_tier";
+
+pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, paging: Paging) -> Result<FilmPage> {
+    let filter = "age_class <= $1 AND ($2::uuid IS NULL OR id IN (SELECT film_id FROM film_genres WHERE genre_id = $2))";
+    let items: Vec<FilmSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY} FROM films WHERE {filter} ORDER BY {} LIMIT $3 OFFSET $4",
+        sort.order_by()
+    )))
+    .bind(i16::from(max_age))
+    .bind(genre)
+    .bind(paging.limit())
+    .bind(paging.offset())
+    .fetch_all(db)
+    .await?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM films WHERE {filter}")))
+        .bind(i16::from(max_age))
+        .bind(genre)
+        .fetch_one(db)
+        .await?;
+    Ok(FilmPage { items, page: paging.info(total) })
+}
+
+/// Full-text search on titles, tolerant of typos: English stemming through a
+/// tsvector, misspellings through trigram word similarity. Exact word matches rank
+/// first, then by text rank, similarity and rating.
+pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {
+    let rows: Vec<(FilmSummary, i64)> = sqlx::query_as::<_, FilmSummaryWithTotal>(
+        "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS ts, lower($2) AS text),
+              hits AS (
+                SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier,
+                       (f.search @@ q.ts) AS exact, ts_rank(f.search, q.ts) AS rank,
+                       word_similarity(q.text, lower(f.title)) AS sim
+                  FROM films f, q
+                 WHERE f.age_class <= $1 AND (f.search @@ q.ts OR q.text <% lower(f.title))
+              )
+         SELECT id, title, release_date, imdb_rating, age_class, access_tier, count(*) OVER () AS total
+           FROM hits
+          ORDER BY exact DESC, rank DESC, sim DESC, imdb_rating DESC NULLS LAST, id
+          LIMIT $3 OFFSET $4",
+    )
+    .bind(i16::from(max_age))
+    .bind(query)
+    .bind(paging.limit())
+    .bind(paging.offset())
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.film, r.total))
+    .collect();
+    let total = rows.first().map_or(0, |(_, t)| *t);
+    Ok(FilmPage { items: rows.into_iter().map(|(f, _)| f).collect(), page: paging.info(total) })
+}
+
+#[derive(sqlx::FromRow)]
+struct FilmSummaryWithTotal {
+    #[sqlx(flatten)]
+    film: FilmSummary,
+    total: i64,
+}
+
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<FilmDetail>> {
+    Ok(sqlx::query_as(
+        "SELECT f.id, f.title, f.release_date, f.imdb_rating, f.imdb_votes, f.rotten_tomatoes AS rotten_tomatoes_rating,
+                f.mpaa_rating, f.age_class, f.access_tier, f.running_time_min, f.distributor, f.source, f.creative_type,
+                COALESCE((SELECT json_agg(json_build_object('id', g.id, 'name', g.name) ORDER BY g.name)
+                            FROM film_genres fg JOIN genres g ON g.id = fg.genre_id WHERE fg.film_id = f.id), '[]') AS genres,
+                COALESCE((SELECT json_agg(json_build_object('id', p.id, 'full_name', p.full_name) ORDER BY p.full_name)
+                            FROM film_persons fp JOIN persons p ON p.id = fp.person_id
+                           WHERE fp.film_id = f.id AND fp.role = 'director'), '[]') AS directors
+           FROM films f WHERE f.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Films of a person, newest first, that the viewer may see.
+pub async fn by_person(db: &PgPool, max_age: u8, person: Uuid) -> Result<Vec<FilmSummary>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY} FROM films WHERE age_class <= $1 AND id IN (SELECT film_id FROM film_persons WHERE person_id = $2)
+          ORDER BY release_date DESC NULLS LAST, id"
+    )))
+    .bind(i16::from(max_age))
+    .bind(person)
+    .fetch_all(db)
+    .await?)
+}
+

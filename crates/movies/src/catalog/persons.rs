@@ -1,0 +1,62 @@
+//! Persons: directors (and, with richer data, actors and writers).
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{PageInfo, Paging};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Person {
+    pub id: Uuid,
+    pub full_name: String,
+    /// What the person did: `director`, …
+    pub roles: Vec<String>,
+    /// Films of the person in the whole catalogue.
+    pub film_count: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PersonPage {
+    pub items: Vec<Person>,
+    pub page: PageInfo,
+}
+
+const SELECT: &str = "SELECT p.id, p.full_name,
+        ARRAY(SELECT DISTINCT fp.role FROM film_persons fp WHERE fp.person_id = p.id ORDER BY 1) AS roles,
+        (SELECT count(DISTINCT fp.film_id) FROM film_persons fp WHERE fp.person_id = p.id) AS film_count
+   FROM persons p";
+
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Person>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.id = $1"))).bind(id).fetch_optional(db).await?)
+}
+
+/// Name search, tolerant of typos (trigram word similarity) and word order (full text).
+pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPage> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        person: Person,
+        total: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH hits AS (
+            SELECT p.id, word_similarity(lower($1), lower(p.full_name)) AS sim
+              FROM persons p
+             WHERE lower($1) <% lower(p.full_name)
+                OR to_tsvector('simple', p.full_name) @@ plainto_tsquery('simple', $1)
+         ), page AS (
+            SELECT id, sim, count(*) OVER () AS total FROM hits ORDER BY sim DESC, id LIMIT $2 OFFSET $3
+         )
+         SELECT x.*, page.total FROM page JOIN ({SELECT}) x ON x.id = page.id ORDER BY page.sim DESC, page.id"
+    )))
+    .bind(query)
+    .bind(paging.limit())
+    .bind(paging.offset())
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    Ok(PersonPage { items: rows.into_iter().map(|r| r.person).collect(), page: paging.info(total) })
+}

@@ -1,0 +1,75 @@
+//! Typed settings of the movies API, read once at start-up from the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+use auth_client::AuthClientConfig;
+use platform::env::{ConfigError, Env};
+use secrecy::SecretString;
+
+const PREFIX: &str = "MOVIES_";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    pub redis_url: SecretString,
+    pub redis_key_prefix: String,
+    /// Lifetime of cached answers that are the same for everyone; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// Longest wait for Redis before answering from the database.
+    pub cache_timeout: Duration,
+    pub request_timeout: Duration,
+    pub auth: AuthClientConfig,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(&lookup);
+        let mut auth = AuthClientConfig::new(env.string("AUTH_URL", "http://127.0.0.1:8000"));
+        auth.issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
+        auth.audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
+        auth.introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
+        auth.introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
+        auth.breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
+        auth.breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
+        auth.jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
+        auth.jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+        Ok(Self {
+            listen: env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?,
+            database_url: env.string("MOVIES_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/movies").into(),
+            database_max_connections: env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?,
+            redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
+            redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
+            cache_ttl: Duration::from_secs(env.parse("MOVIES_CACHE_TTL_SECONDS", "60")?),
+            cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
+            request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
+            auth,
+        })
+    }
+
+    pub fn unknown_variables() -> Vec<String> {
+        platform::env::unknown_variables(
+            PREFIX,
+            &[
+                "MOVIES_LISTEN",
+                "MOVIES_DATABASE_URL",
+                "MOVIES_DATABASE_MAX_CONNECTIONS",
+                "MOVIES_REDIS_KEY_PREFIX",
+                "MOVIES_CACHE_TTL_SECONDS",
+                "MOVIES_CACHE_TIMEOUT_MS",
+                "MOVIES_REQUEST_TIMEOUT_SECONDS",
+                "MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS",
+                "MOVIES_AUTH_INTROSPECTION_CACHE_MS",
+                "MOVIES_AUTH_BREAKER_FAILURES",
+                "MOVIES_AUTH_BREAKER_OPEN_MS",
+                "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
+                "MOVIES_AUTH_JWKS_RETRY_MS",
+            ],
+        )
+    }
+}

@@ -1,0 +1,152 @@
+//! Films: list, search, details and streaming.
+
+use auth_client::Viewer;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    extract::{Path, Query},
+    paging::PageParams,
+};
+use crate::{
+    access,
+    catalog::films::{self, FilmDetail, FilmPage, Sort},
+    error::{ApiError, Result},
+    state::AppState,
+};
+use problem::Problem;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_films))
+        .routes(routes!(search_films))
+        .routes(routes!(get_film))
+        .routes(routes!(stream_film))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// One of `-imdb_rating` (default), `imdb_rating`, `-release_date`, `release_date`, `title`, `-title`.
+    sort: Option<String>,
+    /// Only films of this genre (its id).
+    genre: Option<Uuid>,
+}
+
+/// Films the viewer may see, sorted and paged.
+#[utoipa::path(get, path = "/api/v1/films", tag = "films", params(ListParams, PageParams), security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of films", body = FilmPage),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_films(State(state): State<AppState>, viewer: Viewer, Query(params): Query<ListParams>, Query(page): Query<PageParams>) -> Result<axum::Json<FilmPage>> {
+    let sort = match params.sort.as_deref() {
+        None => Sort::RatingDesc,
+        Some(raw) => Sort::parse(raw).ok_or_else(|| ApiError::field("sort", format!("must be one of {}", Sort::ALLOWED)))?,
+    };
+    let paging = page.paging()?;
+    let max_age = access::max_age_class(&viewer);
+    let genre_key = params.genre.map_or_else(|| "all".to_owned(), |g| g.simple().to_string());
+    let key = format!("films:{max_age}:{genre_key}:{}:{}:{}", sort.key(), paging.number, paging.size);
+    let page = state.cache.get_or_load(&key, || films::list(&state.db, max_age, params.genre, sort, paging)).await?;
+    Ok(axum::Json(page))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Words of the title; misspellings are tolerated.
+    #[param(example = "godfater")]
+    query: String,
+}
+
+fn search_text(raw: &str) -> Result<String> {
+    let text = raw.trim();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(ApiError::field("query", "must be 1 to 200 characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// Full-text search of titles, tolerant of typos, among the films the viewer may see.
+#[utoipa::path(get, path = "/api/v1/films/search", tag = "films", params(SearchParams, PageParams), security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Best matches first", body = FilmPage),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn search_films(State(state): State<AppState>, viewer: Viewer, Query(params): Query<SearchParams>, Query(page): Query<PageParams>) -> Result<axum::Json<FilmPage>> {
+    let text = search_text(&params.query)?;
+    let paging = page.paging()?;
+    let max_age = access::max_age_class(&viewer);
+    let key = format!("search:{max_age}:{}:{}:{}", paging.number, paging.size, text.to_lowercase());
+    let page = state.cache.get_or_load(&key, || films::search(&state.db, max_age, &text, paging)).await?;
+    Ok(axum::Json(page))
+}
+
+async fn film(state: &AppState, id: Uuid) -> Result<FilmDetail> {
+    state
+        .cache
+        .get_or_load(&format!("film:{}", id.simple()), || films::get(&state.db, id))
+        .await?
+        .ok_or(ApiError::NotFound("No film with this id."))
+}
+
+/// One film. 403 when it is above the viewer's age class.
+#[utoipa::path(get, path = "/api/v1/films/{id}", tag = "films", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Film id")),
+    responses(
+        (status = 200, description = "The film", body = FilmDetail),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Above the viewer's age class", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such film", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<FilmDetail>> {
+    let film = film(&state, id).await?;
+    access::check_age(&viewer, film.age_class as u8)?;
+    Ok(axum::Json(film))
+}
+
+/// Where and how to play a film.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackDescriptor {
+    pub film_id: Uuid,
+    /// HLS master playlist of the film.
+    #[schema(example = "/media/films/3f1c…/master.m3u8")]
+    pub manifest_url: String,
+    #[schema(example = "hls")]
+    pub protocol: &'static str,
+    pub access_tier: String,
+    /// The descriptor is valid until then; ask again afterwards.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A playback descriptor for a viewer entitled to the film: anonymous viewers may
+/// play free films, subscription films need the `subscriber` role; never above the
+/// viewer's age class.
+#[utoipa::path(get, path = "/api/v1/films/{id}/stream", tag = "films", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Film id")),
+    responses(
+        (status = 200, description = "How to play it", body = PlaybackDescriptor),
+        (status = 401, description = "Sign in with a subscription, or an invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No subscription, or above the viewer's age class", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such film", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stream_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<PlaybackDescriptor>> {
+    let film = film(&state, id).await?;
+    access::check_stream(&viewer, film.age_class as u8, &film.access_tier)?;
+    Ok(axum::Json(PlaybackDescriptor {
+        film_id: film.id,
+        manifest_url: format!("/media/films/{}/master.m3u8", film.id.simple()),
+        protocol: "hls",
+        access_tier: film.access_tier,
+        expires_at: Utc::now() + chrono::Duration::minutes(10),
+    }))
+}

@@ -1,0 +1,87 @@
+//! Persons and their films.
+
+use auth_client::Viewer;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    extract::{Path, Query},
+    paging::PageParams,
+};
+use crate::{
+    access,
+    catalog::{
+        films::{self, FilmSummary},
+        persons::{self, Person, PersonPage},
+    },
+    error::{ApiError, Result},
+    state::AppState,
+};
+use problem::Problem;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(search_persons)).routes(routes!(get_person)).routes(routes!(person_films))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PersonSearch {
+    /// Part of the name; misspellings are tolerated.
+    #[param(example = "spielberg")]
+    query: String,
+}
+
+/// People by name, best matches first.
+#[utoipa::path(get, path = "/api/v1/persons/search", tag = "persons", params(PersonSearch, PageParams),
+    responses(
+        (status = 200, description = "Matching people", body = PersonPage),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn search_persons(State(state): State<AppState>, Query(search): Query<PersonSearch>, Query(page): Query<PageParams>) -> Result<axum::Json<PersonPage>> {
+    let text = search.query.trim();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(ApiError::field("query", "must be 1 to 200 characters"));
+    }
+    let paging = page.paging()?;
+    let key = format!("persons:{}:{}:{}", paging.number, paging.size, text.to_lowercase());
+    Ok(axum::Json(state.cache.get_or_load(&key, || persons::search(&state.db, text, paging)).await?))
+}
+
+async fn person(state: &AppState, id: Uuid) -> Result<Person> {
+    state
+        .cache
+        .get_or_load(&format!("person:{}", id.simple()), || persons::get(&state.db, id))
+        .await?
+        .ok_or(ApiError::NotFound("No person with this id."))
+}
+
+/// One person.
+#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons",
+    params(("id" = Uuid, Path, description = "Person id")),
+    responses(
+        (status = 200, description = "The person", body = Person),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_person(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<Person>> {
+    Ok(axum::Json(person(&state, id).await?))
+}
+
+/// The person's films that the viewer may see, newest first.
+#[utoipa::path(get, path = "/api/v1/persons/{id}/film", tag = "persons", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Person id")),
+    responses(
+        (status = 200, description = "Films", body = Vec<FilmSummary>),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn person_films(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<Vec<FilmSummary>>> {
+    person(&state, id).await?;
+    let max_age = access::max_age_class(&viewer);
+    let key = format!("person-films:{}:{max_age}", id.simple());
+    Ok(axum::Json(state.cache.get_or_load(&key, || films::by_person(&state.db, max_age, id)).await?))
+}

@@ -1,0 +1,79 @@
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use movies::{config::Settings, startup::Application};
+
+/// The film catalogue API of the online cinema.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if needed, apply migrations and serve the API (the default).
+    Serve,
+    /// Create the database if needed and apply migrations, then exit.
+    Migrate,
+    /// Load the demo catalogue (vega-datasets movies.json) and clear the cache.
+    LoadDemo {
+        /// The dataset; defaults to the bundled copy.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document (the contract in contracts/movies.openapi.json).
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", movies::http::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    platform::telemetry::init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("movies: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for name in Settings::unknown_variables() {
+        tracing::warn!(variable = %name, "unknown MOVIES_ variable ignored; is it a typo?");
+    }
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings).await,
+        Command::Migrate => movies::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
+        Command::LoadDemo { file } => load_demo(&settings, file).await,
+        Command::Openapi => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("movies: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(address = %app.local_addr(), "movies listening");
+    app.run_until_stopped().await
+}
+
+async fn load_demo(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = file.unwrap_or_else(|| PathBuf::from(movies::demo::DEFAULT_DATASET));
+    let records = movies::demo::read(&path)?;
+    let db = movies::startup::connect_and_migrate(settings).await?;
+    let loaded = movies::demo::load(&db, &records).await?;
+    if let Err(e) = movies::startup::cache(settings)?.clear().await {
+        tracing::warn!(error = %e, "could not clear the cache; entries expire by themselves");
+    }
+    println!("loaded {} films, {} genres, {} persons", loaded.films, loaded.genres, loaded.persons);
+    Ok(())
+}

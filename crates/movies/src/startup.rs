@@ -1,0 +1,73 @@
+//! Building and running the movies API.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use auth_client::AuthClient;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{cache::Cache, config::Settings, http, state::AppState};
+
+/// Trigram word similarity above which a title or name matches a search.
+pub const SEARCH_SIMILARITY_THRESHOLD: &str = "0.5";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates and binds. Auth need not be up: the keys are fetched in the
+    /// background, and anonymous traffic is served meanwhile.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let db = connect_and_migrate(settings).await?;
+        let auth = AuthClient::new(settings.auth.clone());
+        auth.spawn_key_refresh();
+        let state = AppState { db, cache: cache(settings)?, auth };
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        let router = http::router(state.clone(), settings.request_timeout);
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(platform::shutdown::signal()).await
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    let options = platform::db::connect_options("MOVIES_DATABASE_URL", settings.database_url.expose_secret(), "movies")?
+        // Typo tolerance of search: pg_trgm's default word similarity threshold (0.6)
+        // misses one wrong letter in a short word ("spilberg" scores 0.58).
+        .options([("pg_trgm.word_similarity_threshold", SEARCH_SIMILARITY_THRESHOLD)]);
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR).await
+}
+
+pub fn cache(settings: &Settings) -> anyhow::Result<Cache> {
+    let client = redis::Client::open(settings.redis_url.expose_secret()).map_err(|_| anyhow::anyhow!("REDIS_URL: not a valid Redis URL"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(settings.cache_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2));
+    let redis = ConnectionManager::new_lazy_with_config(client, config).context("configuring Redis")?;
+    Ok(Cache::new(redis, &settings.redis_key_prefix, settings.cache_ttl, settings.cache_timeout))
+}

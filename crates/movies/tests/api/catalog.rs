@@ -1,0 +1,166 @@
+//! Every catalogue endpoint, as an anonymous viewer (who may see up to 16+).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{Auth, Movies, assert_problem, titles};
+
+async fn movies() -> (Auth, Movies) {
+    let auth = Auth::in_process().await;
+    let movies = Movies::start(&auth.url).await;
+    (auth, movies)
+}
+
+#[tokio::test]
+async fn films_list_sorts_filters_and_pages_within_the_age_limit() {
+    let (_auth, movies) = movies().await;
+    let page = movies.json("/api/v1/films", None).await;
+    // Adults Only Night (18+) is left out for an anonymous viewer.
+    assert_eq!(titles(&page), ["1941", "Classic Masterpiece", "Family Picnic", "Grown Up Drama", "Teen Spirit", "The Matrix"]);
+    assert_eq!(page["page"]["total"], 6);
+    let first = &page["items"][0];
+    assert_eq!(first["title"], "Classic Masterpiece", "sorted by rating, best first");
+    assert_eq!(first["age_class"], 6);
+    assert_eq!(first["access_tier"], "subscription");
+
+    let ascending = movies.json("/api/v1/films?sort=imdb_rating", None).await;
+    assert_eq!(ascending["items"][0]["title"], "1941");
+    let newest = movies.json("/api/v1/films?sort=-release_date", None).await;
+    assert_eq!(newest["items"][0]["title"], "Teen Spirit");
+    let by_title = movies.json("/api/v1/films?sort=title", None).await;
+    assert_eq!(by_title["items"][0]["title"], "1941");
+
+    let page2 = movies.json("/api/v1/films?page%5Bnumber%5D=2&page%5Bsize%5D=4", None).await;
+    assert_eq!(page2["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page2["page"], serde_json::json!({"number": 2, "size": 4, "total": 6}));
+
+    let genres: Vec<Value> = movies.json("/api/v1/genres", None).await.as_array().unwrap().clone();
+    let drama = genres.iter().find(|g| g["name"] == "Drama").unwrap()["id"].as_str().unwrap().to_owned();
+    let dramas = movies.json(&format!("/api/v1/films?genre={drama}"), None).await;
+    assert_eq!(titles(&dramas), ["Classic Masterpiece", "Grown Up Drama"]);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_422_naming_the_parameter() {
+    let (_auth, movies) = movies().await;
+    for (query, field) in [
+        ("sort=popularity", "sort"),
+        ("page%5Bsize%5D=0", "page[size]"),
+        ("page%5Bsize%5D=101", "page[size]"),
+        ("page%5Bnumber%5D=0", "page[number]"),
+        ("page%5Bnumber%5D=1000000", "page[number]"),
+        ("page%5Bsize%5D=abc", "page[size]"),
+        ("genre=not-a-uuid", "genre"),
+    ] {
+        let response = movies.get(&format!("/api/v1/films?{query}"), None).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
+    let (_auth, movies) = movies().await;
+    let exact = movies.json("/api/v1/films/search?query=matrix", None).await;
+    assert_eq!(titles(&exact), ["The Matrix"]);
+    let typo = movies.json("/api/v1/films/search?query=matrx", None).await;
+    assert_eq!(titles(&typo), ["The Matrix"]);
+    let stemmed = movies.json("/api/v1/films/search?query=dramas", None).await;
+    assert_eq!(titles(&stemmed), ["Grown Up Drama"]);
+    let hidden = movies.json("/api/v1/films/search?query=adults%20only", None).await;
+    assert_eq!(hidden["page"]["total"], 0, "18+ is not found by an anonymous viewer");
+    for query in ["", "%20%20", &"x".repeat(201)] {
+        let response = movies.get(&format!("/api/v1/films/search?query={query}"), None).await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let missing = movies.get("/api/v1/films/search", None).await;
+    assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn film_details_carry_genres_and_directors() {
+    let (_auth, movies) = movies().await;
+    let id = movies.film_id("Grown Up Drama").await;
+    let film = movies.json(&format!("/api/v1/films/{id}"), None).await;
+    assert_eq!(film["title"], "Grown Up Drama");
+    assert_eq!(film["mpaa_rating"], "R");
+    assert_eq!(film["age_class"], 16);
+    assert_eq!(film["access_tier"], "free");
+    assert_eq!(film["genres"][0]["name"], "Drama");
+    assert_eq!(film["directors"][0]["full_name"], "Ann Director");
+    assert_eq!(film["release_date"], "1999-10-01");
+
+    assert_problem(movies.get(&format!("/api/v1/films/{}", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(movies.get("/api/v1/films/nope", None).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn genres_and_persons_are_served() {
+    let (_auth, movies) = movies().await;
+    let genres = movies.json("/api/v1/genres", None).await;
+    let names: Vec<&str> = genres.as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Action", "Comedy", "Drama"]);
+    let comedy = genres.as_array().unwrap().iter().find(|g| g["name"] == "Comedy").unwrap();
+    assert_eq!(comedy["film_count"], 3);
+    let one = movies.json(&format!("/api/v1/genres/{}", comedy["id"].as_str().unwrap()), None).await;
+    assert_eq!(&one, comedy);
+    assert_problem(movies.get(&format!("/api/v1/genres/{}", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    let found = movies.json("/api/v1/persons/search?query=spilberg", None).await;
+    assert_eq!(found["items"][0]["full_name"], "Steven Spielberg", "typo tolerated");
+    let bob = movies.json("/api/v1/persons/search?query=bob%20maker", None).await;
+    let bob = &bob["items"][0];
+    assert_eq!(bob["roles"], serde_json::json!(["director"]));
+    assert_eq!(bob["film_count"], 2);
+    let id = bob["id"].as_str().unwrap();
+    assert_eq!(movies.json(&format!("/api/v1/persons/{id}"), None).await["full_name"], "Bob Maker");
+    let films = movies.json(&format!("/api/v1/persons/{id}/film"), None).await;
+    let films: Vec<&str> = films.as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap()).collect();
+    assert_eq!(films, ["Classic Masterpiece"], "the 18+ film of the person is left out for anonymous viewers");
+    assert_problem(movies.get(&format!("/api/v1/persons/{}", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(movies.get(&format!("/api/v1/persons/{}/film", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn answers_are_cached_in_redis_and_served_from_the_database_without_it() {
+    let (auth, movies) = movies().await;
+    let id = movies.film_id("Family Picnic").await;
+    let path = format!("/api/v1/films/{id}");
+    assert_eq!(movies.json(&path, None).await["title"], "Family Picnic");
+    // The detail is now cached: a change in the database does not show until the TTL.
+    sqlx::query("UPDATE films SET title = 'Changed' WHERE id = $1").bind(id).execute(&movies.state.db).await.unwrap();
+    let cached = movies.json(&path, None).await;
+    assert_eq!(cached["title"], "Family Picnic");
+
+    // With Redis unreachable, the same answers come from the database, never an error.
+    let without_redis = Movies::start_with(&auth.url, crate::helpers::MoviesOptions { vars: vec![("REDIS_URL", "redis://127.0.0.1:1".into())] }).await;
+    let page = without_redis.json("/api/v1/films", None).await;
+    assert_eq!(page["page"]["total"], 6);
+    assert_eq!(without_redis.json("/api/v1/genres", None).await.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_load_demo_command_loads_the_bundled_catalogue_idempotently() {
+    let database = crate::helpers::Database::new("movies");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_movies"))
+            .arg("load-demo")
+            .env("MOVIES_DATABASE_URL", &database.url)
+            .env("MOVIES_REDIS_KEY_PREFIX", format!("test:{}", uuid::Uuid::new_v4().simple()))
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let output = run();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "loaded 3201 films, 12 genres, 550 persons");
+    }
+    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let counts: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM films), (SELECT count(*) FROM genres), (SELECT count(*) FROM persons)").fetch_one(&db).await.unwrap();
+    assert_eq!(counts, (3201, 12, 550));
+    let classes: Vec<(i16, i64)> = sqlx::query_as("SELECT age_class, count(*) FROM films GROUP BY 1 ORDER BY 1").fetch_all(&db).await.unwrap();
+    assert_eq!(classes.iter().map(|(_, n)| n).sum::<i64>(), 3201);
+    assert_eq!(classes.len(), 5, "{classes:?}");
+    db.close().await;
+}

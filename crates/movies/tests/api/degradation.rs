@@ -1,0 +1,141 @@
+//! Auth stopped, killed, frozen or failing: the movies API keeps serving, honours
+//! locally valid tokens (saying so in `X-Auth-Degraded: 1`), and resumes revocation
+//! checks by itself when Auth is back.
+
+use std::time::Duration;
+
+use auth_client::BreakerState;
+use reqwest::StatusCode;
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+use crate::helpers::{Auth, Movies, Tokens, eventually};
+
+/// Longest any request may take while Auth misbehaves: well above the 100 ms
+/// introspection timeout, far below a hang.
+const NO_HANG: Duration = Duration::from_secs(2);
+
+/// Viewers signed in before the outage, not yet seen by the movies API (so their
+/// first use must ask Auth).
+async fn subscribers(auth: &Auth, n: usize) -> Vec<Tokens> {
+    let mut tokens = Vec::new();
+    for _ in 0..n {
+        tokens.push(auth.viewer(&["subscriber"], None).await);
+    }
+    tokens
+}
+
+/// Asks for a subscription film's stream with each token, and for anonymous pages:
+/// no 5xx, no request near a hang, tokens honoured with the degraded header.
+async fn assert_serves_degraded(movies: &Movies, tokens: &[Tokens]) {
+    let matrix = movies.film_id("The Matrix").await;
+    for tokens in tokens {
+        let response = tokio::time::timeout(NO_HANG, movies.get(&format!("/api/v1/films/{matrix}/stream"), Some(&tokens.access)))
+            .await
+            .expect("a request waited on Auth past the timeout");
+        assert_eq!(response.status(), StatusCode::OK, "a locally valid token is honoured");
+        assert_eq!(response.headers().get("x-auth-degraded").map(|v| v.to_str().unwrap()), Some("1"));
+    }
+    for path in ["/api/v1/films", "/api/v1/genres", "/api/v1/films/search?query=matrix"] {
+        let response = tokio::time::timeout(NO_HANG, movies.get(path, None)).await.expect("anonymous requests never wait on Auth");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(response.headers().get("x-auth-degraded").is_none(), "anonymous answers are not degraded");
+    }
+}
+
+async fn assert_breaker_open(movies: &Movies) {
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open);
+    let health: serde_json::Value = movies.json("/health/ready", None).await;
+    assert_eq!(health["auth"], "degraded");
+}
+
+/// After Auth is back: a token revoked now is refused within 30 s, without a restart.
+async fn assert_recovers(auth: &Auth, movies: &Movies) {
+    let viewer = auth.viewer(&[], None).await;
+    auth.logout(&viewer).await;
+    let token = viewer.access.clone();
+    eventually("revocation checks to resume", Duration::from_secs(30), || {
+        let (movies, token) = (movies, token.clone());
+        async move { movies.get("/api/v1/films", Some(&token)).await.status() == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+    assert_ne!(movies.state.auth.breaker_state(), BreakerState::Open);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_stopped_then_restarted() {
+    let mut auth = Auth::process().await;
+    let movies = Movies::start(&auth.url).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 6).await;
+    auth.stop();
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_breaker_open(&movies).await;
+    auth.start().await;
+    assert_recovers(&auth, &movies).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_killed_then_restarted() {
+    let mut auth = Auth::process().await;
+    let movies = Movies::start(&auth.url).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 6).await;
+    auth.kill();
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_breaker_open(&movies).await;
+    auth.start().await;
+    assert_recovers(&auth, &movies).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_hanging_then_thawed() {
+    let auth = Auth::process().await;
+    let movies = Movies::start(&auth.url).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 6).await;
+    auth.freeze();
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_breaker_open(&movies).await;
+    auth.thaw();
+    assert_recovers(&auth, &movies).await;
+}
+
+#[tokio::test]
+async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
+    let auth = Auth::in_process().await;
+    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
+    let broken = MockServer::start().await;
+    Mock::given(matchers::method("GET")).and(matchers::path("/.well-known/jwks.json")).respond_with(ResponseTemplate::new(200).set_body_json(jwks)).mount(&broken).await;
+    Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(ResponseTemplate::new(500)).mount(&broken).await;
+    let movies = Movies::start(&broken.uri()).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 8).await;
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_breaker_open(&movies).await;
+    let introspections = broken.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    assert_eq!(introspections, 5, "the breaker opens after 5 failures; no further call waits on Auth");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn movies_starts_with_auth_down_serves_anonymously_and_picks_up_the_keys_later() {
+    let mut auth = Auth::process().await;
+    let viewer = auth.viewer(&["subscriber"], None).await;
+    auth.stop();
+
+    let movies = Movies::start(&auth.url).await;
+    assert!(!movies.state.auth.has_keys());
+    assert_eq!(movies.get("/api/v1/films", None).await.status(), StatusCode::OK);
+    // The token's key is unknown and Auth unreachable: served as anonymous, not refused.
+    let matrix = movies.film_id("The Matrix").await;
+    let response = movies.get(&format!("/api/v1/films/{matrix}/stream"), Some(&viewer.access)).await;
+    assert_eq!(response.headers().get("x-auth-degraded").map(|v| v.to_str().unwrap()), Some("1"));
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "anonymous viewers must sign in for subscription films");
+    let list = movies.get("/api/v1/films", Some(&viewer.access)).await;
+    assert_eq!(list.status(), StatusCode::OK);
+
+    auth.start().await;
+    movies.wait_for_keys().await;
+    let response = movies.get(&format!("/api/v1/films/{matrix}/stream"), Some(&viewer.access)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("x-auth-degraded").is_none());
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the movies API with a real Auth, PostgreSQL and Redis.
+
+mod access;
+mod catalog;
+mod contract;
+mod degradation;
+mod helpers;
