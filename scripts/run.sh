@@ -9,9 +9,10 @@ scripts/services.sh
 if [ -f .env ]; then set -a; . ./.env; set +a; fi
 export RUST_LOG=${RUST_LOG:-info}
 AUTH_LISTEN=${AUTH_LISTEN:-127.0.0.1:8000}
+MOVIES_LISTEN=${MOVIES_LISTEN:-127.0.0.1:8001}
 
 echo "run: building (release)"
-cargo build --release --locked -p auth
+cargo build --release --locked -p auth -p movies
 
 mkdir -p .run
 pids=()
@@ -35,11 +36,22 @@ target/release/auth serve >.run/auth.log 2>&1 &
 pids+=($!)
 wait_ready auth "http://$AUTH_LISTEN/health/ready" "${pids[-1]}"
 
+target/release/movies migrate
+# Load the demo catalogue on first run.
+if [ "$(psql "${MOVIES_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/movies}" -Atc 'select count(*) from films')" = 0 ]; then
+  target/release/movies load-demo
+fi
+target/release/movies serve >.run/movies.log 2>&1 &
+pids+=($!)
+wait_ready movies "http://$MOVIES_LISTEN/health/ready" "${pids[-1]}"
+
 cat <<MSG
 
   Auth API      http://$AUTH_LISTEN/api/v1
   Auth docs     http://$AUTH_LISTEN/api/docs/
   JWKS          http://$AUTH_LISTEN/.well-known/jwks.json
+  Movies API    http://$MOVIES_LISTEN/api/v1/films
+  Movies docs   http://$MOVIES_LISTEN/api/docs/
   Logs          .run/*.log
 
 Press Ctrl-C to stop.

@@ -50,8 +50,9 @@ impl Breaker {
 
     pub fn on_success(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !matches!(*state, State::Closed { failures: 0 }) {
+        if !matches!(*state, State::Closed { .. }) {
             tracing::info!("auth circuit breaker closed");
+            metrics::gauge!("auth_client_breaker_open").set(0.0);
         }
         *state = State::Closed { failures: 0 };
     }
@@ -69,6 +70,7 @@ impl Breaker {
         if open {
             tracing::warn!(open_for_ms = self.open_for.as_millis() as u64, "auth circuit breaker opened");
             *state = State::Open { until: Instant::now() + self.open_for };
+            metrics::gauge!("auth_client_breaker_open").set(1.0);
         }
     }
 

@@ -97,6 +97,7 @@ where
             .ok_or(ViewerRejection)?;
         let client = AuthClient::from_ref(state);
         let mark_degraded = || {
+            metrics::counter!("auth_client_degraded_total").increment(1);
             if let Some(flag) = parts.extensions.get::<Degraded>() {
                 flag.0.store(true, Ordering::Relaxed);
             }
