@@ -38,8 +38,8 @@ scripts/services.sh
 
 say "building auth and loadgen (release)"
 cargo build --release --locked -q -p auth -p loadgen
-AUTH=target/release/auth
-LOADGEN=target/release/loadgen
+AUTH=${CARGO_TARGET_DIR:-target}/release/auth
+LOADGEN=${CARGO_TARGET_DIR:-target}/release/loadgen
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/auth-bench.XXXXXX")
 AUTH_PID=
