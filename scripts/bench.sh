@@ -37,7 +37,7 @@ say() { echo "bench: $*" >&2; }
 scripts/services.sh
 
 say "building auth and loadgen (release)"
-cargo build --release --locked -q -p auth -p loadgen
+cargo build --release -q -p auth -p loadgen
 AUTH=${CARGO_TARGET_DIR:-target}/release/auth
 LOADGEN=${CARGO_TARGET_DIR:-target}/release/loadgen
 
