@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
 use moka::future::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -141,7 +142,9 @@ impl AuthClient {
 
     async fn fetch_keys(&self) -> Result<usize, String> {
         let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
-        let response = self.inner.http.get(&url).timeout(self.inner.config.jwks_timeout).send().await.map_err(|e| e.to_string())?;
+        let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %url);
+        let headers = outgoing_headers(&span, None);
+        let response = self.inner.http.get(&url).headers(headers).timeout(self.inner.config.jwks_timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -153,7 +156,8 @@ impl AuthClient {
     }
 
     /// Checks a bearer token: signature and expiry locally, revocation through Auth.
-    pub async fn authenticate(&self, token: &str) -> Authentication {
+    /// `request_id` is forwarded to Auth as `X-Request-Id`.
+    pub async fn authenticate(&self, token: &str, request_id: Option<&str>) -> Authentication {
         let Ok(header) = jsonwebtoken::decode_header(token) else { return Authentication::Invalid };
         if header.alg != Algorithm::EdDSA {
             return Authentication::Invalid;
@@ -172,7 +176,7 @@ impl AuthClient {
         };
         let claims = data.claims;
         let user = |roles: Vec<String>| User { id: claims.sub, session_id: claims.sid, token_id: claims.jti, roles, age_class: claims.age_class };
-        match self.revocation(token).await {
+        match self.revocation(token, request_id).await {
             Revocation::Live(roles) => Authentication::User { user: user(roles), degraded: false },
             Revocation::Revoked => Authentication::Invalid,
             Revocation::Unknown => Authentication::User { user: user(claims.roles.clone()), degraded: true },
@@ -194,7 +198,7 @@ impl AuthClient {
         self.inner.keys.get(kid).map_or(KeyLookup::Unknown, KeyLookup::Found)
     }
 
-    async fn revocation(&self, token: &str) -> Revocation {
+    async fn revocation(&self, token: &str, request_id: Option<&str>) -> Revocation {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(cached) = self.inner.introspections.get(&key).await {
             return cached.map_or(Revocation::Revoked, Revocation::Live);
@@ -202,7 +206,7 @@ impl AuthClient {
         if !self.inner.breaker.try_acquire() {
             return Revocation::Unknown;
         }
-        match self.introspect(token).await {
+        match self.introspect(token, request_id).await {
             Ok(answer) => {
                 self.inner.breaker.on_success();
                 let live = answer.active.then(|| answer.roles.unwrap_or_default());
@@ -217,21 +221,40 @@ impl AuthClient {
         }
     }
 
-    async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, String> {
+    async fn introspect(&self, token: &str, request_id: Option<&str>) -> Result<IntrospectionResponse, String> {
         let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
-        let response = self
-            .inner
-            .http
-            .post(url)
-            .timeout(self.inner.config.introspection_timeout)
-            .json(&IntrospectionRequest { token })
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") })?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
+        let span = tracing::info_span!(
+            "POST /api/v1/auth/introspect",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "POST",
+            url.full = %url,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let headers = outgoing_headers(&span, request_id);
+        let result = async {
+            let response = self
+                .inner
+                .http
+                .post(&url)
+                .headers(headers)
+                .timeout(self.inner.config.introspection_timeout)
+                .json(&IntrospectionRequest { token })
+                .send()
+                .await
+                .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") })?;
+            tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            response.json().await.map_err(|e| format!("unreadable answer: {e}"))
         }
-        response.json().await.map_err(|e| format!("unreadable answer: {e}"))
+        .instrument(span.clone())
+        .await;
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
     }
 }
 
@@ -241,4 +264,17 @@ enum KeyLookup {
     Unknown,
     /// Auth could not be asked.
     Unreachable,
+}
+
+/// Headers of an outgoing call: W3C `traceparent` of its client span, so Auth's spans
+/// join the caller's trace, and the caller's `X-Request-Id`.
+fn outgoing_headers(span: &tracing::Span, request_id: Option<&str>) -> reqwest::header::HeaderMap {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut opentelemetry_http::HeaderInjector(&mut headers)));
+    if let Some(value) = request_id.and_then(|id| reqwest::header::HeaderValue::from_str(id).ok()) {
+        headers.insert("x-request-id", value);
+    }
+    headers
 }

@@ -102,7 +102,8 @@ where
                 flag.0.store(true, Ordering::Relaxed);
             }
         };
-        match client.authenticate(token).await {
+        let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        match client.authenticate(token, request_id).await {
             Authentication::User { user, degraded } => {
                 if degraded {
                     mark_degraded();

@@ -24,7 +24,15 @@ pub struct Settings {
     /// Maximum number of Argon2 hashes computed at once; defaults to the number of cores.
     pub password_hash_concurrency: usize,
     pub request_timeout: Duration,
+    /// Refuse requests without `X-Request-Id` (deployments behind nginx).
+    pub require_request_id: bool,
     pub body_limit_bytes: usize,
+    /// Request rate limits and the trusted proxies (docs/rate-limiting.md).
+    pub rate_limits: crate::limits::RateLimitSettings,
+    /// Social sign-in: providers, public address, front-end redirects.
+    pub oauth: crate::oauth::OAuthSettings,
+    /// Login history retention and partition upkeep (docs/partitioning.md).
+    pub partitions: crate::partitions::PartitionSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +50,10 @@ pub struct TokenSettings {
 }
 
 impl Settings {
+    pub fn http(&self) -> platform::http::HttpSettings {
+        platform::http::HttpSettings { request_timeout: self.request_timeout, require_request_id: self.require_request_id }
+    }
+
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -71,7 +83,11 @@ impl Settings {
             },
             password_hash_concurrency: env.parse_positive("AUTH_PASSWORD_HASH_CONCURRENCY", cores)?,
             request_timeout: env.seconds("AUTH_REQUEST_TIMEOUT_SECONDS", 10)?,
+            require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             body_limit_bytes: env.parse_positive("AUTH_BODY_LIMIT_BYTES", 16 * 1024)?,
+            rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
+            oauth: crate::oauth::OAuthSettings::from_lookup(&lookup)?,
+            partitions: crate::partitions::PartitionSettings::from_env(&env)?,
         })
     }
 
@@ -93,8 +109,26 @@ impl Settings {
             "AUTH_REQUEST_TIMEOUT_SECONDS",
             "AUTH_BODY_LIMIT_BYTES",
             "AUTH_URL",
+            "AUTH_TRUSTED_PROXIES",
+            "AUTH_RATE_LIMIT_ENABLED",
+            "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES",
+            "AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS",
+            "AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS",
+            "AUTH_RATE_LIMIT_API_ANONYMOUS",
+            "AUTH_RATE_LIMIT_API_USER",
+            "AUTH_RATE_LIMIT_SIGNUP",
+            "AUTH_RATE_LIMIT_REFRESH",
+            "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
+            "AUTH_RATE_LIMIT_LOGIN_IP",
+            "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
+            "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
+            "AUTH_PUBLIC_URL",
+            "AUTH_LOGIN_HISTORY_RETENTION_MONTHS",
+            "AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS",
         ];
-        platform::env::unknown_variables(PREFIX, KNOWN)
+        let mut unknown = platform::env::unknown_variables(PREFIX, KNOWN);
+        unknown.extend(crate::oauth::config::unknown_variables(std::env::vars().map(|(k, _)| k)));
+        unknown
     }
 }
 

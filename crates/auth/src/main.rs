@@ -35,7 +35,13 @@ async fn main() -> ExitCode {
         print!("{}", auth::http::openapi_json());
         return ExitCode::SUCCESS;
     }
-    telemetry::init();
+    let telemetry = match telemetry::init("auth") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("auth: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -44,7 +50,7 @@ async fn main() -> ExitCode {
         }
     };
     for name in Settings::unknown_variables() {
-        tracing::warn!(variable = %name, "unknown AUTH_ variable ignored; is it a typo?");
+        tracing::warn!(variable = %name, "unknown AUTH_ or OAUTH_ variable ignored; is it a typo?");
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => auth::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
@@ -59,6 +65,8 @@ async fn main() -> ExitCode {
         }
         Command::Openapi => unreachable!("handled above"),
     };
+    // Export the spans still queued before the process ends.
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -23,6 +23,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    partitions: crate::partitions::PartitionSettings,
 }
 
 impl Application {
@@ -32,14 +33,16 @@ impl Application {
         let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let state = AppState {
             db,
-            revocations: Revocations::new(redis, &settings.redis_key_prefix, settings.tokens.access_ttl),
+            revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,
+            limits: Arc::new(crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?),
+            oauth: Arc::new(crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?),
         };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let router = http::router(state.clone(), settings.request_timeout, settings.body_limit_bytes);
-        Ok(Self { listener, router, state })
+        let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
+        Ok(Self { listener, router, state, partitions: settings.partitions.clone() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -56,9 +59,13 @@ impl Application {
     }
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        // Login history partitions ahead of the clock, expired months dropped.
+        let maintenance = tokio::spawn(crate::partitions::run_periodically(self.state.db.clone(), self.partitions));
+        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        maintenance.abort();
+        served?;
         Ok(())
     }
 }

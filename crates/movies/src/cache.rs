@@ -17,6 +17,7 @@ use std::{
 
 use redis::aio::ConnectionManager;
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Cache {
@@ -48,7 +49,10 @@ impl Cache {
             return load().await;
         }
         let full_key = format!("{}{key}", self.prefix);
-        let cached = tokio::time::timeout(self.timeout, redis::cmd("GET").arg(&full_key).query_async::<Option<Vec<u8>>>(&mut self.redis.clone())).await;
+        let span = tracing::info_span!("GET", otel.kind = "client", db.system.name = "redis", db.operation.name = "GET");
+        let mut redis = self.redis.clone();
+        let mut get = redis::cmd("GET");
+        let cached = tokio::time::timeout(self.timeout, get.arg(&full_key).query_async::<Option<Vec<u8>>>(&mut redis).instrument(span)).await;
         match cached {
             Ok(Ok(Some(bytes))) => {
                 self.recovered();
@@ -65,9 +69,13 @@ impl Cache {
             let mut redis = self.redis.clone();
             let ttl = self.ttl.as_secs().max(1);
             let timeout = self.timeout;
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(timeout, redis::cmd("SET").arg(full_key).arg(bytes).arg("EX").arg(ttl).query_async::<()>(&mut redis)).await;
-            });
+            let span = tracing::info_span!("SET", otel.kind = "client", db.system.name = "redis", db.operation.name = "SET");
+            tokio::spawn(
+                async move {
+                    let _ = tokio::time::timeout(timeout, redis::cmd("SET").arg(full_key).arg(bytes).arg("EX").arg(ttl).query_async::<()>(&mut redis)).await;
+                }
+                .instrument(span),
+            );
         }
         Ok(value)
     }

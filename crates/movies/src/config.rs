@@ -20,6 +20,8 @@ pub struct Settings {
     /// Longest wait for Redis before answering from the database.
     pub cache_timeout: Duration,
     pub request_timeout: Duration,
+    /// Refuse requests without `X-Request-Id` (deployments behind nginx).
+    pub require_request_id: bool,
     pub auth: AuthClientConfig,
 }
 
@@ -48,8 +50,13 @@ impl Settings {
             cache_ttl: Duration::from_secs(env.parse("MOVIES_CACHE_TTL_SECONDS", "60")?),
             cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
             request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
+            require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
         })
+    }
+
+    pub fn http(&self) -> platform::http::HttpSettings {
+        platform::http::HttpSettings { request_timeout: self.request_timeout, require_request_id: self.require_request_id }
     }
 
     pub fn unknown_variables() -> Vec<String> {

@@ -34,7 +34,13 @@ async fn main() -> ExitCode {
         print!("{}", movies::http::openapi_json());
         return ExitCode::SUCCESS;
     }
-    platform::telemetry::init();
+    let telemetry = match platform::telemetry::init("movies") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("movies: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -51,6 +57,8 @@ async fn main() -> ExitCode {
         Command::LoadDemo { file } => load_demo(&settings, file).await,
         Command::Openapi => unreachable!("handled above"),
     };
+    // Export the spans still queued before the process ends.
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

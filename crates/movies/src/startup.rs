@@ -31,7 +31,7 @@ impl Application {
         auth.spawn_key_refresh();
         let state = AppState { db, cache: cache(settings)?, auth };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let router = http::router(state.clone(), settings.request_timeout);
+        let router = http::router(state.clone(), settings.http());
         Ok(Self { listener, router, state })
     }
 

@@ -1,49 +1,157 @@
-//! The middleware every HTTP service of the cinema runs: request ids, a request span
-//! named by the route template, a request timeout, panics turned into problem
-//! documents, sensitive headers kept out of logs.
+//! The middleware every HTTP service of the cinema runs, outermost first:
+//!
+//! 1. `X-Request-Id`: taken from the request when well formed (at most 128 of
+//!    letters, digits, `-`, `_`, `.`), replaced when not (never logged raw), generated
+//!    when absent — or refused with 400 when the deployment requires it — and returned
+//!    on every response, errors and 429s included.
+//! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
+//!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
+//!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
+//!    response carries its `traceparent`.
+//! 3. Panics become a fixed 500 problem; a request over the timeout a 503 problem.
 
 use std::time::Duration;
 
 use axum::{
     Router,
     extract::{MatchedPath, Request},
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::Response,
 };
+use opentelemetry::{global, trace::TraceContextExt};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use problem::problem_response;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
-    trace::TraceLayer,
-};
+use tower_http::{catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer};
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub request_timeout: Duration,
+    /// Refuse requests without `X-Request-Id` (behind nginx, which always sets one).
+    pub require_request_id: bool,
+}
+
 /// Wraps a finished router (state applied) in the standard middleware.
-pub fn standard_layers(router: Router, request_timeout: Duration) -> Router {
+pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
+    let timeout = settings.request_timeout;
     router
-        .layer(middleware::from_fn(move |req, next| with_timeout(req, next, request_timeout)))
+        .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
         }))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(middleware::from_fn(traced))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(move |req, next| ensure_request_id(req, next, settings.require_request_id)))
 }
 
-/// The request's span, named by the matched route template, never the raw path.
-pub fn request_span(req: &Request) -> tracing::Span {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    tracing::info_span!("request", method = %req.method(), route, request_id)
+/// Whether a client-sent request id may be used as it is.
+pub fn is_valid_request_id(value: &[u8]) -> bool {
+    !value.is_empty() && value.len() <= 128 && value.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The request id of a request that went through [`standard_layers`].
+pub fn request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
+}
+
+async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Response {
+    let given = req.headers().get(REQUEST_ID).map(|v| v.as_bytes());
+    let id = match given {
+        Some(value) if is_valid_request_id(value) => req.headers()[REQUEST_ID].clone(),
+        Some(_) => {
+            tracing::debug!("malformed X-Request-Id replaced");
+            generated()
+        }
+        None if required => {
+            let mut response = problem_response(
+                StatusCode::BAD_REQUEST,
+                "request_id_required",
+                "Malformed request",
+                Some("Send an X-Request-Id header (letters, digits, '-', '_', '.'; at most 128).".into()),
+                Vec::new(),
+            );
+            response.headers_mut().insert(REQUEST_ID, generated());
+            return response;
+        }
+        None => generated(),
+    };
+    req.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+fn generated() -> HeaderValue {
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value")
+}
+
+async fn traced(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = req.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = req.uri().path(),
+        url.scheme = "http",
+        server.address = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        user_agent.original = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        http.request_id = request_id(req.headers()).unwrap_or_default(),
+        http.response.status_code = Empty,
+        request_id = request_id(req.headers()).unwrap_or_default(),
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
+    let _ = span.set_parent(parent);
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
+    }
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if span_context.is_valid() {
+        global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(response.headers_mut())));
+    }
+    if status.is_server_error() {
+        span.in_scope(|| tracing::warn!(status = status.as_u16(), "answered with a server error"));
+    } else {
+        span.in_scope(|| tracing::debug!(status = status.as_u16(), "answered"));
+    }
+    response
 }
 
 async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => problem_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None, Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_request_id;
+
+    #[test]
+    fn request_ids_are_validated() {
+        for ok in ["abc-123", "A.b_c-9", &"x".repeat(128)] {
+            assert!(is_valid_request_id(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "has space", "new\nline", "semi;colon", "ümlaut", &"x".repeat(129), "<script>"] {
+            assert!(!is_valid_request_id(bad.as_bytes()), "{bad:?}");
+        }
     }
 }

@@ -1,11 +1,152 @@
-//! Logging: JSON lines to stdout, level by `RUST_LOG` (default `info`).
+//! Logs and traces.
+//!
+//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`); the fields of the
+//! enclosing spans are flattened into each line, so every line of a request carries
+//! its `request_id`, `trace_id` and `span_id`.
+//!
+//! Traces: OpenTelemetry over OTLP, configured by the standard variables
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
+//! `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`, the default),
+//! `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`. Without an
+//! endpoint nothing is exported and no span is built for export. Spans are exported
+//! in batches from a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2,048 by default) by a
+//! background thread: a collector that is down or slow never fails or delays a
+//! request; when the queue is full spans are dropped and the SDK counts them.
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use std::time::Duration;
 
-pub fn init() {
+use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Where and how to export traces, from the standard OpenTelemetry variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceExport {
+    pub endpoint: String,
+    pub protocol: ExportProtocol,
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl TraceExport {
+    /// `None` when no endpoint is configured: tracing is off.
+    pub fn from_lookup(default_service: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let Some(endpoint) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
+            return Ok(None);
+        };
+        let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
+            None | Some("http/protobuf") => ExportProtocol::HttpProtobuf,
+            Some("grpc") => ExportProtocol::Grpc,
+            Some(other) => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {other:?} is not supported; use grpc or http/protobuf")),
+        };
+        let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
+        Ok(Some(Self { endpoint: endpoint.trim_end_matches('/').to_owned(), protocol, service_name }))
+    }
+}
+
+/// Keeps the exporter alive; flushes and stops it when dropped or shut down.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is queued, waiting at most a few seconds (from a blocking thread,
+    /// as the exporter runs on its own thread).
+    pub async fn flush(&self) {
+        if let Some(provider) = self.provider.clone() {
+            let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs logging, and trace export when configured by the environment.
+pub fn init(default_service: &str) -> Result<Telemetry, String> {
+    let export = TraceExport::from_lookup(default_service, |name| std::env::var(name).ok())?;
+    init_with(export)
+}
+
+/// Installs logging, and trace export to `export` when given. Call once per process.
+pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().json().with_current_span(true).with_span_list(false))
-        .try_init();
+    let logs = json_subscriber::fmt::layer()
+        .with_current_span(false)
+        .with_span_list(false)
+        .flatten_span_list_on_top_level(true)
+        .with_target(true);
+    let provider = export.map(provider).transpose()?;
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("cinema")).with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(p) = &provider {
+        global::set_tracer_provider(p.clone());
+    }
+    // Per-layer filters: RUST_LOG sets what is logged, never what is traced.
+    tracing_subscriber::registry().with(otel).with(logs.with_filter(filter)).try_init().map_err(|e| e.to_string())?;
+    Ok(Telemetry { provider })
+}
+
+fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
+    let exporter = match export.protocol {
+        ExportProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(&export.endpoint)
+            .with_timeout(Duration::from_secs(3))
+            .build(),
+        ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("{}/v1/traces", export.endpoint))
+            .with_timeout(Duration::from_secs(3))
+            .build(),
+    }
+    .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build())
+        .build();
+    let resource = Resource::builder().with_service_name(export.service_name).with_attribute(KeyValue::new("service.namespace", "cinema")).build();
+    Ok(SdkTracerProvider::builder().with_span_processor(batch).with_resource(resource).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Option<TraceExport>, String> {
+        TraceExport::from_lookup("svc", |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn export_follows_the_standard_variables() {
+        assert_eq!(from(&[]).unwrap(), None, "no endpoint, no export");
+        let grpc = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317/"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_SERVICE_NAME", "auth-eu")]).unwrap().unwrap();
+        assert_eq!(grpc, TraceExport { endpoint: "http://jaeger:4317".into(), protocol: ExportProtocol::Grpc, service_name: "auth-eu".into() });
+        let http = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")]).unwrap().unwrap();
+        assert_eq!((http.protocol, http.service_name.as_str()), (ExportProtocol::HttpProtobuf, "svc"));
+        assert!(from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err().starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    }
 }

@@ -4,27 +4,14 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod oauth;
 pub mod roles;
 pub mod sessions;
+pub mod social;
 pub mod users;
 pub mod wellknown;
 
-use std::time::Duration;
-
-use axum::{
-    Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request},
-    http::{HeaderName, StatusCode, header},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
-    trace::TraceLayer,
-};
+use axum::{Router, extract::DefaultBodyLimit, http::header, routing::get};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -32,12 +19,7 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{
-    error::{ApiError, problem_response},
-    state::AppState,
-};
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::{error::ApiError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,7 +28,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "auth", description = "Sign-up, sign-in, refresh, sign-out, introspection"),
         (name = "sessions", description = "Signed-in devices"),
-        (name = "users", description = "The caller's account, permissions and sign-in history"),
+        (name = "users", description = "The caller's account, permissions, linked social accounts and sign-in history"),
+        (name = "oauth", description = "Sign-in through Yandex ID, VK ID, Google and Mail.ru"),
         (name = "roles", description = "Roles, permissions and grants (admins)"),
         (name = "keys", description = "Token verification keys"),
         (name = "health", description = "Probes"),
@@ -68,14 +51,19 @@ impl Modify for BearerAuth {
 
 /// The API routes and their OpenAPI document, without middleware or state.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(sessions::router())
         .merge(users::router())
+        .merge(social::router())
+        .merge(oauth::router())
         .merge(roles::router())
         .merge(wellknown::router())
         .merge(health::router())
-        .split_for_parts()
+        .split_for_parts();
+    // After the merge: it documents the 429 of every operation the layer limits.
+    crate::limits::requests::TooManyRequestsDoc.modify(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document as committed in `contracts/auth.openapi.json`.
@@ -85,35 +73,20 @@ pub fn openapi_json() -> String {
     json
 }
 
-pub fn router(state: AppState, request_timeout: Duration, body_limit: usize) -> Router {
+pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: usize) -> Router {
     let (api, openapi) = api();
     let spec = openapi_json();
-    api.route("/api/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
+    // Inside the request span, after routing (the route template picks the policy).
+    let rate_limits = crate::limits::requests::layer(state.limits.clone(), state.tokens.clone());
+    let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
+    let router = api
+        .route("/api/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |req, next| with_timeout(req, next, request_timeout)))
-        .layer(CatchPanicLayer::custom(|_| {
-            problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
-        }))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// The request's span, named by the matched route template, never the raw path.
-fn request_span(req: &Request) -> tracing::Span {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    tracing::info_span!("request", method = %req.method(), route, request_id)
-}
-
-async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
-    }
+        .layer(rate_limits)
+        .layer(client_ip);
+    platform::http::standard_layers(router, http)
 }

@@ -44,6 +44,7 @@ impl Revocations {
     }
 
     /// Looks both keys up in one round trip.
+    #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn lookup(&self, jti: Uuid, sid: Uuid) -> redis::RedisResult<Cached> {
         let (denied, session): (bool, Option<String>) = redis::pipe()
             .exists(self.jti_key(jti))
@@ -59,6 +60,7 @@ impl Revocations {
 
     /// Records a session found live in PostgreSQL. `NX`: never overwrites an "ended"
     /// mark written meanwhile by a logout.
+    #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn remember_live(&self, sid: Uuid) -> redis::RedisResult<()> {
         redis::cmd("SET")
             .arg(self.session_key(sid))
@@ -72,6 +74,7 @@ impl Revocations {
 
     /// Marks sessions ended for as long as any of their access tokens can live, and
     /// denylists one access token until its expiry.
+    #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn revoke(&self, sessions: &[Uuid], token: Option<(Uuid, i64)>) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
         for sid in sessions {
@@ -84,6 +87,7 @@ impl Revocations {
         pipe.query_async::<()>(&mut self.redis.clone()).await
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn ping(&self) -> redis::RedisResult<()> {
         redis::cmd("PING").query_async::<()>(&mut self.redis.clone()).await
     }

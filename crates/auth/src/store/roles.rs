@@ -45,10 +45,12 @@ fn no_such_role() -> ApiError {
     ApiError::NotFound("No role with this id.")
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(db: &PgPool) -> Result<Vec<Role>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM roles ORDER BY name"))).fetch_all(db).await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Role> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM roles WHERE id = $1")))
         .bind(id)
@@ -57,6 +59,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Role> {
         .ok_or_else(no_such_role)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn create(db: &PgPool, name: &RoleName, description: &str, permissions: &[String]) -> Result<Role> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO roles (id, name, description, permissions) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
@@ -70,6 +73,7 @@ pub async fn create(db: &PgPool, name: &RoleName, description: &str, permissions
     .on_constraints(&[("roles_name_key", role_exists)])
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn update(db: &PgPool, id: Uuid, change: RoleChange) -> Result<Role> {
     let mut tx = db.begin().await?;
     let current: Role = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM roles WHERE id = $1 FOR UPDATE")))
@@ -96,6 +100,7 @@ pub async fn update(db: &PgPool, id: Uuid, change: RoleChange) -> Result<Role> {
     Ok(role)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn delete(db: &PgPool, id: Uuid) -> Result<()> {
     let built_in_role: Option<bool> = sqlx::query_scalar(
         "WITH target AS (SELECT id, built_in FROM roles WHERE id = $1),
@@ -113,6 +118,7 @@ pub async fn delete(db: &PgPool, id: Uuid) -> Result<()> {
 }
 
 /// The roles granted to a user, by name.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn of_user(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Role>> {
     Ok(sqlx::query_as(
         "SELECT r.id, r.name, r.description, r.permissions, r.built_in, r.created_at, r.updated_at
@@ -123,21 +129,25 @@ pub async fn of_user(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Role>
     .await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn user_exists(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)").bind(user_id).fetch_one(db).await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn role_id_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Uuid>> {
     Ok(sqlx::query_scalar("SELECT id FROM roles WHERE name = $1").bind(name).fetch_optional(db).await?)
 }
 
 /// Revokes a role by name; revoking one the user does not have is not an error.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn revoke(db: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> Result<()> {
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2").bind(user_id).bind(role_id).execute(db).await?;
     Ok(())
 }
 
 /// The union of the permissions of a user's roles, sorted.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn permissions_of(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT p FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) AS p

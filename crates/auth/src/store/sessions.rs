@@ -61,6 +61,7 @@ pub struct SessionView {
 }
 
 /// Opens a session with its first refresh token, in the caller's transaction.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn create(
     tx: &mut PgConnection,
     user_id: Uuid,
@@ -97,6 +98,7 @@ pub enum Rotation {
 }
 
 /// Exchanges a refresh token for its successor. The happy path is one round trip.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client: &Client, expires_at: DateTime<Utc>) -> Result<Rotation> {
     let rotated: Option<(Uuid, Uuid, Vec<String>, Option<chrono::NaiveDate>)> = sqlx::query_as(
         "WITH old AS (
@@ -146,6 +148,7 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
 }
 
 /// Ends one session; returns its user when it was live.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -> Result<Option<Uuid>> {
     Ok(sqlx::query_scalar(
         "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1 AND ended_at IS NULL RETURNING user_id",
@@ -157,6 +160,7 @@ pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -
 }
 
 /// Ends one session of `user_id` (so a user cannot end another's); returns whether it was live.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, reason: EndReason) -> Result<bool> {
     let ended = sqlx::query(
         "UPDATE sessions SET ended_at = now(), end_reason = $3 WHERE id = $1 AND user_id = $2 AND ended_at IS NULL",
@@ -170,6 +174,7 @@ pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, r
 }
 
 /// Ends every live session of a user except `keep`; returns the ended ids.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>, reason: EndReason) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar(
         "UPDATE sessions SET ended_at = now(), end_reason = $3
@@ -183,6 +188,7 @@ pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>,
     .await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn is_live(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND ended_at IS NULL AND expires_at > now())")
         .bind(session_id)
@@ -190,6 +196,7 @@ pub async fn is_live(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool> 
         .await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list_live(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) -> Result<Vec<SessionView>> {
     let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, Option<IpAddr>, Option<String>, String)> = sqlx::query_as(
         "SELECT id, created_at, last_used_at, expires_at, ip, user_agent, device FROM sessions
@@ -216,6 +223,7 @@ pub async fn list_live(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) ->
 
 /// The user's current roles if the session is live, else `None`: the database side of
 /// introspection, one round trip.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn live_roles(db: impl PgExecutor<'_>, session_id: Uuid, user_id: Uuid) -> Result<Option<Vec<String>>> {
     Ok(sqlx::query_scalar(
         "SELECT COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id

@@ -107,6 +107,7 @@ impl Sort {
 
 const SUMMARY: &str = "id, title, release_date, imdb_rating, age_class, access_tier";
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, paging: Paging) -> Result<FilmPage> {
     let filter = "age_class <= $1 AND ($2::uuid IS NULL OR id IN (SELECT film_id FROM film_genres WHERE genre_id = $2))";
     let items: Vec<FilmSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -130,6 +131,7 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 /// Full-text search on titles, tolerant of typos: English stemming through a
 /// tsvector, misspellings through trigram word similarity. Exact word matches rank
 /// first, then by text rank, similarity and rating.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {
     let rows: Vec<(FilmSummary, i64)> = sqlx::query_as::<_, FilmSummaryWithTotal>(
         "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS ts, lower($2) AS text),
@@ -165,6 +167,7 @@ struct FilmSummaryWithTotal {
     total: i64,
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<FilmDetail>> {
     Ok(sqlx::query_as(
         "SELECT f.id, f.title, f.release_date, f.imdb_rating, f.imdb_votes, f.rotten_tomatoes AS rotten_tomatoes_rating,
@@ -182,6 +185,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<FilmDetail>> {
 }
 
 /// Films of a person, newest first, that the viewer may see.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn by_person(db: &PgPool, max_age: u8, person: Uuid) -> Result<Vec<FilmSummary>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SUMMARY} FROM films WHERE age_class <= $1 AND id IN (SELECT film_id FROM film_persons WHERE person_id = $2)

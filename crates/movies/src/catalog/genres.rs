@@ -17,10 +17,12 @@ pub struct Genre {
 
 const SELECT: &str = "SELECT g.id, g.name, (SELECT count(*) FROM film_genres fg WHERE fg.genre_id = g.id) AS film_count FROM genres g";
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(db: &PgPool) -> Result<Vec<Genre>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY g.name"))).fetch_all(db).await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Genre>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE g.id = $1"))).bind(id).fetch_optional(db).await?)
 }

@@ -29,11 +29,13 @@ const SELECT: &str = "SELECT p.id, p.full_name,
         (SELECT count(DISTINCT fp.film_id) FROM film_persons fp WHERE fp.person_id = p.id) AS film_count
    FROM persons p";
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Person>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.id = $1"))).bind(id).fetch_optional(db).await?)
 }
 
 /// Name search, tolerant of typos (trigram word similarity) and word order (full text).
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPage> {
     #[derive(sqlx::FromRow)]
     struct Row {

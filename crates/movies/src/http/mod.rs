@@ -8,8 +8,6 @@ pub mod health;
 pub mod paging;
 pub mod persons;
 
-use std::time::Duration;
-
 use axum::{Router, http::header, middleware, routing::get};
 use utoipa::{
     Modify, OpenApi,
@@ -58,7 +56,7 @@ pub fn openapi_json() -> String {
     json
 }
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
     let (api, openapi) = api();
     let spec = openapi_json();
     let router = api
@@ -68,5 +66,5 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(middleware::from_fn(auth_client::degraded_layer));
-    platform::http::standard_layers(router, request_timeout)
+    platform::http::standard_layers(router, http)
 }
