@@ -7,4 +7,11 @@ scripts/services.sh
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
+# The independent OpenID provider of Auth's Google sign-in test (oauth2-mock-server).
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix crates/auth/tests/oidc --no-audit --no-fund --loglevel=error
+else
+  echo "test: npm not found; Auth's Google test against a real OpenID provider will fail." >&2
+  echo "test: install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)." >&2
+fi
 cargo test --workspace --locked --no-fail-fast

@@ -37,6 +37,17 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("request timed out")]
     Timeout,
+    /// A social sign-in step was refused (bad or replayed state, the person declined,
+    /// no email to create an account with): 400, 403 or 422 with its own code.
+    #[error("refused: {code}")]
+    Refused { status: StatusCode, code: &'static str, detail: &'static str },
+    /// A social provider failed or answered outside its protocol, or its ID token did
+    /// not verify: 502. `cause` goes to the log only.
+    #[error("provider failed: {code}: {cause}")]
+    BadGateway { code: &'static str, detail: &'static str, cause: String },
+    /// A social provider did not answer within the configured time: 504.
+    #[error("provider timed out")]
+    GatewayTimeout,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -82,6 +93,16 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", Some((*detail).into()))
             }
             Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None),
+            Refused { status, code, detail } => {
+                (*status, code, status.canonical_reason().unwrap_or("Refused"), Some((*detail).into()))
+            }
+            BadGateway { code, detail, .. } => (StatusCode::BAD_GATEWAY, code, "Bad gateway", Some((*detail).into())),
+            GatewayTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "provider_timeout",
+                "Gateway timeout",
+                Some("The sign-in provider did not answer in time; try again.".into()),
+            ),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None),
         }
     }
@@ -92,7 +113,9 @@ impl IntoResponse for ApiError {
         let (status, code, title, detail) = self.parts();
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            ApiError::Unavailable(_) | ApiError::Timeout => tracing::warn!(error = %self, "request not served"),
+            ApiError::Unavailable(_) | ApiError::Timeout | ApiError::BadGateway { .. } | ApiError::GatewayTimeout => {
+                tracing::warn!(error = %self, "request not served")
+            }
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let errors = match self {

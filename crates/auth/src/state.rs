@@ -13,4 +13,6 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,
+    /// Social sign-in: enabled providers and the flows in progress.
+    pub oauth: std::sync::Arc<crate::oauth::OAuth>,
 }

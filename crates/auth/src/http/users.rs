@@ -93,30 +93,45 @@ async fn patch_me(State(state): State<AppState>, user: AuthUser, Json(patch): Js
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
-    #[schema(value_type = String, format = Password)]
-    current_password: SecretString,
+    /// Required when the account has a password; omitted to set the first password of
+    /// an account created through a social provider.
+    #[schema(value_type = Option<String>, format = Password)]
+    current_password: Option<SecretString>,
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 
-/// Changes the caller's password and ends every other session.
+/// Changes the caller's password, or sets the first one of an account that has none
+/// (without `current_password`), and ends every other session.
 #[utoipa::path(put, path = "/api/v1/users/me/password", tag = "users", security(("bearer" = [])), request_body = PasswordChange,
     responses(
-        (status = 204, description = "Password changed; other sessions ended"),
+        (status = 204, description = "Password changed or set; other sessions ended"),
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Wrong current password, or the new one fails the policy", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Current password wrong, missing, or sent for an account without one; or the new one fails the policy", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_password(State(state): State<AppState>, user: AuthUser, Json(body): Json<PasswordChange>) -> Result<StatusCode> {
     let account = users::get(&state.db, user.id()).await?.ok_or_else(ApiError::invalid_token)?;
     let email = Email::parse(&account.email).map_err(|e| anyhow::anyhow!("stored email invalid: {e}"))?;
     let new_password = NewPassword::parse(&body.new_password, &email).map_err(|m| ApiError::field("new_password", m))?;
     let current_hash = users::password_hash(&state.db, user.id()).await?;
-    if !state.hasher.verify(&body.current_password, current_hash.as_deref()).await? {
-        return Err(ApiError::field("current_password", "is incorrect"));
+    match (&current_hash, &body.current_password) {
+        (Some(_), None) => return Err(ApiError::field("current_password", "is required")),
+        (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet")),
+        (Some(hash), Some(current)) => {
+            if !state.hasher.verify(current, Some(hash.as_str())).await? {
+                return Err(ApiError::field("current_password", "is incorrect"));
+            }
+        }
+        (None, None) => {}
     }
     let hash = state.hasher.hash(new_password.secret()).await?;
     let mut tx = state.db.begin().await?;
-    users::set_password_hash(&mut *tx, user.id(), &hash).await?;
+    if current_hash.is_some() {
+        users::set_password_hash(&mut *tx, user.id(), &hash).await?;
+    } else if !users::set_first_password_hash(&mut *tx, user.id(), &hash).await? {
+        // Another request set one meanwhile: from now on, it is needed.
+        return Err(ApiError::field("current_password", "is required"));
+    }
     let ended = sessions::end_all(&mut *tx, user.id(), Some(user.session_id()), EndReason::PasswordChanged).await?;
     tx.commit().await?;
     cache_revocation(&state, &ended, None).await;

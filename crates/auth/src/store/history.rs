@@ -16,12 +16,20 @@ use crate::{domain::DeviceClass, error::Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Password,
+    Yandex,
+    Vk,
+    Google,
+    Mailru,
 }
 
 impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
+            Self::Yandex => "yandex",
+            Self::Vk => "vk",
+            Self::Google => "google",
+            Self::Mailru => "mailru",
         }
     }
 }

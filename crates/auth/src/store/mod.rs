@@ -4,6 +4,7 @@ pub mod history;
 pub mod revocation;
 pub mod roles;
 pub mod sessions;
+pub mod social;
 pub mod users;
 
 pub use revocation::Revocations;

@@ -142,6 +142,16 @@ pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) ->
     Ok(())
 }
 
+/// Sets the password of an account that has none; `false` if it has one by now.
+pub async fn set_first_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<bool> {
+    let updated = sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 AND password_hash IS NULL")
+        .bind(id)
+        .bind(hash)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Result<Option<User>> {
     fn set<T: AsRef<str>>(field: &Option<Option<T>>) -> (bool, Option<String>) {
         (field.is_some(), field.as_ref().and_then(|v| v.as_ref().map(|v| v.as_ref().to_owned())))

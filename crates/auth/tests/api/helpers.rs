@@ -72,6 +72,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         let _ = rx.await;
     }));
     let db = PgPool::connect(&db_url).await.unwrap();
+    // reqwest is built with `rustls-no-provider` for Auth's provider calls (which bring
+    // their own TLS configuration); clients that use reqwest's defaults need a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     TestApp {
         addr,
         client: reqwest::Client::builder().user_agent(DESKTOP_UA).build().unwrap(),

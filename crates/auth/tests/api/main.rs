@@ -15,5 +15,6 @@ mod refresh;
 mod roles;
 mod sessions;
 mod signup;
+mod social;
 mod superuser;
 mod users_me;

@@ -1,0 +1,187 @@
+//! The whole flow for every provider: authorize, callback, account created, signed in,
+//! signed in again to the same account, recorded in the login history.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::support::*;
+use crate::helpers::{PASSWORD, assert_problem, spawn_app};
+
+/// Authorize carries what the provider requires; two sign-ins land in one account.
+async fn sign_up_and_in_again(kind: Kind, person: Person, expect_authorize: &[(&str, &str)]) {
+    let stub = Stub::start(kind).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let provider = kind.name();
+
+    let flow = authorize(&app, provider, None).await;
+    let expected_auth_path = match kind {
+        Kind::Yandex | Kind::Vk => "/authorize",
+        Kind::Google => "/o/oauth2/v2/auth",
+        Kind::Mailru => "/login",
+    };
+    assert_eq!(flow.location.path(), expected_auth_path);
+    assert_eq!(flow.location.origin(), url::Url::parse(&stub.server.uri()).unwrap().origin());
+    for (name, value) in [("response_type", "code"), ("client_id", CLIENT_ID), ("redirect_uri", flow.callback_url.as_str())]
+        .into_iter()
+        .chain(expect_authorize.iter().copied())
+    {
+        assert_eq!(flow.param(name), value, "authorize parameter {name} in {}", flow.location);
+    }
+    assert_eq!(flow.state().len(), 43);
+    assert_eq!(flow.param("code_challenge").len(), 43, "PKCE S256 challenge");
+
+    stub.expect_sign_in(&flow, "code-1", &person).await;
+    let response = callback(&app, &flow, "code-1").await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let pair: Value = response.json().await.unwrap();
+    assert_eq!(pair["token_type"], "Bearer");
+    let access = pair["access_token"].as_str().unwrap();
+    let me = me(&app, access).await;
+    assert_eq!(me["email"], person.email.clone().unwrap().to_lowercase());
+    assert_eq!(me["roles"], json!(["user"]));
+    let user_id = me["id"].clone();
+
+    // The account has no password: password sign-in is refused.
+    assert_eq!(app.login(me["email"].as_str().unwrap(), PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Signed in again: the same account, found by the identity.
+    let access = sign_in(&app, &stub, &person, "code-2").await;
+    assert_eq!(super::support::me(&app, &access).await["id"], user_id);
+    assert_eq!(user_count(&app).await, 1);
+    assert_eq!(history_methods(&app, &access).await, [provider, "password:password_not_set", provider]);
+
+    let linked: Value = app.get_with("/api/v1/users/me/social", &access).await.json().await.unwrap();
+    assert_eq!(linked.as_array().unwrap().len(), 1);
+    assert_eq!(linked[0]["provider"], provider);
+    assert_eq!(linked[0]["provider_user_id"], person.id.as_str());
+    assert_eq!(linked[0]["email"], person.email.clone().unwrap().to_lowercase());
+    assert!(linked[0]["linked_at"].is_string());
+}
+
+#[tokio::test]
+async fn yandex_id_signs_up_then_signs_in_to_the_same_account() {
+    let person = Person::new("1130000012345678", "ivan.petrov@yandex.ru");
+    sign_up_and_in_again(Kind::Yandex, person, &[("code_challenge_method", "S256")]).await;
+}
+
+#[tokio::test]
+async fn vk_id_signs_up_then_signs_in_to_the_same_account() {
+    let person = Person::new("1234567", "Ivan.Petrov@vk.example");
+    sign_up_and_in_again(Kind::Vk, person, &[("code_challenge_method", "s256"), ("scope", "vkid.personal_info email")]).await;
+}
+
+#[tokio::test]
+async fn google_signs_up_then_signs_in_to_the_same_account() {
+    let person = Person::new("110169484474386276334", "ivan.petrov@gmail.com");
+    sign_up_and_in_again(Kind::Google, person, &[("code_challenge_method", "S256"), ("scope", "openid email profile")]).await;
+}
+
+#[tokio::test]
+async fn mailru_signs_up_then_signs_in_to_the_same_account() {
+    let person = Person::new("15410773191172635989", "ivan.petrov@mail.ru");
+    sign_up_and_in_again(Kind::Mailru, person, &[("code_challenge_method", "S256"), ("scope", "userinfo")]).await;
+}
+
+#[tokio::test]
+async fn new_accounts_get_the_providers_birth_date() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let access = sign_in(&app, &stub, &Person::new("77", "born@yandex.ru"), "c").await;
+    assert_eq!(me(&app, &access).await["birth_date"], "1990-05-17");
+}
+
+#[tokio::test]
+async fn google_authorize_sends_a_fresh_nonce() {
+    let google = Stub::start(Kind::Google).await;
+    let app = app_with(&[&google], vec![]).await;
+    let flow = authorize(&app, "google", None).await;
+    assert_eq!(flow.param("nonce").len(), 43);
+    assert_ne!(flow.param("nonce"), flow.state());
+}
+
+#[tokio::test]
+async fn mailru_through_vk_id_is_recorded_as_mailru() {
+    let vk = Stub::start(Kind::Vk).await;
+    let app = app_with(&[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
+    let flow = authorize(&app, "mailru", None).await;
+    assert_eq!(flow.location.path(), "/authorize");
+    assert_eq!(flow.param("provider"), "mail_ru");
+    assert_eq!(flow.param("code_challenge_method"), "s256");
+    assert_eq!(flow.callback_url, format!("{PUBLIC_URL}/api/v1/oauth/mailru/callback"));
+    assert_eq!(flow.param("redirect_uri"), flow.callback_url);
+
+    let person = Person::new("9988776", "ivan@mail.ru");
+    vk.expect_sign_in(&flow, "mr-code", &person).await;
+    let response = callback(&app, &flow, "mr-code").await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+    let access = crate::helpers::tokens(response).await.access;
+    assert_eq!(history_methods(&app, &access).await, ["mailru"]);
+    let linked: Value = app.get_with("/api/v1/users/me/social", &access).await.json().await.unwrap();
+    assert_eq!(linked[0]["provider"], "mailru");
+}
+
+#[tokio::test]
+async fn only_enabled_providers_are_listed_and_served() {
+    let app = spawn_app().await;
+    let list: Value = app.client.get(app.url("/api/v1/oauth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list, json!({"providers": []}));
+    let response = browser().get(app.url("/api/v1/oauth/yandex/authorize")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+
+    let (yandex, google) = (Stub::start(Kind::Yandex).await, Stub::start(Kind::Google).await);
+    let app = app_with(&[&yandex, &google], vec![]).await;
+    let list: Value = app.client.get(app.url("/api/v1/oauth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        list,
+        json!({"providers": [
+            {"provider": "yandex", "name": "Yandex ID", "authorize_url": "/api/v1/oauth/yandex/authorize"},
+            {"provider": "google", "name": "Google", "authorize_url": "/api/v1/oauth/google/authorize"},
+        ]})
+    );
+    for path in ["/api/v1/oauth/vk/authorize", "/api/v1/oauth/facebook/authorize", "/api/v1/oauth/mailru/callback?code=x&state=y"] {
+        assert_problem(browser().get(app.url(path)).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn a_front_end_gets_a_one_time_login_code_never_tokens() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let flow = authorize(&app, "yandex", Some(FRONTEND)).await;
+    stub.expect_sign_in(&flow, "fe-code", &Person::new("42", "fe@yandex.ru")).await;
+    let response = callback(&app, &flow, "fe-code").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(FRONTEND), "{location}");
+    let params: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+    assert_eq!(params.len(), 1, "only the login code: {location}");
+    assert_eq!(params[0].0, "login_code");
+    assert!(!location.as_str().contains("token"), "{location}");
+
+    let exchange = |code: String| {
+        let app = &app;
+        async move { app.post_json("/api/v1/oauth/exchange", &json!({"login_code": code})).await }
+    };
+    let response = exchange(params[0].1.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let access = crate::helpers::tokens(response).await.access;
+    assert_eq!(me(&app, &access).await["email"], "fe@yandex.ru");
+    assert_eq!(history_methods(&app, &access).await, ["yandex"]);
+
+    // A login code works once.
+    assert_problem(exchange(params[0].1.clone()).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+    assert_problem(exchange("made-up".into()).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+}
+
+#[tokio::test]
+async fn a_front_end_address_must_be_on_the_allow_list() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    for bad in ["https://evil.example/auth/done", "http://127.0.0.1:3000/auth/done/../x", "http://127.0.0.1:3000/auth/done#x", "not a url", "http://127.0.0.1:3000/auth/donex"] {
+        let response = browser().get(app.url("/api/v1/oauth/yandex/authorize")).query(&[("redirect_uri", bad)]).send().await.unwrap();
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(crate::helpers::error_fields(&problem), ["redirect_uri"], "{bad}");
+    }
+}

@@ -1,0 +1,103 @@
+//! The state: missing, forged, replayed, expired, for another provider or from
+//! another browser → 400 `invalid_state`, before any exchange with the provider.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use super::support::*;
+use crate::helpers::assert_problem;
+
+async fn assert_invalid_state(response: reqwest::Response) {
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_state").await;
+}
+
+#[tokio::test]
+async fn a_missing_or_forged_state_is_refused_without_an_exchange() {
+    let stub = Stub::start(Kind::Yandex).await;
+    stub.expect_no_exchange().await;
+    let app = app_with(&[&stub], vec![]).await;
+    let flow = authorize(&app, "yandex", None).await;
+    let code = || ("code", "c".to_owned());
+    // Missing.
+    assert_invalid_state(callback_with(&app, "yandex", &[code()], Some(&flow.cookie)).await).await;
+    assert_invalid_state(callback_with(&app, "yandex", &[code(), ("state", String::new())], Some(&flow.cookie)).await).await;
+    // Forged: well-formed, never issued; and junk.
+    let forged = "A".repeat(43);
+    assert_invalid_state(callback_with(&app, "yandex", &[code(), ("state", forged)], Some(&flow.cookie)).await).await;
+    assert_invalid_state(callback_with(&app, "yandex", &[code(), ("state", "x".repeat(5000))], Some(&flow.cookie)).await).await;
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_state_works_once() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let flow = authorize(&app, "yandex", None).await;
+    stub.expect_sign_in(&flow, "once", &Person::new("1", "once@yandex.ru")).await;
+    assert_eq!(callback(&app, &flow, "once").await.status(), StatusCode::OK);
+    // Replayed, even with a fresh code: refused before the provider is asked (the
+    // token stand-in answers one exchange only and fails the test on a second).
+    assert_invalid_state(callback(&app, &flow, "once").await).await;
+    assert_invalid_state(callback(&app, &flow, "other").await).await;
+    assert_eq!(user_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn an_expired_state_is_refused() {
+    let stub = Stub::start(Kind::Yandex).await;
+    stub.expect_no_exchange().await;
+    let app = app_with(&[&stub], vec![("OAUTH_STATE_TTL_SECONDS", "1".into())]).await;
+    let flow = authorize(&app, "yandex", None).await;
+    assert!(app.state.oauth.flows.is_pending(&flow.state()).await.unwrap());
+    // Wait for Redis to expire it, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.oauth.flows.is_pending(&flow.state()).await.unwrap() {
+        assert!(Instant::now() < deadline, "the state did not expire");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_invalid_state(callback(&app, &flow, "late").await).await;
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_state_is_bound_to_its_provider() {
+    let (yandex, vk) = (Stub::start(Kind::Yandex).await, Stub::start(Kind::Vk).await);
+    yandex.expect_no_exchange().await;
+    vk.expect_no_exchange().await;
+    let app = app_with(&[&yandex, &vk], vec![]).await;
+    let flow = authorize(&app, "yandex", None).await;
+    let query = [("code", "c".to_owned()), ("state", flow.state()), ("device_id", VK_DEVICE_ID.to_owned())];
+    assert_invalid_state(callback_with(&app, "vk", &query, Some(&flow.cookie)).await).await;
+    // And it was consumed by the attempt.
+    assert!(!app.state.oauth.flows.is_pending(&flow.state()).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_state_is_bound_to_the_browser_that_started_the_flow() {
+    let stub = Stub::start(Kind::Yandex).await;
+    stub.expect_no_exchange().await;
+    let app = app_with(&[&stub], vec![]).await;
+    // An attacker starts a flow and sends its callback link to a victim, whose
+    // browser has no cookie, or a cookie of its own.
+    let attackers = authorize(&app, "yandex", None).await;
+    let victims = authorize(&app, "yandex", None).await;
+    assert_ne!(attackers.cookie, victims.cookie);
+    let query = |flow: &Started| [("code", "c".to_owned()), ("state", flow.state())];
+    assert_invalid_state(callback_with(&app, "yandex", &query(&attackers), None).await).await;
+    assert_invalid_state(callback_with(&app, "yandex", &query(&victims), Some(&attackers.cookie)).await).await;
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_browser_keeps_one_binding_across_parallel_flows() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let first = authorize(&app, "yandex", None).await;
+    // A second tab: the browser sends its cookie and gets the same one back.
+    let response = browser().get(app.url("/api/v1/oauth/yandex/authorize")).header("cookie", &first.cookie).send().await.unwrap();
+    let second = started("yandex", response).await;
+    assert_eq!(second.cookie, first.cookie);
+    stub.expect_sign_in(&first, "tab-1", &Person::new("5", "tabs@yandex.ru")).await;
+    assert_eq!(callback(&app, &first, "tab-1").await.status(), StatusCode::OK);
+}
