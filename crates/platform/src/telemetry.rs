@@ -93,6 +93,8 @@ pub fn init(default_service: &str) -> Result<Telemetry, String> {
 
 /// Installs logging, and trace export to `export` when given. Call once per process.
 pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
+    // Every HTTP client of the process (the OTLP/HTTP exporter among them) uses it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = json_subscriber::fmt::layer()
         .with_current_span(false)

@@ -125,9 +125,16 @@ impl Auth {
     /// The real `auth` binary as a child process, so it can be stopped, killed,
     /// frozen (SIGSTOP) and started again on the same port with the same data.
     pub async fn process() -> Self {
+        Self::process_with(Vec::new()).await
+    }
+
+    /// As [`Auth::process`], with more environment (later entries win) and stdout
+    /// written to `AUTH_TEST_LOG_FILE` when that is among them.
+    pub async fn process_with(extra: Vec<(String, String)>) -> Self {
         let database = Database::new("auth");
         let port = free_port();
-        let env = Self::env(&database, port);
+        let mut env = Self::env(&database, port);
+        env.extend(extra);
         let mut auth = Self {
             url: format!("http://127.0.0.1:{port}"),
             db: PgPool::connect_lazy(&database.url).unwrap(),
@@ -150,10 +157,14 @@ impl Auth {
     }
 
     pub async fn start(&mut self) {
+        let stdout = match self.env.iter().rev().find(|(k, _)| k == "AUTH_TEST_LOG_FILE") {
+            Some((_, path)) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+            None => Stdio::null(),
+        };
         let child = Command::new(Self::binary())
             .arg("serve")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
+            .envs(self.env.iter().filter(|(k, _)| k != "AUTH_TEST_LOG_FILE").map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
