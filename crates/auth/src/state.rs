@@ -13,6 +13,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,
+    /// Request rate limits and the sign-in rules.
+    pub limits: std::sync::Arc<crate::limits::RateLimits>,
     /// Social sign-in: enabled providers and the flows in progress.
     pub oauth: std::sync::Arc<crate::oauth::OAuth>,
 }

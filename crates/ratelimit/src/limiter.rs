@@ -195,8 +195,17 @@ impl Limiter {
         } else {
             futures::future::join_all(groups.iter().map(|g| self.acquire_group(g, cost))).await
         };
+        // Groups decide independently; when one refuses, the request is not served, so
+        // the groups that charged it get it back (one more round trip, on refusals only).
+        let refused = outcomes.iter().any(|o| o.iter().any(|o| !o.allowed));
         let mut statuses: Vec<Option<Status>> = vec![None; checks.len()];
-        for (group, outcomes) in groups.iter().zip(outcomes) {
+        for (group, mut outcomes) in groups.iter().zip(outcomes) {
+            if refused && outcomes.iter().all(|o| o.allowed) {
+                self.refund_group(group, cost).await;
+                for o in &mut outcomes {
+                    o.remaining += cost;
+                }
+            }
             for (&index, outcome) in group.indices.iter().zip(outcomes) {
                 statuses[index] = Some(status(&checks[index].policy, outcome));
             }
@@ -212,15 +221,19 @@ impl Limiter {
     /// Gives one request back to each check, for example a sign-in attempt that succeeded.
     pub async fn refund(&self, checks: &[Check]) {
         for group in self.groups(checks) {
-            if let Some(redis) = self.redis_if_up() {
-                match tokio::time::timeout(self.inner.timeout, redis.refund(&group.keys, 1)).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => self.fall_back(&e.to_string()),
-                    Err(_) => self.fall_back("timeout"),
-                }
-            }
-            self.inner.local.refund(&group.subject, &group.keys, 1);
+            self.refund_group(&group, 1).await;
         }
+    }
+
+    async fn refund_group(&self, group: &Group, cost: u64) {
+        if let Some(redis) = self.redis_if_up() {
+            match tokio::time::timeout(self.inner.timeout, redis.refund(&group.keys, cost)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => self.fall_back(&e.to_string()),
+                Err(_) => self.fall_back("timeout"),
+            }
+        }
+        self.inner.local.refund(&group.subject, &group.keys, cost);
     }
 
     /// Forgets the state of each check: its full burst is available again.
@@ -282,13 +295,18 @@ impl Limiter {
     }
 }
 
-/// Stops when Redis answers a PING within the check deadline, or when the limiter is gone.
+/// Stops when Redis has the scripts loaded and answers a PING within the check
+/// deadline, or when the limiter is gone.
 async fn probe_until_back(weak: Weak<Inner>) {
     loop {
         let Some(interval) = weak.upgrade().map(|inner| inner.probe_interval) else { return };
         tokio::time::sleep(interval).await;
         let Some(inner) = weak.upgrade() else { return };
         let Some(redis) = inner.redis.as_ref() else { return };
+        let loaded = tokio::time::timeout(Duration::from_secs(1), redis.load_scripts()).await;
+        if !matches!(loaded, Ok(Ok(()))) {
+            continue;
+        }
         if let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.ping()).await {
             inner.on_local.store(false, Ordering::Release);
             metrics::gauge!("ratelimit_fallback_active").set(0.0);
@@ -343,5 +361,18 @@ mod tests {
         assert_eq!(limiter.backend(), Backend::Local);
         // The refused request did not charge "api" (same subject, all or nothing).
         assert_eq!(limiter.acquire(&checks[..1]).await.statuses[0].remaining, 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_for_one_subject_is_given_back_to_the_others() {
+        let limiter = Limiter::local("t");
+        let per_user = Policy::new("user", "1/h burst 3".parse().unwrap());
+        let per_ip = Policy::new("ip", "1/h".parse().unwrap());
+        let checks = [Check::new(&per_user, "user:1"), Check::new(&per_ip, "ip:1")];
+        assert!(limiter.acquire(&checks).await.allowed());
+        let refused = limiter.acquire(&checks).await;
+        assert!(!refused.allowed());
+        assert_eq!(refused.statuses[0].remaining, 2, "reported as given back");
+        assert_eq!(limiter.acquire(&checks[..1]).await.statuses[0].remaining, 1, "only the served request counted");
     }
 }

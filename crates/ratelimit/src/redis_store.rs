@@ -118,6 +118,15 @@ impl RedisStore {
         redis::cmd("DEL").arg(keys).query_async::<i64>(&mut self.connection.clone()).await.map(drop)
     }
 
+    /// Loads the scripts (on every primary of a cluster), so that the next checks are
+    /// one EVALSHA each rather than a NOSCRIPT miss and a load, as after a restart.
+    pub(crate) async fn load_scripts(&self) -> redis::RedisResult<()> {
+        let mut connection = self.connection.clone();
+        self.acquire.prepare_invoke().load_async(&mut connection).await?;
+        self.refund.prepare_invoke().load_async(&mut connection).await?;
+        Ok(())
+    }
+
     pub(crate) async fn ping(&self) -> redis::RedisResult<()> {
         redis::cmd("PING").query_async::<Value>(&mut self.connection.clone()).await.map(drop)
     }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, ClientInfo, Json};
 use crate::{
+    limits::sign_in::{AccountKey, SignInError},
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
     error::{ApiError, Problem, Result},
     state::AppState,
@@ -144,9 +145,28 @@ fn invalid_credentials() -> ApiError {
         (status = 401, description = "Wrong credentials", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Json(body): Json<LoginRequest>) -> Result<TokenPair> {
+async fn login(
+    State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    Json(body): Json<LoginRequest>,
+) -> Result<TokenPair, SignInError> {
     let identifier = body.identifier()?;
     let account = users::credentials(&state.db, &identifier).await?;
+    // Counted before the password is checked; see limits::sign_in.
+    let key = match (&account, &identifier) {
+        (Some(a), _) => AccountKey::account(a.id),
+        (None, SignInIdentifier::Email(email)) => AccountKey::unknown(email.as_ref()),
+        (None, SignInIdentifier::Login(login)) => AccountKey::unknown(login.as_ref()),
+    };
+    let attempt = match state.limits.admit_sign_in(&key, client.ip).await {
+        Ok(attempt) => attempt,
+        Err(verdict) => {
+            let user_id = account.map(|a| a.id);
+            history::record(&state.db, user_id, &client, Method::Password, Err(Failure::RateLimited)).await?;
+            tracing::info!(user_id = ?user_id, reason = Failure::RateLimited.as_str(), "sign-in refused");
+            return Err(SignInError::TooManyAttempts(verdict));
+        }
+    };
     let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
     let verified = state.hasher.verify(&body.password, hash).await?;
     let failure = match &account {
@@ -159,9 +179,10 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     if let Some(failure) = failure {
         history::record(&state.db, user_id, &client, Method::Password, Err(failure)).await?;
         tracing::info!(user_id = ?user_id, reason = failure.as_str(), "sign-in refused");
-        return Err(invalid_credentials());
+        return Err(attempt.failed(invalid_credentials()));
     }
     let user_id = user_id.ok_or_else(|| anyhow::anyhow!("verified sign-in without an account"))?;
+    attempt.succeeded(&state.limits).await;
     let pair = open_session(&state, user_id, &client, Method::Password).await?;
     tracing::info!(%user_id, "signed in");
     Ok(pair)

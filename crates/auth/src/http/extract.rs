@@ -38,14 +38,16 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// Where a request came from: the peer address and the User-Agent.
+/// Where a request came from: the client address (the peer's, or the one a trusted
+/// proxy reports; see `ratelimit::ClientIpLayer`) and the User-Agent.
 pub struct ClientInfo(pub sessions::Client);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip: Option<IpAddr> = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip: Option<IpAddr> =
+            ratelimit::ClientIp::of(&parts.extensions).or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -89,7 +91,11 @@ impl FromRequestParts<AppState> for AuthUser {
         let Some(token) = bearer_token(parts)? else {
             return Err(ApiError::Unauthorized { code: "unauthorized", detail: "Send an access token as `Authorization: Bearer <token>`." });
         };
-        let claims = state.tokens.verify(token).ok_or_else(ApiError::invalid_token)?;
+        // The rate-limit layer has usually verified this very token already.
+        let claims = match parts.extensions.get::<crate::limits::requests::VerifiedToken>() {
+            Some(verified) => verified.0.clone(),
+            None => state.tokens.verify(token).ok_or_else(ApiError::invalid_token)?,
+        };
         if is_revoked(state, &claims).await? {
             return Err(ApiError::invalid_token());
         }

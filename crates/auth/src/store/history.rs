@@ -41,6 +41,8 @@ pub enum Failure {
     WrongPassword,
     /// The account signs in only through a social provider.
     PasswordNotSet,
+    /// Too many attempts on the account (docs/rate-limiting.md); the password was not checked.
+    RateLimited,
 }
 
 impl Failure {
@@ -49,6 +51,7 @@ impl Failure {
             Self::UnknownAccount => "unknown_account",
             Self::WrongPassword => "wrong_password",
             Self::PasswordNotSet => "password_not_set",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -19,6 +19,18 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Every policy variable of Auth.
+pub const RATE_LIMIT_POLICIES: [&str; 8] = [
+    "AUTH_RATE_LIMIT_API_ANONYMOUS",
+    "AUTH_RATE_LIMIT_API_USER",
+    "AUTH_RATE_LIMIT_SIGNUP",
+    "AUTH_RATE_LIMIT_REFRESH",
+    "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
+    "AUTH_RATE_LIMIT_LOGIN_IP",
+    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
+    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
+];
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -59,7 +71,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("AUTH_REDIS_KEY_PREFIX", format!("test:{id}")),
         ("AUTH_JWT_DEV_KEY_FILE", key_file.display().to_string()),
         ("AUTH_ACCESS_TOKEN_TTL_SECONDS", options.access_ttl_seconds.to_string()),
+        // Decisions, not timing: a busy test machine must not switch the limiter to
+        // its in-process store (tests/api/ratelimit.rs sets the production deadline
+        // where that is the point).
+        ("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", "2000".into()),
     ];
+    // Other features' tests send bursts from one address: limits far above them, still
+    // through the layer. tests/api/ratelimit.rs sets the policies it exercises.
+    for name in RATE_LIMIT_POLICIES {
+        vars.push((name, "100000/s".into()));
+    }
     vars.extend(options.extra_vars);
     // Later entries override earlier ones.
     let settings = Settings::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();

@@ -11,6 +11,7 @@ mod introspect;
 mod keys;
 mod login;
 mod logout;
+mod ratelimit;
 mod refresh;
 mod roles;
 mod sessions;

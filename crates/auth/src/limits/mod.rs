@@ -1,0 +1,152 @@
+//! Auth's request rate limits (docs/rate-limiting.md): the policies and their
+//! settings, which requests count against which policy (`requests`), and the sign-in
+//! rules against password guessing (`sign_in`). The algorithm, the Redis state and
+//! the fallback are the shared `ratelimit` crate's.
+
+pub mod requests;
+pub mod sign_in;
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use platform::env::{ConfigError, Env};
+use ratelimit::{Limiter, LimiterConfig, Policy, Rate, RedisTarget, TrustedProxies};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Rates are written `20/s burst 40` (see `ratelimit::Rate`).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Proxies whose `X-Forwarded-For`/`X-Real-IP` are believed; also used for the
+    /// addresses in sessions and the login history, whether limits are on or not.
+    pub trusted_proxies: TrustedProxies,
+    /// Seed nodes of a Redis Cluster holding the limits; None: the Redis of `REDIS_URL`.
+    pub redis_cluster_nodes: Option<SecretString>,
+    pub redis_timeout: Duration,
+    pub redis_probe_interval: Duration,
+    pub api_anonymous: Rate,
+    pub api_user: Rate,
+    pub signup: Rate,
+    pub refresh: Rate,
+    pub password_change: Rate,
+    pub login_ip: Rate,
+    pub login_account_ip: Rate,
+    pub login_account: Rate,
+}
+
+impl RateLimitSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            enabled: env.flag("AUTH_RATE_LIMIT_ENABLED", true)?,
+            trusted_proxies: env.parse("AUTH_TRUSTED_PROXIES", "")?,
+            redis_cluster_nodes: env.optional("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES").map(Into::into),
+            redis_timeout: env.millis("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", 5)?,
+            redis_probe_interval: env.millis("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
+            api_anonymous: env.parse("AUTH_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
+            api_user: env.parse("AUTH_RATE_LIMIT_API_USER", "50/s burst 100")?,
+            signup: env.parse("AUTH_RATE_LIMIT_SIGNUP", "5/m burst 10")?,
+            refresh: env.parse("AUTH_RATE_LIMIT_REFRESH", "30/m burst 60")?,
+            password_change: env.parse("AUTH_RATE_LIMIT_PASSWORD_CHANGE", "5/15m")?,
+            login_ip: env.parse("AUTH_RATE_LIMIT_LOGIN_IP", "30/m")?,
+            login_account_ip: env.parse("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m")?,
+            login_account: env.parse("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h")?,
+        })
+    }
+}
+
+/// The policies, by the names they carry in Redis keys, headers and metrics.
+pub struct Policies {
+    pub api_anonymous: Arc<Policy>,
+    pub api_user: Arc<Policy>,
+    pub signup: Arc<Policy>,
+    pub refresh: Arc<Policy>,
+    pub password_change: Arc<Policy>,
+    pub login_ip: Arc<Policy>,
+    pub login_account_ip: Arc<Policy>,
+    pub login_account: Arc<Policy>,
+}
+
+/// Everything the layer and the sign-in handler need, shared through `AppState`.
+pub struct RateLimits {
+    pub enabled: bool,
+    pub limiter: Limiter,
+    pub policies: Policies,
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl RateLimits {
+    /// Connects lazily: Auth starts, and limits on its own, while Redis is down.
+    pub fn new(settings: &RateLimitSettings, redis_url: &SecretString, key_prefix: &str) -> anyhow::Result<Self> {
+        let target = match &settings.redis_cluster_nodes {
+            Some(nodes) => RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+            None => RedisTarget::Single(redis_url.expose_secret().to_owned()),
+        };
+        let mut config = LimiterConfig::new(key_prefix, Some(target));
+        config.redis_timeout = settings.redis_timeout;
+        config.probe_interval = settings.redis_probe_interval;
+        let limiter = Limiter::new(config).map_err(|_| {
+            let name = if settings.redis_cluster_nodes.is_some() { "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES" } else { "REDIS_URL" };
+            anyhow::anyhow!("{name}: not a valid Redis URL")
+        })?;
+        let s = settings;
+        Ok(Self {
+            enabled: s.enabled,
+            limiter,
+            trusted_proxies: s.trusted_proxies.clone(),
+            policies: Policies {
+                api_anonymous: Policy::new("api-ip", s.api_anonymous),
+                api_user: Policy::new("api-user", s.api_user),
+                signup: Policy::new("signup-ip", s.signup),
+                refresh: Policy::new("refresh-ip", s.refresh),
+                password_change: Policy::new("password-change-ip", s.password_change),
+                login_ip: Policy::new("login-ip", s.login_ip),
+                login_account_ip: Policy::new("login-account-ip", s.login_account_ip),
+                login_account: Policy::new("login-account", s.login_account),
+            },
+        })
+    }
+}
+
+/// Whom an address counts as. An IPv6 client usually holds a whole /64, so it is
+/// counted by its /64; otherwise one client could rotate through 2^64 addresses.
+pub fn ip_subject(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<RateLimitSettings, ConfigError> {
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        RateLimitSettings::from_env(&Env::new(&lookup))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_policies_and_bad_values_are_named() {
+        let s = with(&[]).unwrap();
+        assert!(s.enabled);
+        let rates = [s.api_anonymous, s.api_user, s.signup, s.refresh, s.password_change, s.login_ip, s.login_account_ip, s.login_account];
+        assert_eq!(rates.map(|r| r.to_string()), ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h"]);
+        assert_eq!(s.redis_timeout, Duration::from_millis(5));
+        assert_eq!(s.trusted_proxies, TrustedProxies::default());
+        let err = with(&[("AUTH_RATE_LIMIT_LOGIN_IP", "thirty a minute")]).unwrap_err();
+        assert!(err.to_string().starts_with("AUTH_RATE_LIMIT_LOGIN_IP: cannot parse \"thirty a minute\""), "{err}");
+        let err = with(&[("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, nginx")]).unwrap_err();
+        assert_eq!(err.to_string(), "AUTH_TRUSTED_PROXIES: cannot parse \"10.0.0.0/8, nginx\": \"nginx\" is not an IP address or CIDR block");
+        assert_eq!(with(&[("AUTH_RATE_LIMIT_ENABLED", "maybe")]).unwrap_err().name, "AUTH_RATE_LIMIT_ENABLED");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        assert_eq!(ip_subject(Some("203.0.113.7".parse().unwrap())), "ip:203.0.113.7");
+        assert_eq!(ip_subject(Some("2001:db8:a:b:1:2:3:4".parse().unwrap())), "ip:2001:db8:a:b::/64");
+        assert_eq!(ip_subject(Some("2001:db8:a:b:ffff::9".parse().unwrap())), "ip:2001:db8:a:b::/64");
+    }
+}

@@ -1,0 +1,125 @@
+//! Which requests count against which policy.
+//!
+//! Every request except the probes (and metrics) counts against the general API
+//! limit: per user when it carries a valid access token, else per client address.
+//! Some routes also count against their own per-address policy: sign-in (and the
+//! social sign-in callbacks), signup, refresh and the password change.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::MatchedPath,
+    http::{Method, request::Parts},
+    response::Response,
+};
+use ratelimit::{Check, ClientIp, RateLimitLayer, Verdict};
+use utoipa::openapi::{
+    self, ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder,
+    schema::{ObjectBuilder, Type},
+};
+
+use super::{RateLimits, ip_subject};
+use crate::{http::extract::bearer_token, tokens::AccessClaims};
+
+/// The claims of the request's access token, verified (signature and expiry, not
+/// revocation) by the rate-limit layer, so the handler's extractor does not verify
+/// the signature a second time.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken(pub AccessClaims);
+
+/// Routes never limited: probes must answer whatever the load.
+fn is_unlimited(route: &str) -> bool {
+    route.starts_with("/health/") || route == "/metrics"
+}
+
+/// The route's own policy, beyond the general API limit.
+fn route_policy<'a>(limits: &'a RateLimits, method: &Method, route: &str) -> Option<&'a Arc<ratelimit::Policy>> {
+    let p = &limits.policies;
+    match (method.as_str(), route) {
+        ("POST", "/api/v1/auth/login") => Some(&p.login_ip),
+        ("GET" | "POST", r) if r.starts_with("/api/v1/oauth/") && r.ends_with("/callback") => Some(&p.login_ip),
+        ("POST", "/api/v1/auth/signup") => Some(&p.signup),
+        ("POST", "/api/v1/auth/refresh") => Some(&p.refresh),
+        ("PUT", "/api/v1/users/me/password") => Some(&p.password_change),
+        _ => None,
+    }
+}
+
+/// What a request counts against. Needs the [`ClientIp`] extension (see `ratelimit::ClientIpLayer`).
+pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: &mut Parts) -> Vec<Check> {
+    if !limits.enabled {
+        return Vec::new();
+    }
+    // Unmatched paths (404s) count like any other request.
+    let route = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    if route.as_deref().is_some_and(is_unlimited) {
+        return Vec::new();
+    }
+    let ip = ip_subject(ClientIp::of(&parts.extensions));
+    let claims = bearer_token(parts).ok().flatten().and_then(|token| tokens.verify(token));
+    let mut checks = Vec::with_capacity(2);
+    match claims {
+        Some(claims) => {
+            checks.push(Check::new(&limits.policies.api_user, format_args!("user:{}", claims.sub.simple())));
+            parts.extensions.insert(VerifiedToken(claims));
+        }
+        // A missing or bad token counts by address; the handler answers 401 anyway.
+        None => checks.push(Check::new(&limits.policies.api_anonymous, &ip)),
+    }
+    if let Some(policy) = route.as_deref().and_then(|r| route_policy(limits, &parts.method, r)) {
+        checks.push(Check::new(policy, &ip));
+    }
+    checks
+}
+
+/// The layer for Auth's router.
+pub fn layer(
+    limits: Arc<RateLimits>,
+    tokens: crate::tokens::AccessTokens,
+) -> RateLimitLayer<impl Fn(&mut Parts) -> Vec<Check> + Clone + Send + Sync + 'static> {
+    let limiter = limits.limiter.clone();
+    RateLimitLayer::new(limiter, move |parts: &mut Parts| checks(&limits, &tokens, parts)).on_refused(refusal)
+}
+
+fn refusal(_: &Verdict) -> Response {
+    crate::error::problem_response(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        Some("Too many requests; retry after the number of seconds in `Retry-After`.".into()),
+        Vec::new(),
+    )
+}
+
+/// Documents the 429 answer on every limited operation of the OpenAPI document.
+pub struct TooManyRequestsDoc;
+
+impl utoipa::Modify for TooManyRequestsDoc {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let integer = || RefOr::T(openapi::Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build()));
+        let string = || RefOr::T(openapi::Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()));
+        let response = ResponseBuilder::new()
+            .description("Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in). See docs/rate-limiting.md.")
+            .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+            .header("Retry-After", HeaderBuilder::new().schema(Some(integer())).description(Some("Seconds to wait before retrying.")).build())
+            .header(
+                "RateLimit-Policy",
+                HeaderBuilder::new().schema(Some(string())).description(Some(r#"The policies that apply, e.g. `"api-ip";q=40;w=2` (draft-ietf-httpapi-ratelimit-headers). Also on every limited 2xx/4xx answer."#)).build(),
+            )
+            .header(
+                "RateLimit",
+                HeaderBuilder::new().schema(Some(string())).description(Some(r#"Their state, e.g. `"api-ip";r=0;t=2`: requests remaining and seconds until the full quota is back."#)).build(),
+            )
+            .build();
+        doc.components.get_or_insert_with(Default::default).responses.insert("TooManyRequests".into(), RefOr::T(response));
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if is_unlimited(path) {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.insert("429".into(), RefOr::Ref(Ref::from_response_name("TooManyRequests")));
+            }
+        }
+    }
+}

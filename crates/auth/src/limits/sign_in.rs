@@ -1,0 +1,142 @@
+//! The sign-in rules against password guessing.
+//!
+//! Each attempt is counted before its password is checked, against the account from
+//! this client address (`login-account-ip`, 5 per 15 minutes by default) and against
+//! the account from everywhere (`login-account`, 50 per hour), both in one
+//! all-or-nothing check. A success takes its attempt back from the account's count
+//! and clears the account's count from that address, so what is counted is failures.
+//! Counting first (rather than after a failure) keeps concurrent guesses from slipping
+//! past the limit between the check and the count.
+//!
+//! A refused attempt is not checked at all, so it tells nothing about the password.
+//! The attacker's address is throttled; the owner, signing in from another address,
+//! is not, unless an attack spread over many addresses exhausts the account-wide
+//! limit, which then lets one attempt through per 72 seconds (docs/rate-limiting.md).
+//! The per-address limit of the route (`login-ip`, 30 per minute) is the layer's.
+
+use std::net::IpAddr;
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use ratelimit::{Check, Verdict};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{RateLimits, ip_subject};
+use crate::error::{ApiError, problem_response};
+
+/// Whose attempts are counted: the account, or, when no account matches, the
+/// identifier typed (hashed: keys in Redis carry no email addresses).
+pub struct AccountKey(String);
+
+impl AccountKey {
+    pub fn account(id: Uuid) -> Self {
+        Self(format!("acct:{}", id.simple()))
+    }
+
+    /// For an identifier that matches no account; `identifier` is already normalised.
+    pub fn unknown(identifier: &str) -> Self {
+        let digest = Sha256::digest(identifier.to_lowercase().as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("acct:~{hex}"))
+    }
+}
+
+/// An attempt let through; unless it succeeds, it stays counted.
+#[must_use = "call `succeeded` when the password was right"]
+pub struct Admitted {
+    per_ip: Option<Check>,
+    per_account: Option<Check>,
+    verdict: Verdict,
+}
+
+impl RateLimits {
+    /// Counts a sign-in attempt; refuses it when the account is locked from this
+    /// address or from everywhere.
+    pub async fn admit_sign_in(&self, account: &AccountKey, ip: Option<IpAddr>) -> Result<Admitted, Verdict> {
+        if !self.enabled {
+            return Ok(Admitted { per_ip: None, per_account: None, verdict: Verdict::default() });
+        }
+        let per_ip = Check::new(&self.policies.login_account_ip, &account.0).within(ip_subject(ip));
+        let per_account = Check::new(&self.policies.login_account, &account.0);
+        let verdict = self.limiter.acquire(&[per_ip.clone(), per_account.clone()]).await;
+        if verdict.allowed() { Ok(Admitted { per_ip: Some(per_ip), per_account: Some(per_account), verdict }) } else { Err(verdict) }
+    }
+}
+
+impl Admitted {
+    /// The password was wrong: the answer reports how many attempts are left.
+    pub fn failed(self, error: ApiError) -> SignInError {
+        SignInError::Failed(error, self.verdict)
+    }
+
+    /// The password was right: the address starts over, and the account-wide count
+    /// gets this attempt back.
+    pub async fn succeeded(self, limits: &RateLimits) {
+        if let (Some(per_ip), Some(per_account)) = (self.per_ip, self.per_account) {
+            limits.limiter.reset(&[per_ip]).await;
+            limits.limiter.refund(&[per_account]).await;
+        }
+    }
+}
+
+/// How a sign-in can fail: any API error, or too many attempts.
+#[derive(Debug)]
+pub enum SignInError {
+    Api(ApiError),
+    /// A counted attempt that failed: the error, with the account policies' `RateLimit` headers.
+    Failed(ApiError, Verdict),
+    /// 429 `too_many_sign_in_attempts`, with the account policies' `RateLimit` headers
+    /// and `Retry-After`.
+    TooManyAttempts(Verdict),
+}
+
+impl From<ApiError> for SignInError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<anyhow::Error> for SignInError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl IntoResponse for SignInError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Api(e) => e.into_response(),
+            Self::Failed(e, verdict) => {
+                let mut response = e.into_response();
+                ratelimit::headers::apply(response.headers_mut(), &verdict);
+                response
+            }
+            Self::TooManyAttempts(verdict) => {
+                let mut response = problem_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_sign_in_attempts",
+                    "Too many sign-in attempts",
+                    Some("Too many failed sign-ins for this account; retry after the number of seconds in `Retry-After`.".into()),
+                    Vec::new(),
+                );
+                ratelimit::headers::apply(response.headers_mut(), &verdict);
+                response
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_identifiers_are_hashed_case_insensitively() {
+        let a = AccountKey::unknown("Viewer_42");
+        assert_eq!(a.0, AccountKey::unknown("viewer_42").0);
+        assert!(a.0.starts_with("acct:~") && a.0.len() == 6 + 32 && !a.0.contains("viewer"));
+    }
+}

@@ -1,0 +1,406 @@
+//! Rate limits against the real Redis (docs/rate-limiting.md): every policy, the
+//! headers, two instances sharing one limit, trusted proxies, Redis stopping mid-test,
+//! the sign-in rules, and a three-node Redis Cluster.
+//!
+//! Intervals are made short through the settings; waiting for a limit to pass is a
+//! poll with a deadline (a refused request is not charged, so polling does not delay
+//! the answer). Different client addresses are simulated through a trusted proxy.
+
+use std::{future::Future, time::Duration};
+
+use auth::store::history;
+use ratelimit::{
+    Backend,
+    testing::{RedisCluster, RedisServer},
+};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Options, PASSWORD, TestApp, assert_problem, spawn_app_with};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn app_with(vars: &[(&'static str, &str)]) -> TestApp {
+    spawn_app_with(Options { extra_vars: vars.iter().map(|(k, v)| (*k, v.to_string())).collect(), ..Default::default() }).await
+}
+
+fn header(response: &Response, name: &str) -> String {
+    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// The burst passes the policy, then a request is refused with 429 and `code`, and
+/// once the policy's interval has passed a request is allowed again.
+///
+/// Requests that hash a password can be slow on a busy machine, and the policy may
+/// earn a request back meanwhile: so at least `burst` pass, and a refusal comes
+/// within a few more (exact counts are checked on a cheap route in
+/// `headers_describe_each_policy_and_retry_after_is_exact`).
+async fn assert_policy<F, Fut>(policy: &str, burst: usize, code: &str, mut send: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let mut passed = 0;
+    let refused = loop {
+        let response = send().await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert!(header(&response, "ratelimit").contains(&format!("\"{policy}\";r=")), "{policy}: {}", header(&response, "ratelimit"));
+        passed += 1;
+        assert!(passed <= burst + 3, "{policy}: no refusal after {passed} requests");
+    };
+    assert!(passed >= burst, "{policy}: refused after {passed} requests, burst {burst}");
+    let retry_after: u64 = header(&refused, "retry-after").parse().expect("Retry-After on a 429");
+    assert!((1..=4).contains(&retry_after), "{policy}: Retry-After {retry_after}");
+    assert!(header(&refused, "ratelimit").contains(&format!("\"{policy}\";r=0;")), "{policy}");
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, code).await;
+    let start = tokio::time::Instant::now();
+    loop {
+        let response = send().await;
+        if response.status() != StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{policy}: still refused after {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn email() -> String {
+    format!("viewer-{}@example.com", Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn every_request_policy_allows_its_burst_then_429_then_again_after_the_interval() {
+    // 2 at once, one more every 2 s.
+    let fast = "1/2s burst 2";
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_API_ANONYMOUS", fast),
+        ("AUTH_RATE_LIMIT_SIGNUP", fast),
+        ("AUTH_RATE_LIMIT_REFRESH", fast),
+        ("AUTH_RATE_LIMIT_PASSWORD_CHANGE", fast),
+        ("AUTH_RATE_LIMIT_LOGIN_IP", fast),
+        // Through a trusted proxy, so each policy below gets addresses of its own.
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let from = |ip: &'static str| move |request: reqwest::RequestBuilder| request.header("x-forwarded-for", ip);
+
+    let ip = from("198.51.100.1");
+    assert_policy("api-ip", 2, "rate_limited", || async { ip(app.client.get(app.url("/.well-known/jwks.json"))).send().await.unwrap() }).await;
+
+    let ip = from("198.51.100.2");
+    assert_policy("signup-ip", 2, "rate_limited", || async {
+        ip(app.client.post(app.url("/api/v1/auth/signup"))).json(&json!({"email": email(), "password": PASSWORD})).send().await.unwrap()
+    })
+    .await;
+
+    let ip = from("198.51.100.3");
+    assert_policy("refresh-ip", 2, "rate_limited", || async {
+        ip(app.client.post(app.url("/api/v1/auth/refresh"))).json(&json!({"refresh_token": "not-a-token"})).send().await.unwrap()
+    })
+    .await;
+
+    // Unknown accounts each time: only the per-address sign-in limit applies.
+    let ip = from("198.51.100.4");
+    assert_policy("login-ip", 2, "rate_limited", || async {
+        ip(app.client.post(app.url("/api/v1/auth/login"))).json(&json!({"email": email(), "password": "wrong password"})).send().await.unwrap()
+    })
+    .await;
+
+    let ip = from("198.51.100.5");
+    let signup = ip(app.client.post(app.url("/api/v1/auth/signup"))).json(&json!({"email": "limited@example.com", "password": PASSWORD}));
+    assert_eq!(signup.send().await.unwrap().status(), StatusCode::CREATED);
+    let ip = from("198.51.100.6");
+    let login = ip(app.client.post(app.url("/api/v1/auth/login"))).json(&json!({"email": "limited@example.com", "password": PASSWORD}));
+    let token = crate::helpers::tokens(login.send().await.unwrap()).await.access;
+    let ip = from("198.51.100.7");
+    assert_policy("password-change-ip", 2, "rate_limited", || async {
+        let body = json!({"current_password": "not the password", "new_password": "another horse battery"});
+        ip(app.client.put(app.url("/api/v1/users/me/password"))).bearer_auth(&token).json(&body).send().await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_user_limit_counts_by_account_whatever_the_address() {
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_USER", "1/2s burst 2"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let (_, tokens) = app.signed_in_user().await;
+    let token = tokens.access;
+    let mut addresses = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"].into_iter().cycle();
+    assert_policy("api-user", 2, "rate_limited", || {
+        let request = app.client.get(app.url("/api/v1/users/me")).bearer_auth(&token).header("x-forwarded-for", addresses.next().unwrap());
+        async move { request.send().await.unwrap() }
+    })
+    .await;
+    // A token that does not verify counts by address instead (and is answered 401).
+    let forged = app.client.get(app.url("/api/v1/users/me")).bearer_auth(format!("{token}x")).send().await.unwrap();
+    assert!(header(&forged, "ratelimit").starts_with("\"api-ip\";"));
+    assert_problem(forged, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn headers_describe_each_policy_and_retry_after_is_exact() {
+    // One request per 30 s, two at once: deterministic whole seconds.
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "2/m"), ("AUTH_RATE_LIMIT_LOGIN_IP", "30/m"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m")]).await;
+    let first = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "ratelimit-policy"), "\"api-ip\";q=2;w=60");
+    assert_eq!(header(&first, "ratelimit"), "\"api-ip\";r=1;t=30");
+    assert!(first.headers().get("retry-after").is_none());
+
+    // A failed sign-in counts against the account's policies (reported by the
+    // handler) and the address's (reported by the layer).
+    let login = app.login("nobody@example.com", "wrong password").await;
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+    let policies = header(&login, "ratelimit-policy");
+    assert!(policies.starts_with("\"login-account-ip\";q=5;w=900, \"login-account\";"), "{policies}");
+    assert!(policies.ends_with(", \"api-ip\";q=2;w=60, \"login-ip\";q=30;w=60"), "{policies}");
+    let state = header(&login, "ratelimit");
+    assert!(state.starts_with("\"login-account-ip\";r=4;t=180, "), "{state}");
+    assert!(state.ends_with(", \"api-ip\";r=0;t=60, \"login-ip\";r=29;t=2"), "{state}");
+
+    let refused = app.client.get(app.url("/api/v1/auth/sessions")).send().await.unwrap();
+    assert_eq!(header(&refused, "retry-after"), "30");
+    assert_eq!(header(&refused, "ratelimit"), "\"api-ip\";r=0;t=60");
+    let problem = assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(problem["type"], "https://errors.cinema.example/rate_limited");
+
+    // Probes are never limited and carry no rate-limit headers.
+    for _ in 0..5 {
+        let live = app.client.get(app.url("/health/live")).send().await.unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+        assert!(live.headers().get("ratelimit").is_none());
+    }
+    assert_eq!(app.client.get(app.url("/health/ready")).send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn two_instances_share_one_limit_through_redis() {
+    let prefix = format!("test:shared:{}", Uuid::new_v4().simple());
+    let vars = [("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 4"), ("AUTH_REDIS_KEY_PREFIX", prefix.as_str())];
+    let (a, b) = (app_with(&vars).await, app_with(&vars).await);
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().status(), StatusCode::OK);
+    }
+    for app in [&a, &b] {
+        let refused = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+        assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // No trusted proxies (the default): the peer address is the client's.
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3")]).await;
+    for i in 0..3 {
+        let response = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", format!("198.51.100.{i}")).header("x-real-ip", format!("198.51.100.{i}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let spoofed = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", "198.51.100.99").send().await.unwrap();
+    assert_problem(spoofed, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+}
+
+#[tokio::test]
+async fn sessions_and_history_record_the_peer_and_not_a_made_up_address() {
+    let app = app_with(&[]).await;
+    let email = email();
+    app.signup(&email).await;
+    let login = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", "198.51.100.99").header("x-real-ip", "198.51.100.98");
+    let tokens = crate::helpers::tokens(login.json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap()).await;
+    let sessions: Value = app.get_with("/api/v1/auth/sessions", &tokens.access).await.json().await.unwrap();
+    assert_eq!(sessions[0]["ip"], "127.0.0.1", "{sessions}");
+    let history: Value = app.get_with("/api/v1/users/me/login-history", &tokens.access).await.json().await.unwrap();
+    assert_eq!(history["items"][0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_limit_and_is_recorded() {
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")]).await;
+    let email = email();
+    let signup = app.client.post(app.url("/api/v1/auth/signup")).header("x-forwarded-for", "198.51.100.10").json(&json!({"email": email, "password": PASSWORD}));
+    assert_eq!(signup.send().await.unwrap().status(), StatusCode::CREATED);
+    // The client made up the first entry; a second proxy (10.1.1.1) appended the real one.
+    let chain = "6.6.6.6, 203.0.113.77, 10.1.1.1";
+    let login = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", chain).json(&json!({"email": email, "password": PASSWORD}));
+    let tokens = crate::helpers::tokens(login.send().await.unwrap()).await;
+    let sessions: Value = app.get_with("/api/v1/auth/sessions", &tokens.access).await.json().await.unwrap();
+    assert_eq!(sessions[0]["ip"], "203.0.113.77", "{sessions}");
+    let history: Value = app.get_with("/api/v1/users/me/login-history", &tokens.access).await.json().await.unwrap();
+    assert_eq!(history["items"][0]["ip"], "203.0.113.77");
+    // 198.51.100.10 used one request of its own burst, 203.0.113.77 one of another.
+    for _ in 0..2 {
+        let r = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", "198.51.100.10").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let refused = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", "198.51.100.10").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = app.client.get(app.url("/.well-known/jwks.json")).header("x-real-ip", "198.51.100.11").send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+/// Sends a sign-in as if from `ip`, through the trusted proxy on 127.0.0.1.
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Response {
+    app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", ip).json(&json!({"email": email, "password": password})).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_attacker_is_throttled_while_the_owner_signs_in_from_elsewhere() {
+    // The default sign-in rules: 5 per account per address per 15 minutes, 50 per account per hour.
+    let app = app_with(&[
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h"),
+    ])
+    .await;
+    let owner = email();
+    app.signup(&owner).await;
+    let attacker = "198.51.100.66";
+    for i in 0..5 {
+        let guess = login_from(&app, attacker, &owner, &format!("guess number {i}")).await;
+        assert_problem(guess, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let refused = login_from(&app, attacker, &owner, "guess number 5").await;
+    assert_eq!(header(&refused, "retry-after"), "180", "one attempt back every 3 minutes");
+    assert!(header(&refused, "ratelimit").contains("\"login-account-ip\";r=0;t=900"), "{}", header(&refused, "ratelimit"));
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    // Even the right password is not checked from there now.
+    let right_but_refused = login_from(&app, attacker, &owner, PASSWORD).await;
+    assert_eq!(right_but_refused.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The owner, elsewhere, signs in.
+    let signed_in = login_from(&app, "203.0.113.5", &owner, PASSWORD).await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let tokens = crate::helpers::tokens(signed_in).await;
+
+    let history: Value = app.get_with("/api/v1/users/me/login-history?limit=100", &tokens.access).await.json().await.unwrap();
+    let outcomes: Vec<(Option<&str>, &str)> = history["items"].as_array().unwrap().iter().map(|i| (i["failure_reason"].as_str(), i["ip"].as_str().unwrap())).collect();
+    assert_eq!(outcomes[0], (None, "203.0.113.5"));
+    assert_eq!(outcomes[1..3], [(Some(history::Failure::RateLimited.as_str()), attacker); 2]);
+    assert_eq!(outcomes[3..8], [(Some("wrong_password"), attacker); 5]);
+}
+
+#[tokio::test]
+async fn a_success_clears_the_count_from_that_address_and_the_account_wide_limit_spans_addresses() {
+    let app = app_with(&[
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "2/h"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "1/2s burst 4"),
+    ])
+    .await;
+    let owner = email();
+    app.signup(&owner).await;
+    // A typo, a success, then two typos again: the success started the address over.
+    assert_eq!(login_from(&app, "203.0.113.9", &owner, "typo one!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(&app, "203.0.113.9", &owner, PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(login_from(&app, "203.0.113.9", &owner, "typo two!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(&app, "203.0.113.9", &owner, "typo three").await.status(), StatusCode::UNAUTHORIZED);
+    let third = login_from(&app, "203.0.113.9", &owner, "typo four").await;
+    assert_problem(third, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+
+    // Failures from many addresses add up on the account: 4 at once, one per 2 s.
+    let spread = email();
+    app.signup(&spread).await;
+    let mut ips = (1..).map(|i| format!("198.51.100.{i}"));
+    assert_policy("login-account", 4, "too_many_sign_in_attempts", || {
+        let ip = ips.next().unwrap();
+        let app = &app;
+        let spread = spread.clone();
+        async move { login_from(app, &ip, &spread, "distributed guess").await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter() {
+    let mut redis = RedisServer::start();
+    let app = app_with(&[
+        ("REDIS_URL", redis.url().as_str()),
+        // The production deadline.
+        ("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", "5"),
+        ("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", "50"),
+        ("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let limiter = &app.state.limits.limiter;
+    let app = &app;
+    let jwks = |ip: &'static str| async move { app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", ip).send().await.unwrap() };
+    // A first contact may be slower than 5 ms (connecting, loading the script) and go
+    // to the local store; once Redis answers in time, it is used.
+    let start = tokio::time::Instant::now();
+    while !(jwks("198.51.100.1").await.status() == StatusCode::OK
+        && limiter.backend() == Backend::Redis
+        && redis.command("KEYS *").contains(":rl:{ip:198.51.100.1}:api-ip"))
+    {
+        assert!(start.elapsed() < DEADLINE, "Redis never took the limits");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    redis.stop();
+    // Served, not refused or failed because of Redis: the local limiter takes over
+    // with the same policy, and enforces it.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(jwks("198.51.100.2").await.status());
+    }
+    assert_eq!(limiter.backend(), Backend::Local);
+    assert!(limiter.fallbacks() >= 1);
+    assert_eq!(statuses[..3], [StatusCode::OK; 3], "{statuses:?}");
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // Signing up and in still work (the revocation cache falls back to PostgreSQL).
+    let email = email();
+    let signup = app.post_json("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD})).await;
+    assert_ne!(signup.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    redis.restart();
+    let start = tokio::time::Instant::now();
+    while limiter.backend() != Backend::Redis {
+        assert!(start.elapsed() < DEADLINE, "the limiter never returned to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Checks go to Redis again (a check slower than 5 ms on this busy machine would
+    // switch back for a while: poll with fresh addresses until one lands in Redis).
+    for i in 10.. {
+        let ip = format!("198.51.100.{i}");
+        let response = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", &ip).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        if redis.command("KEYS *").contains(&format!(":rl:{{ip:{ip}}}:api-ip")) {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE * 2, "checks never went back to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn limits_and_sign_in_rules_work_on_a_three_node_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster.urls().join(",");
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES", nodes.as_str()),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+        ("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 20"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "1/m burst 2"),
+    ])
+    .await;
+    let owner = email();
+    // Signups from many addresses: keys in many slots.
+    for i in 0..12 {
+        let signup = app.client.post(app.url("/api/v1/auth/signup")).header("x-forwarded-for", format!("198.51.100.{i}")).json(&json!({"email": if i == 0 { owner.clone() } else { email() }, "password": PASSWORD}));
+        assert_eq!(signup.send().await.unwrap().status(), StatusCode::CREATED);
+    }
+    // Two keys of one account in one script call: one slot, no CROSSSLOT error.
+    assert_eq!(login_from(&app, "203.0.113.20", &owner, "wrong guess!").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login_from(&app, "203.0.113.20", &owner, "wrong guess!").await.status(), StatusCode::UNAUTHORIZED);
+    let refused = login_from(&app, "203.0.113.20", &owner, "wrong guess!").await;
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    assert_eq!(login_from(&app, "203.0.113.21", &owner, PASSWORD).await.status(), StatusCode::OK);
+
+    assert_eq!(app.state.limits.limiter.backend(), Backend::Redis, "never fell back");
+    let prefix = &app.settings.redis_key_prefix;
+    let spread = cluster.keys_per_node(&format!("{prefix}:rl:*"));
+    assert!(spread.iter().filter(|&&n| n > 0).count() >= 2, "keys on several nodes: {spread:?}");
+}
