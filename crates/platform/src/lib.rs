@@ -4,5 +4,6 @@
 pub mod db;
 pub mod env;
 pub mod http;
+pub mod openapi;
 pub mod shutdown;
 pub mod telemetry;

@@ -11,13 +11,10 @@ pub mod social;
 pub mod users;
 pub mod wellknown;
 
-use axum::{Router, extract::DefaultBodyLimit, http::header, routing::get};
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use axum::{Router, extract::DefaultBodyLimit};
+use platform::openapi::BearerAuth;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{error::ApiError, state::AppState};
 
@@ -36,18 +33,6 @@ use crate::{error::ApiError, state::AppState};
     )
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 /// The API routes and their OpenAPI document, without middleware or state.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -68,20 +53,16 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document as committed in `contracts/auth.openapi.json`.
 pub fn openapi_json() -> String {
-    let mut json = api().1.to_pretty_json().expect("the OpenAPI document serialises");
-    json.push('\n');
-    json
+    platform::openapi::to_json(&api().1)
 }
 
 pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: usize) -> Router {
     let (api, openapi) = api();
-    let spec = openapi_json();
     // Inside the request span, after routing (the route template picks the policy).
     let rate_limits = crate::limits::requests::layer(state.limits.clone(), state.tokens.clone());
     let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
     let router = api
-        .route("/api/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
-        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
+        .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

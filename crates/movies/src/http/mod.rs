@@ -8,13 +8,10 @@ pub mod health;
 pub mod paging;
 pub mod persons;
 
-use axum::{Router, http::header, middleware, routing::get};
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use axum::{Router, middleware};
+use platform::openapi::BearerAuth;
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{error::ApiError, state::AppState};
 
@@ -31,15 +28,6 @@ use crate::{error::ApiError, state::AppState};
 )]
 struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
-    }
-}
-
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(films::router())
@@ -51,17 +39,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document as committed in `contracts/movies.openapi.json`.
 pub fn openapi_json() -> String {
-    let mut json = api().1.to_pretty_json().expect("the OpenAPI document serialises");
-    json.push('\n');
-    json
+    platform::openapi::to_json(&api().1)
 }
 
 pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
     let (api, openapi) = api();
-    let spec = openapi_json();
     let router = api
-        .route("/api/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
-        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
+        .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
