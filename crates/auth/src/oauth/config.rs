@@ -57,7 +57,7 @@ pub struct GoogleSettings {
 /// only since July 2025, and VK ID with `provider=mail_ru` for new integrations.
 #[derive(Debug, Clone)]
 pub enum MailruSettings {
-    OAuthMail(ProviderSettings),
+    OAuthMail(Box<ProviderSettings>),
     /// Through VK ID with the VK client (`OAUTH_MAILRU_VIA_VKID=true`).
     ViaVkId,
 }
@@ -130,7 +130,7 @@ impl OAuthSettings {
         let vk = provider(&get, "VK", &VK)?;
         let mailru_via_vkid = env.flag("OAUTH_MAILRU_VIA_VKID", false)?;
         let mailru = match (provider(&get, "MAILRU", &MAILRU)?, mailru_via_vkid) {
-            (Some(settings), false) => Some(MailruSettings::OAuthMail(settings)),
+            (Some(settings), false) => Some(MailruSettings::OAuthMail(Box::new(settings))),
             (None, true) if vk.is_some() => Some(MailruSettings::ViaVkId),
             (None, true) => return Err(error("OAUTH_MAILRU_VIA_VKID", "needs VK ID enabled (OAUTH_VK_CLIENT_ID and OAUTH_VK_CLIENT_SECRET)")),
             (Some(_), true) => {

@@ -87,10 +87,10 @@ impl Google {
     }
 
     async fn discovery(&self, http: &ProviderHttp) -> Result<Arc<Discovery>> {
-        if let Some((at, doc)) = self.discovery.lock().expect("not poisoned").as_ref() {
-            if at.elapsed() < DISCOVERY_TTL {
-                return Ok(doc.clone());
-            }
+        if let Some((at, doc)) = self.discovery.lock().expect("not poisoned").as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(doc.clone());
         }
         let address = format!("{}/.well-known/openid-configuration", self.settings.issuer);
         let body = http.json(http.client().get(&address), "google discovery").await?.success()?;
@@ -110,8 +110,9 @@ impl Google {
         let cached = self.jwks.lock().expect("not poisoned").clone();
         if let Some((at, set)) = &cached {
             let found = find_key(set, kid);
-            if found.is_some() && at.elapsed() < JWKS_TTL {
-                return Ok(found.expect("checked"));
+            match found {
+                Some(key) if at.elapsed() < JWKS_TTL => return Ok(key),
+                _ => {}
             }
             if at.elapsed() < JWKS_MIN_REFRESH {
                 return found.ok_or_else(|| invalid_id_token("no published key has the token's kid"));
