@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
 use auth::{config::Settings, startup::Application};
-use platform::telemetry;
 use clap::{Parser, Subcommand};
 
 /// The identity service of the online cinema.
@@ -35,24 +34,8 @@ async fn main() -> ExitCode {
         print!("{}", auth::http::openapi_json());
         return ExitCode::SUCCESS;
     }
-    let telemetry = match telemetry::init("auth") {
-        Ok(telemetry) => telemetry,
-        Err(e) => {
-            eprintln!("auth: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("auth: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    for name in Settings::unknown_variables() {
-        tracing::warn!(variable = %name, "unknown AUTH_ or OAUTH_ variable ignored; is it a typo?");
-    }
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    platform::service::run("auth", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Migrate => auth::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::Serve => serve(&settings).await,
         Command::CreateSuperuser { email } => {
@@ -64,17 +47,8 @@ async fn main() -> ExitCode {
             })
         }
         Command::Openapi => unreachable!("handled above"),
-    };
-    // Export the spans still queued before the process ends.
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "auth stopped");
-            eprintln!("auth: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -34,38 +34,14 @@ async fn main() -> ExitCode {
         print!("{}", movies::http::openapi_json());
         return ExitCode::SUCCESS;
     }
-    let telemetry = match platform::telemetry::init("movies") {
-        Ok(telemetry) => telemetry,
-        Err(e) => {
-            eprintln!("movies: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("movies: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    for name in Settings::unknown_variables() {
-        tracing::warn!(variable = %name, "unknown MOVIES_ variable ignored; is it a typo?");
-    }
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    platform::service::run("movies", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => movies::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::LoadDemo { file } => load_demo(&settings, file).await,
         Command::Openapi => unreachable!("handled above"),
-    };
-    // Export the spans still queued before the process ends.
-    telemetry.shutdown().await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("movies: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -5,5 +5,6 @@ pub mod db;
 pub mod env;
 pub mod http;
 pub mod openapi;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
