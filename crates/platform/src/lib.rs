@@ -1,9 +1,10 @@
 //! Plumbing shared by the cinema's services, so each service's own code is about its
-//! domain: typed settings from the environment, database bootstrap, logging, shutdown.
+//! domain: typed settings from the environment, database bootstrap, logging, metrics, shutdown.
 
 pub mod db;
 pub mod env;
 pub mod http;
+pub mod metrics;
 pub mod openapi;
 pub mod service;
 pub mod shutdown;
