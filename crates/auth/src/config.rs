@@ -24,6 +24,8 @@ pub struct Settings {
     /// Maximum number of Argon2 hashes computed at once; defaults to the number of cores.
     pub password_hash_concurrency: usize,
     pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long the requests in flight may take to finish.
+    pub shutdown_timeout: Duration,
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
     pub body_limit_bytes: usize,
@@ -83,6 +85,7 @@ impl Settings {
             },
             password_hash_concurrency: env.parse_positive("AUTH_PASSWORD_HASH_CONCURRENCY", cores)?,
             request_timeout: env.seconds("AUTH_REQUEST_TIMEOUT_SECONDS", 10)?,
+            shutdown_timeout: env.seconds("AUTH_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             body_limit_bytes: env.parse_positive("AUTH_BODY_LIMIT_BYTES", 16 * 1024)?,
             rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
@@ -107,6 +110,7 @@ impl Settings {
             "AUTH_JWT_EXTRA_PUBLIC_KEY_FILES",
             "AUTH_PASSWORD_HASH_CONCURRENCY",
             "AUTH_REQUEST_TIMEOUT_SECONDS",
+            "AUTH_SHUTDOWN_TIMEOUT_SECONDS",
             "AUTH_BODY_LIMIT_BYTES",
             "AUTH_URL",
             "AUTH_TRUSTED_PROXIES",

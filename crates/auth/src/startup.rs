@@ -24,6 +24,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     partitions: crate::partitions::PartitionSettings,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -42,7 +43,7 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
-        Ok(Self { listener, router, state, partitions: settings.partitions.clone() })
+        Ok(Self { listener, router, state, partitions: settings.partitions.clone(), shutdown_timeout: settings.shutdown_timeout })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,13 +59,15 @@ impl Application {
         self.run_until(platform::shutdown::signal()).await
     }
 
+    /// Serves until `shutdown` resolves; then stops accepting, gives the requests in
+    /// flight up to `AUTH_SHUTDOWN_TIMEOUT_SECONDS` to finish and closes the pool.
+    /// (The caller flushes the spans: `platform::service::run`.)
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Login history partitions ahead of the clock, expired months dropped.
         let maintenance = tokio::spawn(crate::partitions::run_periodically(self.state.db.clone(), self.partitions));
-        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await;
         maintenance.abort();
+        platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;
         Ok(())
     }

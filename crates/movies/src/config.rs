@@ -20,6 +20,8 @@ pub struct Settings {
     /// Longest wait for Redis before answering from the database.
     pub cache_timeout: Duration,
     pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long the requests in flight may take to finish.
+    pub shutdown_timeout: Duration,
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
     pub auth: AuthClientConfig,
@@ -50,6 +52,7 @@ impl Settings {
             cache_ttl: Duration::from_secs(env.parse("MOVIES_CACHE_TTL_SECONDS", "60")?),
             cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
             request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
+            shutdown_timeout: env.seconds("MOVIES_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
         })
@@ -70,6 +73,7 @@ impl Settings {
                 "MOVIES_CACHE_TTL_SECONDS",
                 "MOVIES_CACHE_TIMEOUT_MS",
                 "MOVIES_REQUEST_TIMEOUT_SECONDS",
+                "MOVIES_SHUTDOWN_TIMEOUT_SECONDS",
                 "MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS",
                 "MOVIES_AUTH_INTROSPECTION_CACHE_MS",
                 "MOVIES_AUTH_BREAKER_FAILURES",

@@ -20,6 +20,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -32,7 +33,7 @@ impl Application {
         let state = AppState { db, cache: cache(settings)?, auth };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http());
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -47,8 +48,13 @@ impl Application {
         self.run_until(platform::shutdown::signal()).await
     }
 
+    /// Serves until `shutdown` resolves; then stops accepting, gives the requests in
+    /// flight up to `MOVIES_SHUTDOWN_TIMEOUT_SECONDS` to finish and closes the pool.
+    /// (The caller flushes the spans: `platform::service::run`.)
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await;
+        platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
+        served?;
         Ok(())
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! 1. `X-Request-Id`: taken from the request when well formed (at most 128 of
 //!    letters, digits, `-`, `_`, `.`), replaced when not (never logged raw), generated
-//!    when absent — or refused with 400 when the deployment requires it — and returned
-//!    on every response, errors and 429s included.
+//!    when absent — or refused with 400 when the deployment requires it (except on the
+//!    probes and `/metrics`, which are called by the orchestrator and Prometheus, not
+//!    through nginx) — and returned on every response, errors and 429s included.
 //! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
 //!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
 //!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
 //!    response carries its `traceparent`.
-//! 3. Panics become a fixed 500 problem; a request over the timeout a 503 problem.
+//! 3. Metrics: requests counted by route template and status, and timed
+//!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
+//! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem.
 
 use std::time::Duration;
 
@@ -35,14 +38,17 @@ pub struct HttpSettings {
     pub require_request_id: bool,
 }
 
-/// Wraps a finished router (state applied) in the standard middleware.
+/// Wraps a finished router (state applied) in the standard middleware. Installs the
+/// process's metrics recorder on first use.
 pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
     let timeout = settings.request_timeout;
+    crate::metrics::install();
     router
         .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
         }))
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(traced))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
         .layer(middleware::from_fn(move |req, next| ensure_request_id(req, next, settings.require_request_id)))
@@ -66,7 +72,7 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
             tracing::debug!("malformed X-Request-Id replaced");
             generated()
         }
-        None if required => {
+        None if required && !is_operational(req.uri().path()) => {
             let mut response = problem_response(
                 StatusCode::BAD_REQUEST,
                 "request_id_required",
@@ -83,6 +89,12 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
     let mut response = next.run(req).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
+}
+
+/// Probes and metrics: called directly by the orchestrator and Prometheus, which send
+/// no request id, never through nginx.
+fn is_operational(path: &str) -> bool {
+    path.starts_with("/health/") || path == "/metrics"
 }
 
 fn generated() -> HeaderValue {

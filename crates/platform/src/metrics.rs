@@ -16,7 +16,10 @@
 //! paths cannot grow the number of series.
 
 use std::{
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -43,6 +46,14 @@ const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Requests being answered by this process now, for the shutdown log.
+static IN_FLIGHT_NOW: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of requests being answered now (all services of the process).
+pub fn in_flight() -> usize {
+    IN_FLIGHT_NOW.load(Ordering::Relaxed)
+}
 
 /// Installs the process-wide recorder on first use and returns its handle; later calls
 /// return the same handle. `None` when another recorder was installed first (a test
@@ -102,9 +113,13 @@ pub async fn track(req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let in_flight = metrics::gauge!(IN_FLIGHT);
     in_flight.increment(1.0);
+    IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     // Decremented even when the request is cancelled (client gone, shutdown deadline).
-    let _in_flight = scopeguard(move || in_flight.decrement(1.0));
+    let _in_flight = scopeguard(move || {
+        in_flight.decrement(1.0);
+        IN_FLIGHT_NOW.fetch_sub(1, Ordering::Relaxed);
+    });
     let response = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();

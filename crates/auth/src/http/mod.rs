@@ -61,7 +61,17 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
     // Inside the request span, after routing (the route template picks the policy).
     let rate_limits = crate::limits::requests::layer(state.limits.clone(), state.tokens.clone());
     let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
+    // Prometheus scrapes it directly, never through nginx; not rate limited, not in the contract.
+    let db = state.db.clone();
+    let metrics = platform::metrics::endpoint(move || platform::metrics::record_pool("auth", &db));
+    // The fallback series exist from the start, so an alert can tell zero from missing.
+    if platform::metrics::install().is_some() {
+        metrics::describe_counter!("auth_sign_ins_total", "Sign-in attempts by method (password or provider) and outcome (success or why not).");
+        metrics::counter!("ratelimit_fallbacks_total").increment(0);
+        metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+    }
     let router = api
+        .route("/metrics", metrics)
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -45,10 +45,25 @@ pub fn openapi_json() -> String {
 pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
     let (api, openapi) = api();
     let router = api
+        .route("/metrics", metrics(&state))
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(middleware::from_fn(auth_client::degraded_layer));
     platform::http::standard_layers(router, http)
+}
+
+/// `GET /metrics` (Prometheus scrapes it directly, never through nginx; not in the
+/// contract). At each scrape: the pool's usage and the state of the breaker in front
+/// of Auth, which the breaker itself only reports when it changes.
+fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
+    platform::metrics::install();
+    metrics::counter!("auth_client_degraded_total").increment(0);
+    let (db, auth) = (state.db.clone(), state.auth.clone());
+    platform::metrics::endpoint(move || {
+        platform::metrics::record_pool("movies", &db);
+        let open = !matches!(auth.breaker_state(), auth_client::BreakerState::Closed);
+        metrics::gauge!("auth_client_breaker_open").set(if open { 1.0 } else { 0.0 });
+    })
 }
