@@ -34,6 +34,13 @@ if [ ${#need_install[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null
 fi
+# pg_partman makes and drops the login history's monthly partitions (docs/partitioning.md).
+pg_major=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1)
+if [ -n "$pg_major" ] && [ ! -f "/usr/share/postgresql/$pg_major/extension/pg_partman.control" ]; then
+  echo "services: installing postgresql-$pg_major-partman"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$pg_major-partman" >/dev/null
+fi
 
 if ! pg_ready; then
   cluster_version=$(ls /etc/postgresql | sort -V | tail -n1)

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod oauth;
+pub mod partitions;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -31,6 +31,7 @@ struct Args {
     rounds: u32,
     round_seconds: u64,
     warmup_seconds: u64,
+    server_threads: usize,
     redis_url: String,
 }
 
@@ -41,6 +42,7 @@ fn args() -> Args {
         rounds: 6,
         round_seconds: 3,
         warmup_seconds: 2,
+        server_threads: 2,
         redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -53,6 +55,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = number() as u32,
             "--round-seconds" => a.round_seconds = number(),
             "--warmup-seconds" => a.warmup_seconds = number(),
+            "--server-threads" => a.server_threads = number() as usize,
             "--redis-url" => a.redis_url = value.clone(),
             other => panic!("unknown option {other}"),
         }
@@ -128,8 +131,9 @@ fn summary(h: &Histogram<u64>) -> String {
 
 fn main() {
     let args = args();
-    // The services on two worker threads, the load generator on its own thread.
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The services on their own runtime (as many workers as cores by default, like the
+    // services), the load generator on this thread.
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(args.server_threads).enable_all().build().unwrap();
     let (plain, limited, limiter) = server.block_on(async {
         let mut config = LimiterConfig::new(format!("bench:{}", std::process::id()), Some(RedisTarget::Single(args.redis_url.clone())));
         config.redis_timeout = Duration::from_millis(5);
@@ -162,9 +166,10 @@ fn main() {
     });
     let added = |q: f64| with_layer.value_at_quantile(q) as i64 - bare.value_at_quantile(q) as i64;
     println!(
-        r#"{{"rate": {}, "connections": {}, "rounds": {}, "round_seconds": {}, "failures": {}, "fallbacks": {}, "backend_at_end": "{}", "without_layer": {}, "with_layer": {}, "added_p50_us": {}, "added_p99_us": {}}}"#,
+         r#"{{"rate": {}, "connections": {}, "server_threads": {}, "rounds": {}, "round_seconds": {}, "failures": {}, "fallbacks": {}, "backend_at_end": "{}", "without_layer": {}, "with_layer": {}, "added_p50_us": {}, "added_p99_us": {}}}"#,
         args.rate,
         args.connections,
+        args.server_threads,
         args.rounds,
         args.round_seconds,
         failures,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -116,22 +116,35 @@ impl Cursor {
     }
 }
 
+/// A page of a user's history: `$1` the user, `$2`/`$3` the cursor's time and id (or
+/// NULL), `$4` the number of rows.
+pub const PAGE: &str = "SELECT id, attempted_at, ip, user_agent, device, method, success, failure_reason
+   FROM login_history
+  WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (attempted_at, id) < ($2, $3))
+  ORDER BY attempted_at DESC, id DESC
+  LIMIT $4";
+
+/// Run before [`PAGE`] in its transaction. The table has one partition per month, each
+/// with its copy of the `(user_id, attempted_at DESC, id DESC)` index; the page must
+/// merge those ordered scans and stop after `$4` rows. A plan made for any user
+/// (PostgreSQL's generic plan of a prepared statement) can instead judge sorting "a
+/// few rows" cheaper, which for an account with millions of attempts (a target of
+/// password guessing) would sort them all on every page. docs/partitioning.md.
+pub const PAGE_PLANNER_SETTING: &str = "SET LOCAL enable_sort = off";
+
 /// One page of a user's history, newest first, after `cursor`. Fetches one row more
 /// than asked to know whether another page follows.
-pub async fn page(db: impl PgExecutor<'_>, user_id: Uuid, cursor: Option<Cursor>, limit: u16) -> Result<(Vec<LoginAttempt>, Option<Cursor>)> {
-    let rows: Vec<(Uuid, DateTime<Utc>, Option<IpAddr>, Option<String>, String, String, bool, Option<String>)> = sqlx::query_as(
-        "SELECT id, attempted_at, ip, user_agent, device, method, success, failure_reason
-           FROM login_history
-          WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (attempted_at, id) < ($2, $3))
-          ORDER BY attempted_at DESC, id DESC
-          LIMIT $4",
-    )
-    .bind(user_id)
-    .bind(cursor.map(|c| c.attempted_at))
-    .bind(cursor.map(|c| c.id))
-    .bind(i64::from(limit) + 1)
-    .fetch_all(db)
-    .await?;
+pub async fn page(db: &PgPool, user_id: Uuid, cursor: Option<Cursor>, limit: u16) -> Result<(Vec<LoginAttempt>, Option<Cursor>)> {
+    let mut tx = db.begin().await?;
+    sqlx::query(PAGE_PLANNER_SETTING).execute(&mut *tx).await?;
+    let rows: Vec<(Uuid, DateTime<Utc>, Option<IpAddr>, Option<String>, String, String, bool, Option<String>)> = sqlx::query_as(PAGE)
+        .bind(user_id)
+        .bind(cursor.map(|c| c.attempted_at))
+        .bind(cursor.map(|c| c.id))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
     let mut items: Vec<LoginAttempt> = rows
         .into_iter()
         .map(|(id, attempted_at, ip, user_agent, device, method, success, failure_reason)| LoginAttempt {

@@ -1,6 +1,7 @@
 //! Storage: SQL against PostgreSQL (the source of truth) and the Redis revocation cache.
 
 pub mod history;
+pub mod partitions;
 pub mod revocation;
 pub mod roles;
 pub mod sessions;

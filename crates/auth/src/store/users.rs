@@ -71,7 +71,24 @@ fn login_taken() -> ApiError {
     ApiError::Conflict { code: "login_taken", detail: "This login is already taken." }
 }
 
-const UNIQUE_ACCOUNT: &[(&str, fn() -> ApiError)] = &[("users_email_key", email_taken), ("users_login_key", login_taken)];
+/// Emails and logins are unique through their lookup tables, written by a trigger on
+/// `users` (migrations/20261125000020_partitioning.sql, docs/partitioning.md).
+const UNIQUE_ACCOUNT: &[(&str, fn() -> ApiError)] = &[("user_emails_pkey", email_taken), ("user_logins_pkey", login_taken)];
+
+// The lookups of an account. Each touches one partition of `users` (and one of a lookup
+// table): `users` is split by a hash of the id, so a lookup by email or login goes
+// through the lookup table that maps it to the id. Public so tests can check the plans.
+
+/// A [`User`] by id: `$1` the id.
+pub const SELECT_BY_ID: &str = select_user!("WHERE u.id = $1");
+/// A [`User`] by email: `$1` the normalised email.
+pub const SELECT_BY_EMAIL: &str = select_user!("WHERE u.id = (SELECT user_id FROM user_emails WHERE email = $1)");
+/// Sign-in [`Credentials`] by email: `$1` the normalised email.
+pub const CREDENTIALS_BY_EMAIL: &str =
+    "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)";
+/// Sign-in [`Credentials`] by login, whatever its case: `$1` the login.
+pub const CREDENTIALS_BY_LOGIN: &str =
+    "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
 
 /// Creates the account with the built-in `user` role, in the caller's transaction.
 pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
@@ -108,22 +125,18 @@ pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> R
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>> {
-    Ok(sqlx::query_as::<_, User>(select_user!("WHERE u.id = $1")).bind(id).fetch_optional(db).await?)
+    Ok(sqlx::query_as::<_, User>(SELECT_BY_ID).bind(id).fetch_optional(db).await?)
 }
 
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<User>> {
-    Ok(sqlx::query_as::<_, User>(select_user!("WHERE u.email = $1")).bind(email.as_ref()).fetch_optional(db).await?)
+    Ok(sqlx::query_as::<_, User>(SELECT_BY_EMAIL).bind(email.as_ref()).fetch_optional(db).await?)
 }
 
 /// Finds sign-in credentials by email or (case-insensitively) by login.
 pub async fn credentials(db: &PgPool, identifier: &SignInIdentifier) -> Result<Option<Credentials>> {
     let query = match identifier {
-        SignInIdentifier::Email(email) => {
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email.as_ref().to_owned())
-        }
-        SignInIdentifier::Login(login) => {
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(login) = lower($1)").bind(login.as_ref().to_owned())
-        }
+        SignInIdentifier::Email(email) => sqlx::query_as(CREDENTIALS_BY_EMAIL).bind(email.as_ref().to_owned()),
+        SignInIdentifier::Login(login) => sqlx::query_as(CREDENTIALS_BY_LOGIN).bind(login.as_ref().to_owned()),
     };
     Ok(query.fetch_optional(db).await?)
 }

@@ -45,11 +45,14 @@ pub struct TestApp {
 pub struct Options {
     pub access_ttl_seconds: u64,
     pub extra_vars: Vec<(&'static str, String)>,
+    /// A database the test made (named `auth_test_…`) to run on instead of a fresh
+    /// one; it is migrated at start and dropped at the end all the same.
+    pub database: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { access_ttl_seconds: 900, extra_vars: Vec::new() }
+        Self { access_ttl_seconds: 900, extra_vars: Vec::new(), database: None }
     }
 }
 
@@ -59,7 +62,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let id = Uuid::new_v4().simple().to_string();
-    let db_name = format!("auth_test_{id}");
+    let db_name = options.database.clone().unwrap_or_else(|| format!("auth_test_{id}"));
     let base = admin_url();
     let db_url = format!("{}/{db_name}", base.rsplit_once('/').unwrap().0);
     let key_file = std::env::temp_dir().join("auth-tests").join(format!("{id}.pem"));

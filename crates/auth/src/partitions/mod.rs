@@ -1,0 +1,75 @@
+//! Partitioning of accounts and login history (docs/partitioning.md): the settings of
+//! the login history's upkeep, and the periodic task that runs it. The SQL is in `store::partitions`.
+
+use std::time::Duration;
+
+use platform::env::{ConfigError, Env};
+use sqlx::PgPool;
+
+use crate::store::partitions::{self, Maintenance};
+
+#[derive(Debug, Clone)]
+pub struct PartitionSettings {
+    /// Months of login history kept: a month is dropped once its end is this long ago.
+    pub login_history_retention_months: u32,
+    /// How often the service makes coming partitions and drops expired ones.
+    pub maintenance_interval: Duration,
+}
+
+impl PartitionSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            login_history_retention_months: env.parse_positive("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", 12)?,
+            maintenance_interval: env.seconds("AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS", 3600)?,
+        })
+    }
+}
+
+/// One maintenance run with the configured retention, logged.
+pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maintenance, sqlx::Error> {
+    let outcome = partitions::maintain(db, settings.login_history_retention_months).await?;
+    for p in &outcome.created {
+        tracing::info!(partition = %p.name, from = %p.from, to = %p.to, "login history partition created");
+    }
+    for p in &outcome.dropped {
+        tracing::info!(partition = %p.name, from = %p.from, to = %p.to, "login history partition dropped (retention)");
+    }
+    if outcome.rows_in_default {
+        tracing::warn!("login history rows in login_history_default: outside every monthly partition; see docs/partitioning.md");
+    }
+    Ok(outcome)
+}
+
+/// Runs maintenance now, then every `maintenance_interval`, until dropped. Several
+/// instances may run it: pg_partman's locks serialise them and a late run finds
+/// nothing to do. A failed run (say, a lock not granted in time) is logged and
+/// retried at the next tick; with four months made ahead, that leaves months of slack.
+pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
+    let mut ticks = tokio::time::interval(settings.maintenance_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = maintain(&db, &settings).await {
+            tracing::warn!(error = %e, "login history partition maintenance failed; retrying at the next run");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<PartitionSettings, ConfigError> {
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        PartitionSettings::from_env(&Env::new(&lookup))
+    }
+
+    #[test]
+    fn retention_defaults_to_a_year_and_must_be_positive() {
+        let s = with(&[]).unwrap();
+        assert_eq!((s.login_history_retention_months, s.maintenance_interval), (12, Duration::from_secs(3600)));
+        assert_eq!(with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "3")]).unwrap().login_history_retention_months, 3);
+        let err = with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "0")]).unwrap_err();
+        assert_eq!(err.to_string(), "AUTH_LOGIN_HISTORY_RETENTION_MONTHS: must be greater than zero");
+    }
+}

@@ -1,0 +1,76 @@
+//! SQL of the login history's partitions: pg_partman makes the coming months ahead of
+//! the clock and drops the months past the retention (docs/partitioning.md).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+/// One monthly partition of `login_history`: rows with `from <= attempted_at < to`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Partition {
+    pub name: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// What one maintenance run changed.
+#[derive(Debug, Default)]
+pub struct Maintenance {
+    /// Partitions made ahead of the clock.
+    pub created: Vec<Partition>,
+    /// Partitions dropped because their whole month is older than the retention.
+    pub dropped: Vec<Partition>,
+    /// Rows that fell outside every monthly partition into the default one. There
+    /// should be none: such rows block making their month's partition, and are never
+    /// retired. `partman.partition_data_proc` moves them out.
+    pub rows_in_default: bool,
+}
+
+/// Makes the coming months' partitions and drops the months whose end is more than
+/// `retention_months` ago, as one transaction.
+///
+/// A drop detaches the month from the table and deletes its files at once: no row is
+/// deleted one by one, nothing is left for VACUUM. It holds a lock on the whole table
+/// for that instant, so it waits at most `lock_timeout` behind a long query and the
+/// next run tries again, rather than queueing sign-ins behind it.
+pub async fn maintain(db: &PgPool, retention_months: u32) -> Result<Maintenance, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // Month bounds are in UTC, as in the migration that made the first partitions.
+    sqlx::query("SET LOCAL TIME ZONE 'UTC'").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL lock_timeout = '3s'").execute(&mut *tx).await?;
+    // pg_partman skips a run while another session holds its locks. Wait for that
+    // run instead (these locks are re-entrant for ours), so a run asked for is a run done.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance')),
+                pg_advisory_xact_lock(hashtext('pg_partman drop_partition_time'))",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let before = login_history_partitions(&mut tx).await?;
+    sqlx::query("UPDATE partman.part_config SET retention = $1 WHERE parent_table = current_schema() || '.login_history'")
+        .bind(format!("{retention_months} months"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT partman.run_maintenance(p_parent_table := current_schema() || '.login_history')").execute(&mut *tx).await?;
+    let after = login_history_partitions(&mut tx).await?;
+    let rows_in_default: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM login_history_default)").fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Maintenance {
+        created: after.iter().filter(|p| !before.contains(p)).cloned().collect(),
+        dropped: before.into_iter().filter(|p| !after.contains(p)).collect(),
+        rows_in_default,
+    })
+}
+
+/// The monthly partitions of `login_history`, oldest first (not the default one).
+pub async fn login_history_partitions(db: &mut PgConnection) -> Result<Vec<Partition>, sqlx::Error> {
+    sqlx::query_as(
+        r"SELECT c.relname::text AS name, bounds[1]::timestamptz AS from, bounds[2]::timestamptz AS to
+            FROM pg_inherits i
+            JOIN pg_class c ON c.oid = i.inhrelid,
+                 regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') AS bounds
+           WHERE i.inhparent = 'login_history'::regclass AND bounds IS NOT NULL
+           ORDER BY 2",
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,178 @@
+//! Upgrading a database of the earlier, unpartitioned schema: every row moves into the
+//! partitioned tables and the service works on the result (docs/partitioning.md).
+
+use auth::{domain::PasswordHasher, startup::MIGRATOR, tokens::refresh};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::helpers::{Options, PASSWORD, admin_url, assert_problem, spawn_app_with, tokens};
+
+/// The migration that partitions `users` and `login_history`.
+const PARTITIONING: i64 = 20261125000020;
+
+/// The tables whose every row must survive, each with a key to order its rows by.
+const TABLES: [(&str, &str); 7] = [
+    ("users", "id"),
+    ("roles", "id"),
+    ("user_roles", "user_id, role_id"),
+    ("sessions", "id"),
+    ("refresh_tokens", "token_hash"),
+    ("login_history", "id"),
+    ("social_accounts", "provider, subject"),
+];
+
+/// A digest of each table's rows as text, in key order.
+async fn digests(db: &PgPool) -> Vec<(String, i64, String)> {
+    let mut digests = Vec::new();
+    for (table, key) in TABLES {
+        let (count, digest): (i64, Option<String>) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*), md5(string_agg(t::text, '|' ORDER BY {key})) FROM {table} t")))
+                .fetch_one(db)
+                .await
+                .unwrap();
+        digests.push((table.to_owned(), count, digest.unwrap_or_default()));
+    }
+    digests
+}
+
+#[tokio::test]
+async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_and_keeps_working() {
+    // A database at the version before partitioning.
+    let name = format!("auth_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.unwrap();
+    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
+    let old = PgPool::connect(&url).await.unwrap();
+    let previous = MIGRATOR.iter().map(|m| m.version).filter(|v| *v < PARTITIONING).max().unwrap();
+    MIGRATOR.run_to(previous, &old).await.unwrap();
+    let partitioned: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table)").fetch_one(&old).await.unwrap();
+    assert!(!partitioned);
+
+    // Its data: accounts (some with logins, one social-only), roles and grants,
+    // sessions with refresh tokens, a linked social identity, and sign-ins over 18 months.
+    let hash = PasswordHasher::new(1).unwrap().hash(&SecretString::from(PASSWORD)).await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, email, login, password_hash, birth_date, country, region, created_at)
+         SELECT gen_random_uuid(), 'old' || g || '@example.com', CASE WHEN g % 3 = 0 THEN 'Old_Timer' || g END,
+                CASE WHEN g % 10 <> 0 THEN $1 END, date '1980-01-01' + g, 'RU', 'Moscow', now() - g * interval '1 day'
+           FROM generate_series(1, 300) g",
+    )
+    .bind(&hash)
+    .execute(&old)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO roles (id, name, description, permissions) VALUES (gen_random_uuid(), 'critic', 'Writes reviews', ARRAY['films.watch.free'])")
+        .execute(&old)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id)
+         SELECT u.id, r.id FROM users u, roles r WHERE r.name = 'user' OR (r.name = 'critic' AND u.email LIKE 'old1%')",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    let refresh_token = format!("migrated-refresh-token-{}", Uuid::new_v4());
+    sqlx::query(
+        "WITH s AS (
+             INSERT INTO sessions (id, user_id, expires_at, ip, user_agent, device)
+             SELECT gen_random_uuid(), id, now() + interval '20 days', '203.0.113.9', 'Mozilla/5.0', 'web'
+               FROM users WHERE email LIKE 'old2%' OR email = 'old3@example.com'
+             RETURNING id, user_id
+         )
+         INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+         SELECT CASE WHEN u.email = 'old3@example.com' THEN $1 ELSE sha256(s.id::text::bytea) END, s.id, now() + interval '20 days'
+           FROM s JOIN users u ON u.id = s.user_id",
+    )
+    .bind(refresh::hash(&refresh_token))
+    .execute(&old)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO social_accounts (provider, subject, user_id, email) SELECT 'yandex', 'ya-' || id, id, email FROM users WHERE email = 'old10@example.com'")
+        .execute(&old)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO login_history (id, attempted_at, user_id, ip, user_agent, device, method, success, failure_reason)
+         SELECT gen_random_uuid(), now() - g * interval '11 hours', u.id, '198.51.100.7', 'Mozilla/5.0', 'web', 'password',
+                g % 5 <> 0, CASE WHEN g % 5 = 0 THEN 'wrong_password' END
+           FROM generate_series(1, 1200) g
+           JOIN users u ON u.email = 'old' || (1 + g % 300) || '@example.com'",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    let before = digests(&old).await;
+    assert!(before.iter().all(|(_, count, _)| *count > 0), "{before:?}");
+    let oldest_month: String = sqlx::query_scalar("SELECT to_char(min(attempted_at) AT TIME ZONE 'UTC', 'YYYY_MM') FROM login_history").fetch_one(&old).await.unwrap();
+    old.close().await;
+
+    // The service starts on it and applies the remaining migrations. The retention is
+    // long enough to keep the oldest sign-ins, so every row can be compared.
+    let app = spawn_app_with(Options {
+        database: Some(name),
+        extra_vars: vec![("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "120".into())],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(digests(&app.db).await, before);
+
+    // The layout is the new one, and nothing is left of the old.
+    let layout: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT p.partrelid::regclass::text, p.partstrat::text, (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = p.partrelid)
+           FROM pg_partitioned_table p WHERE p.partrelid::regclass::text IN ('users', 'user_emails', 'user_logins', 'login_history') ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let strategies: Vec<(&str, &str)> = layout.iter().map(|(table, strategy, _)| (table.as_str(), strategy.as_str())).collect();
+    assert_eq!(strategies, [("login_history", "r"), ("user_emails", "h"), ("user_logins", "h"), ("users", "h")]);
+    // Eighteen months of sign-ins, this one and four ahead, and the default partition.
+    assert!(layout[0].2 >= 18 + 1 + 4 + 1, "{layout:?}");
+    assert!(layout[1..].iter().all(|(_, _, partitions)| *partitions == 16), "{layout:?}");
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM login_history_default").fetch_one(&app.db).await.unwrap();
+    assert_eq!(in_default, 0);
+    let first: String = sqlx::query_scalar("SELECT min(tableoid::regclass::text) FROM login_history").fetch_one(&app.db).await.unwrap();
+    assert_eq!(first, format!("login_history_p{oldest_month}"));
+    let leftovers: Vec<String> = sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '%unpartitioned%'").fetch_all(&app.db).await.unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let foreign_keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
+          WHERE contype = 'f' AND conrelid::regclass::text IN ('user_roles', 'sessions', 'social_accounts') AND conname LIKE '%user_id_fkey' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(foreign_keys, [("sessions".into(), "users".into()), ("social_accounts".into(), "users".into()), ("user_roles".into(), "users".into())]);
+    let lookups: (i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)").fetch_one(&app.db).await.unwrap();
+    assert_eq!(lookups, (300, 100));
+
+    // Old accounts sign in by email and by login, their old refresh token still works,
+    // their history is there, and their email and login stay taken.
+    let response = app.login("old7@example.com", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let signed_in = tokens(response).await;
+    let by_login = app.post_json("/api/v1/auth/login", &json!({"login": "OLD_TIMER9", "password": PASSWORD})).await;
+    assert_eq!(by_login.status(), StatusCode::OK);
+    assert_eq!(app.refresh(&refresh_token).await.status(), StatusCode::OK);
+    let page: Value = app.get_with("/api/v1/users/me/login-history?limit=100", &signed_in.access).await.json().await.unwrap();
+    let old_entries = page["items"].as_array().unwrap().iter().filter(|i| i["ip"] == "198.51.100.7").count();
+    assert_eq!(old_entries, 4, "{page}");
+    let me: Value = app.get_with("/api/v1/users/me", &signed_in.access).await.json().await.unwrap();
+    assert_eq!((me["birth_date"].as_str(), me["roles"].clone()), (Some("1980-01-08"), json!(["user"])));
+    let response = app.post_json("/api/v1/auth/signup", &json!({"email": "OLD7@example.com", "password": PASSWORD})).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    let response = app.post_json("/api/v1/auth/signup", &json!({"email": "new@example.com", "password": PASSWORD, "login": "old_timer3"})).await;
+    assert_problem(response, StatusCode::CONFLICT, "login_taken").await;
+
+    // The re-pointed foreign keys still cascade.
+    sqlx::query("DELETE FROM users WHERE email = 'old3@example.com'").execute(&app.db).await.unwrap();
+    let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+}

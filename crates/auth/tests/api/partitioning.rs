@@ -1,0 +1,369 @@
+//! Partitioned accounts and login history (docs/partitioning.md): uniqueness across
+//! partitions, lookups that touch one partition, months made ahead and retired.
+
+use std::time::{Duration, Instant};
+
+use auth::{
+    domain::Email,
+    error::ApiError,
+    partitions::PartitionSettings,
+    store::{
+        history,
+        partitions::login_history_partitions,
+        users::{self, CREDENTIALS_BY_EMAIL, CREDENTIALS_BY_LOGIN, NewUser, SELECT_BY_EMAIL, SELECT_BY_ID},
+    },
+};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    helpers::{Options, PASSWORD, assert_problem, spawn_app, spawn_app_with},
+    plans::{PlanMode, partitions_read, scans_of},
+};
+
+/// `count` accounts written straight into `users` (the trigger fills the lookup
+/// tables), every other one with a login: `member{i}@example.com`, `Member{i}`.
+async fn insert_accounts(db: &PgPool, count: i32) {
+    sqlx::query(
+        "INSERT INTO users (id, email, login)
+         SELECT gen_random_uuid(), 'member' || g || '@example.com', CASE WHEN g % 2 = 0 THEN 'Member' || g END
+           FROM generate_series(1, $1) g",
+    )
+    .bind(count)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// An id that hash-partitions `users` into a different partition than `other`.
+async fn id_in_another_partition(db: &PgPool, other: Uuid) -> Uuid {
+    loop {
+        let id = Uuid::now_v7();
+        let same: bool = sqlx::query_scalar(
+            "SELECT bool_or(satisfies_hash_partition('users'::regclass, 16, r, $1) AND satisfies_hash_partition('users'::regclass, 16, r, $2))
+               FROM generate_series(0, 15) r",
+        )
+        .bind(id)
+        .bind(other)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if !same {
+            return id;
+        }
+    }
+}
+
+fn new_user(email: &str) -> NewUser {
+    NewUser { email: Email::parse(email).unwrap(), login: None, password_hash: None, birth_date: None, country: None, region: None }
+}
+
+#[tokio::test]
+async fn accounts_spread_over_the_partitions_and_the_lookup_tables_follow_every_write() {
+    let app = spawn_app().await;
+    insert_accounts(&app.db, 400).await;
+    let spread: Vec<i64> = sqlx::query_scalar("SELECT count(*) FROM users GROUP BY tableoid ORDER BY 1").fetch_all(&app.db).await.unwrap();
+    assert_eq!(spread.len(), 16, "every hash partition holds accounts: {spread:?}");
+    assert!(spread[0] >= 5 && spread[15] <= 50, "{spread:?}");
+
+    // Change an email and a login, change only a login's case, delete an account.
+    sqlx::query("UPDATE users SET email = 'renamed@example.com', login = 'Renamed' WHERE email = 'member2@example.com'").execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE users SET login = 'MEMBER4' WHERE email = 'member4@example.com'").execute(&app.db).await.unwrap();
+    sqlx::query("DELETE FROM users WHERE email = 'member6@example.com'").execute(&app.db).await.unwrap();
+
+    // Each account holds exactly its email and its lower-cased login, nothing else.
+    let (emails_off, logins_off): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM (SELECT email, id FROM users EXCEPT SELECT email, user_id FROM user_emails
+                                        UNION ALL SELECT email, user_id FROM user_emails EXCEPT SELECT email, id FROM users) d),
+                (SELECT count(*) FROM (SELECT lower(login), id FROM users WHERE login IS NOT NULL EXCEPT SELECT login, user_id FROM user_logins
+                                        UNION ALL SELECT login, user_id FROM user_logins EXCEPT SELECT lower(login), id FROM users WHERE login IS NOT NULL) d)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((emails_off, logins_off), (0, 0));
+    // What was released can be taken again.
+    for (email, login) in [("member2@example.com", "member2"), ("member6@example.com", "Member6")] {
+        let response = app.post_json("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD, "login": login})).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn an_email_or_login_is_unique_across_partitions_of_users() {
+    let app = spawn_app().await;
+    let holder = users::insert(&mut *app.db.acquire().await.unwrap(), NewUser { login: Some(auth::domain::Login::parse("Holder").unwrap()), ..new_user("holder@example.com") })
+        .await
+        .unwrap();
+    // A row that would live in another partition of users still cannot take them.
+    let other = id_in_another_partition(&app.db, holder).await;
+    for (email, login, constraint) in [("holder@example.com", None, "user_emails_pkey"), ("free@example.com", Some("hOLDER"), "user_logins_pkey")] {
+        let err = sqlx::query("INSERT INTO users (id, email, login) VALUES ($1, $2, $3)")
+            .bind(other)
+            .bind(email)
+            .bind(login)
+            .execute(&app.db)
+            .await
+            .unwrap_err();
+        let db_err = err.as_database_error().unwrap();
+        assert_eq!((db_err.code().as_deref(), db_err.constraint()), (Some("23505"), Some(constraint)));
+    }
+
+    // Through the API: 409 with the documented codes, and nothing half-written.
+    let response = app.post_json("/api/v1/auth/signup", &json!({"email": "HOLDER@example.com", "password": PASSWORD})).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    let response = app.post_json("/api/v1/auth/signup", &json!({"email": "new@example.com", "password": PASSWORD, "login": "holder"})).await;
+    assert_problem(response, StatusCode::CONFLICT, "login_taken").await;
+    let (_, tokens) = app.signed_in_user().await;
+    let patch = |body| app.send(reqwest::Method::PATCH, "/api/v1/users/me", Some(&tokens.access), Some(body));
+    assert_problem(patch(json!({"email": "holder@example.com"})).await, StatusCode::CONFLICT, "email_taken").await;
+    assert_problem(patch(json!({"login": "HOLDER"})).await, StatusCode::CONFLICT, "login_taken").await;
+    let counts: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(counts, (2, 2, 1));
+}
+
+#[tokio::test]
+async fn two_concurrent_signups_with_one_email_get_exactly_one_201_and_one_409() {
+    let app = spawn_app().await;
+    for round in 0..4 {
+        let email = format!("race-{round}@example.com");
+        let body = json!({"email": email, "password": PASSWORD});
+        let (a, b) = tokio::join!(app.post_json("/api/v1/auth/signup", &body), app.post_json("/api/v1/auth/signup", &body));
+        let mut statuses = [a.status(), b.status()];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT], "round {round}");
+        let loser = if a.status() == StatusCode::CONFLICT { a } else { b };
+        assert_problem(loser, StatusCode::CONFLICT, "email_taken").await;
+        let holders: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
+        assert_eq!(holders, 1);
+    }
+}
+
+/// Waits until some session of this test's database waits for a lock.
+async fn until_a_session_waits_for_a_lock(db: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            .fetch_one(db)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no session started waiting for the first signup's lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_second_claim_of_an_email_waits_for_the_first_and_fails_only_if_it_commits() {
+    let app = spawn_app().await;
+    for first_commits in [true, false] {
+        let email = format!("claimed-{first_commits}@example.com");
+        let mut first = app.db.begin().await.unwrap();
+        let first_id = users::insert(&mut first, new_user(&email)).await.unwrap();
+        let db = app.db.clone();
+        let second_email = email.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            let outcome = users::insert(&mut tx, new_user(&second_email)).await;
+            tx.commit().await.unwrap();
+            outcome
+        });
+        until_a_session_waits_for_a_lock(&app.db).await;
+        if first_commits {
+            first.commit().await.unwrap();
+        } else {
+            first.rollback().await.unwrap();
+        }
+        let outcome = second.await.unwrap();
+        let holder: Uuid = sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
+        if first_commits {
+            assert!(matches!(outcome, Err(ApiError::Conflict { code: "email_taken", .. })), "{outcome:?}");
+            assert_eq!(holder, first_id);
+        } else {
+            assert_eq!(holder, outcome.unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn lookups_by_id_email_and_login_read_one_partition_of_each_table() {
+    let app = spawn_app().await;
+    insert_accounts(&app.db, 400).await;
+    sqlx::query("ANALYZE users, user_emails, user_logins").execute(&app.db).await.unwrap();
+    let (id, email, login): (Uuid, String, String) = sqlx::query_as("SELECT id, email, login FROM users WHERE email = 'member42@example.com'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let cases = [
+        ("by id", SELECT_BY_ID, format!("'{id}'"), None),
+        ("by email", SELECT_BY_EMAIL, format!("'{email}'"), Some("user_emails")),
+        ("credentials by email", CREDENTIALS_BY_EMAIL, format!("'{email}'"), Some("user_emails")),
+        ("credentials by login", CREDENTIALS_BY_LOGIN, format!("'{}'", login.to_uppercase()), Some("user_logins")),
+    ];
+    for (what, sql, args, lookup) in cases {
+        for mode in [PlanMode::Custom, PlanMode::Generic] {
+            let scans = scans_of(&mut conn, sql, &args, mode).await;
+            let users_read = partitions_read(&scans, "users");
+            assert_eq!(users_read.len(), 1, "{what}, {mode:?}: {scans:#?}");
+            let holder: bool = sqlx::query_scalar("SELECT tableoid::regclass::text = $2 FROM users WHERE id = $1")
+                .bind(id)
+                .bind(users_read[0])
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert!(holder, "{what}: read {} but the account is elsewhere", users_read[0]);
+            if let Some(table) = lookup {
+                assert_eq!(partitions_read(&scans, table).len(), 1, "{what}, {mode:?}: {scans:#?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_number() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.signed_in_user().await;
+    let heavy = app.state.tokens.verify(&tokens.access).unwrap().sub;
+    // Other viewers' sign-ins and 3,000 of one account (as under a password-guessing
+    // attack), over the months that have partitions.
+    sqlx::query(
+        "INSERT INTO login_history (id, attempted_at, user_id, device, method, success, failure_reason)
+         SELECT gen_random_uuid(), now() - g * interval '5 minutes', CASE WHEN g % 7 = 0 THEN $1 ELSE gen_random_uuid() END,
+                'web', 'password', false, 'wrong_password'
+           FROM generate_series(1, 21000) g",
+    )
+    .bind(heavy)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE login_history").execute(&app.db).await.unwrap();
+    let copies: Vec<String> = sqlx::query_scalar("SELECT relid::regclass::text FROM pg_partition_tree('login_history_user_time_idx')").fetch_all(&app.db).await.unwrap();
+    for mode in [PlanMode::Custom, PlanMode::Generic] {
+        // The page query as the service runs it.
+        let mut tx = app.db.begin().await.unwrap();
+        sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
+        let scans = scans_of(&mut tx, history::PAGE, &format!("'{heavy}', NULL, NULL, 21"), mode).await;
+        tx.rollback().await.unwrap();
+        let months = partitions_read(&scans, "login_history");
+        assert!(months.len() > 1, "{scans:#?}");
+        for scan in scans.iter().filter(|s| s.executed) {
+            let index = scan.index.as_deref().unwrap_or_default();
+            assert!(copies.iter().any(|c| c == index) && !scan.sorted, "{mode:?}: {scan:?}");
+        }
+    }
+    let page: serde_json::Value = app.get_with("/api/v1/users/me/login-history?limit=21", &tokens.access).await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 21);
+}
+
+/// Settings as the service reads them, with the given retention.
+fn settings(retention_months: u32) -> PartitionSettings {
+    PartitionSettings { login_history_retention_months: retention_months, maintenance_interval: Duration::from_secs(3600) }
+}
+
+#[tokio::test]
+async fn login_history_has_its_own_partition_for_this_month_and_the_next_three() {
+    let app = spawn_app().await;
+    let mut conn = app.db.acquire().await.unwrap();
+    let check = async |conn: &mut sqlx::PgConnection| {
+        for months_ahead in 0..=3 {
+            let mut tx = conn.begin().await.unwrap();
+            let (partition, expected): (String, String) = sqlx::query_as(
+                "WITH at AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1, days => 14) AS t)
+                 INSERT INTO login_history (id, attempted_at, device, method, success, failure_reason)
+                 SELECT gen_random_uuid(), t AT TIME ZONE 'UTC', 'web', 'password', false, 'unknown_account' FROM at
+                 RETURNING tableoid::regclass::text, 'login_history_p' || to_char(attempted_at AT TIME ZONE 'UTC', 'YYYY_MM')",
+            )
+            .bind(months_ahead)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(partition, expected, "{months_ahead} months ahead");
+            tx.rollback().await.unwrap();
+        }
+    };
+    check(&mut *conn).await;
+
+    // Made by the periodic maintenance too: drop the coming months, run it, they are back.
+    let ahead: Vec<String> = login_history_partitions(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.from > chrono::Utc::now())
+        .map(|p| p.name)
+        .collect();
+    assert!(ahead.len() >= 3, "{ahead:?}");
+    for name in &ahead {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}"))).execute(&mut *conn).await.unwrap();
+    }
+    let outcome = auth::partitions::maintain(&app.db, &settings(12)).await.unwrap();
+    let created: Vec<String> = outcome.created.into_iter().map(|p| p.name).collect();
+    assert_eq!(created, ahead);
+    assert!(outcome.dropped.is_empty() && !outcome.rows_in_default);
+    check(&mut *conn).await;
+}
+
+#[tokio::test]
+async fn retention_drops_whole_months_older_than_the_setting_and_nothing_newer() {
+    let app = spawn_app_with(Options { extra_vars: vec![("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "3".into())], ..Default::default() }).await;
+    assert_eq!(app.settings.partitions.login_history_retention_months, 3);
+    // Months back to ten ago, as an older deployment would have; a sign-in every ten
+    // days, none within two days of the three months' limit (89 to 92 days).
+    sqlx::query(
+        "SELECT partman.create_partition_time(current_schema() || '.login_history',
+                ARRAY(SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => m)) AT TIME ZONE 'UTC' FROM generate_series(1, 10) m))",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO login_history (id, attempted_at, device, method, success, failure_reason)
+         SELECT gen_random_uuid(), now() - d * interval '1 day', 'web', 'password', false, 'unknown_account' FROM generate_series(5, 295, 10) d",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let before = login_history_partitions(&mut conn).await.unwrap();
+    // The rule: a month goes once its end is more than three months ago.
+    let expired: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM unnest($1::text[], $2::timestamptz[]) AS p(name, ends) WHERE ends < now() - interval '3 months' ORDER BY ends",
+    )
+    .bind(before.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    .bind(before.iter().map(|p| p.to).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(expired.len() >= 6, "{expired:?}");
+    let surviving: i64 = sqlx::query_scalar("SELECT count(*) FROM login_history WHERE date_trunc('month', attempted_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '1 month' >= now() - interval '3 months'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+
+    let outcome = auth::partitions::maintain(&app.db, &app.settings.partitions).await.unwrap();
+
+    let dropped: Vec<String> = outcome.dropped.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(dropped, expired);
+    for name in &dropped {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(name).fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(exists, None, "{name} is dropped, not kept detached");
+    }
+    let (rows, young): (i64, i64) = sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE attempted_at > now() - interval '3 months') FROM login_history")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, surviving);
+    // Everything younger than the retention is still there: the rows 5 to 85 days old.
+    assert_eq!(young, 9);
+    let now = chrono::Utc::now();
+    for p in login_history_partitions(&mut conn).await.unwrap() {
+        assert!(p.to >= now - chrono::Months::new(3), "{p:?} should have gone");
+    }
+}
