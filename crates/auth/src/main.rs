@@ -25,6 +25,9 @@ enum Command {
     },
     /// Print the OpenAPI document (the contract in contracts/auth.openapi.json).
     Openapi,
+    /// Exit 0 when the service on AUTH_LISTEN answers its readiness probe: the container
+    /// healthcheck of images without a shell or curl.
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -33,6 +36,15 @@ async fn main() -> ExitCode {
     if let Some(Command::Openapi) = cli.command {
         print!("{}", auth::http::openapi_json());
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Healthcheck) = cli.command {
+        return match Settings::from_env() {
+            Ok(settings) => platform::probe::healthcheck("auth", settings.listen).await,
+            Err(e) => {
+                eprintln!("auth: configuration error: {e}");
+                ExitCode::from(platform::service::CONFIG_ERROR)
+            }
+        };
     }
     let command = cli.command.unwrap_or(Command::Serve);
     platform::service::run("auth", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
@@ -46,7 +58,7 @@ async fn main() -> ExitCode {
                 auth::superuser::Outcome::AlreadyAdmin => println!("{email} is already an admin; nothing to do"),
             })
         }
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Healthcheck => unreachable!("handled above"),
     })
     .await
 }

@@ -25,6 +25,9 @@ enum Command {
     },
     /// Print the OpenAPI document (the contract in contracts/movies.openapi.json).
     Openapi,
+    /// Exit 0 when the service on MOVIES_LISTEN answers its readiness probe: the container
+    /// healthcheck of images without a shell or curl.
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -34,12 +37,21 @@ async fn main() -> ExitCode {
         print!("{}", movies::http::openapi_json());
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Healthcheck) = cli.command {
+        return match Settings::from_env() {
+            Ok(settings) => platform::probe::healthcheck("movies", settings.listen).await,
+            Err(e) => {
+                eprintln!("movies: configuration error: {e}");
+                ExitCode::from(platform::service::CONFIG_ERROR)
+            }
+        };
+    }
     let command = cli.command.unwrap_or(Command::Serve);
     platform::service::run("movies", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => movies::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::LoadDemo { file } => load_demo(&settings, file).await,
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Healthcheck => unreachable!("handled above"),
     })
     .await
 }

@@ -6,6 +6,7 @@ pub mod env;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod probe;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
