@@ -102,6 +102,8 @@ RESULTS="$WORK/results.jsonl"
 "$LOADGEN" hash --samples "$HASH_SAMPLES" >"$RESULTS"
 
 RATE_LIMIT_ENV=()
+# Builds from before the rate limits know none of their variables.
+grep -aq AUTH_RATE_LIMIT_ENABLED "$AUTH" || RATE_LIMITS=absent
 case $RATE_LIMITS in
   raised)
     for policy in API_ANONYMOUS API_USER SIGNUP REFRESH PASSWORD_CHANGE LOGIN_IP LOGIN_ACCOUNT_IP LOGIN_ACCOUNT; do
@@ -112,6 +114,7 @@ case $RATE_LIMITS in
     RATE_LIMIT_ENV=(AUTH_RATE_LIMIT_ENABLED=false)
     RATE_LIMIT_NOTE="rate limits off (AUTH_RATE_LIMIT_ENABLED=false)" ;;
   default) RATE_LIMIT_NOTE="the service's default rate limits" ;;
+  absent) RATE_LIMIT_NOTE="no rate limits (this build has none)" ;;
   *) say "BENCH_RATE_LIMITS must be raised, off or default"; exit 2 ;;
 esac
 
@@ -158,7 +161,8 @@ if ! kill -0 "$AUTH_PID" 2>/dev/null; then
 fi
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain -- . ":(exclude)$OUTPUT" 2>/dev/null)" ]; then
+# Cargo.lock aside: cargo rewrites it when it lags the manifests.
+if [ -n "$(git status --porcelain -- . ":(exclude)$OUTPUT" ':(exclude)Cargo.lock' 2>/dev/null)" ]; then
   COMMIT="$COMMIT plus uncommitted changes in the working tree"
 fi
 CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -210,7 +214,8 @@ of that script and is overwritten by the next. Do not edit by hand.
   process over the whole run, read after each scenario.
 - **CPU split:** ticks of each process group from \`/proc\` over each measured period.
   "other" is everything else on the machine; if it is not near zero, something else
-  was running and the figures are pessimistic.
+  was running and the figures are pessimistic. Before each measurement the script
+  waits up to ${QUIET_WAIT} s for the machine to be idle.
 
 EOF
   "$LOADGEN" report "$RESULTS"
