@@ -14,4 +14,9 @@ else
   echo "test: npm not found; Auth's Google test against a real OpenID provider will fail." >&2
   echo "test: install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)." >&2
 fi
-cargo test --workspace --locked --no-fail-fast
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+# The deployment without Docker: compose.yaml and the Dockerfiles checked, Debian's nginx
+# with the stack's configuration run in front of the services (deploy/tests/run.sh).
+deploy/tests/run.sh || status=$?
+exit "$status"

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Checks deploy/compose.yaml and the Dockerfiles without a Docker engine.
+
+Parses the compose file and asserts its structure and wiring: every service, its
+image or build, healthcheck, dependencies and their conditions, ports, networks, and
+the environment that connects the services to each other (database and Redis URLs,
+Jaeger, nginx's upstreams and trusted address, the request-id requirement). Every
+service variable it sets must be one the service reads (documented in the root
+.env.example), every ${...} it interpolates must be in deploy/.env.example, and no
+secret value is written in it. The Dockerfiles are read for the stages compose
+builds, cargo-chef caching, the non-root user and the bundled dataset.
+
+Run by deploy/tests/run.sh (make test). Exit status 0 when every check holds.
+"""
+
+import ipaddress
+import pathlib
+import re
+import sys
+
+import yaml
+
+DEPLOY = pathlib.Path(__file__).resolve().parent.parent
+ROOT = DEPLOY.parent
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def interpolations(text):
+    """Names of the ${NAME}, ${NAME:-x}, ${NAME:?x} in a compose value."""
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+
+
+def resolve(value, env):
+    """A compose value with its interpolations replaced: from env, else the default."""
+
+    def one(match):
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if name in env and env[name] != "":
+            return env[name]
+        if op == ":-":
+            return arg
+        return ""
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?|-|\?)([^}]*))?\}", one, str(value))
+
+
+def env_file_names(path):
+    names = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            names[key.strip()] = value.strip()
+    return names
+
+
+def documented_names(path):
+    """Variable names a .env.example mentions: set, commented out or in its prose."""
+    return set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b", path.read_text()))
+
+
+def dockerfile_stages(path):
+    stages = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        match = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if match:
+            current = match.group(2) or match.group(1)
+            stages[current] = {"from": match.group(1), "lines": []}
+        elif current and line and not line.startswith("#"):
+            stages[current]["lines"].append(line)
+    return stages
+
+
+def main():
+    compose_text = (DEPLOY / "compose.yaml").read_text()
+    compose = yaml.safe_load(compose_text)
+    services = compose.get("services", {})
+    example = env_file_names(DEPLOY / ".env.example")
+
+    expected = {"nginx", "auth", "movies", "catalogue-demo", "postgres", "redis", "jaeger"}
+    check(set(services) == expected, f"services are {sorted(services)}, expected {sorted(expected)}")
+    long_running = expected - {"catalogue-demo"}
+
+    # Every ${...} is documented in deploy/.env.example; required ones have no default there that looks real.
+    for name in sorted(interpolations(compose_text)):
+        check(name in example, f"compose.yaml interpolates ${{{name}}}, missing from deploy/.env.example")
+    for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
+        check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
+        check(example.get(name) == "change-me", f"deploy/.env.example must hold a placeholder for {name}, not a value")
+    gitignore = (DEPLOY / ".gitignore").read_text().split()
+    check(".env" in gitignore and "secrets/*" in gitignore, "deploy/.gitignore must keep .env and secrets/ out of git")
+
+    # Healthchecks and restarts.
+    for name in sorted(long_running):
+        service = services.get(name, {})
+        health = service.get("healthcheck", {})
+        test = health.get("test")
+        check(isinstance(test, list) and test and test[0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck test must be CMD or CMD-SHELL")
+        for key in ("interval", "timeout", "retries"):
+            check(key in health, f"{name}: healthcheck without {key}")
+        check(service.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped")
+    check(services["catalogue-demo"].get("restart") == "no", "catalogue-demo is one-shot (restart: \"no\")")
+    check(services["auth"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/auth", "healthcheck"], "auth's healthcheck runs `auth healthcheck`")
+    check(services["movies"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/movies", "healthcheck"], "movies' healthcheck runs `movies healthcheck`")
+    check("/nginx/health" in " ".join(services["nginx"]["healthcheck"]["test"]), "nginx's healthcheck asks its /nginx/health")
+    check("13133" in " ".join(services["jaeger"]["healthcheck"]["test"]), "jaeger's healthcheck asks the health extension on 13133")
+    check("-h" in services["postgres"]["healthcheck"]["test"] and "127.0.0.1" in services["postgres"]["healthcheck"]["test"],
+          "postgres' healthcheck goes over TCP (not healthy during initdb)")
+
+    # Dependencies wait for health (or for the one-shot to finish).
+    wanted = {
+        "nginx": {"auth": "service_healthy", "movies": "service_healthy"},
+        "auth": {"postgres": "service_healthy", "redis": "service_healthy", "jaeger": "service_healthy"},
+        "movies": {"postgres": "service_healthy", "redis": "service_healthy", "auth": "service_healthy",
+                   "jaeger": "service_healthy", "catalogue-demo": "service_completed_successfully"},
+        "catalogue-demo": {"postgres": "service_healthy", "redis": "service_healthy"},
+    }
+    for name, deps in wanted.items():
+        actual = services[name].get("depends_on", {})
+        check(isinstance(actual, dict), f"{name}: depends_on must use the long form with conditions")
+        got = {dep: (spec or {}).get("condition") for dep, spec in actual.items()}
+        check(got == deps, f"{name}: depends_on {got}, expected {deps}")
+    for name in ("postgres", "redis", "jaeger"):
+        check(not services[name].get("depends_on"), f"{name} depends on nothing")
+
+    # Ports: nginx is the public entry; the rest only on the host's loopback.
+    nginx_ports = services["nginx"].get("ports", [])
+    check(len(nginx_ports) == 1 and str(nginx_ports[0]).endswith(":80"), f"nginx publishes its port 80: {nginx_ports}")
+    for name, port in (("auth", 8000), ("movies", 8001), ("jaeger", 16686)):
+        ports = [str(p) for p in services[name].get("ports", [])]
+        check(len(ports) == 1 and ports[0].startswith("127.0.0.1:") and ports[0].endswith(f":{port}"),
+              f"{name} publishes {port} on 127.0.0.1 only: {ports}")
+    check({"4317", "4318"} <= {str(p) for p in services["jaeger"].get("expose", [])}, "jaeger exposes OTLP 4317 and 4318")
+    for name in ("postgres", "redis", "catalogue-demo"):
+        check(not services[name].get("ports"), f"{name} publishes no port")
+
+    # Networks: nginx cannot reach the data stores; its address is fixed and trusted by Auth.
+    networks = compose.get("networks", {})
+    check(set(networks) == {"edge", "backend"}, f"networks edge and backend: {sorted(networks)}")
+    nets = {name: services[name].get("networks") for name in services}
+    nets = {name: set(v) if isinstance(v, (list, dict)) else set() for name, v in nets.items()}
+    check(nets["nginx"] == {"edge"}, "nginx is on edge only")
+    for name in ("auth", "movies"):
+        check(nets[name] == {"edge", "backend"}, f"{name} is on edge and backend")
+    for name in ("postgres", "redis", "jaeger", "catalogue-demo"):
+        check(nets[name] == {"backend"}, f"{name} is on backend only")
+    subnet = ipaddress.ip_network(resolve(networks["edge"]["ipam"]["config"][0]["subnet"], example))
+    nginx_ip = ipaddress.ip_address(resolve(services["nginx"]["networks"]["edge"]["ipv4_address"], example))
+    check(nginx_ip in subnet, f"nginx's address {nginx_ip} is in the edge subnet {subnet}")
+
+    # nginx: the template and every variable it uses.
+    nginx = services["nginx"]
+    check(nginx["image"].startswith("nginx:") and "bookworm" in nginx["image"], "nginx: the official Debian-based image (renders templates, has curl)")
+    check("./nginx/templates:/etc/nginx/templates:ro" in nginx.get("volumes", []), "nginx mounts deploy/nginx/templates read-only")
+    template = (DEPLOY / "nginx/templates/default.conf.template").read_text()
+    used = interpolations(template)
+    provided = set(nginx.get("environment", {}))
+    check(used == provided, f"the template uses {sorted(used)}, compose provides {sorted(provided)}")
+    nenv = {k: resolve(v, example) for k, v in nginx.get("environment", {}).items()}
+    check(nenv.get("NGINX_LISTEN") == "80", "nginx listens on 80 in the container")
+
+    # The services' environment.
+    auth = {k: resolve(v, example) for k, v in services["auth"].get("environment", {}).items()}
+    movies = {k: resolve(v, example) for k, v in services["movies"].get("environment", {}).items()}
+    demo = {k: resolve(v, example) for k, v in services["catalogue-demo"].get("environment", {}).items()}
+    auth_port = auth.get("AUTH_LISTEN", "").rsplit(":", 1)[-1]
+    movies_port = movies.get("MOVIES_LISTEN", "").rsplit(":", 1)[-1]
+    check(auth.get("AUTH_LISTEN") == "0.0.0.0:8000", "auth listens on all interfaces, port 8000")
+    check(movies.get("MOVIES_LISTEN") == "0.0.0.0:8001", "movies listens on all interfaces, port 8001")
+    check(nenv.get("AUTH_UPSTREAM") == f"auth:{auth_port}", "nginx's AUTH_UPSTREAM is auth's listen port")
+    check(nenv.get("MOVIES_UPSTREAM") == f"movies:{movies_port}", "nginx's MOVIES_UPSTREAM is movies' listen port")
+    check(movies.get("AUTH_URL") == f"http://auth:{auth_port}", "movies reaches Auth by its service name and port")
+    check(re.fullmatch(r"postgres://auth:[^@]+@postgres:5432/auth", auth.get("AUTH_DATABASE_URL", "")), "auth: its own role and database on postgres")
+    for env, who in ((movies, "movies"), (demo, "catalogue-demo")):
+        check(re.fullmatch(r"postgres://movies:[^@]+@postgres:5432/movies", env.get("MOVIES_DATABASE_URL", "")), f"{who}: movies' role and database")
+        check(re.fullmatch(r"redis://:[^@]+@redis:6379", env.get("REDIS_URL", "")), f"{who}: Redis with its password")
+        check(env.get("MOVIES_REDIS_KEY_PREFIX") == "movies", f"{who}: the movies key prefix (load-demo clears that cache)")
+    check(re.fullmatch(r"redis://:[^@]+@redis:6379", auth.get("REDIS_URL", "")), "auth: Redis with its password")
+    for env, who in ((auth, "auth"), (movies, "movies")):
+        check(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "http://jaeger:4317", f"{who}: traces to Jaeger's OTLP/gRPC port")
+        check(env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc", f"{who}: OTLP over gRPC")
+        check(env.get("OTEL_SERVICE_NAME") == who, f"{who}: OTEL_SERVICE_NAME")
+        check(env.get("REQUIRE_REQUEST_ID") == "true", f"{who}: REQUIRE_REQUEST_ID=true behind nginx")
+    check(auth.get("AUTH_TRUSTED_PROXIES") == str(nginx_ip), "auth trusts exactly nginx's address")
+    check(auth.get("AUTH_JWT_PRIVATE_KEY_FILE") == "/run/secrets/auth_jwt_signing_key", "auth reads its signing key from the secret")
+    check(services["auth"].get("secrets") == ["auth_jwt_signing_key"], "auth gets the signing key secret")
+    secret = compose.get("secrets", {}).get("auth_jwt_signing_key", {})
+    check(secret.get("file", "").startswith("./secrets/"), "the signing key comes from deploy/secrets/ (ignored by git)")
+    for name in ("auth", "movies"):
+        grace = int(str(services[name].get("stop_grace_period", "10s")).rstrip("s"))
+        drain = int((auth if name == "auth" else movies).get(f"{name.upper()}_SHUTDOWN_TIMEOUT_SECONDS", "15"))
+        check(grace > drain, f"{name}: stop_grace_period ({grace}s) must exceed the drain ({drain}s)")
+        check(services[name].get("read_only") is True, f"{name}: read-only root filesystem")
+    pg = {k: resolve(v, example) for k, v in services["postgres"].get("environment", {}).items()}
+    check({"POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD"} <= set(pg), "postgres gets the passwords its init script needs")
+    check(services["catalogue-demo"].get("command") == ["load-demo"], "catalogue-demo runs `movies load-demo`")
+    check(services["catalogue-demo"].get("image") == services["movies"].get("image"), "catalogue-demo uses the movies image")
+
+    # Every service variable is one the services read (the root .env.example documents all).
+    documented = documented_names(ROOT / ".env.example")
+    for who, env in (("auth", auth), ("movies", movies), ("catalogue-demo", demo)):
+        for name in env:
+            if name.startswith(("AUTH_", "MOVIES_", "OAUTH_", "OTEL_")) or name in ("REDIS_URL", "REQUIRE_REQUEST_ID", "RUST_LOG"):
+                check(name in documented, f"{who}: {name} is not a documented setting (root .env.example); a typo?")
+
+    # No literal secret in the file: every password comes from an interpolation.
+    for line in compose_text.splitlines():
+        if re.search(r"(PASSWORD|SECRET)\s*:", line) and not line.strip().startswith("#"):
+            check("${" in line, f"a secret written in compose.yaml: {line.strip()}")
+    for url in re.findall(r"(?:postgres|redis)://[^\s\"']+", compose_text):
+        check("${" in url, f"a credential written in a URL: {url}")
+
+    # Builds and Dockerfiles.
+    for name, target in (("auth", "auth"), ("movies", "movies")):
+        build = services[name].get("build", {})
+        check(build.get("context") == ".." and build.get("dockerfile") == "deploy/service.Dockerfile" and build.get("target") == target,
+              f"{name}: built from the repository root with deploy/service.Dockerfile, target {target}")
+    pg_build = services["postgres"].get("build", {})
+    check(pg_build.get("context") == "." and pg_build.get("dockerfile") == "postgres.Dockerfile", "postgres: built from deploy/postgres.Dockerfile")
+    check(services["redis"]["image"].startswith("redis:7"), "Redis 7")
+    check(services["jaeger"]["image"].startswith("jaegertracing/jaeger:2."), "Jaeger v2 all-in-one")
+
+    stages = dockerfile_stages(DEPLOY / "service.Dockerfile")
+    for stage in ("chef", "planner", "builder", "runtime", "auth", "movies"):
+        check(stage in stages, f"service.Dockerfile: stage {stage}")
+    if all(s in stages for s in ("chef", "planner", "builder", "runtime", "auth", "movies")):
+        builder = " ".join(stages["builder"]["lines"])
+        check("cargo chef prepare" in " ".join(stages["planner"]["lines"]), "planner runs cargo chef prepare")
+        cook = builder.find("cargo chef cook")
+        copy_all = builder.find("COPY . .")
+        check(0 <= cook < copy_all, "builder cooks the dependencies before copying the sources (their own cached layer)")
+        check("--locked" in builder and "--release" in builder, "builder builds release with the lock file")
+        check(stages["runtime"]["from"].startswith("debian:") and "slim" in stages["runtime"]["from"], "runtime is Debian slim")
+        check(any(l.startswith("USER ") and not l.startswith(("USER root", "USER 0")) for l in stages["runtime"]["lines"]), "runtime runs as a non-root user")
+        for stage in ("auth", "movies"):
+            lines = stages[stage]["lines"]
+            check(stages[stage]["from"] == "runtime", f"{stage} builds on the runtime stage")
+            check(not any(l.startswith("USER") for l in lines), f"{stage} keeps the non-root user")
+            check(not any(re.search(r"apt-get|curl|wget", l) for l in lines), f"{stage} fetches nothing")
+            check(f'ENTRYPOINT ["/usr/local/bin/{stage}"]' in lines, f"{stage}: the binary is the entrypoint")
+            check(any(l.startswith("HEALTHCHECK") and "healthcheck" in l for l in lines), f"{stage}: image healthcheck")
+        workdir = next(l.split()[1] for l in stages["chef"]["lines"] if l.startswith("WORKDIR"))
+        data = f"{workdir}/crates/movies/data"
+        check(any(l.startswith("COPY --from=builder") and l.endswith(f"{data} {data}") for l in stages["movies"]["lines"]),
+              f"the movies image keeps the bundled dataset at {data}, where `movies load-demo` reads it")
+        check(not any("crates/movies/data" in l for l in stages["auth"]["lines"]), "the auth image has no dataset")
+    ignore = (DEPLOY / "service.Dockerfile.dockerignore").read_text().split()
+    for entry in ("target/", ".git/", "deploy/.env", "deploy/secrets/"):
+        check(entry in ignore, f"service.Dockerfile.dockerignore keeps {entry} out of the build context")
+    demo_rs = (ROOT / "crates/movies/src/demo.rs").read_text()
+    check('concat!(env!("CARGO_MANIFEST_DIR"), "/data/movies.json")' in demo_rs, "the dataset path is still CARGO_MANIFEST_DIR/data (the image relies on it)")
+    check((ROOT / "crates/movies/data/movies.json").is_file(), "the bundled dataset exists")
+
+    pg_stages = dockerfile_stages(DEPLOY / "postgres.Dockerfile")
+    pg_lines = " ".join(l for s in pg_stages.values() for l in s["lines"])
+    check(any(s["from"].startswith("postgres:15") for s in pg_stages.values()), "PostgreSQL 15")
+    check("postgresql-15-partman" in pg_lines, "the postgres image installs pg_partman")
+    check("/docker-entrypoint-initdb.d/" in pg_lines and "postgres/init.sh" in pg_lines, "the postgres image runs deploy/postgres/init.sh on first start")
+
+    if failures:
+        print(f"compose_test: {len(failures)} check(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print("compose_test: deploy/compose.yaml, service.Dockerfile and postgres.Dockerfile hold together")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
