@@ -57,6 +57,8 @@ impl Failure {
 }
 
 pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Client, method: Method, outcome: Result<(), Failure>) -> Result<()> {
+    let result = outcome.map_or_else(Failure::as_str, |()| "success");
+    metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => result).increment(1);
     sqlx::query(
         "INSERT INTO login_history (id, user_id, ip, user_agent, device, method, success, failure_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
