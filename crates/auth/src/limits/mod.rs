@@ -31,6 +31,7 @@ pub struct RateLimitSettings {
     pub login_ip: Rate,
     pub login_account_ip: Rate,
     pub login_account: Rate,
+    pub introspect: Rate,
 }
 
 impl RateLimitSettings {
@@ -49,6 +50,7 @@ impl RateLimitSettings {
             login_ip: env.parse("AUTH_RATE_LIMIT_LOGIN_IP", "30/m")?,
             login_account_ip: env.parse("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m")?,
             login_account: env.parse("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h")?,
+            introspect: env.parse("AUTH_RATE_LIMIT_INTROSPECT", "500/s burst 1000")?,
         })
     }
 }
@@ -63,6 +65,7 @@ pub struct Policies {
     pub login_ip: Arc<Policy>,
     pub login_account_ip: Arc<Policy>,
     pub login_account: Arc<Policy>,
+    pub introspect: Arc<Policy>,
 }
 
 /// Everything the layer and the sign-in handler need, shared through `AppState`.
@@ -101,6 +104,7 @@ impl RateLimits {
                 login_ip: Policy::new("login-ip", s.login_ip),
                 login_account_ip: Policy::new("login-account-ip", s.login_account_ip),
                 login_account: Policy::new("login-account", s.login_account),
+                introspect: Policy::new("introspect-ip", s.introspect),
             },
         })
     }
@@ -132,8 +136,11 @@ mod tests {
     fn defaults_are_the_documented_policies_and_bad_values_are_named() {
         let s = with(&[]).unwrap();
         assert!(s.enabled);
-        let rates = [s.api_anonymous, s.api_user, s.signup, s.refresh, s.password_change, s.login_ip, s.login_account_ip, s.login_account];
-        assert_eq!(rates.map(|r| r.to_string()), ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h"]);
+        let rates = [s.api_anonymous, s.api_user, s.signup, s.refresh, s.password_change, s.login_ip, s.login_account_ip, s.login_account, s.introspect];
+        assert_eq!(
+            rates.map(|r| r.to_string()),
+            ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h", "500/s burst 1000"]
+        );
         assert_eq!(s.redis_timeout, Duration::from_millis(5));
         assert_eq!(s.trusted_proxies, TrustedProxies::default());
         let err = with(&[("AUTH_RATE_LIMIT_LOGIN_IP", "thirty a minute")]).unwrap_err();

@@ -3,7 +3,9 @@
 //! Every request except the probes (and metrics) counts against the general API
 //! limit: per user when it carries a valid access token, else per client address.
 //! Some routes also count against their own per-address policy: sign-in (and the
-//! social sign-in callbacks), signup, refresh and the password change.
+//! social sign-in callbacks), signup, refresh and the password change. Token
+//! introspection, which other services call on behalf of many viewers from one
+//! address, counts against its own, larger per-address policy instead.
 
 use std::sync::Arc;
 
@@ -56,6 +58,9 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: 
         return Vec::new();
     }
     let ip = ip_subject(ClientIp::of(&parts.extensions));
+    if parts.method == Method::POST && route.as_deref() == Some("/api/v1/auth/introspect") {
+        return vec![Check::new(&limits.policies.introspect, &ip)];
+    }
     let claims = bearer_token(parts).ok().flatten().and_then(|token| tokens.verify(token));
     let mut checks = Vec::with_capacity(2);
     match claims {

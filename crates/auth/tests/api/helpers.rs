@@ -20,7 +20,7 @@ fn redis_url() -> String {
 }
 
 /// Every policy variable of Auth.
-pub const RATE_LIMIT_POLICIES: [&str; 8] = [
+pub const RATE_LIMIT_POLICIES: [&str; 9] = [
     "AUTH_RATE_LIMIT_API_ANONYMOUS",
     "AUTH_RATE_LIMIT_API_USER",
     "AUTH_RATE_LIMIT_SIGNUP",
@@ -29,6 +29,7 @@ pub const RATE_LIMIT_POLICIES: [&str; 8] = [
     "AUTH_RATE_LIMIT_LOGIN_IP",
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
+    "AUTH_RATE_LIMIT_INTROSPECT",
 ];
 
 pub struct TestApp {

@@ -404,3 +404,18 @@ async fn limits_and_sign_in_rules_work_on_a_three_node_redis_cluster() {
     let spread = cluster.keys_per_node(&format!("{prefix}:rl:*"));
     assert!(spread.iter().filter(|&&n| n > 0).count() >= 2, "keys on several nodes: {spread:?}");
 }
+
+#[tokio::test]
+async fn introspection_has_its_own_per_address_limit_instead_of_the_general_one() {
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/h"), ("AUTH_RATE_LIMIT_INTROSPECT", "1/2s burst 2")]).await;
+    assert_eq!(app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().status(), StatusCode::OK);
+    let spent = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS, "the general limit is spent");
+    // Services introspecting for many viewers are not held to the general limit.
+    assert_policy("introspect-ip", 2, "rate_limited", || async {
+        let response = app.post_json("/api/v1/auth/introspect", &json!({"token": "not-a-token"})).await;
+        assert!(!header(&response, "ratelimit").contains("api-ip"));
+        response
+    })
+    .await;
+}
