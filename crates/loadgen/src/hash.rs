@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 
-use crate::record::HashResult;
+use crate::{procstat, record::HashResult};
 
 pub const MEMORY_KIB: u32 = 19 * 1024;
 pub const ITERATIONS: u32 = 2;
@@ -17,7 +17,7 @@ pub const LANES: u32 = 1;
 /// Untimed verifications first, so page faults of the first allocation do not count.
 const WARMUP: usize = 2;
 
-pub fn measure(samples: usize) -> anyhow::Result<HashResult> {
+pub fn measure(samples: usize, watch: &procstat::Watch) -> anyhow::Result<HashResult> {
     anyhow::ensure!(samples > 0, "--samples must be positive");
     let argon2 = || {
         let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).expect("the service's parameters are valid");
@@ -35,11 +35,13 @@ pub fn measure(samples: usize) -> anyhow::Result<HashResult> {
         verify()?;
     }
     let mut times: Vec<Duration> = Vec::with_capacity(samples);
+    let before = procstat::snapshot(watch);
     for _ in 0..samples {
         let started = Instant::now();
         verify()?;
         times.push(started.elapsed());
     }
+    let cpu = before.zip(procstat::snapshot(watch)).map(|(before, after)| procstat::cores_used(&before, &after));
     times.sort();
     let median = if samples % 2 == 1 { times[samples / 2] } else { (times[samples / 2 - 1] + times[samples / 2]) / 2 };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -54,5 +56,7 @@ pub fn measure(samples: usize) -> anyhow::Result<HashResult> {
         min_ms: ms(times[0]),
         max_ms: ms(times[samples - 1]),
         bound_per_s: cores as f64 / median.as_secs_f64(),
+        cpu_cores: cpu.as_ref().map(|c| c.groups.clone()).unwrap_or_default(),
+        cpu_other_processes: cpu.map(|c| c.others).unwrap_or_default(),
     })
 }

@@ -32,6 +32,9 @@ enum Command {
         /// Timed verifications; the median is reported.
         #[arg(long, default_value_t = 30)]
         samples: usize,
+        /// PostgreSQL database of the service, as for the scenarios (for the CPU split).
+        #[arg(long)]
+        pg_database: Option<String>,
     },
     /// `POST /api/v1/auth/login` in a loop over a few accounts created first.
     Login(RunArgs),
@@ -82,12 +85,19 @@ pub struct RunArgs {
     /// Process id of the service, for its peak RSS and CPU share.
     #[arg(long)]
     pub auth_pid: Option<u32>,
+    /// The service's PostgreSQL database, to tell its backends from other work's.
+    #[arg(long)]
+    pub pg_database: Option<String>,
     /// Runtime worker threads of the load generator itself.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
 }
 
 impl RunArgs {
+    fn watch(&self) -> procstat::Watch {
+        procstat::Watch { auth_pid: self.auth_pid, pg_database: self.pg_database.clone() }
+    }
+
     fn warmup(&self) -> Duration {
         Duration::from_secs_f64(self.warmup)
     }
@@ -100,7 +110,10 @@ impl RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (kind, args) = match cli.command {
-        Command::Hash { samples } => return record::print(&record::Record::Hash(hash::measure(samples)?)),
+        Command::Hash { samples, pg_database } => {
+            let watch = procstat::Watch { auth_pid: None, pg_database };
+            return record::print(&record::Record::Hash(hash::measure(samples, &watch)?));
+        }
         Command::Report { results } => {
             print!("{}", report::render(&std::fs::read_to_string(&results)?)?);
             return Ok(());

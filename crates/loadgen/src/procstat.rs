@@ -16,7 +16,16 @@ pub struct CpuSnapshot {
     processes: HashMap<u32, (&'static str, String, u64)>,
 }
 
-pub fn snapshot(auth_pid: Option<u32>) -> Option<CpuSnapshot> {
+/// Which processes belong to the system under test.
+#[derive(Clone, Default)]
+pub struct Watch {
+    pub auth_pid: Option<u32>,
+    /// The service's database: PostgreSQL backends serving other databases count as
+    /// "other", since other work on the machine may use the same server.
+    pub pg_database: Option<String>,
+}
+
+pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let mut lines = stat.lines();
     let totals: Vec<u64> = lines.next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
@@ -36,12 +45,12 @@ pub fn snapshot(auth_pid: Option<u32>) -> Option<CpuSnapshot> {
         // Fields 14 and 15 of proc(5), counted from the state (field 3) here.
         let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else { continue };
         let ticks = utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0);
-        let group = if Some(pid) == auth_pid {
+        let group = if Some(pid) == watch.auth_pid {
             "auth"
         } else if pid == own_pid {
             "loadgen"
         } else if comm == "postgres" {
-            "postgres"
+            if serves_other_database(pid, watch.pg_database.as_deref()) { "other" } else { "postgres" }
         } else if comm.starts_with("redis-server") {
             "redis"
         } else {
@@ -108,4 +117,20 @@ pub fn is_running(pid: u32) -> bool {
         .ok()
         .and_then(|stat| stat.rfind(')').and_then(|close| stat[close + 1..].split_whitespace().next().map(|s| s != "Z")))
         .unwrap_or(false)
+}
+
+/// Whether a PostgreSQL process is a backend of a database other than `ours`. Its
+/// title reads `postgres: <user> <database> <client> <state>`; the server's own
+/// processes (`postgres: 15/main: walwriter`, ...) serve everyone and count as ours.
+fn serves_other_database(pid: u32, ours: Option<&str>) -> bool {
+    let Some(ours) = ours else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let title = String::from_utf8_lossy(&cmdline);
+    let Some(rest) = title.strip_prefix("postgres: ") else { return false };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    match words.as_slice() {
+        [first, ..] if first.ends_with(':') => false,
+        [_user, database, ..] => *database != ours,
+        _ => false,
+    }
 }

@@ -23,6 +23,11 @@ pub struct HashResult {
     pub max_ms: f64,
     /// cores / median: the most logins per second the hashing allows.
     pub bound_per_s: f64,
+    /// Cores used per process group while timing; "loadgen" is the hashing itself.
+    #[serde(default)]
+    pub cpu_cores: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub cpu_other_processes: Vec<(String, f64)>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -193,7 +193,7 @@ pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
 
     let start = Instant::now();
     let window = Window { measure_from: start + args.warmup(), end: start + args.warmup() + args.duration() };
-    let sampler = tokio::spawn(sample_cpu(window, args.auth_pid));
+    let sampler = tokio::spawn(sample_cpu(window, args.watch()));
 
     let mut workers = JoinSet::new();
     for (index, mut conn, pair) in sessions {
@@ -318,9 +318,12 @@ pub async fn wait_ready(addr: SocketAddr, timeout: Duration, pid: Option<u32>) -
 }
 
 /// CPU split over exactly the measured period.
-async fn sample_cpu(window: Window, auth_pid: Option<u32>) -> Option<procstat::CpuSplit> {
+async fn sample_cpu(window: Window, watch: procstat::Watch) -> Option<procstat::CpuSplit> {
     // Reading /proc takes milliseconds: off the runtime that drives the connections.
-    let snapshot = || async move { tokio::task::spawn_blocking(move || procstat::snapshot(auth_pid)).await.ok().flatten() };
+    let snapshot = || {
+        let watch = watch.clone();
+        async move { tokio::task::spawn_blocking(move || procstat::snapshot(&watch)).await.ok().flatten() }
+    };
     tokio::time::sleep_until(window.measure_from.into()).await;
     let before = snapshot().await;
     tokio::time::sleep_until(window.end.into()).await;
