@@ -30,6 +30,8 @@ OUTPUT=${BENCH_OUTPUT:-docs/benchmarks.md}
 RATE_LIMITS=${BENCH_RATE_LIMITS:-raised}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-45}
 DATABASE=auth_bench
+# Fresh Redis keys each run: rate-limit state left by an earlier run would throttle this one.
+REDIS_PREFIX=bench-$(date +%s)-$$
 PG_ADMIN=(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atq)
 
 say() { echo "bench: $*" >&2; }
@@ -50,6 +52,8 @@ cleanup() {
     wait "$AUTH_PID" 2>/dev/null || true
   fi
   "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$REDIS_PREFIX*" 2>/dev/null |
+    xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
   rm -rf "$WORK"
   exit "$status"
 }
@@ -99,7 +103,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # The bound first, on a quiet machine: the service is not started yet.
 say "timing $HASH_SAMPLES single-threaded Argon2id verifications"
 RESULTS="$WORK/results.jsonl"
-"$LOADGEN" hash --samples "$HASH_SAMPLES" >"$RESULTS"
+"$LOADGEN" hash --samples "$HASH_SAMPLES" --pg-database "$DATABASE" >"$RESULTS"
 
 RATE_LIMIT_ENV=()
 # Builds from before the rate limits know none of their variables.
@@ -126,7 +130,7 @@ env "${RATE_LIMIT_ENV[@]}" \
   AUTH_LISTEN=$ADDR \
   AUTH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DATABASE \
   REDIS_URL=redis://127.0.0.1:6379 \
-  AUTH_REDIS_KEY_PREFIX=bench \
+  AUTH_REDIS_KEY_PREFIX="$REDIS_PREFIX" \
   AUTH_JWT_DEV_KEY_FILE="$WORK/jwt-dev-key.pem" \
   RUST_LOG=warn \
   "$AUTH" serve >"$WORK/auth.log" 2>&1 &
@@ -141,7 +145,7 @@ run() {
   local scenario=$1 connections=$2 accounts=$3
   wait_quiet
   say "$scenario: $connections connections, ${WARMUP}s warm-up, ${DURATION}s measured"
-  if ! "$LOADGEN" "$scenario" --addr "$ADDR" --auth-pid "$AUTH_PID" --connections "$connections" \
+  if ! "$LOADGEN" "$scenario" --addr "$ADDR" --auth-pid "$AUTH_PID" --pg-database "$DATABASE" --connections "$connections" \
     --accounts "$accounts" --warmup "$WARMUP" --duration "$DURATION" --threads "$LOADGEN_THREADS" >>"$RESULTS"; then
     say "$scenario failed; the end of the service's log:"
     tail -n 40 "$WORK/auth.log" >&2
@@ -219,6 +223,19 @@ of that script and is overwritten by the next. Do not edit by hand.
 
 EOF
   "$LOADGEN" report "$RESULTS"
+  echo
+  echo "## Warnings and errors the service logged during the run"
+  echo
+  # JSON log lines; counted by level and message, without needing jq.
+  LOG_SUMMARY=$(grep -E '"level":"(WARN|ERROR)"' "$WORK/auth.log" |
+    sed -n 's/.*"message":"\([^"]*\)".*"level":"\([A-Z]*\)".*/\2 \1/p' | sort | uniq -c | sort -rn | head -n 10 || true)
+  if [ -z "$LOG_SUMMARY" ]; then
+    echo "None."
+  else
+    echo "| Count | Level and message |"
+    echo "|--:|---|"
+    echo "$LOG_SUMMARY" | sed 's/^ *\([0-9]*\) \(.*\)$/| \1 | \2 |/'
+  fi
   cat <<EOF
 
 ## Raw results
