@@ -321,6 +321,14 @@ http {{
     def service_logged_ever(self, name, request_id):
         return request_id in self.logs[name].read_text()
 
+    def movies_health(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.movies_port, timeout=10)
+        try:
+            conn.request("GET", "/health/ready")
+            return conn.getresponse().read().decode()
+        finally:
+            conn.close()
+
     def upstream(self, name):
         return f"127.0.0.1:{self.auth_port if name == 'auth' else self.movies_port}"
 
@@ -490,6 +498,14 @@ def check_client_address(stack):
     expect(response.status == 200, f"login history: {response!r}")
     attempts = response.json()["items"]
     expect(attempts and attempts[0]["ip"] == VIEWER, f"the login history records the client's address {VIEWER}, not nginx's or a made-up one: {attempts}")
+    # The movies API checks the token with Auth (keys, then introspection), both of
+    # which require a request id at Auth (REQUIRE_REQUEST_ID=true) like everything else.
+    films = viewer.request("GET", "/api/v1/films", {"X-Request-Id": f"films-token-{stack.suffix}"}).json()["items"]
+    film = films[0]["id"]
+    wait_until("the movies API to have Auth's keys", lambda: re.search(r'"auth":\s*"ok"', stack.movies_health()), timeout=30)
+    response = viewer.request("GET", f"/api/v1/films/{film}", {"Authorization": f"Bearer {token}", "X-Request-Id": f"film-token-{stack.suffix}"})
+    expect(response.status == 200 and response.header("X-Auth-Degraded") is None, f"a signed-in viewer's film through nginx, confirmed by Auth: {response!r}")
+    expect(stack.service_saw("auth", f"film-token-{stack.suffix}"), "the movies API forwarded the request id to Auth")
 
     # Auth's per-address signup limit (5/m, burst 10) counts the real address: a
     # different made-up X-Forwarded-For on each request does not escape it.

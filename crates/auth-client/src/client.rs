@@ -267,14 +267,17 @@ enum KeyLookup {
 }
 
 /// Headers of an outgoing call: W3C `traceparent` of its client span, so Auth's spans
-/// join the caller's trace, and the caller's `X-Request-Id`.
+/// join the caller's trace, and the caller's `X-Request-Id`, or a fresh one for calls
+/// made on no request's behalf (the background JWKS refresh): Auth behind nginx
+/// refuses requests without one (`REQUIRE_REQUEST_ID`).
 fn outgoing_headers(span: &tracing::Span, request_id: Option<&str>) -> reqwest::header::HeaderMap {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let mut headers = reqwest::header::HeaderMap::new();
     let context = span.context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut opentelemetry_http::HeaderInjector(&mut headers)));
-    if let Some(value) = request_id.and_then(|id| reqwest::header::HeaderValue::from_str(id).ok()) {
-        headers.insert("x-request-id", value);
-    }
+    let value = request_id
+        .and_then(|id| reqwest::header::HeaderValue::from_str(id).ok())
+        .unwrap_or_else(|| reqwest::header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value"));
+    headers.insert("x-request-id", value);
     headers
 }
