@@ -120,17 +120,41 @@ pub fn is_running(pid: u32) -> bool {
 }
 
 /// Whether a PostgreSQL process is a backend of a database other than `ours`. Its
-/// title reads `postgres: <user> <database> <client> <state>`; the server's own
-/// processes (`postgres: 15/main: walwriter`, ...) serve everyone and count as ours.
+/// title reads `postgres: [<cluster>: ]<user> <database> <client> <state>`; the
+/// server's own processes (`postgres: 15/main: walwriter`, ...) serve every database
+/// and count as ours, autovacuum workers by the database they clean.
 fn serves_other_database(pid: u32, ours: Option<&str>) -> bool {
     let Some(ours) = ours else { return false };
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let title = String::from_utf8_lossy(&cmdline);
+    classify_title(&String::from_utf8_lossy(&cmdline).replace('\0', " "), ours)
+}
+
+fn classify_title(title: &str, ours: &str) -> bool {
     let Some(rest) = title.strip_prefix("postgres: ") else { return false };
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    match words.as_slice() {
-        [first, ..] if first.ends_with(':') => false,
-        [_user, database, ..] => *database != ours,
+    // Debian names its clusters (`15/main`), and the name prefixes every title.
+    let rest = match rest.split_once(": ") {
+        Some((cluster, after)) if !cluster.contains(' ') => after,
+        _ => rest,
+    };
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["autovacuum", "worker", database, ..] => *database != ours,
+        ["checkpointer" | "walwriter" | "archiver" | "startup" | "walreceiver", ..]
+        | ["background" | "autovacuum" | "logical" | "parallel" | "stats", ..] => false,
+        [_user, database, _client, ..] => *database != ours,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_titles_name_their_database() {
+        let other = |title: &str| super::classify_title(title, "auth_bench");
+        assert!(!other("postgres: 15/main: postgres auth_bench 127.0.0.1(43526) idle"));
+        assert!(other("postgres: 15/main: postgres auth_test_1 127.0.0.1(43526) SELECT"));
+        assert!(!other("postgres: 15/main: checkpointer"));
+        assert!(!other("postgres: 15/main: background writer"));
+        assert!(other("postgres: 15/main: autovacuum worker movies"));
+        assert!(!other("postgres: postgres auth_bench [local] idle"));
     }
 }
