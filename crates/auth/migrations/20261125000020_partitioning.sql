@@ -146,16 +146,23 @@ CREATE INDEX login_history_user_time_idx ON login_history (user_id, attempted_at
 
 -- Partitions from the month of the oldest moved row (or, when there is none, four
 -- months back) to four months ahead, plus a default partition that catches a row
--- outside them instead of failing the sign-in that wrote it.
-SELECT partman.create_parent(
-    p_parent_table := current_schema() || '.login_history',
-    p_control := 'attempted_at',
-    p_type := 'native',
-    p_interval := 'monthly',
-    p_premake := 4,
-    p_start_partition := (SELECT to_char(date_trunc('month', min(attempted_at)), 'YYYY-MM-DD HH24:MI:SS')
-                            FROM login_history_unpartitioned)
-);
+-- outside them instead of failing the sign-in that wrote it. pg_partman 4 (Debian 12,
+-- Ubuntu 22.04) needs p_type 'native'; pg_partman 5 (Debian 13, Ubuntu 24.04) knows
+-- only native partitioning and refuses the word.
+DO $$
+DECLARE
+    parent text := current_schema() || '.login_history';
+    start_partition text := (SELECT to_char(date_trunc('month', min(attempted_at)), 'YYYY-MM-DD HH24:MI:SS')
+                               FROM login_history_unpartitioned);
+BEGIN
+    IF (SELECT extversion FROM pg_extension WHERE extname = 'pg_partman') LIKE '4.%' THEN
+        PERFORM partman.create_parent(p_parent_table := parent, p_control := 'attempted_at', p_type := 'native',
+                                      p_interval := '1 month', p_premake := 4, p_start_partition := start_partition);
+    ELSE
+        PERFORM partman.create_parent(p_parent_table := parent, p_control := 'attempted_at',
+                                      p_interval := '1 month', p_premake := 4, p_start_partition := start_partition);
+    END IF;
+END $$;
 -- Keep making partitions ahead of the clock even in a month without sign-ins, and
 -- drop (not merely detach) expired ones. The retention itself is written by Auth from
 -- AUTH_LOGIN_HISTORY_RETENTION_MONTHS at each maintenance run; until then nothing

@@ -25,6 +25,12 @@ enum Command {
     },
     /// Print the OpenAPI document (the contract in contracts/auth.openapi.json).
     Openapi,
+    /// Make the login history's coming monthly partitions and drop those past
+    /// AUTH_LOGIN_HISTORY_RETENTION_MONTHS, once (the service also does it periodically).
+    MaintainPartitions,
+    /// Fill a scratch database with a realistic audience and measure the partitioned
+    /// schema against the same data unpartitioned (docs/partitioning.md).
+    BenchPartitions(auth::partitions::bench::BenchArgs),
     /// Exit 0 when the service on AUTH_LISTEN answers its readiness probe: the container
     /// healthcheck of images without a shell or curl.
     Healthcheck,
@@ -58,6 +64,8 @@ async fn main() -> ExitCode {
                 auth::superuser::Outcome::AlreadyAdmin => println!("{email} is already an admin; nothing to do"),
             })
         }
+        Command::MaintainPartitions => maintain_partitions(&settings).await,
+        Command::BenchPartitions(args) => auth::partitions::bench::run(&settings, args).await,
         Command::Openapi | Command::Healthcheck => unreachable!("handled above"),
     })
     .await
@@ -67,4 +75,19 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "auth listening");
     app.run_until_stopped().await
+}
+
+async fn maintain_partitions(settings: &Settings) -> anyhow::Result<()> {
+    let db = auth::startup::connect_and_migrate(settings).await?;
+    let outcome = auth::partitions::maintain(&db, &settings.partitions).await?;
+    for p in &outcome.created {
+        println!("created {} ({} to {})", p.name, p.from, p.to);
+    }
+    for p in &outcome.dropped {
+        println!("dropped {} ({} to {})", p.name, p.from, p.to);
+    }
+    if outcome.created.is_empty() && outcome.dropped.is_empty() {
+        println!("login history partitions up to date; nothing to do");
+    }
+    Ok(())
 }

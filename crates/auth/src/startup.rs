@@ -75,8 +75,20 @@ impl Application {
 
 /// Creates the database when it does not exist, then applies the migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
-    let options = platform::db::connect_options("AUTH_DATABASE_URL", settings.database_url.expose_secret(), "auth")?;
-    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR).await
+    platform::db::connect_and_migrate(database_options(settings)?, settings.database_max_connections, &MIGRATOR).await
+}
+
+/// How Auth connects to PostgreSQL.
+///
+/// Prepared statements keep one plan made for any value (`force_generic_plan`). By
+/// default PostgreSQL plans anew for each execution whenever it judges a generic plan
+/// dearer, and with partitioned tables it always does: it prices every partition of
+/// `users`, not the one that pruning at run time leaves. Every lookup by id or email
+/// then pays a planning several times longer than its execution (docs/partitioning.md).
+/// Auth's statements are key lookups, for which one plan fits every value.
+pub fn database_options(settings: &Settings) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+    Ok(platform::db::connect_options("AUTH_DATABASE_URL", settings.database_url.expose_secret(), "auth")?
+        .options([("plan_cache_mode", "force_generic_plan")]))
 }
 
 async fn connect_redis(settings: &Settings) -> anyhow::Result<ConnectionManager> {

@@ -1,5 +1,8 @@
 //! Partitioning of accounts and login history (docs/partitioning.md): the settings of
-//! the login history's upkeep, and the periodic task that runs it. The SQL is in `store::partitions`.
+//! the login history's upkeep, the periodic task that runs it, and the benchmark that
+//! measures the scheme (`bench`). The SQL is in `store::partitions`.
+
+pub mod bench;
 
 use std::time::Duration;
 
