@@ -56,6 +56,7 @@ impl Failure {
     }
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Client, method: Method, outcome: Result<(), Failure>) -> Result<()> {
     let result = outcome.map_or_else(Failure::as_str, |()| "success");
     metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => result).increment(1);
@@ -136,6 +137,7 @@ pub const PAGE_PLANNER_SETTING: &str = "SET LOCAL enable_sort = off";
 
 /// One page of a user's history, newest first, after `cursor`. Fetches one row more
 /// than asked to know whether another page follows.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn page(db: &PgPool, user_id: Uuid, cursor: Option<Cursor>, limit: u16) -> Result<(Vec<LoginAttempt>, Option<Cursor>)> {
     let mut tx = db.begin().await?;
     sqlx::query(PAGE_PLANNER_SETTING).execute(&mut *tx).await?;

@@ -91,6 +91,7 @@ pub const CREDENTIALS_BY_LOGIN: &str =
     "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
 
 /// Creates the account with the built-in `user` role, in the caller's transaction.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query(
@@ -112,6 +113,7 @@ pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
 }
 
 /// Grants a role by name; granting one the user already has is not an error.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<bool> {
     let granted = sqlx::query(
         "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
@@ -124,15 +126,18 @@ pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> R
     Ok(granted.rows_affected() > 0)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>> {
     Ok(sqlx::query_as::<_, User>(SELECT_BY_ID).bind(id).fetch_optional(db).await?)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<User>> {
     Ok(sqlx::query_as::<_, User>(SELECT_BY_EMAIL).bind(email.as_ref()).fetch_optional(db).await?)
 }
 
 /// Finds sign-in credentials by email or (case-insensitively) by login.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn credentials(db: &PgPool, identifier: &SignInIdentifier) -> Result<Option<Credentials>> {
     let query = match identifier {
         SignInIdentifier::Email(email) => sqlx::query_as(CREDENTIALS_BY_EMAIL).bind(email.as_ref().to_owned()),
@@ -146,16 +151,19 @@ pub enum SignInIdentifier {
     Login(Login),
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?.flatten())
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<()> {
     sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").bind(id).bind(hash).execute(db).await?;
     Ok(())
 }
 
 /// Sets the password of an account that has none; `false` if it has one by now.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn set_first_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<bool> {
     let updated = sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 AND password_hash IS NULL")
         .bind(id)
@@ -165,6 +173,7 @@ pub async fn set_first_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &s
     Ok(updated.rows_affected() > 0)
 }
 
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Result<Option<User>> {
     fn set<T: AsRef<str>>(field: &Option<Option<T>>) -> (bool, Option<String>) {
         (field.is_some(), field.as_ref().and_then(|v| v.as_ref().map(|v| v.as_ref().to_owned())))
@@ -204,6 +213,7 @@ pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Res
 }
 
 /// Current role names of a user, sorted.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name",
@@ -214,6 +224,7 @@ pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<St
 }
 
 /// What an access token states about a user: current roles and birth date.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn token_subject(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<crate::tokens::access::Subject> {
     let (roles, birth_date): (Vec<String>, Option<NaiveDate>) = sqlx::query_as(
         "SELECT COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
