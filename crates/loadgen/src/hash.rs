@@ -55,6 +55,8 @@ pub fn measure(samples: usize, watch: &procstat::Watch) -> anyhow::Result<HashRe
         median_ms: ms(median),
         min_ms: ms(times[0]),
         max_ms: ms(times[samples - 1]),
+        p10_ms: ms(times[samples / 10]),
+        p90_ms: ms(times[(samples * 9 / 10).min(samples - 1)]),
         bound_per_s: cores as f64 / median.as_secs_f64(),
         cpu_cores: cpu.as_ref().map(|c| c.groups.clone()).unwrap_or_default(),
         cpu_other_processes: cpu.map(|c| c.others).unwrap_or_default(),

@@ -21,6 +21,11 @@ pub struct HashResult {
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
+    /// 10th and 90th percentiles: their spread shows whether the CPU ran at one speed.
+    #[serde(default)]
+    pub p10_ms: f64,
+    #[serde(default)]
+    pub p90_ms: f64,
     /// cores / median: the most logins per second the hashing allows.
     pub bound_per_s: f64,
     /// Cores used per process group while timing; "loadgen" is the hashing itself.

@@ -14,6 +14,9 @@ const ME_TARGET: f64 = 10_000.0;
 const RSS_TARGET_MIB: f64 = 100.0;
 /// Cores used by one unrelated process above which a run is flagged as disturbed.
 const OTHER_CPU_WARNING: f64 = 0.15;
+/// Spread of the single-hash times (10th to 90th percentile, over the median) above
+/// which the CPU's speed is taken to have varied. A steady host measures about 3 %.
+const HASH_SPREAD_WARNING: f64 = 0.15;
 
 pub fn render(jsonl: &str) -> anyhow::Result<String> {
     let mut hash: Option<HashResult> = None;
@@ -71,11 +74,20 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
             "| One Argon2id verification (m={} KiB, t={}, p={}), one thread, median of {} | {:.1} ms (min {:.1}, max {:.1}) |",
             h.memory_kib, h.iterations, h.lanes, h.samples, h.median_ms, h.min_ms, h.max_ms
         );
+        let _ = writeln!(out, "| Spread: 10th to 90th percentile | {:.1} to {:.1} ms |", h.p10_ms, h.p90_ms);
         let _ = writeln!(out, "| Cores | {} |", h.cores);
         let _ = writeln!(out, "| Bound = cores ÷ median | {:.1} logins/s |", h.bound_per_s);
         let _ = writeln!(out, "| Target = {:.0} % of the bound | {:.1} logins/s |", LOGIN_SHARE_OF_BOUND * 100.0, LOGIN_SHARE_OF_BOUND * h.bound_per_s);
         if let Some(login) = scenarios.iter().find(|s| s.scenario == "login") {
             let _ = writeln!(out, "| Measured | {:.1} logins/s = {:.1} % of the bound |", login.rps, 100.0 * login.rps / h.bound_per_s);
+        }
+        let spread = (h.p90_ms - h.p10_ms) / h.median_ms;
+        if spread > HASH_SPREAD_WARNING {
+            verdicts.push(format!(
+                "**Noisy host:** identical single-threaded hashes took {:.1} to {:.1} ms (10th to 90th percentile, median {:.1}): the virtual CPU's speed varied during the run, \
+                 which usually means the host is busy. Absolute rates of this run are low; the login ratio, measured in the same run, is less affected.",
+                h.p10_ms, h.p90_ms, h.median_ms
+            ));
         }
     } else {
         verdicts.push("**Not measured: the Argon2 bound** (no `hash` line), so the login target cannot be judged.".to_owned());
