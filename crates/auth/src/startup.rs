@@ -32,15 +32,15 @@ impl Application {
         let db = connect_and_migrate(settings).await?;
         let redis = connect_redis(settings).await?;
         let keys = Arc::new(KeyRing::load(&settings.tokens)?);
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             db,
             revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,
-            limits: Arc::new(crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?),
-            oauth: Arc::new(crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?),
-        };
+            limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?,
+            oauth: crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?,
+        });
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
         Ok(Self { listener, router, state, partitions: settings.partitions.clone(), shutdown_timeout: settings.shutdown_timeout })

@@ -1,20 +1,38 @@
 //! The state every handler shares.
 
-use std::time::Duration;
+use std::{ops::Deref, sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
 use crate::{domain::PasswordHasher, store::Revocations, tokens::AccessTokens};
 
+/// Cheap to clone: axum clones the state for every request (and every `State`
+/// extractor), so the shared parts live behind one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub db: PgPool,
     pub revocations: Revocations,
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,
     /// Request rate limits and the sign-in rules.
-    pub limits: std::sync::Arc<crate::limits::RateLimits>,
+    pub limits: crate::limits::RateLimits,
     /// Social sign-in: enabled providers and the flows in progress.
-    pub oauth: std::sync::Arc<crate::oauth::OAuth>,
+    pub oauth: crate::oauth::OAuth,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

@@ -48,6 +48,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     // After the merge: it documents the 429 of every operation the layer limits.
     crate::limits::requests::TooManyRequestsDoc.modify(&mut openapi);
+    // The 400/413/415 of every operation that reads a body (found by schema fuzzing).
+    platform::openapi::BodyRejections.modify(&mut openapi);
     (router, openapi)
 }
 
@@ -59,7 +61,7 @@ pub fn openapi_json() -> String {
 pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: usize) -> Router {
     let (api, openapi) = api();
     // Inside the request span, after routing (the route template picks the policy).
-    let rate_limits = crate::limits::requests::layer(state.limits.clone(), state.tokens.clone());
+    let rate_limits = crate::limits::requests::layer(state.clone());
     let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
     // Prometheus scrapes it directly, never through nginx; not rate limited, not in the contract.
     let db = state.db.clone();

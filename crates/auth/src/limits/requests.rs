@@ -78,12 +78,12 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: 
 }
 
 /// The layer for Auth's router.
-pub fn layer(
-    limits: Arc<RateLimits>,
-    tokens: crate::tokens::AccessTokens,
-) -> RateLimitLayer<impl Fn(&mut Parts) -> Vec<Check> + Clone + Send + Sync + 'static> {
-    let limiter = limits.limiter.clone();
-    RateLimitLayer::new(limiter, move |parts: &mut Parts| checks(&limits, &tokens, parts)).on_refused(refusal)
+///
+/// The closure holds the `Arc`-backed state: the router clones its services, and with
+/// them this closure, for every request.
+pub fn layer(state: crate::state::AppState) -> RateLimitLayer<impl Fn(&mut Parts) -> Vec<Check> + Clone + Send + Sync + 'static> {
+    let limiter = state.limits.limiter.clone();
+    RateLimitLayer::new(limiter, move |parts: &mut Parts| checks(&state.limits, &state.tokens, parts)).on_refused(refusal)
 }
 
 fn refusal(_: &Verdict) -> Response {
