@@ -66,30 +66,36 @@ impl Conn {
     }
 }
 
-pub fn post_json(path: &'static str, body: Bytes) -> Request<Body> {
+pub fn post_json(path: &str, body: Bytes) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
         .uri(path)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, "loadgen")
         .body(Full::new(body))
-        .expect("a static request is valid")
+        .expect("a valid path")
 }
 
-pub fn get(path: &'static str) -> Request<Body> {
+pub fn get(path: &str) -> Request<Body> {
     Request::builder()
         .uri(path)
         .header(header::USER_AGENT, "loadgen")
         .body(Full::new(Bytes::new()))
-        .expect("a static request is valid")
+        .expect("a valid path")
 }
 
-pub fn get_with_bearer(path: &'static str, authorization: &HeaderValue) -> Request<Body> {
+pub fn get_with_bearer(path: &str, authorization: &HeaderValue) -> Request<Body> {
     Request::builder()
         .method(Method::GET)
         .uri(path)
         .header(header::AUTHORIZATION, authorization.clone())
         .header(header::USER_AGENT, "loadgen")
         .body(Full::new(Bytes::new()))
-        .expect("a static request is valid")
+        .expect("a valid path")
+}
+
+pub fn post_json_with_bearer(path: &str, body: Bytes, authorization: &HeaderValue) -> Request<Body> {
+    let mut request = post_json(path, body);
+    request.headers_mut().insert(header::AUTHORIZATION, authorization.clone());
+    request
 }

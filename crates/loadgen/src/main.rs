@@ -12,6 +12,7 @@ mod procstat;
 mod record;
 mod report;
 mod scenario;
+mod soak;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -58,6 +59,8 @@ enum Command {
     /// `GET /health/live`, which touches neither storage nor crypto: the ceiling of
     /// the HTTP stack and the load generator on this machine, for comparison.
     Live(RunArgs),
+    /// Both services under a mixed, realistic load for many minutes (`scripts/soak.sh`).
+    Soak(soak::SoakArgs),
     /// Renders the JSON lines of earlier runs as the Markdown tables of the report.
     Report {
         /// File of JSON lines written by `hash`, `login`, `refresh` and `me`.
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let watch = procstat::Watch { auth_pid: None, pg_database };
             return record::print(&record::Record::Hash(hash::measure(samples, &watch)?));
         }
+        Command::Soak(args) => return soak::run(args),
         Command::Report { results } => {
             print!("{}", report::render(&std::fs::read_to_string(&results)?)?);
             return Ok(());
