@@ -12,6 +12,7 @@ mod procstat;
 mod record;
 mod report;
 mod scenario;
+mod sink;
 mod soak;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -44,6 +45,31 @@ enum Command {
     Refresh(RunArgs),
     /// Authenticated `GET /api/v1/users/me`.
     Me(RunArgs),
+    /// Movies: `GET /api/v1/films/{id}` over the top films, with `--bearer`.
+    Film(RunArgs),
+    /// Movies: `GET /api/v1/films/search` with words of the top films' titles, some
+    /// misspelt (run it against an instance whose cache is off).
+    Search(RunArgs),
+    /// Prepares a subscriber: signs up a viewer, has the admin grant it the
+    /// `subscriber` role, signs it in, and prints its access token.
+    Subscriber {
+        /// Address of the Auth service.
+        #[arg(long, env = "LOADGEN_ADDR")]
+        addr: SocketAddr,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long, env = "LOADGEN_ADMIN_PASSWORD")]
+        admin_password: String,
+    },
+    /// A stand-in trace collector: accepts OTLP/HTTP exports (any path), answers 200
+    /// with an empty `Export…ServiceResponse`, and keeps its tallies in `--stats`.
+    OtlpSink {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// JSON file rewritten every second: requests and bytes received.
+        #[arg(long)]
+        stats: PathBuf,
+    },
     /// Waits until `GET /health/ready` answers 200, or fails at the deadline (or as soon
     /// as the process `--pid` exits), so scripts need neither curl nor fixed sleeps.
     Ready {
@@ -70,9 +96,15 @@ enum Command {
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
-    /// Address of the Auth service.
+    /// Address of the service under test (Auth, or Movies for film and search).
     #[arg(long, env = "LOADGEN_ADDR")]
     pub addr: SocketAddr,
+    /// Name of this run in the report (default: the scenario's), e.g. `me-traced`.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// `Authorization: Bearer` token for film and search.
+    #[arg(long, env = "LOADGEN_BEARER")]
+    pub bearer: Option<String>,
     /// Keep-alive connections, each driven by one task with one request in flight.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
@@ -85,9 +117,12 @@ pub struct RunArgs {
     /// Seconds measured.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Process id of the service, for its peak RSS and CPU share.
+    /// Process id of Auth, for its peak RSS (when it is the service under test) and CPU share.
     #[arg(long)]
     pub auth_pid: Option<u32>,
+    /// Process id of Movies, for its RSS (when it is the service under test) and CPU share.
+    #[arg(long)]
+    pub movies_pid: Option<u32>,
     /// The service's PostgreSQL database, to tell its backends from other work's.
     #[arg(long)]
     pub pg_database: Option<String>,
@@ -98,7 +133,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn watch(&self) -> procstat::Watch {
-        procstat::Watch { auth_pid: self.auth_pid, pg_database: self.pg_database.clone() }
+        procstat::Watch { auth_pid: self.auth_pid, movies_pid: self.movies_pid, pg_database: self.pg_database.clone() }
     }
 
     fn warmup(&self) -> Duration {
@@ -123,7 +158,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (kind, args) = match cli.command {
         Command::Hash { samples, pg_database } => {
-            let watch = procstat::Watch { auth_pid: None, pg_database };
+            let watch = procstat::Watch { auth_pid: None, movies_pid: None, pg_database };
             return record::print(&record::Record::Hash(hash::measure(samples, &watch)?));
         }
         Command::Soak(args) => return soak::run(args),
@@ -138,6 +173,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => (scenario::Kind::Login, args),
         Command::Refresh(args) => (scenario::Kind::Refresh, args),
         Command::Me(args) => (scenario::Kind::Me, args),
+        Command::Film(args) => (scenario::Kind::Film, args),
+        Command::Search(args) => (scenario::Kind::Search, args),
+        Command::Subscriber { addr, admin_email, admin_password } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            println!("{}", runtime.block_on(scenario::subscriber(addr, &admin_email, &admin_password))?);
+            return Ok(());
+        }
+        Command::OtlpSink { listen, stats } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return runtime.block_on(sink::serve(listen, stats));
+        }
         Command::Live(args) => (scenario::Kind::Live, args),
     };
     anyhow::ensure!(args.connections > 0 && args.accounts > 0 && args.threads > 0, "counts must be positive");

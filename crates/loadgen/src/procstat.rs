@@ -20,8 +20,9 @@ pub struct CpuSnapshot {
 #[derive(Clone, Default)]
 pub struct Watch {
     pub auth_pid: Option<u32>,
-    /// The service's database: PostgreSQL backends serving other databases count as
-    /// "other", since other work on the machine may use the same server.
+    pub movies_pid: Option<u32>,
+    /// The services' databases, comma-separated: PostgreSQL backends serving other
+    /// databases count as "other", since other work on the machine may use the server.
     pub pg_database: Option<String>,
 }
 
@@ -47,6 +48,8 @@ pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
         let ticks = utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0);
         let group = if Some(pid) == watch.auth_pid {
             "auth"
+        } else if Some(pid) == watch.movies_pid {
+            "movies"
         } else if pid == own_pid {
             "loadgen"
         } else if comm == "postgres" {
@@ -126,7 +129,8 @@ pub fn is_running(pid: u32) -> bool {
 fn serves_other_database(pid: u32, ours: Option<&str>) -> bool {
     let Some(ours) = ours else { return false };
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    classify_title(&String::from_utf8_lossy(&cmdline).replace('\0', " "), ours)
+    let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    ours.split(',').all(|database| classify_title(&title, database))
 }
 
 fn classify_title(title: &str, ours: &str) -> bool {

@@ -37,7 +37,11 @@ pub struct HashResult {
 
 #[derive(Serialize, Deserialize)]
 pub struct ScenarioResult {
+    /// The run's label: the scenario's name unless `--label` gave another.
     pub scenario: String,
+    /// The service under test: `auth` or `movies`.
+    #[serde(default = "auth")]
+    pub service: String,
     pub connections: usize,
     pub accounts: usize,
     pub threads: usize,
@@ -63,8 +67,15 @@ pub struct ScenarioResult {
     /// The busiest other processes by name, in cores: anything else competing.
     #[serde(default)]
     pub cpu_other_processes: Vec<(String, f64)>,
-    pub auth_vm_hwm_kib: Option<u64>,
-    pub auth_vm_rss_kib: Option<u64>,
+    /// Peak and current resident memory of the service under test.
+    #[serde(alias = "auth_vm_hwm_kib")]
+    pub vm_hwm_kib: Option<u64>,
+    #[serde(alias = "auth_vm_rss_kib")]
+    pub vm_rss_kib: Option<u64>,
+}
+
+fn auth() -> String {
+    "auth".to_owned()
 }
 
 pub fn print(record: &Record) -> anyhow::Result<()> {

@@ -11,6 +11,14 @@ type Period<'a> = (&'a str, &'a BTreeMap<String, f64>, &'a [(String, f64)]);
 const LOGIN_SHARE_OF_BOUND: f64 = 0.85;
 const REFRESH_TARGET: f64 = 2_000.0;
 const ME_TARGET: f64 = 10_000.0;
+/// Movies: film detail with a subscriber's token, Auth up.
+const FILM_TARGET: f64 = 10_000.0;
+/// Movies: search with the cache off.
+const SEARCH_TARGET: f64 = 2_000.0;
+/// Film detail with Auth down (breaker open), as a share of film detail with Auth up;
+/// traced as a share of untraced.
+const DEGRADED_SHARE: f64 = 0.90;
+const TRACED_SHARE: f64 = 0.90;
 const RSS_TARGET_MIB: f64 = 100.0;
 /// Cores used by one unrelated process above which a run is flagged as disturbed.
 const OTHER_CPU_WARNING: f64 = 0.15;
@@ -34,7 +42,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     out.push_str("| Scenario | Connections | Requests/s | p50 | p99 | Errors | Target | Met? |\n");
     out.push_str("|---|--:|--:|--:|--:|--:|---|---|\n");
     for s in &scenarios {
-        let (label, target, met, detail) = judge(s, hash.as_ref());
+        let (label, target, met, detail) = judge(s, hash.as_ref(), &scenarios);
         let _ = writeln!(
             out,
             "| {label} | {} | {} | {} | {} | {} | {target} | {} |",
@@ -49,7 +57,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
             verdicts.push(format!("**Missed: {}.** {detail}.", s.scenario));
         }
     }
-    let peak_kib = scenarios.iter().filter_map(|s| s.auth_vm_hwm_kib).max();
+    let peak_kib = scenarios.iter().filter(|s| s.service == "auth").filter_map(|s| s.vm_hwm_kib).max();
     if let Some(kib) = peak_kib {
         let mib = kib as f64 / 1024.0;
         let met = mib < RSS_TARGET_MIB;
@@ -64,6 +72,9 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         }
     } else {
         verdicts.push("**Not measured: peak RSS** (no service pid given).".to_owned());
+    }
+    if let Some(kib) = scenarios.iter().filter(|s| s.service == "movies").filter_map(|s| s.vm_hwm_kib).max() {
+        let _ = writeln!(out, "| Peak RSS of `movies` (VmHWM) over its scenarios | | | | | | none | n/a ({:.1} MiB) |", kib as f64 / 1024.0);
     }
 
     if let Some(h) = &hash {
@@ -103,7 +114,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     }
     out.push_str("\n### CPU during each measured period\n\n");
     out.push_str("Cores used by each process group; with idle and steal (time the hypervisor gave to other machines) they add up to the number of cores. PostgreSQL counts the server's own processes and the backends of the benchmark's database; \"other\" is everything else, including short-lived processes and backends of other databases.\n\n");
-    out.push_str("| Period | auth | PostgreSQL | Redis | loadgen | other | idle | steal | busiest other processes |\n|---|--:|--:|--:|--:|--:|--:|--:|---|\n");
+    out.push_str("| Period | auth | movies | PostgreSQL | Redis | loadgen | other | idle | steal | busiest other processes |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
     for (label, cores, others) in &periods {
         let c = |k: &str| cores.get(k).map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
         let others = if others.is_empty() {
@@ -113,8 +124,9 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         };
         let _ = writeln!(
             out,
-            "| {label} | {} | {} | {} | {} | {} | {} | {} | {others} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {others} |",
             c("auth"),
+            c("movies"),
             c("postgres"),
             c("redis"),
             c("loadgen"),
@@ -125,7 +137,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     }
 
     out.push_str("\n### Detail\n\n");
-    out.push_str("| Scenario | Requests measured | Seconds | p90 | max | Errors by kind | Warm-up errors | Stopped connections | RSS after (VmRSS) |\n");
+    out.push_str("| Scenario | Requests measured | Seconds | p90 | max | Errors by kind | Warm-up errors | Stopped connections | RSS of the service after (VmRSS) |\n");
     out.push_str("|---|--:|--:|--:|--:|---|--:|--:|--:|\n");
     for s in &scenarios {
         let kinds = if s.error_kinds.is_empty() {
@@ -133,7 +145,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         } else {
             s.error_kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
         };
-        let rss = s.auth_vm_rss_kib.map_or_else(|| "–".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let rss = s.vm_rss_kib.map_or_else(|| "–".to_owned(), |k| format!("{}: {:.1} MiB", s.service, k as f64 / 1024.0));
         let _ = writeln!(
             out,
             "| {} | {} | {:.1} | {} | {} | {kinds} | {} | {} | {rss} |",
@@ -176,7 +188,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
 }
 
 /// Label, target text, whether met (None: cannot be judged), and a one-line detail.
-fn judge(s: &ScenarioResult, hash: Option<&HashResult>) -> (String, String, Option<bool>, String) {
+fn judge(s: &ScenarioResult, hash: Option<&HashResult>, all: &[ScenarioResult]) -> (String, String, Option<bool>, String) {
     let errors = if s.errors > 0 { format!(", with {} errors", s.errors) } else { String::new() };
     match s.scenario.as_str() {
         "login" => {
@@ -198,6 +210,11 @@ fn judge(s: &ScenarioResult, hash: Option<&HashResult>) -> (String, String, Opti
         }
         "refresh" => fixed("refresh: `POST /api/v1/auth/refresh` (rotating)", s, REFRESH_TARGET, &errors),
         "me" => fixed("`GET /api/v1/users/me` (bearer)", s, ME_TARGET, &errors),
+        "film" => fixed("movies: `GET /api/v1/films/{id}` (subscriber's bearer, Auth up)", s, FILM_TARGET, &errors),
+        "search" => fixed("movies: `GET /api/v1/films/search` (cache off)", s, SEARCH_TARGET, &errors),
+        "film-auth-down" => share("movies: film detail with Auth down (breaker open)", s, all, "film", DEGRADED_SHARE, &errors),
+        "me-traced" => share("`GET /api/v1/users/me`, tracing on (all sampled, exported)", s, all, "me", TRACED_SHARE, &errors),
+        "film-traced" => share("movies: film detail, both services traced (all sampled, exported)", s, all, "film", TRACED_SHARE, &errors),
         "live" => (
             "baseline: `GET /health/live` (no storage, no crypto)".to_owned(),
             "none: the ceiling of HTTP + load generator".to_owned(),
@@ -212,6 +229,19 @@ fn fixed(label: &str, s: &ScenarioResult, target: f64, errors: &str) -> (String,
     let met = s.rps >= target && s.errors == 0;
     let detail = format!("{} requests/s = {:.0} % of the {} target{errors}", rate(s.rps), 100.0 * s.rps / target, rate(target));
     (label.to_owned(), format!("≥ {}/s", rate(target)), Some(met), detail)
+}
+
+/// A run judged against another of the same report: at least `fraction` of its rate.
+fn share(label: &str, s: &ScenarioResult, all: &[ScenarioResult], base: &str, fraction: f64, errors: &str) -> (String, String, Option<bool>, String) {
+    let target = format!("≥ {:.0} % of `{base}`", fraction * 100.0);
+    match all.iter().find(|b| b.scenario == base && b.rps > 0.0) {
+        Some(b) => {
+            let ratio = s.rps / b.rps;
+            let met = ratio >= fraction && s.errors == 0;
+            (label.to_owned(), target, Some(met), format!("{} requests/s = {:.1} % of `{base}` ({}/s){errors}", rate(s.rps), 100.0 * ratio, rate(b.rps)))
+        }
+        None => (label.to_owned(), target, None, format!("`{base}` not measured in this run")),
+    }
 }
 
 fn mark(met: Option<bool>, detail: &str) -> String {

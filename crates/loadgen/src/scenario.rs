@@ -38,6 +38,8 @@ pub enum Kind {
     Refresh,
     Me,
     Live,
+    Film,
+    Search,
 }
 
 impl Kind {
@@ -47,6 +49,8 @@ impl Kind {
             Self::Refresh => "refresh",
             Self::Me => "me",
             Self::Live => "live",
+            Self::Film => "film",
+            Self::Search => "search",
         }
     }
 }
@@ -159,9 +163,16 @@ async fn sign_up_all(args: &RunArgs, count: usize) -> anyhow::Result<()> {
 pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
     let accounts = match kind {
         Kind::Refresh => args.connections.min(args.accounts),
-        Kind::Live => 0,
+        Kind::Live | Kind::Film | Kind::Search => 0,
         Kind::Login | Kind::Me => args.accounts,
     };
+    // Film and search: paths made from the catalogue's top films, cycled through.
+    let catalogue_paths: std::sync::Arc<Vec<String>> = std::sync::Arc::new(match kind {
+        Kind::Film => top_films(args.addr).await?.into_iter().map(|(id, _)| format!("/api/v1/films/{id}")).collect(),
+        Kind::Search => search_paths(&top_films(args.addr).await?),
+        _ => Vec::new(),
+    });
+    let bearer = args.bearer.as_deref().map(|t| HeaderValue::from_str(&format!("Bearer {t}"))).transpose()?;
     sign_up_all(args, accounts).await?;
 
     // Per connection: its socket and, for refresh and me, a session made in set-up.
@@ -170,7 +181,7 @@ pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
     for index in 0..args.connections {
         let addr = args.addr;
         let needs_session = match kind {
-            Kind::Login | Kind::Live => false,
+            Kind::Login | Kind::Live | Kind::Film | Kind::Search => false,
             Kind::Refresh => true,
             // A few users' tokens, shared round-robin, as many clients of few users would.
             Kind::Me => index < accounts,
@@ -246,6 +257,25 @@ pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
                     tally
                 });
             }
+            Kind::Film | Kind::Search => {
+                let paths = catalogue_paths.clone();
+                let bearer = bearer.clone();
+                // Connections start at different places of the list.
+                let mut next = index * 7;
+                workers.spawn(async move {
+                    while let Some(started) = window.next() {
+                        let path = &paths[next % paths.len()];
+                        next += 1;
+                        let request = match &bearer {
+                            Some(authorization) => client::get_with_bearer(path, authorization),
+                            None => client::get(path),
+                        };
+                        let reply = conn.send(request).await;
+                        tally.finish(&window, started, &outcome(&reply));
+                    }
+                    tally
+                });
+            }
             Kind::Me => {
                 let authorization = access[index % access.len()].clone();
                 workers.spawn(async move {
@@ -273,8 +303,10 @@ pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
     let cpu = sampler.await?;
     let measured_s = (window.end - window.measure_from).as_secs_f64();
     let h = &total.latencies_us;
+    let pid = if matches!(kind, Kind::Film | Kind::Search) { args.movies_pid } else { args.auth_pid };
     Ok(ScenarioResult {
-        scenario: kind.name().to_owned(),
+        scenario: args.label.clone().unwrap_or_else(|| kind.name().to_owned()),
+        service: if matches!(kind, Kind::Film | Kind::Search) { "movies" } else { "auth" }.to_owned(),
         connections: args.connections,
         accounts,
         threads: args.threads,
@@ -292,9 +324,79 @@ pub async fn run(kind: Kind, args: &RunArgs) -> anyhow::Result<ScenarioResult> {
         dead_connections,
         cpu_cores: cpu.as_ref().map(|c| c.groups.clone()).unwrap_or_default(),
         cpu_other_processes: cpu.map(|c| c.others).unwrap_or_default(),
-        auth_vm_hwm_kib: args.auth_pid.and_then(|pid| procstat::status_kib(pid, "VmHWM")),
-        auth_vm_rss_kib: args.auth_pid.and_then(|pid| procstat::status_kib(pid, "VmRSS")),
+        vm_hwm_kib: pid.and_then(|pid| procstat::status_kib(pid, "VmHWM")),
+        vm_rss_kib: pid.and_then(|pid| procstat::status_kib(pid, "VmRSS")),
     })
+}
+
+#[derive(Deserialize)]
+struct FilmPage {
+    items: Vec<FilmSummary>,
+}
+
+#[derive(Deserialize)]
+struct FilmSummary {
+    id: String,
+    title: String,
+}
+
+/// The 200 best-rated films: (id, title).
+async fn top_films(addr: SocketAddr) -> anyhow::Result<Vec<(String, String)>> {
+    let mut conn = Conn::new(addr);
+    let mut films = Vec::new();
+    for page in 1..=4 {
+        let path = format!("/api/v1/films?sort=-imdb_rating&page%5Bsize%5D=50&page%5Bnumber%5D={page}");
+        let reply = conn.send(client::get(&path)).await?;
+        anyhow::ensure!(reply.status == 200, "{path}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        let page: FilmPage = serde_json::from_slice(&reply.body).context("film page")?;
+        films.extend(page.items.into_iter().map(|f| (f.id, f.title)));
+    }
+    anyhow::ensure!(!films.is_empty(), "the catalogue is empty: load it first (`movies load-demo`)");
+    Ok(films)
+}
+
+/// Searches for the words of the titles (letters only, 4 or more), and for every
+/// third word a misspelling (two letters swapped), which only the trigram match finds.
+fn search_paths(films: &[(String, String)]) -> Vec<String> {
+    let mut words: Vec<String> = films
+        .iter()
+        .flat_map(|(_, title)| title.split_whitespace())
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphabetic()).to_ascii_lowercase())
+        .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_alphabetic()))
+        .collect();
+    words.sort();
+    words.dedup();
+    let mut paths = Vec::with_capacity(words.len() * 4 / 3);
+    for (i, word) in words.iter().enumerate() {
+        paths.push(format!("/api/v1/films/search?query={word}"));
+        if i % 3 == 0 {
+            let mut letters: Vec<char> = word.chars().collect();
+            letters.swap(1, 2);
+            paths.push(format!("/api/v1/films/search?query={}", letters.into_iter().collect::<String>()));
+        }
+    }
+    paths
+}
+
+/// Signs up a viewer (born 1990, so every age class is open), has the admin grant it
+/// the `subscriber` role, and returns the viewer's access token.
+pub async fn subscriber(addr: SocketAddr, admin_email: &str, admin_password: &str) -> anyhow::Result<String> {
+    let mut conn = Conn::new(addr);
+    let email = format!("loadgen-subscriber-{}@bench.example.com", std::process::id());
+    let reply = conn
+        .send(client::post_json(SIGNUP, json_body(json!({"email": email, "password": PASSWORD, "birth_date": "1990-01-01"}))))
+        .await?;
+    anyhow::ensure!(reply.status == 201, "sign-up of {email}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    let user: serde_json::Value = serde_json::from_slice(&reply.body)?;
+    let id = user["id"].as_str().context("the sign-up answer has no id")?;
+    let reply = conn.send(client::post_json(LOGIN, json_body(json!({"email": admin_email, "password": admin_password})))).await?;
+    anyhow::ensure!(reply.status == 200, "admin login: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    let admin: TokenPair = serde_json::from_slice(&reply.body)?;
+    let authorization = HeaderValue::from_str(&format!("Bearer {}", admin.access_token))?;
+    let path = format!("/api/v1/users/{id}/roles");
+    let reply = conn.send(client::post_json_with_bearer(&path, json_body(json!({"role": "subscriber"})), &authorization)).await?;
+    anyhow::ensure!(reply.status.is_success(), "granting subscriber: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    Ok(log_in(&mut conn, &email).await?.access_token)
 }
 
 /// Polls the readiness probe until it answers 200.
