@@ -133,12 +133,52 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+        match DatabaseFailure::of(&e) {
+            Some(DatabaseFailure::Unavailable) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("The account database is unavailable; try again shortly.")
             }
-            _ => ApiError::Internal(e.into()),
+            Some(DatabaseFailure::TooSlow) => {
+                tracing::warn!(error = %e, "database statement cancelled (AUTH_DATABASE_STATEMENT_TIMEOUT_MS)");
+                ApiError::Timeout
+            }
+            None => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// Database errors that are the database's state, not a bug: worth a retry (503).
+#[derive(Debug, PartialEq, Eq)]
+enum DatabaseFailure {
+    /// Unreachable, shutting down or starting up, out of connections or resources, or
+    /// the connection lost mid-statement (a stop or crash of PostgreSQL ends every
+    /// connection with 57P01 or 57P02, or just closes it).
+    Unavailable,
+    /// Cancelled by the statement timeout (or waited past `lock_timeout`).
+    TooSlow,
+}
+
+impl DatabaseFailure {
+    fn of(e: &sqlx::Error) -> Option<Self> {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+                Some(Self::Unavailable)
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                // Class 08: connection exception; class 53: insufficient resources
+                // (too many connections, out of memory or disk); 57P01-57P03: admin
+                // shutdown, crash shutdown, cannot connect now.
+                if code.starts_with("08") || code.starts_with("53") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03") {
+                    Some(Self::Unavailable)
+                } else if matches!(code.as_ref(), "57014" | "55P03") {
+                    // query_canceled, lock_not_available.
+                    Some(Self::TooSlow)
+                } else {
+                    None
+                }
+            }
+            _ => None,
         }
     }
 }
