@@ -17,6 +17,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: SecretString,
     pub database_max_connections: u32,
+    /// PostgreSQL cancels a statement of the service's pool that runs longer (waiting
+    /// for a lock included); the request is answered 503 `timeout`. Migrations and
+    /// partition upkeep are not bound by it.
+    pub database_statement_timeout: Duration,
     pub redis_url: SecretString,
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     pub redis_key_prefix: String,
@@ -69,6 +73,7 @@ impl Settings {
             listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
             database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
             database_max_connections: env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?,
+            database_statement_timeout: env.millis("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", 5000)?,
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
             redis_key_prefix: env.string("AUTH_REDIS_KEY_PREFIX", "auth"),
             tokens: TokenSettings {
@@ -100,6 +105,7 @@ impl Settings {
             "AUTH_LISTEN",
             "AUTH_DATABASE_URL",
             "AUTH_DATABASE_MAX_CONNECTIONS",
+            "AUTH_DATABASE_STATEMENT_TIMEOUT_MS",
             "AUTH_REDIS_KEY_PREFIX",
             "AUTH_JWT_ISSUER",
             "AUTH_JWT_AUDIENCE",
@@ -154,6 +160,7 @@ mod tests {
         assert_eq!(s.database_url.expose_secret(), "postgres://postgres@127.0.0.1:5432/auth");
         assert_eq!(s.tokens.access_ttl, Duration::from_secs(900));
         assert_eq!(s.tokens.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.database_statement_timeout, Duration::from_secs(5));
     }
 
     #[test]

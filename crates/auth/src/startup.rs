@@ -73,9 +73,14 @@ impl Application {
     }
 }
 
-/// Creates the database when it does not exist, then applies the migrations.
+/// Creates the database when it does not exist, then applies the migrations. The
+/// pool's statements are cancelled past `AUTH_DATABASE_STATEMENT_TIMEOUT_MS`, so a
+/// slow or locked database fails requests within it rather than holding connections
+/// (the migrations run without it).
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
-    platform::db::connect_and_migrate(database_options(settings)?, settings.database_max_connections, &MIGRATOR).await
+    let timeout_ms = settings.database_statement_timeout.as_millis().to_string();
+    let options = database_options(settings)?.options([("statement_timeout", timeout_ms.as_str())]);
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR).await
 }
 
 /// How Auth connects to PostgreSQL.

@@ -18,13 +18,18 @@ pub fn connect_options(variable: &str, url: &str, application: &str) -> anyhow::
 /// Creates the database when it does not exist, connects a pool and applies `migrator`.
 pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32, migrator: &Migrator) -> anyhow::Result<PgPool> {
     ensure_database(&options).await?;
+    // On a connection of their own, with no statement timeout: a migration rewriting
+    // a large table may take long, and the pool's options may set one.
+    let mut migrating = PgConnection::connect_with(&options).await.context("connecting to PostgreSQL")?;
+    migrating.execute("SET statement_timeout = 0").await?;
+    migrator.run(&mut migrating).await.context("applying migrations")?;
+    migrating.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
-    migrator.run(&pool).await.context("applying migrations")?;
     Ok(pool)
 }
 

@@ -37,6 +37,9 @@ pub async fn maintain(db: &PgPool, retention_months: u32) -> Result<Maintenance,
     // Month bounds are in UTC, as in the migration that made the first partitions.
     sqlx::query("SET LOCAL TIME ZONE 'UTC'").execute(&mut *tx).await?;
     sqlx::query("SET LOCAL lock_timeout = '3s'").execute(&mut *tx).await?;
+    // Upkeep, not a request: the pool's statement timeout does not bound it (moving
+    // rows out of the default partition may take long); lock_timeout bounds its waits.
+    sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *tx).await?;
     // pg_partman skips a run while another session holds its locks. Wait for that
     // run instead (these locks are re-entrant for ours), so a run asked for is a run done.
     sqlx::query(

@@ -7,3 +7,4 @@
 mod harness;
 mod postgres_down;
 mod servers;
+mod slow_database;
