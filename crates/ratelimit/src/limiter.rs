@@ -119,6 +119,12 @@ pub struct LimiterConfig {
     pub probe_interval: Duration,
     /// Bound on the keys the in-process store holds.
     pub max_local_keys: usize,
+    /// Policies with at least this burst are decided optimistically: when this
+    /// instance's copy of a key, synced with every Redis answer, shows more than half
+    /// the burst left, the request is allowed at once and charged to Redis in the
+    /// background. Closer to the limit, and for smaller bursts (the sign-in rules),
+    /// every request waits for Redis. `u64::MAX` turns it off.
+    pub optimistic_min_burst: u64,
 }
 
 impl LimiterConfig {
@@ -129,6 +135,7 @@ impl LimiterConfig {
             redis_timeout: Duration::from_millis(5),
             probe_interval: Duration::from_secs(1),
             max_local_keys: 1_000_000,
+            optimistic_min_burst: 20,
         }
     }
 }
@@ -143,10 +150,14 @@ struct Inner {
     prefix: String,
     redis: Option<RedisStore>,
     local: LocalStore,
+    /// This instance's copy of the Redis state of the keys it decides optimistically.
+    shadow: LocalStore,
+    optimistic_min_burst: u64,
     timeout: Duration,
     probe_interval: Duration,
     on_local: AtomicBool,
     fallbacks: AtomicU64,
+    optimistic: AtomicU64,
 }
 
 impl Limiter {
@@ -160,9 +171,12 @@ impl Limiter {
                 on_local: AtomicBool::new(redis.is_none()),
                 redis,
                 local: LocalStore::new(config.max_local_keys),
+                shadow: LocalStore::new(config.max_local_keys),
+                optimistic_min_burst: config.optimistic_min_burst,
                 timeout: config.redis_timeout,
                 probe_interval: config.probe_interval,
                 fallbacks: AtomicU64::new(0),
+                optimistic: AtomicU64::new(0),
             }),
         })
     }
@@ -179,6 +193,11 @@ impl Limiter {
     /// How many times the limiter has fallen back from Redis to the in-process store.
     pub fn fallbacks(&self) -> u64 {
         self.inner.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// How many checks were decided optimistically (charged to Redis in the background).
+    pub fn optimistic_decisions(&self) -> u64 {
+        self.inner.optimistic.load(Ordering::Relaxed)
     }
 
     /// Counts one request against every check. Checks of one subject are decided
@@ -226,6 +245,9 @@ impl Limiter {
     }
 
     async fn refund_group(&self, group: &Group, cost: u64) {
+        if self.is_optimistic(group) {
+            self.inner.shadow.refund(&group.subject, &group.keys, cost);
+        }
         if let Some(redis) = self.redis_if_up() {
             match tokio::time::timeout(self.inner.timeout, redis.refund(&group.keys, cost)).await {
                 Ok(Ok(())) => return,
@@ -240,6 +262,7 @@ impl Limiter {
     pub async fn reset(&self, checks: &[Check]) {
         for group in self.groups(checks) {
             let keys: Vec<String> = group.keys.iter().map(|(k, _)| k.clone()).collect();
+            self.inner.shadow.reset(&group.subject, &keys);
             if let Some(redis) = self.redis_if_up() {
                 match tokio::time::timeout(self.inner.timeout, redis.reset(&keys)).await {
                     Ok(Ok(())) => continue,
@@ -268,13 +291,63 @@ impl Limiter {
 
     async fn acquire_group(&self, group: &Group, cost: u64) -> Vec<Outcome> {
         if let Some(redis) = self.redis_if_up() {
+            let optimistic = self.is_optimistic(group);
+            if optimistic && let Some(outcomes) = self.inner.shadow.acquire_if_far(&group.subject, &group.keys, cost) {
+                // Far from every limit: the answer cannot change; Redis is charged in
+                // the background, on the same connection, so a later synchronous check
+                // of this instance sees this charge.
+                self.inner.optimistic.fetch_add(1, Ordering::Relaxed);
+                let (limiter, group) = (self.clone(), group.clone());
+                tokio::spawn(async move { limiter.charge_in_background(&group, cost).await });
+                return outcomes;
+            }
+            if optimistic {
+                // This instance's own background charges reach Redis first, so that
+                // near the limit one instance's count is exact.
+                self.settle(group).await;
+            }
             match tokio::time::timeout(self.inner.timeout, redis.acquire(&group.keys, cost)).await {
-                Ok(Ok(outcomes)) => return outcomes,
+                Ok(Ok(outcomes)) => {
+                    if optimistic {
+                        self.inner.shadow.sync(&group.subject, &group.keys, &outcomes, false);
+                    }
+                    return outcomes;
+                }
                 Ok(Err(e)) => self.fall_back(&e.to_string()),
                 Err(_) => self.fall_back("timeout"),
             }
         }
         self.inner.local.acquire(&group.subject, &group.keys, cost)
+    }
+
+    async fn charge_in_background(&self, group: &Group, cost: u64) {
+        let Some(redis) = self.redis_if_up() else {
+            let keys: Vec<String> = group.keys.iter().map(|(k, _)| k.clone()).collect();
+            return self.inner.shadow.reset(&group.subject, &keys);
+        };
+        match tokio::time::timeout(self.inner.timeout, redis.acquire(&group.keys, cost)).await {
+            // Redis's state includes every other instance's charges: the next decision
+            // of this instance starts from it.
+            Ok(Ok(outcomes)) => return self.inner.shadow.sync(&group.subject, &group.keys, &outcomes, true),
+            Ok(Err(e)) => self.fall_back(&e.to_string()),
+            Err(_) => self.fall_back("timeout"),
+        }
+        // Not charged: forget the copy, so that the next request asks Redis (or the
+        // in-process store, now) rather than trust it.
+        let keys: Vec<String> = group.keys.iter().map(|(k, _)| k.clone()).collect();
+        self.inner.shadow.reset(&group.subject, &keys);
+    }
+
+    /// Waits, at most the Redis deadline, until the group's background charges are answered.
+    async fn settle(&self, group: &Group) {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        while self.inner.shadow.pending(&group.subject, &group.keys) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
+    fn is_optimistic(&self, group: &Group) -> bool {
+        group.keys.iter().all(|(_, params)| params.burst >= self.inner.optimistic_min_burst)
     }
 
     fn redis_if_up(&self) -> Option<&RedisStore> {
@@ -316,6 +389,7 @@ async fn probe_until_back(weak: Weak<Inner>) {
     }
 }
 
+#[derive(Clone)]
 struct Group {
     subject: String,
     keys: Vec<(String, Params)>,

@@ -29,9 +29,23 @@ pub(crate) struct LocalStore {
 }
 
 struct Shard {
-    tats: HashMap<String, u64>,
+    tats: HashMap<String, Entry>,
     /// Size at which expired entries are swept next.
     sweep_at: usize,
+}
+
+/// A key's theoretical arrival time and, in the optimistic limiter's copy of Redis,
+/// the charges decided here and not yet answered by Redis.
+#[derive(Clone, Copy)]
+struct Entry {
+    tat: u64,
+    pending: u32,
+}
+
+impl Entry {
+    fn new(tat: u64) -> Self {
+        Self { tat, pending: 0 }
+    }
 }
 
 impl LocalStore {
@@ -56,14 +70,14 @@ impl LocalStore {
     pub(crate) fn acquire(&self, tag: &str, keys: &[(String, Params)], cost: u64) -> Vec<Outcome> {
         let now = self.now();
         let mut shard = self.shard(tag);
-        let outcomes: Vec<Outcome> = keys.iter().map(|(key, params)| gcra::acquire(now, shard.tats.get(key).copied(), *params, cost)).collect();
+        let outcomes: Vec<Outcome> = keys.iter().map(|(key, params)| gcra::acquire(now, shard.tats.get(key).map(|e| e.tat), *params, cost)).collect();
         if outcomes.iter().all(|o| o.allowed) {
             shard.sweep_if_large(now);
             for ((key, _), outcome) in keys.iter().zip(&outcomes) {
-                if let Some(tat) = shard.tats.get_mut(key) {
-                    *tat = outcome.new_tat;
+                if let Some(entry) = shard.tats.get_mut(key) {
+                    entry.tat = outcome.new_tat;
                 } else if shard.tats.len() < self.max_keys_per_shard {
-                    shard.tats.insert(key.clone(), outcome.new_tat);
+                    shard.tats.insert(key.clone(), Entry::new(outcome.new_tat));
                 }
                 // else: the shard is full of live keys (a flood of distinct clients);
                 // the request is let through uncounted rather than refused or stored.
@@ -72,13 +86,63 @@ impl LocalStore {
         outcomes
     }
 
+    /// The optimistic path of [`crate::Limiter`]: decides and charges locally, but only
+    /// when every key has been synced with Redis (is present) and keeps at least half
+    /// its burst after this request. None (nothing charged) otherwise.
+    pub(crate) fn acquire_if_far(&self, tag: &str, keys: &[(String, Params)], cost: u64) -> Option<Vec<Outcome>> {
+        let now = self.now();
+        let mut shard = self.shard(tag);
+        let mut outcomes = Vec::with_capacity(keys.len());
+        for (key, params) in keys {
+            let outcome = gcra::acquire(now, Some(shard.tats.get(key)?.tat), *params, cost);
+            if !outcome.allowed || outcome.remaining * 2 < params.burst {
+                return None;
+            }
+            outcomes.push(outcome);
+        }
+        for ((key, _), outcome) in keys.iter().zip(&outcomes) {
+            if let Some(entry) = shard.tats.get_mut(key) {
+                entry.tat = outcome.new_tat;
+                entry.pending += 1;
+            }
+        }
+        Some(outcomes)
+    }
+
+    /// Whether any of the keys has charges on their way to Redis.
+    pub(crate) fn pending(&self, tag: &str, keys: &[(String, Params)]) -> bool {
+        let shard = self.shard(tag);
+        keys.iter().any(|(key, _)| shard.tats.get(key).is_some_and(|e| e.pending > 0))
+    }
+
+    /// Takes Redis's word for the keys' state: `reset_us` from now, each is back to a
+    /// full burst, which fixes its TAT whatever the two clocks read. `answered` is true
+    /// when this was the answer to a background charge, which is then no longer pending.
+    /// Charges still pending are added on top, so the copy never counts fewer than
+    /// this instance has allowed.
+    pub(crate) fn sync(&self, tag: &str, keys: &[(String, Params)], outcomes: &[Outcome], answered: bool) {
+        let now = self.now();
+        let mut shard = self.shard(tag);
+        shard.sweep_if_large(now);
+        for ((key, params), outcome) in keys.iter().zip(outcomes) {
+            if let Some(entry) = shard.tats.get_mut(key) {
+                if answered {
+                    entry.pending = entry.pending.saturating_sub(1);
+                }
+                entry.tat = now + outcome.reset_us + u64::from(entry.pending) * params.interval_us;
+            } else if shard.tats.len() < self.max_keys_per_shard {
+                shard.tats.insert(key.clone(), Entry::new(now + outcome.reset_us));
+            }
+        }
+    }
+
     pub(crate) fn refund(&self, tag: &str, keys: &[(String, Params)], cost: u64) {
         let now = self.now();
         let mut shard = self.shard(tag);
         for (key, params) in keys {
-            if let Some(&tat) = shard.tats.get(key) {
-                match gcra::refund(now, tat, params.interval_us, cost) {
-                    Some(tat) => shard.tats.insert(key.clone(), tat),
+            if let Some(entry) = shard.tats.get(key).copied() {
+                match gcra::refund(now, entry.tat, params.interval_us, cost) {
+                    Some(tat) => shard.tats.insert(key.clone(), Entry { tat, ..entry }),
                     None => shard.tats.remove(key),
                 };
             }
@@ -102,7 +166,7 @@ impl Shard {
     /// Drops keys back to a full burst (their TAT has passed): they are the same as absent.
     fn sweep_if_large(&mut self, now: u64) {
         if self.tats.len() >= self.sweep_at {
-            self.tats.retain(|_, tat| *tat > now);
+            self.tats.retain(|_, entry| entry.tat > now || entry.pending > 0);
             self.sweep_at = (self.tats.len() * 2).max(1024);
         }
     }

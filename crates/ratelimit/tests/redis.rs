@@ -74,6 +74,43 @@ async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or
     assert_eq!(limiter.backend(), Backend::Redis);
 }
 
+/// Far from the limit an instance decides from its copy of the Redis state and charges
+/// Redis in the background; near it, it waits for Redis. The shared limit stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_from_the_limit_redis_is_charged_in_the_background_and_the_limit_stays_exact() {
+    let first = config(RedisTarget::Single(redis_url()));
+    let mut second = config(RedisTarget::Single(redis_url()));
+    second.key_prefix = first.key_prefix.clone();
+    let key = format!("{}:rl:{{user:1}}:api", first.key_prefix);
+    let (a, b) = (Limiter::new(first).unwrap(), Limiter::new(second).unwrap());
+    let policy = Policy::new("api", "1/h burst 40".parse().unwrap());
+    let check = [Check::new(&policy, "user:1")];
+    for i in 0..30 {
+        let verdict = a.acquire(&check).await;
+        assert!(verdict.allowed(), "request {i}");
+        assert_eq!(verdict.statuses[0].remaining, 39 - i, "request {i}");
+    }
+    // The first request asked Redis (the key was new), the next ones down to half the
+    // burst did not wait for it, the rest did.
+    assert_eq!(a.optimistic_decisions(), 19);
+    // Every background charge reaches Redis: 30 hours of a 1/h policy.
+    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    wait_for(Duration::from_secs(5), "the background charges", async || {
+        let pttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut redis).await.unwrap();
+        (pttl + 3_599_999) / 3_600_000 == 30
+    })
+    .await;
+    // Another instance that never saw the key asks Redis: 10 left, then refused.
+    for i in 0..10 {
+        assert!(b.acquire(&check).await.allowed(), "second instance, request {i}");
+    }
+    assert!(!b.acquire(&check).await.allowed());
+    assert_eq!(b.optimistic_decisions(), 0, "below half the burst, every check waits for Redis");
+    // The first instance's copy said 10 left, too few to skip Redis, which refuses.
+    assert!(!a.acquire(&check).await.allowed());
+    assert_eq!(a.optimistic_decisions(), 19);
+}
+
 #[tokio::test]
 async fn when_redis_dies_the_in_process_store_takes_over_until_it_is_back() {
     let mut server = RedisServer::start();
@@ -106,7 +143,8 @@ async fn a_redis_slower_than_the_deadline_counts_as_down() {
     let mut config = config(RedisTarget::Single(server.url()));
     config.redis_timeout = Duration::from_millis(50);
     let limiter = Limiter::new(config).unwrap();
-    let policy = Policy::new("p", "100/s".parse().unwrap());
+    // A burst below the optimistic threshold: every check waits for Redis.
+    let policy = Policy::new("p", "100/s burst 10".parse().unwrap());
     let check = [Check::new(&policy, "ip:198.51.100.3")];
     // Connect first, so the pause below is the only slowness.
     wait_for(Duration::from_secs(10), "a first answer from Redis", async || {
@@ -119,6 +157,30 @@ async fn a_redis_slower_than_the_deadline_counts_as_down() {
     assert!(limiter.acquire(&check).await.allowed());
     assert_eq!(limiter.backend(), Backend::Local);
     wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+}
+
+/// A check decided optimistically is not delayed by a slow Redis; its background
+/// charge misses the deadline and switches the limiter to the in-process store.
+#[tokio::test]
+async fn a_slow_redis_does_not_delay_optimistic_checks_but_still_counts_as_down() {
+    let server = RedisServer::start();
+    let mut config = config(RedisTarget::Single(server.url()));
+    // Waiting for Redis would take the whole deadline: a second.
+    config.redis_timeout = Duration::from_secs(1);
+    let limiter = Limiter::new(config).unwrap();
+    let policy = Policy::new("p", "100/s burst 100".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.4")];
+    wait_for(Duration::from_secs(10), "a first answer from Redis", async || {
+        limiter.acquire(&check).await;
+        limiter.backend() == Backend::Redis
+    })
+    .await;
+    assert!(server.command("CLIENT PAUSE 3000 ALL").contains("OK"));
+    let started = std::time::Instant::now();
+    assert!(limiter.acquire(&check).await.allowed());
+    assert!(limiter.optimistic_decisions() >= 1);
+    assert!(started.elapsed() < Duration::from_millis(500), "decided without waiting: {:?}", started.elapsed());
+    wait_for(Duration::from_secs(5), "the background charge to time out", async || limiter.backend() == Backend::Local).await;
 }
 
 #[tokio::test]
