@@ -4,7 +4,7 @@ use axum::{Router, http::header, routing::get};
 use utoipa::{
     Modify,
     openapi::{
-        OpenApi,
+        ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -17,6 +17,39 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+    }
+}
+
+/// Documents the answers every operation with a request body can give before its
+/// handler runs: 400 (the body does not parse), 413 (over the body limit) and 415 (not
+/// a media type the operation reads), each a problem document. Apply after the routers
+/// are merged; responses an operation documents itself are kept.
+pub struct BodyRejections;
+
+impl Modify for BodyRejections {
+    fn modify(&self, openapi: &mut OpenApi) {
+        const ANSWERS: [(&str, &str, &str); 3] = [
+            ("400", "MalformedBody", "Malformed request: the body does not parse (`bad_request`)."),
+            ("413", "PayloadTooLarge", "The body is over the size limit (`payload_too_large`)."),
+            ("415", "UnsupportedMediaType", "The body is not of a media type the operation reads (`unsupported_media_type`)."),
+        ];
+        let mut used = false;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.put, &mut item.post, &mut item.patch, &mut item.delete, &mut item.get];
+            for operation in operations.into_iter().flatten().filter(|o| o.request_body.is_some()) {
+                used = true;
+                for (status, name, _) in ANSWERS {
+                    operation.responses.responses.entry(status.into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+        if used {
+            let responses = &mut openapi.components.get_or_insert_with(Default::default).responses;
+            for (_, name, description) in ANSWERS {
+                let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                responses.insert(name.into(), RefOr::T(ResponseBuilder::new().description(description).content(problem::PROBLEM_JSON, content).build()));
+            }
+        }
     }
 }
 

@@ -63,6 +63,30 @@ macro_rules! string_impls {
 }
 string_impls!(RoleName, Permission);
 
+/// The rules of [`RoleName::parse`] as a JSON Schema (surrounding spaces are trimmed).
+pub const ROLE_NAME_PATTERN: &str = r"^[a-z][a-z0-9_.\-]{1,49}$";
+/// The rules of [`Permission::parse`] as a JSON Schema, with a length of at most 100.
+pub const PERMISSION_PATTERN: &str = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$";
+
+macro_rules! string_schema {
+    ($name:ident, $pattern:expr, $max:expr, $example:expr, $description:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some($pattern))
+                    .max_length(Some($max))
+                    .description(Some($description))
+                    .examples([serde_json::json!($example)])
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+    };
+}
+string_schema!(RoleName, ROLE_NAME_PATTERN, 50, "subscriber", "2 to 50 of a-z, 0-9, `_`, `-`, `.`, starting with a letter.");
+string_schema!(Permission, PERMISSION_PATTERN, 100, "films.watch.subscription", "Dot-separated segments of a-z, 0-9 and `_`, each starting with a letter; at most 100 characters.");
+
 /// A permission set as stored: validated, sorted, without duplicates, at most 100.
 pub fn permission_set(permissions: Vec<Permission>) -> Result<Vec<String>, String> {
     if permissions.len() > 100 {

@@ -39,17 +39,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    #[schema(value_type = String, example = "viewer@example.com")]
+    #[schema(value_type = String, format = Email, max_length = 254, example = "viewer@example.com")]
     email: Email,
+    /// 8 to 128 characters; not the email, not a well-known password, not one character repeated.
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     password: SecretString,
-    #[schema(value_type = Option<String>, example = "viewer_42")]
+    /// 3 to 32 of latin letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9][A-Za-z0-9._\-]{2,31}$", example = "viewer_42")]
     login: Option<Login>,
+    /// Not in the future, not before 1900.
     #[schema(value_type = Option<NaiveDate>)]
     birth_date: Option<BirthDate>,
-    #[schema(value_type = Option<String>, example = "RU")]
+    /// ISO 3166-1 alpha-2.
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{2}$", example = "RU")]
     country: Option<Country>,
-    #[schema(value_type = Option<String>, example = "Moscow")]
+    /// 1 to 100 characters, no control characters.
+    #[schema(value_type = Option<String>, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100, example = "Moscow")]
     region: Option<Region>,
 }
 
@@ -86,17 +91,51 @@ async fn signup(State(state): State<AppState>, Json(body): Json<SignupRequest>) 
 }
 
 /// Sign-in by email or by login.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "viewer@example.com")]
     email: Option<String>,
-    /// A login name, or an email.
-    #[schema(example = "viewer_42")]
     login: Option<String>,
-    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
+
+/// Written by hand: exactly one of `email` and `login`, which derived schemas cannot say
+/// (schema fuzzing found the derived one's example, with both, refused).
+impl utoipa::PartialSchema for LoginRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let email = serde_json::json!({ "type": "string", "format": "email", "maxLength": 254, "example": "viewer@example.com" });
+        let login = serde_json::json!({
+            "description": "A login name, or an email.",
+            "anyOf": [
+                { "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._\-]{2,31}$" },
+                { "type": "string", "format": "email", "maxLength": 254 },
+            ],
+            "example": "viewer_42",
+        });
+        let password = serde_json::json!({ "type": "string", "format": "password" });
+        let absent = serde_json::json!({ "type": "null" });
+        let schema = serde_json::json!({
+            "description": "Sign-in by email or by login: exactly one of the two (the other absent or null).",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["email", "password"],
+                    "properties": { "email": email, "login": absent, "password": password },
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "required": ["login", "password"],
+                    "properties": { "email": absent, "login": login, "password": password },
+                    "additionalProperties": false,
+                },
+            ],
+        });
+        serde_json::from_value(schema).expect("the LoginRequest schema is a schema")
+    }
+}
+
+impl utoipa::ToSchema for LoginRequest {}
 
 impl LoginRequest {
     fn identifier(&self) -> Result<SignInIdentifier> {

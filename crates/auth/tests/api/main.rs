@@ -17,6 +17,7 @@ mod plans;
 mod ratelimit;
 mod refresh;
 mod roles;
+mod schema_fuzzing;
 mod sessions;
 mod signup;
 mod social;
