@@ -6,8 +6,20 @@
 //! being down, falls through to PostgreSQL, so losing Redis loses no revocation; an
 //! ended session can stay cached as live for at most `LIVE_TTL` if the write that
 //! ends it in Redis fails.
+//!
+//! Reads never wait on a sick Redis: each is bounded by `READ_TIMEOUT`, and after a
+//! failure reads skip Redis for `READ_PAUSE` (the connection manager would otherwise
+//! hold every read for its reconnection attempts, about half a second, while Redis is
+//! down). Writes of revocations are always attempted, so a false alarm never leaves a
+//! stale live mark behind.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
@@ -15,11 +27,47 @@ use uuid::Uuid;
 /// How long a session is trusted as live without asking PostgreSQL again.
 pub const LIVE_TTL: Duration = Duration::from_secs(30);
 
+/// Longest a read waits for Redis before the caller asks PostgreSQL (below the 100 ms
+/// the request path allows it, so the failure is seen and pauses the reads).
+pub const READ_TIMEOUT: Duration = Duration::from_millis(80);
+
+/// After a failed or slow call, reads skip Redis this long, then try it again.
+pub const READ_PAUSE: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct Revocations {
     redis: ConnectionManager,
     prefix: String,
     access_ttl: Duration,
+    health: Arc<Health>,
+}
+
+/// Whether reads should skip Redis for now.
+struct Health {
+    epoch: Instant,
+    /// Milliseconds after `epoch` until which reads skip Redis.
+    paused_until: AtomicU64,
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn paused(&self) -> bool {
+        self.now() < self.paused_until.load(Ordering::Relaxed)
+    }
+
+    fn record<T>(&self, result: &redis::RedisResult<T>) {
+        match result {
+            Ok(_) => self.paused_until.store(0, Ordering::Relaxed),
+            Err(_) => self.paused_until.store(self.now() + READ_PAUSE.as_millis() as u64, Ordering::Relaxed),
+        }
+    }
+}
+
+fn unavailable(why: &'static str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, why))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -32,7 +80,25 @@ pub enum Cached {
 
 impl Revocations {
     pub fn new(redis: ConnectionManager, prefix: &str, access_ttl: Duration) -> Self {
-        Self { redis, prefix: prefix.to_owned(), access_ttl }
+        let health = Arc::new(Health { epoch: Instant::now(), paused_until: AtomicU64::new(0) });
+        Self { redis, prefix: prefix.to_owned(), access_ttl, health }
+    }
+
+    /// A read: skipped while paused, bounded by `READ_TIMEOUT`; a failure pauses reads.
+    async fn read<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+        if self.health.paused() {
+            return Err(unavailable("Redis failed a moment ago; reads skip it for now"));
+        }
+        let result = tokio::time::timeout(READ_TIMEOUT, call).await.unwrap_or_else(|_| Err(unavailable("Redis read timed out")));
+        self.health.record(&result);
+        result
+    }
+
+    /// A write: always attempted (bounded by the connection's own timeouts).
+    async fn write<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+        let result = call.await;
+        self.health.record(&result);
+        result
     }
 
     fn jti_key(&self, jti: Uuid) -> String {
@@ -46,11 +112,9 @@ impl Revocations {
     /// Looks both keys up in one round trip.
     #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn lookup(&self, jti: Uuid, sid: Uuid) -> redis::RedisResult<Cached> {
-        let (denied, session): (bool, Option<String>) = redis::pipe()
-            .exists(self.jti_key(jti))
-            .get(self.session_key(sid))
-            .query_async(&mut self.redis.clone())
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.exists(self.jti_key(jti)).get(self.session_key(sid));
+        let (denied, session): (bool, Option<String>) = self.read(pipe.query_async(&mut self.redis.clone())).await?;
         Ok(match (denied, session.as_deref()) {
             (true, _) | (_, Some("0")) => Cached::Revoked,
             (false, Some(_)) => Cached::Live,
@@ -62,14 +126,10 @@ impl Revocations {
     /// mark written meanwhile by a logout.
     #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn remember_live(&self, sid: Uuid) -> redis::RedisResult<()> {
-        redis::cmd("SET")
-            .arg(self.session_key(sid))
-            .arg("1")
-            .arg("NX")
-            .arg("EX")
-            .arg(LIVE_TTL.as_secs())
-            .query_async::<()>(&mut self.redis.clone())
-            .await
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.session_key(sid)).arg("1").arg("NX").arg("EX").arg(LIVE_TTL.as_secs());
+        // A cache fill, not a revocation: skipped like a read when Redis is sick.
+        self.read(cmd.query_async::<()>(&mut self.redis.clone())).await
     }
 
     /// Marks sessions ended for as long as any of their access tokens can live, and
@@ -84,11 +144,11 @@ impl Revocations {
             let ttl = (exp - chrono::Utc::now().timestamp()).max(1) as u64;
             pipe.set_ex(self.jti_key(jti), "1", ttl).ignore();
         }
-        pipe.query_async::<()>(&mut self.redis.clone()).await
+        self.write(pipe.query_async::<()>(&mut self.redis.clone())).await
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn ping(&self) -> redis::RedisResult<()> {
-        redis::cmd("PING").query_async::<()>(&mut self.redis.clone()).await
+        self.write(redis::cmd("PING").query_async::<()>(&mut self.redis.clone())).await
     }
 }

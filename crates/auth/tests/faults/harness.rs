@@ -114,6 +114,11 @@ impl Auth {
         self.child = Some(child);
     }
 
+    /// The prefix of every Redis key this Auth writes.
+    pub fn redis_prefix(&self) -> &str {
+        &self.env.iter().rev().find(|(k, _)| k == "AUTH_REDIS_KEY_PREFIX").unwrap().1
+    }
+
     pub fn log_tail(&self) -> String {
         tail(&self.dir.join("auth.log"), 60)
     }

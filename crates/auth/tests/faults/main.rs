@@ -6,5 +6,6 @@
 
 mod harness;
 mod postgres_down;
+mod redis_down;
 mod servers;
 mod slow_database;

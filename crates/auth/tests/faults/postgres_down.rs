@@ -93,10 +93,6 @@ impl Stream {
         Self { answers, stop, tasks }
     }
 
-    fn answers(&self) -> Vec<Answer> {
-        self.answers.lock().unwrap().clone()
-    }
-
     /// Waits until the answers so far satisfy `done`.
     async fn wait_for(&self, what: &str, within: Duration, done: impl Fn(&[Answer]) -> bool) {
         eventually(what, within, || {
