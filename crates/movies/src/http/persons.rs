@@ -29,8 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PersonSearch {
-    /// Part of the name; misspellings are tolerated.
-    #[param(example = "spielberg")]
+    /// Part of the name; misspellings are tolerated. 1 to 200 characters, not only
+    /// spaces, no NUL.
+    #[param(example = "spielberg", pattern = r"^[^\x00]*[^\s\x00][^\x00]*$", max_length = 200)]
     query: String,
 }
 
@@ -41,13 +42,10 @@ pub struct PersonSearch {
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn search_persons(State(state): State<AppState>, Query(search): Query<PersonSearch>, Query(page): Query<PageParams>) -> Result<axum::Json<PersonPage>> {
-    let text = search.query.trim();
-    if text.is_empty() || text.chars().count() > 200 {
-        return Err(ApiError::field("query", "must be 1 to 200 characters"));
-    }
+    let text = super::films::search_text(&search.query)?;
     let paging = page.paging()?;
     let key = format!("persons:{}:{}:{}", paging.number, paging.size, text.to_lowercase());
-    Ok(axum::Json(state.cache.get_or_load(&key, || persons::search(&state.db, text, paging)).await?))
+    Ok(axum::Json(state.cache.get_or_load(&key, || persons::search(&state.db, &text, paging)).await?))
 }
 
 async fn person(state: &AppState, id: Uuid) -> Result<Person> {

@@ -5,3 +5,4 @@ mod catalog;
 mod contract;
 mod degradation;
 mod helpers;
+mod schema_fuzzing;
