@@ -8,7 +8,7 @@ use auth_client::BreakerState;
 use reqwest::StatusCode;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
-use crate::helpers::{Auth, Movies, Tokens, eventually};
+use crate::helpers::{Auth, Movies, MoviesOptions, Tokens, eventually};
 
 /// Longest any request may take while Auth misbehaves: well above the 100 ms
 /// introspection timeout, far below a hang.
@@ -138,4 +138,96 @@ async fn movies_starts_with_auth_down_serves_anonymously_and_picks_up_the_keys_l
     let response = movies.get(&format!("/api/v1/films/{matrix}/stream"), Some(&viewer.access)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("x-auth-degraded").is_none());
+}
+
+/// One answer of the movies API under load.
+#[derive(Debug)]
+struct Served {
+    started: std::time::Instant,
+    took: Duration,
+    status: StatusCode,
+    with_token: bool,
+    degraded: bool,
+}
+
+/// Auth killed (SIGKILL) while the movies API is busy: viewers with tokens and
+/// anonymous ones keep asking, every signed-in request calling Auth's introspection
+/// (its cache is made 1 ms), so calls to Auth are in flight when it dies. Every answer,
+/// before, during and after, is a 200 within `NO_HANG`; from the kill on, signed-in
+/// answers are marked degraded; with Auth back, revocation checks resume.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_killed_under_load_movies_keeps_serving() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+    let mut auth = Auth::process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_INTROSPECTION_CACHE_MS", "1".into())] };
+    let movies = Arc::new(Movies::start_with(&auth.url, options).await);
+    movies.wait_for_keys().await;
+    let tokens = Arc::new(subscribers(&auth, 4).await);
+    let matrix = movies.film_id("The Matrix").await;
+    let served = Arc::new(Mutex::new(Vec::<Served>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (movies, tokens, served, stop) = (movies.clone(), tokens.clone(), served.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut round = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    // Three of four clients are signed in; the fourth browses anonymously.
+                    let token = (client < 3).then(|| tokens[(client + round) % tokens.len()].access.clone());
+                    let path = if token.is_some() { format!("/api/v1/films/{matrix}/stream") } else { "/api/v1/films".to_owned() };
+                    let started = std::time::Instant::now();
+                    let response = movies.get(&path, token.as_deref()).await;
+                    let degraded = response.headers().get("x-auth-degraded").is_some_and(|v| v == "1");
+                    served.lock().unwrap().push(Served {
+                        started,
+                        took: started.elapsed(),
+                        status: response.status(),
+                        with_token: token.is_some(),
+                        degraded,
+                    });
+                }
+            })
+        })
+        .collect();
+    let count_since = |from: std::time::Instant, with_token: bool| {
+        served.lock().unwrap().iter().filter(|s| s.started >= from && s.with_token == with_token).count()
+    };
+    let begin = std::time::Instant::now();
+    eventually("load before the kill", Duration::from_secs(30), || async { count_since(begin, true) >= 40 }).await;
+    let before_kill = served.lock().unwrap().iter().filter(|s| s.with_token && !s.degraded).count();
+    assert!(before_kill > 0, "Auth was never consulted before the kill");
+
+    auth.kill();
+    let killed = std::time::Instant::now();
+    eventually("load after the kill", Duration::from_secs(30), || async {
+        count_since(killed, true) >= 40 && count_since(killed, false) >= 10
+    })
+    .await;
+    assert_breaker_open(&movies).await;
+
+    auth.start().await;
+    assert_recovers(&auth, &movies).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let served = served.lock().unwrap();
+    for s in served.iter() {
+        assert_eq!(s.status, StatusCode::OK, "{s:?}");
+        assert!(s.took < NO_HANG, "a request waited on Auth: {s:?}");
+        if !s.with_token {
+            assert!(!s.degraded, "anonymous answers are not degraded: {s:?}");
+        }
+    }
+    let in_flight = served.iter().filter(|s| s.started < killed && s.started + s.took > killed).count();
+    // (An answer cached for 1 ms just before the kill may still be fresh just after it.)
+    let window = (killed + Duration::from_millis(10), killed + Duration::from_secs(1));
+    let degraded_after = served.iter().filter(|s| s.with_token && s.started >= window.0 && s.started + s.took <= window.1);
+    assert!(degraded_after.clone().count() > 0 && degraded_after.clone().all(|s| s.degraded), "signed-in answers after the kill are degraded");
+    eprintln!("auth killed under load: {} answers, {in_flight} in flight at the kill", served.len());
 }
