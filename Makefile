@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 # Both work from a clean clone on Debian or Ubuntu with Rust installed.
 
-.PHONY: run test bench services contracts
+.PHONY: run test bench services contracts fuzz-schema
 
 ## Installs (when missing) and starts PostgreSQL and Redis, builds and starts the services.
 run:
@@ -14,6 +14,11 @@ test:
 ## Benchmarks on a release build; writes docs/benchmarks.md.
 bench:
 	@scripts/bench.sh
+
+## Schema fuzzing of Auth and Movies, the longer run: 500 examples per operation, a new
+## seed each time (docs/fuzzing.md). `make test` runs a bounded one.
+fuzz-schema:
+	@SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-random} scripts/schemathesis.sh
 
 ## Only makes sure PostgreSQL and Redis are installed and running.
 services:

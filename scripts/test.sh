@@ -19,4 +19,7 @@ cargo test --workspace --locked --no-fail-fast || status=$?
 # The deployment without Docker: compose.yaml and the Dockerfiles checked, Debian's nginx
 # with the stack's configuration run in front of the services (deploy/tests/run.sh).
 deploy/tests/run.sh || status=$?
+# Schema fuzzing of both services from their own contracts, a bounded number of examples
+# per operation (docs/fuzzing.md; `make fuzz-schema` runs the longer one).
+scripts/schemathesis.sh || status=$?
 exit "$status"
