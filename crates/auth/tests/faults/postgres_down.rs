@@ -228,12 +228,15 @@ async fn outage_during_sign_ups(mode: &str) {
 
     assert_acknowledged_writes_are_whole(&pg, &answers).await;
     let refused = answers.iter().filter(|a| a.kind == Kind::SignUp && !a.ok()).count();
+    let recovered = answers.iter().filter(|a| a.ok() && a.finished() > restarted).map(Answer::finished).min().unwrap();
     eprintln!(
-        "postgres -m {mode}: {} answers ({} sign-ups acknowledged, {refused} refused with 503); down for {:?}, back in {:?}",
+        "postgres -m {mode}: {} answers ({} sign-ups acknowledged, {refused} refused with 503, {} cut off at the stop); \
+         down for {:?}; first success {:?} after the restart",
         answers.len(),
         answers.iter().filter(|a| a.kind == Kind::SignUp && a.ok()).count(),
+        cut_off.len(),
         restarting - stopped,
-        restarted - restarting,
+        recovered - restarted,
     );
 }
 
