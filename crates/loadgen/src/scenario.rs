@@ -356,7 +356,7 @@ async fn top_films(addr: SocketAddr) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// Searches for the words of the titles (letters only, 4 or more), and for every
-/// third word a misspelling (two letters swapped), which only the trigram match finds.
+/// third word a misspelling (a letter typed twice), which only the trigram match finds.
 fn search_paths(films: &[(String, String)]) -> Vec<String> {
     let mut words: Vec<String> = films
         .iter()
@@ -370,9 +370,7 @@ fn search_paths(films: &[(String, String)]) -> Vec<String> {
     for (i, word) in words.iter().enumerate() {
         paths.push(format!("/api/v1/films/search?query={word}"));
         if i % 3 == 0 {
-            let mut letters: Vec<char> = word.chars().collect();
-            letters.swap(1, 2);
-            paths.push(format!("/api/v1/films/search?query={}", letters.into_iter().collect::<String>()));
+            paths.push(format!("/api/v1/films/search?query={}{}", &word[..3], &word[2..]));
         }
     }
     paths

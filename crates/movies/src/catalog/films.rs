@@ -128,23 +128,32 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
     Ok(FilmPage { items, page: paging.info(total) })
 }
 
-/// Full-text search on titles, tolerant of typos: English stemming through a
-/// tsvector, misspellings through trigram word similarity. Exact word matches rank
-/// first, then by text rank, similarity and rating.
+/// Full-text search on titles, tolerant of typos. Each word of the query stands for
+/// itself or any word of a title like it (trigram word similarity against
+/// `title_words`), all words must match (English stemming, through the tsvector's GIN
+/// index); films matching the query as typed rank first, then by text rank, by how
+/// close the title is to the query, and by rating.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {
     let rows: Vec<(FilmSummary, i64)> = sqlx::query_as::<_, FilmSummaryWithTotal>(
-        "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS ts, lower($2) AS text),
-              hits AS (
-                SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier,
-                       (f.search @@ q.ts) AS exact, ts_rank(f.search, q.ts) AS rank,
-                       word_similarity(q.text, lower(f.title)) AS sim
-                  FROM films f, q
-                 WHERE f.age_class <= $1 AND (f.search @@ q.ts OR q.text <% lower(f.title))
+        "WITH words AS (
+                SELECT DISTINCT w FROM regexp_split_to_table(lower($2), '[^[:alnum:]]+') AS w WHERE w <> ''
+              ),
+              alternatives AS (
+                SELECT '(' || string_agg(DISTINCT quote_literal(a.word), ' | ') || ')' AS alts
+                  FROM words,
+                       LATERAL (SELECT words.w AS word UNION SELECT d.word FROM title_words d WHERE words.w <% d.word) AS a
+                 GROUP BY words.w
+              ),
+              q AS (
+                SELECT websearch_to_tsquery('english', $2) AS typed,
+                       to_tsquery('english', (SELECT string_agg(alts, ' & ') FROM alternatives)) AS tolerant
               )
-         SELECT id, title, release_date, imdb_rating, age_class, access_tier, count(*) OVER () AS total
-           FROM hits
-          ORDER BY exact DESC, rank DESC, sim DESC, imdb_rating DESC NULLS LAST, id
+         SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier, count(*) OVER () AS total
+           FROM films f, q
+          WHERE f.age_class <= $1 AND f.search @@ q.tolerant
+          ORDER BY (f.search @@ q.typed) DESC, ts_rank(f.search, q.typed) DESC, word_similarity(lower($2), lower(f.title)) DESC,
+                   f.imdb_rating DESC NULLS LAST, f.id
           LIMIT $3 OFFSET $4",
     )
     .bind(i16::from(max_age))

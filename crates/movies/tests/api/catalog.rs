@@ -67,6 +67,13 @@ async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
     assert_eq!(titles(&typo), ["The Matrix"]);
     let stemmed = movies.json("/api/v1/films/search?query=dramas", None).await;
     assert_eq!(titles(&stemmed), ["Grown Up Drama"]);
+    // Every word must match, each as typed or as a title word like it.
+    let two_typos = movies.json("/api/v1/films/search?query=grownn%20dramma", None).await;
+    assert_eq!(titles(&two_typos), ["Grown Up Drama"]);
+    let one_unknown = movies.json("/api/v1/films/search?query=matrix%20zzzqqq", None).await;
+    assert_eq!(one_unknown["page"]["total"], 0);
+    let punctuation = movies.json("/api/v1/films/search?query=%21%3F%27%22", None).await;
+    assert_eq!(punctuation["page"]["total"], 0, "no words, no films, no error");
     let hidden = movies.json("/api/v1/films/search?query=adults%20only", None).await;
     assert_eq!(hidden["page"]["total"], 0, "18+ is not found by an anonymous viewer");
     for query in ["", "%20%20", &"x".repeat(201)] {
