@@ -11,9 +11,10 @@ run:
 test:
 	@scripts/test.sh
 
-## Benchmarks on a release build; writes docs/benchmarks.md.
+## Every benchmark, on release builds (about 75 minutes): each rewrites its section of
+## docs/benchmarks.md. BENCH_ONLY="bench ratelimit soak partitions" picks some.
 bench:
-	@scripts/bench.sh
+	@scripts/bench-all.sh
 
 ## Schema fuzzing of Auth and Movies, the longer run: 500 examples per operation, a new
 ## seed each time (docs/fuzzing.md). `make test` runs a bounded one.

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Benchmarks the Auth service on a release build and rewrites docs/benchmarks.md.
+# Benchmarks Auth and Movies on a release build and rewrites its section of
+# docs/benchmarks.md.
 #
 # Measures, in one run: the time of one Argon2id verification (which bounds logins),
 # then logins, rotating refreshes and authenticated GET /api/v1/users/me per second
-# with p50/p99, and the service's peak RSS. The load generator (crates/loadgen) runs
-# on the same machine as the service, PostgreSQL and Redis.
+# with p50/p99, Auth's peak RSS; Movies' film detail with a subscriber's token (Auth
+# up, then Auth down) and uncached search; and both again with tracing on, exported
+# to a local sink. The load generator (crates/loadgen) runs on the same machine as
+# the services, PostgreSQL and Redis.
 #
 # Tunables (environment): BENCH_WARMUP, BENCH_DURATION (seconds per scenario),
-# BENCH_LOGIN_CONNECTIONS, BENCH_REFRESH_CONNECTIONS, BENCH_ME_CONNECTIONS,
+# BENCH_LOGIN_CONNECTIONS, BENCH_REFRESH_CONNECTIONS, BENCH_ME_CONNECTIONS, BENCH_MOVIES_CONNECTIONS,
 # BENCH_LOGIN_ACCOUNTS, BENCH_ME_ACCOUNTS, BENCH_LOADGEN_THREADS, BENCH_HASH_SAMPLES,
 # BENCH_QUIET_WAIT (seconds to wait, before each measurement, for other work on the
 # machine to stop; default 45), BENCH_OUTPUT (default docs/benchmarks.md),
 # BENCH_RATE_LIMITS: "raised" (default: the service's rate limits run but are set too
 # high to reject the load, which all comes from one address and a few accounts),
-# "off" (AUTH_RATE_LIMIT_ENABLED=false) or "default" (the service's own: expect 429s).
+# "off" (AUTH_RATE_LIMIT_ENABLED=false) or "default" (the service's own: expect 429s),
+# BENCH_PG_SSLMODE (default disable, as in the deployment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +26,7 @@ DURATION=${BENCH_DURATION:-10}
 LOGIN_CONNECTIONS=${BENCH_LOGIN_CONNECTIONS:-16}
 REFRESH_CONNECTIONS=${BENCH_REFRESH_CONNECTIONS:-32}
 ME_CONNECTIONS=${BENCH_ME_CONNECTIONS:-64}
+MOVIES_CONNECTIONS=${BENCH_MOVIES_CONNECTIONS:-64}
 LOGIN_ACCOUNTS=${BENCH_LOGIN_ACCOUNTS:-8}
 ME_ACCOUNTS=${BENCH_ME_ACCOUNTS:-4}
 LOADGEN_THREADS=${BENCH_LOADGEN_THREADS:-1}
@@ -29,7 +34,11 @@ HASH_SAMPLES=${BENCH_HASH_SAMPLES:-30}
 OUTPUT=${BENCH_OUTPUT:-docs/benchmarks.md}
 RATE_LIMITS=${BENCH_RATE_LIMITS:-raised}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-45}
+# The deployment's PostgreSQL (the official image) has no TLS, so the services talk to
+# it in plain text; this machine's Debian cluster offers TLS, which sqlx would take.
+PG_SSLMODE=${BENCH_PG_SSLMODE:-disable}
 DATABASE=auth_bench
+MOVIES_DATABASE=movies_bench
 # Fresh Redis keys each run: rate-limit state left by an earlier run would throttle this one.
 REDIS_PREFIX=bench-$(date +%s)-$$
 PG_ADMIN=(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atq)
@@ -38,20 +47,28 @@ say() { echo "bench: $*" >&2; }
 
 scripts/services.sh
 
-say "building auth and loadgen (release)"
-cargo build --release -q -p auth -p loadgen
+say "building auth, movies and loadgen (release)"
+cargo build --release -q -p auth -p movies -p loadgen
 AUTH=${CARGO_TARGET_DIR:-target}/release/auth
+MOVIES=${CARGO_TARGET_DIR:-target}/release/movies
 LOADGEN=${CARGO_TARGET_DIR:-target}/release/loadgen
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/auth-bench.XXXXXX")
 AUTH_PID=
+MOVIES_PID=
+SEARCH_PID=
+SINK_PID=
 cleanup() {
   local status=$?
-  if [ -n "$AUTH_PID" ] && kill -0 "$AUTH_PID" 2>/dev/null; then
-    kill -TERM "$AUTH_PID" 2>/dev/null || true
-    wait "$AUTH_PID" 2>/dev/null || true
-  fi
-  "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" >/dev/null 2>&1 || true
+  for pid in "$AUTH_PID" "$MOVIES_PID" "$SEARCH_PID" "$SINK_PID"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  for database in $DATABASE $MOVIES_DATABASE; do
+    "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$REDIS_PREFIX*" 2>/dev/null |
     xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -122,47 +139,122 @@ case $RATE_LIMITS in
   *) say "BENCH_RATE_LIMITS must be raised, off or default"; exit 2 ;;
 esac
 
-"${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" >/dev/null
-PORT=$(free_port)
-ADDR=127.0.0.1:$PORT
-say "starting auth on $ADDR"
-env "${RATE_LIMIT_ENV[@]}" \
-  AUTH_LISTEN=$ADDR \
-  AUTH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DATABASE \
-  REDIS_URL=redis://127.0.0.1:6379 \
-  AUTH_REDIS_KEY_PREFIX="$REDIS_PREFIX" \
-  AUTH_JWT_DEV_KEY_FILE="$WORK/jwt-dev-key.pem" \
-  RUST_LOG=warn \
-  "$AUTH" serve >"$WORK/auth.log" 2>&1 &
-AUTH_PID=$!
-if ! "$LOADGEN" ready --addr "$ADDR" --pid "$AUTH_PID" --timeout 60; then
-  say "the service did not become ready; the end of its log:"
-  tail -n 40 "$WORK/auth.log" >&2
-  exit 1
-fi
+for database in $DATABASE $MOVIES_DATABASE; do
+  "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
+done
+ADDR=127.0.0.1:$(free_port)
+MOVIES_ADDR=127.0.0.1:$(free_port)
+SEARCH_ADDR=127.0.0.1:$(free_port)
+SINK_ADDR=127.0.0.1:$(free_port)
+AUTH_ENV=(
+  "${RATE_LIMIT_ENV[@]}"
+  AUTH_LISTEN=$ADDR
+  AUTH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DATABASE?sslmode=$PG_SSLMODE
+  REDIS_URL=redis://127.0.0.1:6379
+  AUTH_REDIS_KEY_PREFIX="$REDIS_PREFIX"
+  AUTH_JWT_DEV_KEY_FILE="$WORK/jwt-dev-key.pem"
+  # One subscriber token serves every Movies scenario, Auth restarts included.
+  AUTH_ACCESS_TOKEN_TTL_SECONDS=3600
+  RUST_LOG=warn
+)
+MOVIES_ENV=(
+  MOVIES_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$MOVIES_DATABASE?sslmode=$PG_SSLMODE
+  REDIS_URL=redis://127.0.0.1:6379
+  MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
+  AUTH_URL=http://$ADDR
+  RUST_LOG=warn
+)
+TRACING_ENV=(
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://$SINK_ADDR
+  OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+  OTEL_TRACES_SAMPLER=always_on
+)
 
+# start_service VAR LOG ADDR BINARY [ENV...]: starts BINARY serve, waits until ready,
+# and stores its pid in VAR.
+start_service() {
+  local var=$1 log=$2 addr=$3 binary=$4
+  shift 4
+  say "starting $(basename "$binary") on $addr"
+  env "$@" "$binary" serve >>"$log" 2>&1 &
+  local pid=$!
+  printf -v "$var" '%s' "$pid"
+  if ! "$LOADGEN" ready --addr "$addr" --pid "$pid" --timeout 60; then
+    say "$(basename "$binary") did not become ready; the end of its log:"
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+stop_service() {
+  local pid=$1
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+
+start_service AUTH_PID "$WORK/auth.log" "$ADDR" "$AUTH" "${AUTH_ENV[@]}"
+
+# run SCENARIO CONNECTIONS ACCOUNTS ADDRESS [LOADGEN ARGS...]
 run() {
-  local scenario=$1 connections=$2 accounts=$3
+  local scenario=$1 connections=$2 accounts=$3 addr=$4
+  shift 4
   wait_quiet
-  say "$scenario: $connections connections, ${WARMUP}s warm-up, ${DURATION}s measured"
-  if ! "$LOADGEN" "$scenario" --addr "$ADDR" --auth-pid "$AUTH_PID" --pg-database "$DATABASE" --connections "$connections" \
-    --accounts "$accounts" --warmup "$WARMUP" --duration "$DURATION" --threads "$LOADGEN_THREADS" >>"$RESULTS"; then
-    say "$scenario failed; the end of the service's log:"
-    tail -n 40 "$WORK/auth.log" >&2
+  say "$scenario $*: $connections connections, ${WARMUP}s warm-up, ${DURATION}s measured"
+  if ! "$LOADGEN" "$scenario" --addr "$addr" --auth-pid "$AUTH_PID" ${MOVIES_PID:+--movies-pid "$MOVIES_PID"} \
+    --pg-database "$DATABASE,$MOVIES_DATABASE" --connections "$connections" --accounts "$accounts" \
+    --warmup "$WARMUP" --duration "$DURATION" --threads "$LOADGEN_THREADS" "$@" >>"$RESULTS"; then
+    say "$scenario failed; the end of the services' logs:"
+    tail -n 20 "$WORK"/*.log >&2
     exit 1
   fi
   tail -n 1 "$RESULTS" >&2
 }
-run login "$LOGIN_CONNECTIONS" "$LOGIN_ACCOUNTS"
-run refresh "$REFRESH_CONNECTIONS" "$REFRESH_CONNECTIONS"
-run me "$ME_CONNECTIONS" "$ME_ACCOUNTS"
-run live "$ME_CONNECTIONS" 1
+run login "$LOGIN_CONNECTIONS" "$LOGIN_ACCOUNTS" "$ADDR"
+run refresh "$REFRESH_CONNECTIONS" "$REFRESH_CONNECTIONS" "$ADDR"
+run me "$ME_CONNECTIONS" "$ME_ACCOUNTS" "$ADDR"
+run live "$ME_CONNECTIONS" 1 "$ADDR"
 
-if ! kill -0 "$AUTH_PID" 2>/dev/null; then
-  say "the service died during the run; the end of its log:"
-  tail -n 40 "$WORK/auth.log" >&2
-  exit 1
-fi
+# Movies: the demo catalogue, a subscriber, film detail (cached catalogue, token checked
+# with Auth), search on an instance with the cache off, then film detail with Auth down.
+say "loading the demo catalogue"
+env "${MOVIES_ENV[@]}" "$MOVIES" load-demo >>"$WORK/movies.log" 2>&1
+ADMIN_EMAIL=admin@bench.example.com
+ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64)
+echo "$ADMIN_PASSWORD" | env "${AUTH_ENV[@]}" "$AUTH" create-superuser --email "$ADMIN_EMAIL" >>"$WORK/auth.log" 2>&1
+# Through the environment: never on a command line or in the log.
+LOADGEN_BEARER=$(LOADGEN_ADMIN_PASSWORD=$ADMIN_PASSWORD "$LOADGEN" subscriber --addr "$ADDR" --admin-email "$ADMIN_EMAIL")
+export LOADGEN_BEARER
+start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR"
+start_service SEARCH_PID "$WORK/movies-uncached.log" "$SEARCH_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$SEARCH_ADDR" MOVIES_CACHE_TTL_SECONDS=0
+run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR"
+stop_service "$MOVIES_PID"
+MOVIES_PID=$SEARCH_PID
+run search "$MOVIES_CONNECTIONS" 1 "$SEARCH_ADDR"
+stop_service "$SEARCH_PID"
+start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR"
+stop_service "$AUTH_PID"
+say "auth stopped: the warm-up opens Movies' circuit breaker"
+run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR" --label film-auth-down
+stop_service "$MOVIES_PID"
+
+# Tracing: both services again, every request sampled and exported to a local sink.
+"$LOADGEN" otlp-sink --listen "$SINK_ADDR" --stats "$WORK/sink.json" &
+SINK_PID=$!
+start_service AUTH_PID "$WORK/auth.log" "$ADDR" "$AUTH" "${AUTH_ENV[@]}" "${TRACING_ENV[@]}"
+start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR" "${TRACING_ENV[@]}"
+run me "$ME_CONNECTIONS" "$ME_ACCOUNTS" "$ADDR" --label me-traced
+run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR" --label film-traced
+sleep 2 # the exporters' last batches (scheduled every second)
+SINK_STATS=$(cat "$WORK/sink.json" 2>/dev/null || echo '{}')
+
+for pid in "$AUTH_PID" "$MOVIES_PID"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    say "a service died during the run; the end of the logs:"
+    tail -n 20 "$WORK"/*.log >&2
+    exit 1
+  fi
+done
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # This report and Cargo.lock aside (cargo rewrites it when it lags the manifests).
@@ -179,22 +271,23 @@ SECTION="$WORK/section.md"
 {
   cat <<EOF
 <!-- auth:start -->
-# Auth service benchmarks
+## Auth and Movies: throughput, latency, memory, tracing
 
 Generated by \`scripts/bench.sh\` (\`make bench\`) between the \`auth:start\` and
 \`auth:end\` markers; every figure in this section comes from one run of that script
 and is overwritten by the next. Do not edit it by hand. Other sections of this file
 belong to other benchmark scripts and are left as they are.
 
-## Method
+### Method
 
 - **Machine:** $(nproc) cores ($CPU_MODEL), $MEMORY of memory, Linux $(uname -r).
 - **Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT, $(rustc --version | cut -d' ' -f1-2).
   Load average when the run started: $LOAD_BEFORE.
 - **Build:** release profile (\`cargo build --release\`), the service started as
-  \`target/release/auth serve\` with \`RUST_LOG=warn\`, $RATE_LIMIT_NOTE,
-  and default settings otherwise (16 database connections, Argon2 concurrency = cores,
-  PostgreSQL over TLS as sqlx negotiates by default), against PostgreSQL $PG_VERSION
+  \`target/release/auth serve\` (and \`movies serve\`) with \`RUST_LOG=warn\`, $RATE_LIMIT_NOTE,
+  and default settings otherwise (16 database connections, Argon2 concurrency = cores),
+  PostgreSQL with \`sslmode=$PG_SSLMODE\` (the deployment's PostgreSQL has no TLS; set
+  \`BENCH_PG_SSLMODE=prefer\` to measure with it), against PostgreSQL $PG_VERSION
   and Redis $REDIS_VERSION on the same machine, on a fresh database.
 - **Load generator:** \`crates/loadgen\` (Rust, hyper 1 HTTP/1.1 keep-alive connections,
   one request in flight per connection, $LOADGEN_THREADS runtime thread(s)). It runs on the
@@ -214,12 +307,29 @@ belong to other benchmark scripts and are left as they are.
   - live (baseline, no target): $ME_CONNECTIONS connections send \`GET /health/live\`, which
     touches neither storage nor crypto: the ceiling of the HTTP stack plus the load
     generator on these cores.
+  - film: $MOVIES_CONNECTIONS connections send \`GET /api/v1/films/{id}\` to Movies over the
+    200 best-rated films of the demo catalogue (3,201 films, \`movies load-demo\`), with
+    the access token of a subscriber (born 1990). Movies checks the token's signature
+    against Auth's JWKS and asks Auth whether it is still live (introspection, cached
+    2 s per token); the film itself comes from the Redis cache.
+  - search: $MOVIES_CONNECTIONS connections send \`GET /api/v1/films/search?query=…\` with the
+    words of those films' titles (a third of them also misspelt) to a second Movies
+    instance started with \`MOVIES_CACHE_TTL_SECONDS=0\`, so every search reaches
+    PostgreSQL (full-text and trigram).
+  - film-auth-down: film again after Auth has been stopped; the warm-up opens Movies'
+    circuit breaker, so tokens are checked by signature alone. Target: at least 90 % of film.
+  - me-traced and film-traced: Auth and Movies restarted with tracing on, every request
+    sampled (\`OTEL_TRACES_SAMPLER=always_on\`) and exported over OTLP/HTTP to a local sink
+    (\`loadgen otlp-sink\`, which reads every export and answers as a collector does).
+    Target: at least 90 % of the untraced me and film of the same run.
+    The sink received: $SINK_STATS (export requests and bytes).
 - **The login bound:** before the service starts, the load generator times
   $HASH_SAMPLES single-threaded Argon2id verifications with the service's parameters
   (m=19456 KiB, t=2, p=1, the same \`argon2\` crate). With one hash per core at a time,
   logins per second cannot exceed cores ÷ the median time; the target is 85 % of that.
 - **Memory:** peak resident set (\`VmHWM\` in \`/proc/<pid>/status\`) of the service
-  process over the whole run, read after each scenario.
+  under test, read after each scenario; the Auth target applies to the largest
+  over Auth's scenarios (Auth runs twice: untraced, then traced).
 - **CPU split:** ticks of each process group from \`/proc\` over each measured period.
   "other" is everything else on the machine; if it is not near zero, something else
   was running and the figures are pessimistic. Before each measurement the script
@@ -228,10 +338,10 @@ belong to other benchmark scripts and are left as they are.
 EOF
   "$LOADGEN" report "$RESULTS"
   echo
-  echo "## Warnings and errors the service logged during the run"
+  echo "### Warnings and errors the services logged during the run"
   echo
   # JSON log lines; counted by level and message, without needing jq.
-  LOG_SUMMARY=$(grep -E '"level":"(WARN|ERROR)"' "$WORK/auth.log" |
+  LOG_SUMMARY=$(cat "$WORK"/*.log | grep -E '"level":"(WARN|ERROR)"' |
     sed -n 's/.*"message":"\([^"]*\)".*"level":"\([A-Z]*\)".*/\2 \1/p' | sort | uniq -c | sort -rn | head -n 10 || true)
   if [ -z "$LOG_SUMMARY" ]; then
     echo "None."
@@ -242,7 +352,7 @@ EOF
   fi
   cat <<EOF
 
-## Raw results
+### Raw results
 
 The load generator's JSON lines of this run:
 
@@ -266,4 +376,4 @@ fi
 cp "$WORK/benchmarks.md" "$OUTPUT"
 
 say "wrote $OUTPUT"
-sed -n '/^### Verdict/,/^## /p' "$SECTION" | sed '$d' >&2
+sed -n '/^#### Verdict/,/^### /p' "$SECTION" | sed '$d' >&2

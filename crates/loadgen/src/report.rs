@@ -38,7 +38,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut verdicts: Vec<String> = Vec::new();
 
-    out.push_str("## Results\n\n");
+    out.push_str("### Results\n\n");
     out.push_str("| Scenario | Connections | Requests/s | p50 | p99 | Errors | Target | Met? |\n");
     out.push_str("|---|--:|--:|--:|--:|--:|---|---|\n");
     for s in &scenarios {
@@ -78,7 +78,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     }
 
     if let Some(h) = &hash {
-        out.push_str("\n### The Argon2 bound on logins\n\n");
+        out.push_str("\n#### The Argon2 bound on logins\n\n");
         out.push_str("| Quantity | Value |\n|---|--:|\n");
         let _ = writeln!(
             out,
@@ -112,7 +112,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
     for s in &scenarios {
         periods.push((&s.scenario, &s.cpu_cores, &s.cpu_other_processes));
     }
-    out.push_str("\n### CPU during each measured period\n\n");
+    out.push_str("\n#### CPU during each measured period\n\n");
     out.push_str("Cores used by each process group; with idle and steal (time the hypervisor gave to other machines) they add up to the number of cores. PostgreSQL counts the server's own processes and the backends of the benchmark's database; \"other\" is everything else, including short-lived processes and backends of other databases.\n\n");
     out.push_str("| Period | auth | movies | PostgreSQL | Redis | loadgen | other | idle | steal | busiest other processes |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
     for (label, cores, others) in &periods {
@@ -136,7 +136,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         );
     }
 
-    out.push_str("\n### Detail\n\n");
+    out.push_str("\n#### Detail\n\n");
     out.push_str("| Scenario | Requests measured | Seconds | p90 | max | Errors by kind | Warm-up errors | Stopped connections | RSS of the service after (VmRSS) |\n");
     out.push_str("|---|--:|--:|--:|--:|---|--:|--:|--:|\n");
     for s in &scenarios {
@@ -176,7 +176,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         ));
     }
 
-    out.push_str("\n### Verdict\n\n");
+    out.push_str("\n#### Verdict\n\n");
     if verdicts.is_empty() {
         out.push_str("Every target was met in this run.\n");
     } else {
