@@ -137,15 +137,22 @@ async fn call(client: &reqwest::Client, url: &str, kind: Kind, email: &str) -> A
     Answer { kind, email: email.to_owned(), started, took: started.elapsed(), status, content_type, code, user_id, tokens }
 }
 
-/// Waits until `n` statements of Auth wait for a lock.
-pub async fn wait_for_lock_waiters(db: &mut PgConnection, n: i64) {
+/// How many of Auth's statements wait for a lock that the session `db` holds.
+pub async fn blocked_by(db: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE application_name = 'auth' AND pg_backend_pid() = ANY (pg_blocking_pids(pid))",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Waits until `n` statements of Auth wait for a lock that the session `db` holds.
+async fn wait_until_blocked_by(db: &mut PgConnection, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'auth' AND wait_event_type = 'Lock'")
-                .fetch_one(&mut *db)
-                .await
-                .unwrap();
+        let waiting = blocked_by(db).await;
         if waiting >= n {
             return;
         }
@@ -174,7 +181,7 @@ async fn outage_during_sign_ups(mode: &str) {
     // sign-ins inside PostgreSQL until the stop ends their connections.
     let mut locker = PgConnection::connect(&pg.url("auth")).await.unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
-    wait_for_lock_waiters(&mut locker, 2).await;
+    wait_until_blocked_by(&mut locker, 2).await;
     let stopping = Instant::now();
     pg.stop(mode);
     let stopped = Instant::now();

@@ -210,21 +210,25 @@ async fn a_revocation_redis_missed_is_late_by_at_most_the_live_mark_and_never_in
     assert_eq!(redis.command(&["GET", &mark]).as_deref(), Some("1"), "the scenario needs the old mark");
     eventually("Auth to be ready again", Duration::from_secs(15), || async { auth.ready().await == StatusCode::OK }).await;
 
+    // Until the mark expires, Auth's own endpoints may believe it (a check that finds
+    // Redis slow asks PostgreSQL and refuses); introspection never does.
     let mut accepted = 0;
-    loop {
+    while redis.command(&["GET", &mark]).expect("redis-cli answers") == "1" {
         let status = auth.get_with("/api/v1/users/me", &tokens.access).await.status();
         let now = marked.elapsed();
         assert!(!auth.introspect(&tokens.access).await, "introspection called a signed-out token active");
         match status {
-            StatusCode::UNAUTHORIZED => break,
+            StatusCode::UNAUTHORIZED => {}
             StatusCode::OK => accepted += 1,
             other => panic!("unexpected {other}"),
         }
-        assert!(now < LIVE_TTL + Duration::from_secs(2), "a signed-out token still accepted {now:?} after its live mark");
+        assert!(now < LIVE_TTL + Duration::from_secs(2), "the live mark outlived its TTL: {now:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!("a missed revocation: the signed-out token was accepted {accepted} more times, until {:?} after its live mark", marked.elapsed());
-    // And refused from then on, the refusal cached.
-    assert_eq!(checks.me(&tokens).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(redis.command(&["GET", &mark]).as_deref(), Some("0"));
+    // Refused from then on.
+    for _ in 0..5 {
+        assert_eq!(checks.me(&tokens).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_ne!(redis.command(&["GET", &mark]).as_deref(), Some("1"));
 }

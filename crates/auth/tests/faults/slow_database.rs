@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::{
     harness::{Auth, problem_code, shared_redis_url},
+    postgres_down::blocked_by,
     servers::Postgres,
 };
 
@@ -18,14 +19,6 @@ const POOL: usize = 3;
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The pool's acquire timeout (platform::db).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How many of Auth's statements wait for a lock now.
-async fn lock_waiters(db: &mut PgConnection) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'auth' AND wait_event_type = 'Lock'")
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeout_and_the_pool_recovers() {
@@ -69,7 +62,7 @@ async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeou
     // Cancelled in PostgreSQL, not abandoned there: with the lock still held, none of
     // Auth's statements waits for it any more.
     let deadline = Instant::now() + STATEMENT_TIMEOUT * 2;
-    while lock_waiters(&mut locker).await > 0 {
+    while blocked_by(&mut locker).await > 0 {
         assert!(Instant::now() < deadline, "Auth's statements still wait for the lock after their answers");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
