@@ -83,7 +83,8 @@ impl Runner {
                 return Ok(Self { prefix: vec![runuser.display().to_string(), "-u".into(), user.into(), "--".into()], owner });
             }
             if let Some(setpriv) = find_program("setpriv") {
-                let prefix = vec![setpriv.display().to_string(), format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()];
+                let prefix =
+                    vec![setpriv.display().to_string(), format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()];
                 return Ok(Self { prefix, owner });
             }
         }
@@ -187,11 +188,14 @@ impl Postgres {
              max_connections = 40\nshared_buffers = 16MB\nlog_min_messages = warning\n",
             pg.port
         );
-        std::fs::OpenOptions::new().append(true).open(pg.data.join("postgresql.conf")).and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(conf.as_bytes())
-        })
-        .expect("configuring the cluster");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data.join("postgresql.conf"))
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(conf.as_bytes())
+            })
+            .expect("configuring the cluster");
         pg.resume();
         Some(pg)
     }
