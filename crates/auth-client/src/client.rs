@@ -26,14 +26,46 @@ use crate::{
 
 /// The claims of an access token this library relies on.
 #[derive(Debug, Clone, Deserialize)]
-struct Claims {
+pub(crate) struct Claims {
     sub: Uuid,
     sid: Uuid,
     jti: Uuid,
     #[serde(default)]
-    roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     #[serde(default)]
     age_class: Option<u8>,
+}
+
+impl Claims {
+    pub(crate) fn user(&self, roles: Vec<String>) -> User {
+        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles, age_class: self.age_class }
+    }
+}
+
+/// What access tokens must satisfy besides the signature: EdDSA, this issuer and
+/// audience, not expired (no leeway).
+pub(crate) fn validation(issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    validation
+}
+
+/// The key id a token's header names, when the header parses and names EdDSA: only
+/// then is a key looked up (or the JWKS refetched).
+pub(crate) fn eddsa_kid(token: &str) -> Option<String> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::EdDSA {
+        return None;
+    }
+    header.kid
+}
+
+/// The claims of a token signed by `key` and valid by `validation` now.
+pub(crate) fn decode_claims(token: &str, key: &jsonwebtoken::DecodingKey, validation: &Validation) -> Option<Claims> {
+    jsonwebtoken::decode::<Claims>(token, key, validation).ok().map(|data| data.claims)
 }
 
 /// What a bearer token turned out to be.
@@ -73,11 +105,7 @@ enum Revocation {
 
 impl AuthClient {
     pub fn new(config: AuthClientConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
+        let validation = validation(&config.issuer, &config.audience);
         // A no-op when a provider is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -158,11 +186,7 @@ impl AuthClient {
     /// Checks a bearer token: signature and expiry locally, revocation through Auth.
     /// `request_id` is forwarded to Auth as `X-Request-Id`.
     pub async fn authenticate(&self, token: &str, request_id: Option<&str>) -> Authentication {
-        let Ok(header) = jsonwebtoken::decode_header(token) else { return Authentication::Invalid };
-        if header.alg != Algorithm::EdDSA {
-            return Authentication::Invalid;
-        }
-        let Some(kid) = header.kid else { return Authentication::Invalid };
+        let Some(kid) = eddsa_kid(token) else { return Authentication::Invalid };
         let key = match self.inner.keys.get(&kid) {
             Some(key) => key,
             None => match self.key_after_refetch(&kid).await {
@@ -171,15 +195,13 @@ impl AuthClient {
                 KeyLookup::Unreachable => return Authentication::Unverifiable,
             },
         };
-        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation) else {
+        let Some(claims) = decode_claims(token, &key, &self.inner.validation) else {
             return Authentication::Invalid;
         };
-        let claims = data.claims;
-        let user = |roles: Vec<String>| User { id: claims.sub, session_id: claims.sid, token_id: claims.jti, roles, age_class: claims.age_class };
         match self.revocation(token, request_id).await {
-            Revocation::Live(roles) => Authentication::User { user: user(roles), degraded: false },
+            Revocation::Live(roles) => Authentication::User { user: claims.user(roles), degraded: false },
             Revocation::Revoked => Authentication::Invalid,
-            Revocation::Unknown => Authentication::User { user: user(claims.roles.clone()), degraded: true },
+            Revocation::Unknown => Authentication::User { user: claims.user(claims.roles.clone()), degraded: true },
         }
     }
 

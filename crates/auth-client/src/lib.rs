@@ -10,6 +10,8 @@
 mod breaker;
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod introspection;
 mod keys;
 mod viewer;

@@ -79,6 +79,17 @@ impl IntoResponse for ViewerRejection {
     }
 }
 
+/// The token of an `Authorization` header value `Bearer <token>` (scheme in any case);
+/// `None` when it is not one, which the extractor answers with 401.
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() && token.len() <= 4096)
+        .map(|(_, token)| token.trim())
+}
+
 impl<S> FromRequestParts<S> for Viewer
 where
     AuthClient: FromRef<S>,
@@ -88,13 +99,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(Viewer::Anonymous) };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() && token.len() <= 4096)
-            .map(|(_, token)| token.trim())
-            .ok_or(ViewerRejection)?;
+        let token = bearer_token(value).ok_or(ViewerRejection)?;
         let client = AuthClient::from_ref(state);
         let mark_degraded = || {
             metrics::counter!("auth_client_degraded_total").increment(1);
@@ -116,5 +121,23 @@ where
             }
             Authentication::Invalid => Err(ViewerRejection),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_token_is_read_like_auth_reads_it() {
+        let token = |v: &'static str| bearer_token(&HeaderValue::from_static(v)).map(str::to_owned);
+        assert_eq!(token("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(token("bearer  abc ").as_deref(), Some("abc"));
+        for refused in ["Bearer", "Bearer  ", "Basic abc", "Bearerabc"] {
+            assert_eq!(token(refused), None, "{refused:?}");
+        }
+        let long = HeaderValue::from_str(&format!("Bearer {}", "a".repeat(4097))).unwrap();
+        assert_eq!(bearer_token(&long), None);
+        assert_eq!(bearer_token(&HeaderValue::from_bytes(b"Bearer \xff").unwrap()), None);
     }
 }
