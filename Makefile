@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 # Both work from a clean clone on Debian or Ubuntu with Rust installed.
 
-.PHONY: run test bench services contracts fuzz-schema
+.PHONY: run test bench soak services contracts fuzz-schema
 
 ## Installs (when missing) and starts PostgreSQL and Redis, builds and starts the services.
 run:
