@@ -16,6 +16,11 @@ test:
 bench:
 	@scripts/bench-all.sh
 
+## Only the soak run: both services under a mixed load for 10 minutes (SOAK_DURATION);
+## rewrites its section of docs/benchmarks.md.
+soak:
+	@scripts/soak.sh
+
 ## Schema fuzzing of Auth and Movies, the longer run: 500 examples per operation, a new
 ## seed each time (docs/fuzzing.md). `make test` runs a bounded one.
 fuzz-schema:
