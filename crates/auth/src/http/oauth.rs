@@ -121,7 +121,7 @@ pub async fn start_flow(
 }
 
 /// The browser-binding cookie, when the request has a well-formed one.
-fn browser_cookie(headers: &HeaderMap) -> Option<&str> {
+pub fn browser_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -136,12 +136,12 @@ fn browser_cookie(headers: &HeaderMap) -> Option<&str> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
+    pub code: Option<String>,
+    pub state: Option<String>,
     /// Set by the provider when the person declined (`access_denied`) or it failed.
-    error: Option<String>,
+    pub error: Option<String>,
     /// VK ID's device id, needed for its code exchange.
-    device_id: Option<String>,
+    pub device_id: Option<String>,
 }
 
 /// What a callback answers without a front-end `redirect_uri`.
@@ -186,18 +186,8 @@ async fn callback(
         None => None,
     };
     let flow = flow.ok_or_else(invalid_state)?;
-    if flow.provider != provider || !flow.is_same_browser(browser_cookie(&headers)) {
-        return Err(invalid_state());
-    }
-    if let Some(error) = query.error.as_deref() {
-        return Err(if error == "access_denied" {
-            ApiError::Refused { status: StatusCode::FORBIDDEN, code: "provider_denied", detail: "Sign-in was declined at the provider." }
-        } else {
-            provider_error(format!("callback error {:?}", error.chars().take(100).collect::<String>()))
-        });
-    }
-    let code = query.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 2048).ok_or_else(|| provider_error("callback without a code"))?;
-    let identity = state.oauth.identify(provider, Callback { code, device_id: query.device_id.as_deref() }, &flow).await?;
+    let callback = accept_callback(&query, provider, &flow, &headers)?;
+    let identity = state.oauth.identify(provider, callback, &flow).await?;
 
     if let Some(link) = flow.link {
         if !sessions::is_live(&state.db, link.session_id).await? {
@@ -221,6 +211,23 @@ async fn callback(
         }
         None => Ok(open_session(&state, user_id, &client, provider.method()).await?.into_response()),
     }
+}
+
+/// The checks of a callback whose `state` found its flow: the flow is this provider's
+/// and this browser's, the provider reports no error, and a code of sane length came.
+pub fn accept_callback<'q>(query: &'q CallbackQuery, provider: Provider, flow: &FlowState, headers: &HeaderMap) -> Result<Callback<'q>> {
+    if flow.provider != provider || !flow.is_same_browser(browser_cookie(headers)) {
+        return Err(invalid_state());
+    }
+    if let Some(error) = query.error.as_deref() {
+        return Err(if error == "access_denied" {
+            ApiError::Refused { status: StatusCode::FORBIDDEN, code: "provider_denied", detail: "Sign-in was declined at the provider." }
+        } else {
+            provider_error(format!("callback error {:?}", error.chars().take(100).collect::<String>()))
+        });
+    }
+    let code = query.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 2048).ok_or_else(|| provider_error("callback without a code"))?;
+    Ok(Callback { code, device_id: query.device_id.as_deref() })
 }
 
 fn with_query(base: &str, name: &str, value: &str) -> Result<Url> {
@@ -281,5 +288,36 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_static("oauth_browser=short"));
         assert_eq!(browser_cookie(&headers), None);
         assert_eq!(browser_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_callback_is_accepted_only_for_its_provider_and_browser_without_error_and_with_a_code() {
+        let browser = "B".repeat(43);
+        let flow = FlowState::new(Provider::Vk, &browser, None, None);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("{BROWSER_COOKIE}={browser}")).unwrap());
+        let query = |code: Option<&str>, error: Option<&str>| CallbackQuery {
+            code: code.map(String::from),
+            state: Some("s".into()),
+            error: error.map(String::from),
+            device_id: Some("d".into()),
+        };
+        let code_of = |r: Result<Callback<'_>>| match r {
+            Ok(c) => Ok((c.code.to_owned(), c.device_id.map(String::from))),
+            Err(ApiError::Refused { code, .. } | ApiError::BadGateway { code, .. }) => Err(code),
+            Err(other) => panic!("{other:?}"),
+        };
+        let ok = query(Some("c"), None);
+        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, &headers)), Ok(("c".into(), Some("d".into()))));
+        assert_eq!(code_of(accept_callback(&ok, Provider::Yandex, &flow, &headers)), Err("invalid_state"));
+        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, &HeaderMap::new())), Err("invalid_state"));
+        // The binding is checked before the provider's error is looked at.
+        let denied = query(None, Some("access_denied"));
+        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, &HeaderMap::new())), Err("invalid_state"));
+        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, &headers)), Err("provider_denied"));
+        assert_eq!(code_of(accept_callback(&query(Some("c"), Some("server_error")), Provider::Vk, &flow, &headers)), Err("provider_error"));
+        for bad in [None, Some(""), Some(&*"c".repeat(2049))] {
+            assert_eq!(code_of(accept_callback(&query(bad, None), Provider::Vk, &flow, &headers)), Err("provider_error"));
+        }
     }
 }
