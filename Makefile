@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 # Both work from a clean clone on Debian or Ubuntu with Rust installed.
 
-.PHONY: run test bench soak services contracts fuzz-schema
+.PHONY: run test bench soak services contracts fuzz-schema fuzz
 
 ## Installs (when missing) and starts PostgreSQL and Redis, builds and starts the services.
 run:
@@ -25,6 +25,11 @@ soak:
 ## seed each time (docs/fuzzing.md). `make test` runs a bounded one.
 fuzz-schema:
 	@SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-random} scripts/schemathesis.sh
+
+## Coverage-guided fuzzing of the parsers of untrusted input (fuzz/README.md):
+## every target for FUZZ_SECONDS (default 60) each; installs cargo-fuzz when missing.
+fuzz:
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} fuzz/run.sh
 
 ## Only makes sure PostgreSQL and Redis are installed and running.
 services:
