@@ -41,6 +41,9 @@ impl Application {
             limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?,
             oauth: crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?,
         });
+        // Before serving: the first requests would otherwise fall back to the in-process
+        // limits while the connection opens.
+        state.limits.limiter.warm_up(Duration::from_secs(2)).await;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
         Ok(Self { listener, router, state, partitions: settings.partitions.clone(), shutdown_timeout: settings.shutdown_timeout })

@@ -195,6 +195,30 @@ impl Limiter {
         self.inner.fallbacks.load(Ordering::Relaxed)
     }
 
+    /// Connects to Redis and loads the scripts, waiting at most `within`, so that the
+    /// first requests find the connection open instead of falling back while it opens.
+    /// Returns whether Redis answered; if not, the limiter starts on the in-process store
+    /// and probes Redis as usual.
+    pub async fn warm_up(&self, within: Duration) -> bool {
+        let Some(redis) = self.redis_if_up() else { return false };
+        let ready = tokio::time::timeout(within, async {
+            redis.load_scripts().await?;
+            redis.ping().await
+        })
+        .await;
+        match ready {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                self.fall_back(&e.to_string());
+                false
+            }
+            Err(_) => {
+                self.fall_back("timeout");
+                false
+            }
+        }
+    }
+
     /// How many checks were decided optimistically (charged to Redis in the background).
     pub fn optimistic_decisions(&self) -> u64 {
         self.inner.optimistic.load(Ordering::Relaxed)

@@ -74,6 +74,23 @@ async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or
     assert_eq!(limiter.backend(), Backend::Redis);
 }
 
+#[tokio::test]
+async fn warming_up_opens_the_connection_so_the_first_check_is_shared() {
+    let mut cfg = config(RedisTarget::Single(redis_url()));
+    // The production deadline: a first check that had to open the connection would miss it.
+    cfg.redis_timeout = Duration::from_millis(5);
+    let limiter = Limiter::new(cfg).unwrap();
+    assert!(limiter.warm_up(Duration::from_secs(5)).await);
+    let policy = Policy::new("p", "1/h burst 2".parse().unwrap());
+    limiter.acquire(&[Check::new(&policy, "ip:198.51.100.9")]).await;
+    assert_eq!(limiter.backend(), Backend::Redis);
+    assert_eq!(limiter.fallbacks(), 0);
+
+    let down = Limiter::new(config(RedisTarget::Single("redis://127.0.0.1:1".into()))).unwrap();
+    assert!(!down.warm_up(Duration::from_secs(5)).await);
+    assert_eq!(down.backend(), Backend::Local, "starts on the in-process store");
+}
+
 /// Far from the limit an instance decides from its copy of the Redis state and charges
 /// Redis in the background; near it, it waits for Redis. The shared limit stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
