@@ -23,19 +23,27 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Health {
     #[schema(example = "ok")]
     status: &'static str,
+    /// Readiness only: `ok`, or `degraded` while Redis is unreachable. Auth then serves
+    /// from PostgreSQL alone (revocations included) and limits each instance on its
+    /// own; only social sign-in is unavailable. Informational, never a reason to be
+    /// unready: taking every instance out of service for a Redis outage would turn a
+    /// degraded cache into a site-wide sign-in outage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ok")]
+    redis: Option<&'static str>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
 async fn live() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health { status: "ok", redis: None })
 }
 
-/// PostgreSQL and Redis both answer.
+/// PostgreSQL answers. Redis is reported, not required (see `redis`).
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is down", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(state): State<AppState>) -> Result<(StatusCode, Json<Health>)> {
     let db = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.db)).await;
@@ -43,8 +51,6 @@ async fn ready(State(state): State<AppState>) -> Result<(StatusCode, Json<Health
         return Err(ApiError::Unavailable("PostgreSQL is not answering."));
     }
     let redis = tokio::time::timeout(CHECK_TIMEOUT, state.revocations.ping()).await;
-    if !matches!(redis, Ok(Ok(()))) {
-        return Err(ApiError::Unavailable("Redis is not answering."));
-    }
-    Ok((StatusCode::OK, Json(Health { status: "ok" })))
+    let redis = if matches!(redis, Ok(Ok(()))) { "ok" } else { "degraded" };
+    Ok((StatusCode::OK, Json(Health { status: "ok", redis: Some(redis) })))
 }

@@ -174,6 +174,13 @@ impl Auth {
         self.client.get(self.url("/health/ready")).send().await.unwrap().status()
     }
 
+    /// Whether readiness reports Redis reachable (`"redis": "ok"`).
+    pub async fn redis_ok(&self) -> bool {
+        let Ok(response) = self.client.get(self.url("/health/ready")).send().await else { return false };
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["redis"] == "ok"
+    }
+
     /// The value of an unlabelled series of `GET /metrics`.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -223,12 +230,3 @@ pub async fn problem_code(response: Response) -> (StatusCode, Option<String>, Op
     (status, content_type, code)
 }
 
-/// Asserts a 503 `application/problem+json`; returns its `code`.
-pub async fn assert_unavailable(response: Response, what: &str) -> String {
-    let (status, content_type, code) = problem_code(response).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{what}");
-    let code = code.unwrap_or_default();
-    assert!(code == "service_unavailable" || code == "timeout", "{what}: code {code:?}");
-    code
-}
