@@ -93,6 +93,12 @@ pub struct LoginAttempt {
     pub failure_reason: Option<String>,
 }
 
+/// The earliest time PostgreSQL's `timestamptz` holds (4714-11-24 BC, its
+/// `MIN_TIMESTAMP`), in Unix microseconds. chrono reaches further back; PostgreSQL
+/// refuses to bind such a time ("timestamp out of range"). Its latest (294276 AD) is
+/// past chrono's, so needs no bound.
+const POSTGRES_EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
+
 /// Position after the last row of a page: its time and id, opaque to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -115,6 +121,10 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let (micros, id) = bytes.split_at_checked(8)?;
         let micros = i64::from_be_bytes(micros.try_into().ok()?);
+        // No row is older; binding it would fail the page query (a 500).
+        if micros < POSTGRES_EARLIEST_MICROS {
+            return None;
+        }
         Some(Self { attempted_at: DateTime::from_timestamp_micros(micros)?, id: Uuid::from_slice(id).ok()? })
     }
 }
@@ -187,5 +197,20 @@ mod tests {
         let mut bytes = i64::MAX.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0; 16]);
         assert_eq!(Cursor::parse(&URL_SAFE_NO_PAD.encode(bytes)), None);
+    }
+
+    /// Found by `fuzz/history_cursor`: a well-formed cursor of a time chrono holds but
+    /// PostgreSQL does not (before 4714-11-24 BC) was accepted, and the page query then
+    /// failed to bind it: a 500 for `GET /api/v1/users/me/login-history?cursor=…`.
+    #[test]
+    fn fuzz_history_cursor_before_postgres_earliest_time_is_refused() {
+        // The fuzzer's input (-124046-02-01), the last microsecond out of range, and the year -251,500.
+        for refused in ["yNAAQDUQAAAAAAIDUQAAAAAAAAAAAAAA", "_RLZwnxXf_8AAAAAAAAAAAAAAAAAAAAA", "kPpKYsTgAAAAAAAAAAAAAAAAAAAAAAAA"] {
+            assert_eq!(Cursor::parse(refused), None, "{refused}");
+        }
+        // The earliest time PostgreSQL holds is still a cursor.
+        let earliest = Cursor::parse("_RLZwnxXgAAAAAAAAAAAAAAAAAAAAAAA").expect("4714-11-24 BC is in range");
+        assert_eq!(earliest.attempted_at.timestamp_micros(), POSTGRES_EARLIEST_MICROS);
+        assert_eq!(earliest.attempted_at.to_rfc3339(), "-4713-11-24T00:00:00+00:00", "astronomical year -4713 is 4714 BC");
     }
 }

@@ -94,7 +94,17 @@ async fn history_is_per_user_and_limits_and_cursors_are_validated() {
     let (_, theirs) = app.signed_in_user().await;
     let page: Value = app.get_with("/api/v1/users/me/login-history", &theirs.access).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
-    for (query, field) in [("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "query"), ("cursor=garbage", "cursor"), ("limit=-1", "query")] {
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=abc", "query"),
+        ("cursor=garbage", "cursor"),
+        ("limit=-1", "query"),
+        // Found by fuzz/history_cursor: a well-formed cursor of a time before 4714-11-24 BC,
+        // which PostgreSQL refuses to bind ("timestamp out of range"): was a 500.
+        ("cursor=_RLZwnxXf_8AAAAAAAAAAAAAAAAAAAAA", "cursor"),
+        ("cursor=kPpKYsTgAAAAAAAAAAAAAAAAAAAAAAAA", "cursor"),
+    ] {
         let response = app.get_with(&format!("/api/v1/users/me/login-history?{query}"), &mine.access).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(error_fields(&problem), [field], "{query}");
