@@ -1277,7 +1277,7 @@ pub fn render(r: &SoakResult) -> String {
     let every = (60.0 / c.sample_s).round().max(1.0) as usize;
     let _ = writeln!(
         out,
-        "One row per {} (per sample: {} s). Req/s and errors over the rows's span; p99 is the worst sampled interval's; \
+        "One row per {} (per sample: {} s). Req/s and errors over the row's span; p99 is the worst sampled interval's; \
          resident set (VmRSS) at the end of the span; CPU in cores, averaged over the span (\"machine\" is every process, the \
          load generator, PostgreSQL, Redis and anything else included, out of {} cores).\n",
         if every == 1 { format!("sample ({} s)", c.sample_s) } else { "minute".to_owned() },
@@ -1338,11 +1338,11 @@ pub fn render(r: &SoakResult) -> String {
         out,
         "The first {:.0} s are warm-up: connection pools fill, Argon2's working memory (one buffer per hashing \
          permit) is allocated, caches and the allocator's arenas reach their working size. The baseline is the highest \
-         resident set sampled in the {:.0} s after the warm-up, the end the highest in the last {:.0} s; the highest, \
-         because the resident set of a busy process swings by a few MiB from one sample to the next as the allocator \
-         takes and returns memory. Growth up to the larger of {} MiB and {} % of the baseline counts as none: that \
-         band covers those swings and the allocator's retained free memory, while a leak proportional to the traffic \
-         would pass it quickly:",
+         resident set sampled in the {:.0} s after the warm-up, the end the highest in the last {:.0} s (the highest of \
+         a window rather than one sample, so that a moment when the allocator briefly held more decides neither). \
+         Growth up to the larger of {} MiB and {} % of the baseline counts as none: that band covers the allocator's \
+         swings and the free memory it keeps (glibc malloc, one arena per thread that allocates), while a leak that \
+         grows with the traffic would pass it within the run:\n",
         c.warmup_s,
         r.memory.first().map_or(60.0, |m| m.window_s),
         r.memory.first().map_or(60.0, |m| m.window_s),
