@@ -164,6 +164,12 @@ MOVIES_ENV=(
   AUTH_URL=http://$ADDR
   RUST_LOG=warn
 )
+for policy in API_ANONYMOUS API_USER; do
+  case $RATE_LIMITS in
+    raised) MOVIES_ENV+=("MOVIES_RATE_LIMIT_$policy=1000000/s burst 1000000") ;;
+    off) MOVIES_ENV+=(MOVIES_RATE_LIMIT_ENABLED=false) ;;
+  esac
+done
 TRACING_ENV=(
   OTEL_EXPORTER_OTLP_ENDPOINT=http://$SINK_ADDR
   OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf

@@ -81,7 +81,7 @@ impl IntoResponse for ViewerRejection {
 
 /// The token of an `Authorization` header value `Bearer <token>` (scheme in any case);
 /// `None` when it is not one, which the extractor answers with 401.
-pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
+pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
     value
         .to_str()
         .ok()
@@ -108,7 +108,9 @@ where
             }
         };
         let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
-        match client.authenticate(token, request_id).await {
+        // The rate-limit layer may have checked this token's signature already.
+        let signed = parts.extensions.get::<crate::SignedToken>();
+        match client.authenticate_signed(token, signed, request_id).await {
             Authentication::User { user, degraded } => {
                 if degraded {
                     mark_degraded();

@@ -25,6 +25,7 @@ pub struct Settings {
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
     pub auth: AuthClientConfig,
+    pub rate_limits: crate::limits::RateLimitSettings,
 }
 
 impl Settings {
@@ -55,6 +56,7 @@ impl Settings {
             shutdown_timeout: env.seconds("MOVIES_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
+            rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
         })
     }
 
@@ -80,7 +82,11 @@ impl Settings {
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
-            ],
+            ]
+            .into_iter()
+            .chain(crate::limits::RateLimitSettings::VARIABLES)
+            .collect::<Vec<_>>()
+            .as_slice(),
         )
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `http` holds the routes, `access` the rules deciding what each viewer may see,
 //! `catalog` the SQL, `cache` the Redis cache in front of it, `demo` the loader of the
-//! demo catalogue. Who the viewer is comes from Auth through the `auth-client` crate.
+//! demo catalogue, `limits` the request rate limits. Who the viewer is comes from Auth through the `auth-client` crate.
 
 pub mod access;
 pub mod cache;
@@ -11,5 +11,6 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod startup;
 pub mod state;

@@ -30,7 +30,11 @@ impl Application {
         let db = connect_and_migrate(settings).await?;
         let auth = AuthClient::new(settings.auth.clone());
         auth.spawn_key_refresh();
-        let state = AppState { db, cache: cache(settings)?, auth };
+        let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?;
+        // Before serving: the first requests would otherwise fall back to the in-process
+        // limits while the connection opens.
+        limits.limiter.warm_up(Duration::from_secs(2)).await;
+        let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits) };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http());
         Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout })

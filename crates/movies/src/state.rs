@@ -9,4 +9,5 @@ pub struct AppState {
     pub db: PgPool,
     pub cache: Cache,
     pub auth: AuthClient,
+    pub limits: std::sync::Arc<crate::limits::RateLimits>,
 }

@@ -53,6 +53,50 @@ impl Modify for BodyRejections {
     }
 }
 
+/// Documents the 429 answer of the rate limits (`ratelimit`) on every operation whose
+/// path `unlimited` does not exempt, with its `Retry-After`, `RateLimit-Policy` and
+/// `RateLimit` headers.
+pub struct TooManyRequests {
+    /// The response's description: which codes the service answers with.
+    pub description: &'static str,
+    /// Paths never limited (probes, metrics).
+    pub unlimited: fn(&str) -> bool,
+}
+
+impl Modify for TooManyRequests {
+    fn modify(&self, doc: &mut OpenApi) {
+        use utoipa::openapi::{
+            HeaderBuilder,
+            schema::{ObjectBuilder, Schema, Type},
+        };
+        let integer = || RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build()));
+        let string = || RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()));
+        let response = ResponseBuilder::new()
+            .description(self.description)
+            .content(problem::PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+            .header("Retry-After", HeaderBuilder::new().schema(Some(integer())).description(Some("Seconds to wait before retrying.")).build())
+            .header(
+                "RateLimit-Policy",
+                HeaderBuilder::new().schema(Some(string())).description(Some(r#"The policies that apply, e.g. `"api-ip";q=40;w=2` (draft-ietf-httpapi-ratelimit-headers). Also on every limited 2xx/4xx answer."#)).build(),
+            )
+            .header(
+                "RateLimit",
+                HeaderBuilder::new().schema(Some(string())).description(Some(r#"Their state, e.g. `"api-ip";r=0;t=2`: requests remaining and seconds until the full quota is back."#)).build(),
+            )
+            .build();
+        doc.components.get_or_insert_with(Default::default).responses.insert("TooManyRequests".into(), RefOr::T(response));
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if (self.unlimited)(path) {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.insert("429".into(), RefOr::Ref(Ref::from_response_name("TooManyRequests")));
+            }
+        }
+    }
+}
+
 /// The document as committed in `contracts/`: pretty JSON with a final newline.
 pub fn to_json(openapi: &OpenApi) -> String {
     let mut json = openapi.to_pretty_json().expect("the OpenAPI document serialises");

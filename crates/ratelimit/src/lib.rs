@@ -27,7 +27,7 @@ mod redis_store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService, TrustedProxies};
+pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService, TrustedProxies, ip_subject};
 pub use layer::{RateLimit, RateLimitLayer, too_many_requests};
 pub use limiter::{Backend, Check, Limiter, LimiterConfig, Status, Verdict};
 pub use policy::{Policy, Rate};

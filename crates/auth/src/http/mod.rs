@@ -47,7 +47,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .split_for_parts();
     // After the merge: it documents the 429 of every operation the layer limits.
-    crate::limits::requests::TooManyRequestsDoc.modify(&mut openapi);
+    crate::limits::requests::TOO_MANY_REQUESTS_DOC.modify(&mut openapi);
     // The 400/413/415 of every operation that reads a body (found by schema fuzzing).
     platform::openapi::BodyRejections.modify(&mut openapi);
     (router, openapi)

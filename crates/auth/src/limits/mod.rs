@@ -6,7 +6,7 @@
 pub mod requests;
 pub mod sign_in;
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use platform::env::{ConfigError, Env};
 use ratelimit::{Limiter, LimiterConfig, Policy, Rate, RedisTarget, TrustedProxies};
@@ -110,18 +110,7 @@ impl RateLimits {
     }
 }
 
-/// Whom an address counts as. An IPv6 client usually holds a whole /64, so it is
-/// counted by its /64; otherwise one client could rotate through 2^64 addresses.
-pub fn ip_subject(ip: Option<IpAddr>) -> String {
-    match ip {
-        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "ip:unknown".to_owned(),
-    }
-}
+pub use ratelimit::ip_subject;
 
 #[cfg(test)]
 mod tests {

@@ -15,10 +15,6 @@ use axum::{
     response::Response,
 };
 use ratelimit::{Check, ClientIp, RateLimitLayer, Verdict};
-use utoipa::openapi::{
-    self, ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder,
-    schema::{ObjectBuilder, Type},
-};
 
 use super::{RateLimits, ip_subject};
 use crate::{http::extract::bearer_token, tokens::AccessClaims};
@@ -97,34 +93,7 @@ fn refusal(_: &Verdict) -> Response {
 }
 
 /// Documents the 429 answer on every limited operation of the OpenAPI document.
-pub struct TooManyRequestsDoc;
-
-impl utoipa::Modify for TooManyRequestsDoc {
-    fn modify(&self, doc: &mut openapi::OpenApi) {
-        let integer = || RefOr::T(openapi::Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build()));
-        let string = || RefOr::T(openapi::Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()));
-        let response = ResponseBuilder::new()
-            .description("Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in). See docs/rate-limiting.md.")
-            .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
-            .header("Retry-After", HeaderBuilder::new().schema(Some(integer())).description(Some("Seconds to wait before retrying.")).build())
-            .header(
-                "RateLimit-Policy",
-                HeaderBuilder::new().schema(Some(string())).description(Some(r#"The policies that apply, e.g. `"api-ip";q=40;w=2` (draft-ietf-httpapi-ratelimit-headers). Also on every limited 2xx/4xx answer."#)).build(),
-            )
-            .header(
-                "RateLimit",
-                HeaderBuilder::new().schema(Some(string())).description(Some(r#"Their state, e.g. `"api-ip";r=0;t=2`: requests remaining and seconds until the full quota is back."#)).build(),
-            )
-            .build();
-        doc.components.get_or_insert_with(Default::default).responses.insert("TooManyRequests".into(), RefOr::T(response));
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if is_unlimited(path) {
-                continue;
-            }
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-            for operation in operations.into_iter().flatten() {
-                operation.responses.responses.insert("429".into(), RefOr::Ref(Ref::from_response_name("TooManyRequests")));
-            }
-        }
-    }
-}
+pub const TOO_MANY_REQUESTS_DOC: platform::openapi::TooManyRequests = platform::openapi::TooManyRequests {
+    description: "Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in). See docs/rate-limiting.md.",
+    unlimited: is_unlimited,
+};

@@ -29,12 +29,14 @@ use crate::{error::ApiError, state::AppState};
 struct ApiDoc;
 
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(films::router())
         .merge(genres::router())
         .merge(persons::router())
         .merge(health::router())
-        .split_for_parts()
+        .split_for_parts();
+    utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document as committed in `contracts/movies.openapi.json`.
@@ -44,13 +46,18 @@ pub fn openapi_json() -> String {
 
 pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
     let (api, openapi) = api();
+    // Inside the request span, after routing (the route template exempts the probes).
+    let rate_limits = crate::limits::layer(state.limits.clone(), state.auth.clone());
+    let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
     let router = api
         .route("/metrics", metrics(&state))
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(middleware::from_fn(auth_client::degraded_layer));
+        .layer(middleware::from_fn(auth_client::degraded_layer))
+        .layer(rate_limits)
+        .layer(client_ip);
     platform::http::standard_layers(router, http)
 }
 

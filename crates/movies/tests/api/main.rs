@@ -5,4 +5,5 @@ mod catalog;
 mod contract;
 mod degradation;
 mod helpers;
+mod ratelimit;
 mod schema_fuzzing;

@@ -1,0 +1,77 @@
+//! The movies API's rate limits: per user with a well-signed token, else per address;
+//! probes never limited; 429 problem+json with the standard headers.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Auth, Movies, MoviesOptions, assert_problem, eventually};
+
+async fn limited_movies(auth: &Auth) -> Movies {
+    let options = MoviesOptions {
+        vars: vec![
+            ("MOVIES_RATE_LIMIT_ENABLED", "true".into()),
+            ("MOVIES_RATE_LIMIT_API_ANONYMOUS", "1/h burst 3".into()),
+            ("MOVIES_RATE_LIMIT_API_USER", "1/h burst 2".into()),
+        ],
+    };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    movies
+}
+
+#[tokio::test]
+async fn anonymous_viewers_are_limited_by_address_and_probes_never() {
+    let auth = Auth::in_process().await;
+    let movies = limited_movies(&auth).await;
+    for remaining in [2, 1, 0] {
+        let response = movies.get("/api/v1/genres", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-policy"], r#""api-ip";q=3;w=10800"#);
+        assert!(response.headers()["ratelimit"].to_str().unwrap().starts_with(&format!(r#""api-ip";r={remaining};"#)));
+    }
+    let refused = movies.get("/api/v1/films", None).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // A token that does not verify counts by address too.
+    let forged = movies.get("/api/v1/genres", Some("eyJhbGciOiJFZERTQSJ9.e30.AAAA")).await;
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+    for probe in ["/health/live", "/health/ready", "/metrics"] {
+        assert_eq!(movies.get(probe, None).await.status(), StatusCode::OK, "{probe}");
+    }
+}
+
+#[tokio::test]
+async fn signed_in_viewers_are_limited_each_by_their_own_account() {
+    let auth = Auth::in_process().await;
+    let movies = limited_movies(&auth).await;
+    let (ann, bob) = (auth.viewer(&[], None).await, auth.viewer(&[], None).await);
+    for _ in 0..2 {
+        let response = movies.get("/api/v1/films", Some(&ann.access)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-policy"], r#""api-user";q=2;w=7200"#);
+    }
+    assert_problem(movies.get("/api/v1/films", Some(&ann.access)).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another account, and the address itself, each have their own allowance.
+    assert_eq!(movies.get("/api/v1/films", Some(&bob.access)).await.status(), StatusCode::OK);
+    assert_eq!(movies.get("/api/v1/films", None).await.status(), StatusCode::OK);
+}
+
+/// The limiter checks the signature and hands the token on; the viewer check must
+/// still ask Auth whether it was revoked.
+#[tokio::test]
+async fn a_token_checked_by_the_limiter_is_still_refused_once_signed_out() {
+    let auth = Auth::in_process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_RATE_LIMIT_ENABLED", "true".into())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let viewer = auth.viewer(&[], None).await;
+    let response = movies.get("/api/v1/films", Some(&viewer.access)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["ratelimit-policy"].to_str().unwrap().starts_with(r#""api-user""#));
+    auth.logout(&viewer).await;
+    eventually("the signed-out token to be refused", Duration::from_secs(5), || async {
+        movies.get("/api/v1/films", Some(&viewer.access)).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}
