@@ -51,19 +51,23 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> std::result:
 pub struct ProfilePatch {
     /// Cannot be null: every account has an email.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Email, max_length = 254, example = "viewer@example.com")]
     email: Option<Option<Email>>,
+    /// 3 to 32 of latin letters, digits, `.`, `_`, `-`, starting with a letter or digit; null removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9][A-Za-z0-9._\-]{2,31}$", example = "viewer_42")]
     login: Option<Option<Login>>,
+    /// Not in the future, not before 1900; null removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<NaiveDate>)]
     birth_date: Option<Option<BirthDate>>,
+    /// ISO 3166-1 alpha-2; null removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{2}$", example = "RU")]
     country: Option<Option<Country>>,
+    /// 1 to 100 characters, no control characters; null removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 100, example = "Moscow")]
     region: Option<Option<Region>>,
 }
 
@@ -167,6 +171,7 @@ const HISTORY_PAGE_MAX: u16 = 100;
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u16>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -169,9 +169,7 @@ async fn a_nul_in_a_role_description_or_name_is_refused_not_a_500() {
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
-/// Not fixed yet: the fix belongs in `crates/auth/src/http/extract.rs` (see docs/fuzzing.md).
 #[tokio::test]
-#[ignore = "a JSON array is still read as a struct's fields in order; fix in http/extract.rs (docs/fuzzing.md)"]
 async fn a_body_that_is_a_json_array_is_refused() {
     let app = spawn_app().await;
     let (_, admin) = app.signed_in_with_role("admin").await;
