@@ -1209,7 +1209,7 @@ pub fn render(r: &SoakResult) -> String {
     let mut out = String::new();
     let c = &r.config;
     let total_requests = r.total.requests;
-    let _ = writeln!(out, "## Verdict\n");
+    let _ = writeln!(out, "### Verdict\n");
     let _ = writeln!(out, "| Target | Result | Verdict |\n|---|---|---|");
     let _ = writeln!(
         out,
@@ -1244,7 +1244,7 @@ pub fn render(r: &SoakResult) -> String {
 
     let _ = writeln!(
         out,
-        "\n## Throughput and latency per operation\n\nOver the whole load period ({:.0} s, the warm-up included). Latencies are those of the \
+        "\n### Throughput and latency per operation\n\nOver the whole load period ({:.0} s, the warm-up included). Latencies are those of the \
          right answers (2xx, or the expected refusal), in ms: service time from sending the request to its last byte, and \
          in the last column from the moment the open-loop schedule meant to send it (what a user would have waited, \
          queueing in the load generator included).\n",
@@ -1273,7 +1273,7 @@ pub fn render(r: &SoakResult) -> String {
         );
     }
 
-    let _ = writeln!(out, "\n## Memory and throughput over time\n");
+    let _ = writeln!(out, "\n### Memory and throughput over time\n");
     let every = (60.0 / c.sample_s).round().max(1.0) as usize;
     let _ = writeln!(
         out,
@@ -1333,7 +1333,7 @@ pub fn render(r: &SoakResult) -> String {
         let _ = writeln!(out, "\nPeak resident set over each process's life (VmHWM): {}.", peaks.join(", "));
     }
 
-    let _ = writeln!(out, "\n## How the memory verdict is made\n");
+    let _ = writeln!(out, "\n### How the memory verdict is made\n");
     let _ = writeln!(
         out,
         "The first {:.0} s are warm-up: connection pools fill, Argon2's working memory (one buffer per hashing \
@@ -1368,7 +1368,7 @@ pub fn render(r: &SoakResult) -> String {
          so it is reported, not judged."
     );
 
-    let _ = writeln!(out, "\n## The load\n");
+    let _ = writeln!(out, "\n### The load\n");
     let _ = writeln!(
         out,
         "Open loop: {} virtual users, each with its own account, session and keep-alive Movies connection, sharing {} \
