@@ -815,7 +815,7 @@ fn report(args: &BenchArgs, fill_time: Duration, shape: &Shape, rows: &[Comparis
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n## bench-partitions: {} accounts, {} sign-ins over {HISTORY_MONTHS} months (filled in {:.0} s)\n",
+        "\n### bench-partitions: {} accounts, {} sign-ins over {HISTORY_MONTHS} months (filled in {:.0} s)\n",
         args.users,
         args.history,
         fill_time.as_secs_f64()
