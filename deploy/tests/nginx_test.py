@@ -223,6 +223,10 @@ class Stack:
             "MOVIES_DATABASE_MAX_CONNECTIONS": "4",
             "MOVIES_REDIS_KEY_PREFIX": f"{self.redis_prefix}:movies",
             "AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
+            "MOVIES_TRUSTED_PROXIES": "127.0.0.1",
+            # nginx's own limit_req is what check_limit_req measures: the movies API's
+            # per-address limit (20/s, burst 40 by default) would refuse first.
+            "MOVIES_RATE_LIMIT_API_ANONYMOUS": "1000/s burst 1000",
         })
         auth = self.start("auth", [str(BIN / "auth"), "serve"], self.auth_env)
         # As the catalogue-demo one-shot does (with the small test fixture): migrate, load.
