@@ -129,8 +129,8 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 }
 
 /// Full-text search on titles, tolerant of typos. Each word of the query stands for
-/// itself or any word of a title like it (trigram word similarity against
-/// `title_words`), all words must match (English stemming, through the tsvector's GIN
+/// itself or any word of a title like it (same first letter, length within two, and
+/// trigram word similarity, against `title_words`), all words must match (English stemming, through the tsvector's GIN
 /// index); films matching the query as typed rank first, then by text rank, by how
 /// close the title is to the query, and by rating.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
@@ -142,7 +142,12 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
               alternatives AS (
                 SELECT '(' || string_agg(DISTINCT quote_literal(a.word), ' | ') || ')' AS alts
                   FROM words,
-                       LATERAL (SELECT words.w AS word UNION SELECT d.word FROM title_words d WHERE words.w <% d.word) AS a
+                       LATERAL (SELECT words.w AS word
+                                UNION
+                                SELECT d.word FROM title_words d
+                                 WHERE left(d.word, 1) = left(words.w, 1)
+                                   AND length(d.word) BETWEEN length(words.w) - 2 AND length(words.w) + 2
+                                   AND words.w <% d.word) AS a
                  GROUP BY words.w
               ),
               q AS (
