@@ -77,8 +77,10 @@ Target: the layer adds less than 0.5 ms to the p99 latency at 5,000 requests/s.
   same machine; other work just before the run: $BUSY_BEFORE busy (load average $LOAD_BEFORE).
 - **Method:** \`crates/ratelimit/examples/overhead.rs\`, release build. One trivial axum
   service twice in one process: bare, and behind \`ClientIpLayer\` + \`RateLimitLayer\`
-  (one Redis EVALSHA per request, 1,000 client addresses through a trusted proxy, a
-  limit never reached, the production 5 ms deadline), on $SERVER_THREADS Tokio worker thread(s). Open-loop load at a fixed
+  (one Redis EVALSHA per request, awaited for an address's first request and charged in
+  the background once its copy shows more than half the burst left, see rate-limiting.md;
+  1,000 client addresses through a trusted proxy, a limit never reached, the production
+  5 ms deadline), on $SERVER_THREADS Tokio worker thread(s). Open-loop load at a fixed
   $RATE requests/s over $CONNECTIONS keep-alive connections, ${WARMUP} s warm-up each, then
   $ROUNDS alternating rounds of ${ROUND_SECONDS} s per variant; latency from sending a request to
   its whole answer. The load generator, the services and Redis share the machine's cores.
