@@ -115,8 +115,9 @@ impl LocalStore {
         keys.iter().any(|(key, _)| shard.tats.get(key).is_some_and(|e| e.pending > 0))
     }
 
-    /// Takes Redis's word for the keys' state: `reset_us` from now, each is back to a
-    /// full burst, which fixes its TAT whatever the two clocks read. `answered` is true
+    /// Takes Redis's word for the keys' state where it knows of more charges than the
+    /// copy (another instance's): `reset_us` from now, each is back to a full burst,
+    /// which fixes its TAT whatever the two clocks read. `answered` is true
     /// when this was the answer to a background charge, which is then no longer pending.
     /// Charges still pending are added on top, so the copy never counts fewer than
     /// this instance has allowed.
@@ -129,7 +130,9 @@ impl LocalStore {
                 if answered {
                     entry.pending = entry.pending.saturating_sub(1);
                 }
-                entry.tat = now + outcome.reset_us + u64::from(entry.pending) * params.interval_us;
+                // Never backwards: answers to background charges can arrive out of
+                // order, and an older one knows of fewer charges than the copy does.
+                entry.tat = entry.tat.max(now + outcome.reset_us + u64::from(entry.pending) * params.interval_us);
             } else if shard.tats.len() < self.max_keys_per_shard {
                 shard.tats.insert(key.clone(), Entry::new(now + outcome.reset_us));
             }

@@ -105,11 +105,17 @@ async fn far_from_the_limit_redis_is_charged_in_the_background_and_the_limit_sta
     for i in 0..30 {
         let verdict = a.acquire(&check).await;
         assert!(verdict.allowed(), "request {i}");
-        assert_eq!(verdict.statuses[0].remaining, 39 - i, "request {i}");
+        // Decided on the copy, `remaining` may read low while answers to background
+        // charges are in flight, never high: the copy never counts fewer charges than
+        // were made.
+        let remaining = verdict.statuses[0].remaining;
+        assert!(remaining <= 39 - i && remaining + 4 >= 39 - i, "request {i}: {remaining} remaining");
     }
-    // The first request asked Redis (the key was new), the next ones down to half the
-    // burst did not wait for it, the rest did.
-    assert_eq!(a.optimistic_decisions(), 19);
+    // The first request asked Redis (the key was new); the next ones down to half the
+    // burst need not wait for it (19 at most; a copy counting charges still in flight
+    // sends some of the last of them to Redis), the rest did wait.
+    let optimistic = a.optimistic_decisions();
+    assert!((10..=19).contains(&optimistic), "{optimistic} optimistic decisions");
     // Every background charge reaches Redis: 30 hours of a 1/h policy.
     let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     wait_for(Duration::from_secs(5), "the background charges", async || {
@@ -125,7 +131,7 @@ async fn far_from_the_limit_redis_is_charged_in_the_background_and_the_limit_sta
     assert_eq!(b.optimistic_decisions(), 0, "below half the burst, every check waits for Redis");
     // The first instance's copy said 10 left, too few to skip Redis, which refuses.
     assert!(!a.acquire(&check).await.allowed());
-    assert_eq!(a.optimistic_decisions(), 19);
+    assert_eq!(a.optimistic_decisions(), optimistic, "near the limit, never optimistic");
 }
 
 #[tokio::test]
