@@ -124,20 +124,12 @@ impl Settings {
             "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES",
             "AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS",
             "AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS",
-            "AUTH_RATE_LIMIT_API_ANONYMOUS",
-            "AUTH_RATE_LIMIT_API_USER",
-            "AUTH_RATE_LIMIT_SIGNUP",
-            "AUTH_RATE_LIMIT_REFRESH",
-            "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
-            "AUTH_RATE_LIMIT_LOGIN_IP",
-            "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
-            "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
-            "AUTH_RATE_LIMIT_INTROSPECT",
             "AUTH_PUBLIC_URL",
             "AUTH_LOGIN_HISTORY_RETENTION_MONTHS",
             "AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS",
         ];
-        let mut unknown = platform::env::unknown_variables(PREFIX, KNOWN);
+        let known: Vec<&str> = KNOWN.iter().copied().chain(crate::limits::POLICY_VARIABLES).collect();
+        let mut unknown = platform::env::unknown_variables(PREFIX, &known);
         unknown.extend(crate::oauth::config::unknown_variables(std::env::vars().map(|(k, _)| k)));
         unknown
     }

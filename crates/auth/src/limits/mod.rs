@@ -12,6 +12,19 @@ use platform::env::{ConfigError, Env};
 use ratelimit::{Limiter, LimiterConfig, Policy, Rate, RedisTarget, TrustedProxies};
 use secrecy::{ExposeSecret, SecretString};
 
+/// The variable of every rate-limit policy (rate and burst), as `RateLimitSettings` reads them.
+pub const POLICY_VARIABLES: [&str; 9] = [
+    "AUTH_RATE_LIMIT_API_ANONYMOUS",
+    "AUTH_RATE_LIMIT_API_USER",
+    "AUTH_RATE_LIMIT_SIGNUP",
+    "AUTH_RATE_LIMIT_REFRESH",
+    "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
+    "AUTH_RATE_LIMIT_LOGIN_IP",
+    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
+    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
+    "AUTH_RATE_LIMIT_INTROSPECT",
+];
+
 /// Rates are written `20/s burst 40` (see `ratelimit::Rate`).
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {

@@ -19,18 +19,6 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Every policy variable of Auth.
-pub const RATE_LIMIT_POLICIES: [&str; 9] = [
-    "AUTH_RATE_LIMIT_API_ANONYMOUS",
-    "AUTH_RATE_LIMIT_API_USER",
-    "AUTH_RATE_LIMIT_SIGNUP",
-    "AUTH_RATE_LIMIT_REFRESH",
-    "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
-    "AUTH_RATE_LIMIT_LOGIN_IP",
-    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
-    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
-    "AUTH_RATE_LIMIT_INTROSPECT",
-];
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -82,7 +70,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     ];
     // Other features' tests send bursts from one address: limits far above them, still
     // through the layer. tests/api/ratelimit.rs sets the policies it exercises.
-    for name in RATE_LIMIT_POLICIES {
+    for name in auth::limits::POLICY_VARIABLES {
         vars.push((name, "100000/s".into()));
     }
     vars.extend(options.extra_vars);

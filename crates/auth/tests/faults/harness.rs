@@ -22,18 +22,6 @@ pub fn shared_redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Every rate-limit policy of Auth: far above what a test sends unless it sets one.
-const RATE_LIMIT_POLICIES: [&str; 9] = [
-    "AUTH_RATE_LIMIT_API_ANONYMOUS",
-    "AUTH_RATE_LIMIT_API_USER",
-    "AUTH_RATE_LIMIT_SIGNUP",
-    "AUTH_RATE_LIMIT_REFRESH",
-    "AUTH_RATE_LIMIT_PASSWORD_CHANGE",
-    "AUTH_RATE_LIMIT_LOGIN_IP",
-    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
-    "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
-    "AUTH_RATE_LIMIT_INTROSPECT",
-];
 
 /// Polls `check` until it holds; panics after `within`.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
@@ -75,7 +63,7 @@ impl Auth {
             ("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS".into(), "2000".into()),
             ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
         ];
-        env.extend(RATE_LIMIT_POLICIES.iter().map(|name| (name.to_string(), "100000/s".to_string())));
+        env.extend(auth::limits::POLICY_VARIABLES.iter().map(|name| (name.to_string(), "100000/s".to_string())));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
