@@ -26,7 +26,17 @@ pub struct Watch {
     pub pg_database: Option<String>,
 }
 
-pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
+/// The machine's CPU ticks (USER_HZ) from /proc/stat: all states summed over all CPUs,
+/// idle + iowait, stolen by the hypervisor, and the number of CPUs.
+#[derive(Clone, Copy, Default)]
+pub struct MachineTicks {
+    pub total: u64,
+    pub idle: u64,
+    pub steal: u64,
+    pub cpus: usize,
+}
+
+pub fn machine_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let mut lines = stat.lines();
     let totals: Vec<u64> = lines.next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
@@ -34,18 +44,32 @@ pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
         return None;
     }
     let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
+    Some(MachineTicks { total: totals.iter().sum(), idle: totals[3] + totals[4], steal: totals[7], cpus })
+}
+
+/// utime + stime of one process.
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    parse_process_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, ticks)| ticks)
+}
+
+/// The name and utime + stime of a `/proc/<pid>/stat` line.
+fn parse_process_stat(stat: &str) -> Option<(&str, u64)> {
+    // The name is in parentheses and may itself contain spaces or parentheses.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // Fields 14 and 15 of proc(5), counted from the state (field 3) here.
+    let ticks = fields.get(11)?.parse::<u64>().unwrap_or(0) + fields.get(12)?.parse::<u64>().unwrap_or(0);
+    Some((&stat[open + 1..close], ticks))
+}
+
+pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
+    let machine = machine_ticks()?;
     let own_pid = std::process::id();
     let mut processes = HashMap::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The name is in parentheses and may itself contain spaces or parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // Fields 14 and 15 of proc(5), counted from the state (field 3) here.
-        let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else { continue };
-        let ticks = utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0);
+        let Some((comm, ticks)) = parse_process_stat(&stat) else { continue };
         let group = if Some(pid) == watch.auth_pid {
             "auth"
         } else if Some(pid) == watch.movies_pid {
@@ -61,7 +85,7 @@ pub fn snapshot(watch: &Watch) -> Option<CpuSnapshot> {
         };
         processes.insert(pid, (group, comm.to_owned(), ticks));
     }
-    Some(CpuSnapshot { total: totals.iter().sum(), idle: totals[3] + totals[4], steal: totals[7], cpus, processes })
+    Some(CpuSnapshot { total: machine.total, idle: machine.idle, steal: machine.steal, cpus: machine.cpus, processes })
 }
 
 pub struct CpuSplit {

@@ -42,7 +42,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
     client::{self, Conn, Reply},
-    procstat,
+    procstat::{self, MachineTicks as Ticks, machine_ticks, process_ticks},
 };
 
 const PASSWORD: &str = "correct horse battery";
@@ -765,32 +765,6 @@ async fn wrong_password_loop(shared: Arc<Shared>, rate: f64, seed: u64) {
 
 // ---------------------------------------------------------------------------------
 // Sampling /proc
-
-/// CPU ticks of the machine (all, idle) and of one process.
-#[derive(Clone, Copy, Default)]
-struct Ticks {
-    total: u64,
-    idle: u64,
-    cpus: usize,
-}
-
-fn machine_ticks() -> Option<Ticks> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let mut lines = stat.lines();
-    let totals: Vec<u64> = lines.next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
-    if totals.len() < 8 {
-        return None;
-    }
-    let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
-    Some(Ticks { total: totals.iter().sum(), idle: totals[3] + totals[4], cpus })
-}
-
-/// utime + stime of a process.
-fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
 
 #[derive(Clone, Copy)]
 struct ProcReading {
