@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "fuzz: installing cargo-fuzz from crates.io" >&2
+  echo "fuzz: installing cargo-fuzz from the Rust crate registry" >&2
   cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 
