@@ -309,7 +309,8 @@ belong to other benchmark scripts and are left as they are.
   - refresh: $REFRESH_CONNECTIONS connections, one session each, rotate their refresh token
     (\`POST /api/v1/auth/refresh\`) in a loop.
   - me: $ME_CONNECTIONS connections send \`GET /api/v1/users/me\` with the access tokens of
-    $ME_ACCOUNTS signed-in users (signature check, Redis revocation lookup, one row read).
+    $ME_ACCOUNTS signed-in users (signature check, then one Redis round trip for the revocation keys
+    and the cached profile: after each account's first request, no PostgreSQL query; see docs/auth.md).
   - live (baseline, no target): $ME_CONNECTIONS connections send \`GET /health/live\`, which
     touches neither storage nor crypto: the ceiling of the HTTP stack plus the load
     generator on these cores.

@@ -13,7 +13,7 @@ use crate::{
     domain::PasswordHasher,
     http,
     state::AppState,
-    store::Revocations,
+    store::{Profiles, Revocations},
     tokens::{AccessTokens, KeyRing},
 };
 
@@ -35,6 +35,7 @@ impl Application {
         let state = AppState::new(crate::state::Shared {
             db,
             revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),
+            profiles: Profiles::new(redis.clone(), &settings.redis_key_prefix),
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,

@@ -4,7 +4,11 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
-use crate::{domain::PasswordHasher, store::Revocations, tokens::AccessTokens};
+use crate::{
+    domain::PasswordHasher,
+    store::{Profiles, Revocations},
+    tokens::AccessTokens,
+};
 
 /// Cheap to clone: axum clones the state for every request (and every `State`
 /// extractor), so the shared parts live behind one `Arc`.
@@ -14,6 +18,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub db: PgPool,
     pub revocations: Revocations,
+    /// Profiles of `GET /users/me`, cached in Redis.
+    pub profiles: Profiles,
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,

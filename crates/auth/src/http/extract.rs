@@ -13,7 +13,12 @@ use uuid::Uuid;
 use crate::{
     error::ApiError,
     state::AppState,
-    store::{revocation::Cached, sessions},
+    store::{
+        Profiles, profiles,
+        revocation::Cached,
+        sessions,
+        users::{self, User},
+    },
     tokens::AccessClaims,
 };
 
@@ -119,14 +124,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(token) = bearer_token(parts)? else {
-            return Err(ApiError::Unauthorized { code: "unauthorized", detail: "Send an access token as `Authorization: Bearer <token>`." });
-        };
-        // The rate-limit layer has usually verified this very token already.
-        let claims = match parts.extensions.get::<crate::limits::requests::VerifiedToken>() {
-            Some(verified) => verified.0.clone(),
-            None => state.tokens.verify(token).ok_or_else(ApiError::invalid_token)?,
-        };
+        let claims = verified_claims(parts, state)?;
         if is_revoked(state, &claims).await? {
             return Err(ApiError::invalid_token());
         }
@@ -134,13 +132,34 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The claims of the request's bearer token, whose signature, issuer, audience and
+/// expiry have been checked (by the rate-limit layer, usually, which keeps them).
+fn verified_claims(parts: &Parts, state: &AppState) -> Result<AccessClaims, ApiError> {
+    let Some(token) = bearer_token(parts)? else {
+        return Err(ApiError::Unauthorized { code: "unauthorized", detail: "Send an access token as `Authorization: Bearer <token>`." });
+    };
+    match parts.extensions.get::<crate::limits::requests::VerifiedToken>() {
+        Some(verified) => Ok(verified.0.clone()),
+        None => state.tokens.verify(token).ok_or_else(ApiError::invalid_token),
+    }
+}
+
 /// Asks the Redis cache first; on a miss, or when Redis is unavailable, asks PostgreSQL.
 pub async fn is_revoked(state: &AppState, claims: &AccessClaims) -> Result<bool, ApiError> {
     let cached = tokio::time::timeout(REDIS_CHECK_TIMEOUT, state.revocations.lookup(claims.jti, claims.sid)).await;
+    resolve_revocation(state, claims, cached.unwrap_or_else(|_| Err(slow_cache()))).await
+}
+
+fn slow_cache() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "revocation cache slow"))
+}
+
+/// Whether the token is revoked, given what the Redis cache said about it.
+async fn resolve_revocation(state: &AppState, claims: &AccessClaims, cached: redis::RedisResult<Cached>) -> Result<bool, ApiError> {
     match cached {
-        Ok(Ok(Cached::Revoked)) => Ok(true),
-        Ok(Ok(Cached::Live)) => Ok(false),
-        Ok(Ok(Cached::Unknown)) => {
+        Ok(Cached::Revoked) => Ok(true),
+        Ok(Cached::Live) => Ok(false),
+        Ok(Cached::Unknown) => {
             let live = sessions::is_live(&state.db, claims.sid).await?;
             let write = if live {
                 state.revocations.remember_live(claims.sid).await
@@ -152,14 +171,49 @@ pub async fn is_revoked(state: &AppState, claims: &AccessClaims) -> Result<bool,
             }
             Ok(!live)
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, "revocation cache unavailable; asking the database");
             Ok(!sessions::is_live(&state.db, claims.sid).await?)
         }
-        Err(_) => {
-            tracing::warn!("revocation cache slow; asking the database");
-            Ok(!sessions::is_live(&state.db, claims.sid).await?)
+    }
+}
+
+/// The signed-in caller's own account, as `GET /users/me` shows it: an [`AuthUser`]
+/// whose profile comes from the same Redis round trip as its revocation check when
+/// it is cached ([`crate::store::profiles`]), else from PostgreSQL.
+pub struct Me(pub User);
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let claims = verified_claims(parts, state)?;
+        let lookup = state.revocations.lookup_with(claims.jti, claims.sid, state.profiles.lookup(claims.sub));
+        let (revocation, profile) = match tokio::time::timeout(REDIS_CHECK_TIMEOUT, lookup).await {
+            Ok(Ok((revocation, profile))) => (Ok(revocation), Some(Profiles::parse(claims.sub, profile))),
+            Ok(Err(e)) => (Err(e), None),
+            Err(_) => (Err(slow_cache()), None),
+        };
+        if resolve_revocation(state, &claims, revocation).await? {
+            return Err(ApiError::invalid_token());
         }
+        let generation = match profile {
+            Some(profiles::Cached::Hit(user)) => return Ok(Self(user)),
+            Some(profiles::Cached::Miss { generation }) => Some(generation),
+            None => None,
+        };
+        // The account is gone if its row is (its sessions went with it).
+        let user = users::get(&state.db, claims.sub).await?.ok_or_else(ApiError::invalid_token)?;
+        if let Some(generation) = generation {
+            // In the background: the answer does not wait for the cache.
+            let (profiles, cached) = (state.profiles.clone(), user.clone());
+            tokio::spawn(async move {
+                if let Err(e) = profiles.fill(&cached, generation).await {
+                    tracing::warn!(error = %e, "could not cache a profile");
+                }
+            });
+        }
+        Ok(Self(user))
     }
 }
 

@@ -128,7 +128,13 @@ async fn update_role(State(state): State<AppState>, _: Authorized<ManageRoles>, 
         description: description(body.description)?,
         permissions: body.permissions.map(permissions).transpose()?,
     };
-    Ok(Json(roles::update(&state.db, id, change).await?))
+    let renamed = change.name.is_some();
+    let role = roles::update(&state.db, id, change).await?;
+    if renamed {
+        // Cached profiles show role names.
+        state.profiles.forget_all().await;
+    }
+    Ok(Json(role))
 }
 
 /// Deletes a role and takes it from everyone who holds it. Built-in roles stay.
@@ -144,6 +150,7 @@ async fn update_role(State(state): State<AppState>, _: Authorized<ManageRoles>, 
     ))]
 async fn delete_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>) -> Result<StatusCode> {
     roles::delete(&state.db, id).await?;
+    state.profiles.forget_all().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -193,6 +200,7 @@ async fn grant_role(State(state): State<AppState>, admin: Authorized<ManageRoles
     }
     if users::grant_role(&state.db, id, role.as_ref()).await? {
         tracing::info!(user_id = %id, role = %body.role, by = %admin.0.id(), "role granted");
+        state.profiles.forget(id).await;
     }
     Ok(Json(roles::of_user(&state.db, id).await?))
 }
@@ -213,6 +221,7 @@ async fn revoke_role(State(state): State<AppState>, admin: Authorized<ManageRole
     let name = role_name(&role).ok_or_else(no_such_role)?;
     let role_id = roles::role_id_by_name(&state.db, name.as_ref()).await?.ok_or_else(no_such_role)?;
     roles::revoke(&state.db, id, role_id).await?;
+    state.profiles.forget(id).await;
     tracing::info!(user_id = %id, %role, by = %admin.0.id(), "role revoked");
     Ok(StatusCode::NO_CONTENT)
 }

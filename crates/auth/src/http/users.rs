@@ -8,7 +8,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::cache_revocation,
-    extract::{AuthUser, Json, Query},
+    extract::{AuthUser, Json, Me, Query},
 };
 use crate::{
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
@@ -36,8 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The account", body = User),
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>> {
-    users::get(&state.db, user.id()).await?.map(Json).ok_or_else(ApiError::invalid_token)
+async fn get_me(Me(user): Me) -> Json<User> {
+    Json(user)
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -91,7 +91,9 @@ async fn patch_me(State(state): State<AppState>, user: AuthUser, Json(patch): Js
         country: patch.country,
         region: patch.region,
     };
-    users::update_profile(&state.db, user.id(), change).await?.map(Json).ok_or_else(ApiError::invalid_token)
+    let updated = users::update_profile(&state.db, user.id(), change).await?.ok_or_else(ApiError::invalid_token)?;
+    state.profiles.forget(user.id()).await;
+    Ok(Json(updated))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -139,6 +141,8 @@ async fn change_password(State(state): State<AppState>, user: AuthUser, Json(bod
     let ended = sessions::end_all(&mut *tx, user.id(), Some(user.session_id()), EndReason::PasswordChanged).await?;
     tx.commit().await?;
     cache_revocation(&state, &ended, None).await;
+    // `updated_at` moved.
+    state.profiles.forget(user.id()).await;
     tracing::info!(user_id = %user.id(), ended = ended.len(), "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -115,11 +115,25 @@ impl Revocations {
         let mut pipe = redis::pipe();
         pipe.exists(self.jti_key(jti)).get(self.session_key(sid));
         let (denied, session): (bool, Option<String>) = self.read(pipe.query_async(&mut self.redis.clone())).await?;
-        Ok(match (denied, session.as_deref()) {
+        Ok(Self::state(denied, session))
+    }
+
+    /// [`Self::lookup`] plus one more command, `also`, in the same round trip (and
+    /// under the same deadline and pause): the profile of `GET /users/me`.
+    #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
+    pub async fn lookup_with<T: redis::FromRedisValue>(&self, jti: Uuid, sid: Uuid, also: redis::Cmd) -> redis::RedisResult<(Cached, T)> {
+        let mut pipe = redis::pipe();
+        pipe.exists(self.jti_key(jti)).get(self.session_key(sid)).add_command(also);
+        let (denied, session, more): (bool, Option<String>, T) = self.read(pipe.query_async(&mut self.redis.clone())).await?;
+        Ok((Self::state(denied, session), more))
+    }
+
+    fn state(denied: bool, session: Option<String>) -> Cached {
+        match (denied, session.as_deref()) {
             (true, _) | (_, Some("0")) => Cached::Revoked,
             (false, Some(_)) => Cached::Live,
             (false, None) => Cached::Unknown,
-        })
+        }
     }
 
     /// Records a session found live in PostgreSQL. `NX`: never overwrites an "ended"

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod migration;
 mod partitioning;
+mod profile_cache;
 mod plans;
 mod ratelimit;
 mod refresh;
