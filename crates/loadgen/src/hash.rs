@@ -1,64 +1,87 @@
 //! The single-hash time that bounds login throughput, measured in the same run.
 //!
-//! Parameters and calls are the service's own (`auth::domain::password`): Argon2id,
-//! m=19456 KiB, t=2, p=1, one `verify_password` per sign-in. With one hash per core
-//! at a time, logins per second cannot exceed cores / (time of one verification).
+//! The bound is timed on the service's own routine
+//! (`auth::domain::PasswordHasher::verify_blocking`: Argon2id, m=19456 KiB, t=2, p=1,
+//! on the service's hashing thread, in its reused buffer), one verification at a time. With one hash per
+//! core at a time, logins per second cannot exceed cores / (time of one verification).
+//! For comparison it also times the `argon2` crate's own `verify_password`, which
+//! allocates and zeroes the 19 MiB on every call; the two alternate, so both see the
+//! machine in the same state.
 
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use auth::domain::PasswordHasher;
+use secrecy::SecretString;
 
 use crate::{procstat, record::HashResult};
-
-pub const MEMORY_KIB: u32 = 19 * 1024;
-pub const ITERATIONS: u32 = 2;
-pub const LANES: u32 = 1;
 
 /// Untimed verifications first, so page faults of the first allocation do not count.
 const WARMUP: usize = 2;
 
 pub fn measure(samples: usize, watch: &procstat::Watch) -> anyhow::Result<HashResult> {
     anyhow::ensure!(samples > 0, "--samples must be positive");
-    let argon2 = || {
-        let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).expect("the service's parameters are valid");
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    };
-    let password = crate::scenario::PASSWORD.as_bytes();
-    let hash = argon2()
-        .hash_password_with_salt(password, b"loadgen-fixed-salt")
+    let params = Params::new(PasswordHasher::MEMORY_KIB, PasswordHasher::ITERATIONS, PasswordHasher::LANES, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let password = crate::scenario::PASSWORD;
+    let hash = argon2
+        .hash_password_with_salt(password.as_bytes(), b"loadgen-fixed-salt")
         .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?
         .to_string();
-    let verify = || {
-        argon2().verify_password(password, hash.as_str()).map_err(|e| anyhow::anyhow!("argon2 verify: {e}"))
+    let service = PasswordHasher::new(1)?;
+    let secret = SecretString::from(password);
+    let by_service = || {
+        anyhow::ensure!(service.verify_blocking(&secret, &hash)?, "the service's routine refused the password");
+        Ok(())
     };
+    let by_crate = || argon2.verify_password(password.as_bytes(), hash.as_str()).map_err(|e| anyhow::anyhow!("argon2 verify: {e}"));
     for _ in 0..WARMUP {
-        verify()?;
+        by_service()?;
+        by_crate()?;
     }
-    let mut times: Vec<Duration> = Vec::with_capacity(samples);
-    let before = procstat::snapshot(watch);
-    for _ in 0..samples {
+    let time = |call: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<Duration> {
         let started = Instant::now();
-        verify()?;
-        times.push(started.elapsed());
+        call()?;
+        Ok(started.elapsed())
+    };
+    let mut times: Vec<Duration> = Vec::with_capacity(samples);
+    let mut crate_times: Vec<Duration> = Vec::with_capacity(samples);
+    let before = procstat::snapshot(watch);
+    for i in 0..samples {
+        if i % 2 == 0 {
+            times.push(time(&by_service)?);
+            crate_times.push(time(&by_crate)?);
+        } else {
+            crate_times.push(time(&by_crate)?);
+            times.push(time(&by_service)?);
+        }
     }
     let cpu = before.zip(procstat::snapshot(watch)).map(|(before, after)| procstat::cores_used(&before, &after));
     times.sort();
-    let median = if samples % 2 == 1 { times[samples / 2] } else { (times[samples / 2 - 1] + times[samples / 2]) / 2 };
+    crate_times.sort();
+    let median = median(&times);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(HashResult {
         cores,
         samples,
-        memory_kib: MEMORY_KIB,
-        iterations: ITERATIONS,
-        lanes: LANES,
+        memory_kib: PasswordHasher::MEMORY_KIB,
+        iterations: PasswordHasher::ITERATIONS,
+        lanes: PasswordHasher::LANES,
         median_ms: ms(median),
         min_ms: ms(times[0]),
         max_ms: ms(times[samples - 1]),
         p10_ms: ms(times[samples / 10]),
         p90_ms: ms(times[(samples * 9 / 10).min(samples - 1)]),
+        crate_call_median_ms: Some(ms(self::median(&crate_times))),
         bound_per_s: cores as f64 / median.as_secs_f64(),
         cpu_cores: cpu.as_ref().map(|c| c.groups.clone()).unwrap_or_default(),
         cpu_other_processes: cpu.map(|c| c.others).unwrap_or_default(),
     })
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2 }
 }

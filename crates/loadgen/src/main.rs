@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Times single-threaded Argon2id verifications with the service's parameters and
+    /// Times single-threaded Argon2id verifications by the service's own routine and
     /// prints the login throughput bound they set (cores / time of one hash).
     Hash {
         /// Timed verifications; the median is reported.

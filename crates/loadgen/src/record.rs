@@ -26,6 +26,10 @@ pub struct HashResult {
     pub p10_ms: f64,
     #[serde(default)]
     pub p90_ms: f64,
+    /// Median of the `argon2` crate's own `verify_password` (it allocates and zeroes
+    /// its memory on every call), timed alongside for comparison.
+    #[serde(default)]
+    pub crate_call_median_ms: Option<f64>,
     /// cores / median: the most logins per second the hashing allows.
     pub bound_per_s: f64,
     /// Cores used per process group while timing; "loadgen" is the hashing itself.

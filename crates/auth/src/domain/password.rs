@@ -1,12 +1,15 @@
 //! Password policy and hashing.
 //!
 //! Hashing is Argon2id at the OWASP minimum (19 MiB, 2 iterations, 1 lane). It runs on
-//! the blocking pool behind a semaphore sized to the cores, so a burst of sign-ins
-//! queues for CPU instead of starving the async runtime.
+//! a fixed set of threads, as many as the cores, that take the work from one queue, so
+//! a burst of sign-ins queues for CPU instead of starving the async runtime.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use argon2::{
@@ -14,8 +17,7 @@ use argon2::{
     password_hash::phc::{Output, ParamsString, Salt},
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
-use tracing::Instrument;
+use tokio::sync::oneshot;
 
 use super::Email;
 
@@ -68,9 +70,8 @@ impl NewPassword {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    /// Argon2's 19 MiB of working memory, one buffer per permit, reused from run to run.
-    scratch: Arc<ScratchPool>,
+    /// The queue of the hashing threads (see [`Self::new`]).
+    jobs: crossbeam_channel::Sender<Job>,
     /// Hash of a random password, verified against when an account does not exist so
     /// that both paths cost one Argon2 run.
     dummy_hash: Arc<str>,
@@ -84,20 +85,42 @@ impl PasswordHasher {
     pub const ITERATIONS: u32 = 2;
     pub const LANES: u32 = 1;
 
+    /// Starts `concurrency` hashing threads. Each keeps Argon2's 19 MiB of working
+    /// memory from run to run: allocating and zeroing it per run cost a tenth of the CPU
+    /// of a sign-in, and Argon2 overwrites every block before reading it, so a reused
+    /// buffer needs no zeroing. A thread that finishes a hash takes the next from the
+    /// queue at once; handing each one through the async runtime instead (a semaphore
+    /// permit, then `spawn_blocking`) left a core idle between hashes under load. The
+    /// threads end when the last clone of the hasher is dropped.
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(concurrency > 0, "password hashing needs at least one thread");
         let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::LANES, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let scratch = Arc::new(ScratchPool::new(params.block_count()));
+        let mut first = memory(params.block_count());
         let random: [u8; 16] = rand::random();
-        let dummy_hash = scratch.with(|memory| hash_with(&params, memory, &random))?.into();
-        Ok(Self { params, permits: Arc::new(Semaphore::new(concurrency)), scratch, dummy_hash, verifications: Arc::default() })
+        let dummy_hash = hash_with(&params, &mut first, &random)?.into();
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let mut first = Some(first);
+        for i in 0..concurrency {
+            let (queue, blocks, mut buffer) = (queue.clone(), params.block_count(), first.take());
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        let buffer = buffer.get_or_insert_with(|| memory(blocks));
+                        // A panic drops the job's reply, which its caller sees as an error.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(buffer)));
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("starting a password hashing thread: {e}"))?;
+        }
+        Ok(Self { params, jobs, dummy_hash, verifications: Arc::default() })
     }
 
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
         let params = self.params.clone();
         let password = password.clone();
-        let scratch = self.scratch.clone();
-        self.run(move || scratch.with(|memory| hash_with(&params, memory, password.expose_secret().as_bytes()))).await?
+        self.run(move |memory| hash_with(&params, memory, password.expose_secret().as_bytes())).await?
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is no
@@ -107,45 +130,48 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let password = password.clone();
-        let scratch = self.scratch.clone();
-        let matches = self.run(move || scratch.with(|memory| verify_with(memory, password.expose_secret().as_bytes(), &hash))).await?;
+        let matches = self.run(move |memory| verify_with(memory, password.expose_secret().as_bytes(), &hash)).await?;
         Ok(known && matches)
+    }
+
+    /// [`Self::verify`] of a known hash for a caller outside the async runtime: the
+    /// same queue and threads, waited for by blocking. `loadgen hash` times it for the
+    /// benchmark's bound on logins.
+    pub fn verify_blocking(&self, password: &SecretString, hash: &str) -> anyhow::Result<bool> {
+        let (password, hash) = (password.clone(), hash.to_owned());
+        let reply = self.submit(move |memory| verify_with(memory, password.expose_secret().as_bytes(), &hash))?;
+        Ok(reply.blocking_recv()?)
     }
 
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-        let _permit = self.permits.acquire().await?;
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut [Block]) -> T + Send + 'static) -> anyhow::Result<T> {
+        Ok(self.submit(work)?.await?)
+    }
+
+    /// Queues `work` for the hashing threads. It is skipped if its caller has gone by
+    /// the time a thread takes it (a client that hung up while queued).
+    fn submit<T: Send + 'static>(&self, work: impl FnOnce(&mut [Block]) -> T + Send + 'static) -> anyhow::Result<oneshot::Receiver<T>> {
+        let (reply, answer) = oneshot::channel();
         let span = tracing::info_span!("password_hash");
-        let result = tokio::task::spawn_blocking(move || span.in_scope(work)).instrument(tracing::Span::current()).await?;
-        Ok(result)
+        let job: Job = Box::new(move |memory| {
+            if !reply.is_closed() {
+                let _ = reply.send(span.in_scope(|| work(memory)));
+            }
+        });
+        self.jobs.send(job).map_err(|_| anyhow::anyhow!("the password hashing threads have stopped"))?;
+        Ok(answer)
     }
 }
 
-/// Argon2 working memory kept between runs. Allocating and zeroing 19 MiB per run cost
-/// a tenth of the CPU of a sign-in, and the freed blocks stayed in the allocator arenas of
-/// whichever blocking threads ran them, so resident memory grew with the thread count.
-/// The semaphore bounds concurrent runs, so the pool holds at most one buffer per permit.
-/// Argon2 overwrites every block before reading it, so a reused buffer needs no zeroing.
-struct ScratchPool {
-    blocks: usize,
-    free: Mutex<Vec<Box<[Block]>>>,
-}
+/// Work for a hashing thread, given its buffer.
+type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
 
-impl ScratchPool {
-    fn new(blocks: usize) -> Self {
-        Self { blocks, free: Mutex::default() }
-    }
-
-    fn with<T>(&self, work: impl FnOnce(&mut [Block]) -> T) -> T {
-        let taken = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut memory = taken.unwrap_or_else(|| vec![Block::default(); self.blocks].into_boxed_slice());
-        let result = work(&mut memory);
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
-        result
-    }
+/// Working memory for Argon2 with `blocks` blocks.
+fn memory(blocks: usize) -> Box<[Block]> {
+    vec![Block::default(); blocks].into_boxed_slice()
 }
 
 fn hash_with(params: &Params, memory: &mut [Block], password: &[u8]) -> anyhow::Result<String> {
@@ -220,32 +246,47 @@ mod tests {
         assert!(!hasher.verify(&secret, None).await.unwrap());
     }
 
+    #[tokio::test]
+    async fn a_queue_longer_than_the_threads_is_worked_through_in_full() {
+        let hasher = PasswordHasher::new(2).unwrap();
+        let secret = SecretString::from("correct horse battery");
+        let hash = hasher.hash(&secret).await.unwrap();
+        let wrong = SecretString::from("wrong horse battery");
+        let checks = (0..7).map(|i| {
+            let (hasher, hash) = (hasher.clone(), hash.clone());
+            let password = if i % 2 == 0 { secret.clone() } else { wrong.clone() };
+            tokio::spawn(async move { hasher.verify(&password, Some(&hash)).await.unwrap() })
+        });
+        let results: Vec<bool> = futures::future::join_all(checks).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, [true, false, true, false, true, false, true]);
+        assert_eq!(tokio::task::spawn_blocking(move || hasher.verify_blocking(&secret, &hash).unwrap()).await.unwrap(), true);
+    }
+
     #[test]
     fn reused_memory_agrees_with_the_argon2_crate_both_ways() {
         use argon2::PasswordHasher as _;
         let params = Params::new(PasswordHasher::MEMORY_KIB, 2, 1, None).unwrap();
-        let pool = ScratchPool::new(params.block_count());
+        let mut memory = memory(params.block_count());
         let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         for password in ["first password", "second password", "third password"] {
-            let ours = pool.with(|memory| hash_with(&params, memory, password.as_bytes())).unwrap();
+            let ours = hash_with(&params, &mut memory, password.as_bytes()).unwrap();
             reference.verify_password(password.as_bytes(), ours.as_str()).expect("the crate accepts our hash");
             let theirs = reference.hash_password(password.as_bytes()).unwrap().to_string();
-            assert!(pool.with(|memory| verify_with(memory, password.as_bytes(), &theirs)));
-            assert!(!pool.with(|memory| verify_with(memory, b"not the password", &theirs)));
+            assert!(verify_with(&mut memory, password.as_bytes(), &theirs));
+            assert!(!verify_with(&mut memory, b"not the password", &theirs));
         }
-        assert_eq!(pool.free.lock().unwrap().len(), 1, "one buffer, reused");
     }
 
     #[test]
     fn hashes_with_more_memory_or_malformed_still_verify_safely() {
         use argon2::PasswordHasher as _;
-        let small = ScratchPool::new(Params::new(8 * 1024, 1, 1, None).unwrap().block_count());
+        let mut small = memory(Params::new(8 * 1024, 1, 1, None).unwrap().block_count());
         let strong = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(16 * 1024, 1, 1, None).unwrap());
         let hash = strong.hash_password(b"correct horse").unwrap().to_string();
-        assert!(small.with(|memory| verify_with(memory, b"correct horse", &hash)));
-        assert!(!small.with(|memory| verify_with(memory, b"wrong horse", &hash)));
+        assert!(verify_with(&mut small, b"correct horse", &hash));
+        assert!(!verify_with(&mut small, b"wrong horse", &hash));
         for garbage in ["", "$argon2id$", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$", "$scrypt$ln=1,r=8,p=1$c2FsdHNhbHQ$aGFzaA"] {
-            assert!(!small.with(|memory| verify_with(memory, b"x", garbage)), "{garbage}");
+            assert!(!verify_with(&mut small, b"x", garbage), "{garbage}");
         }
     }
 }
