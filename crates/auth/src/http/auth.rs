@@ -228,15 +228,13 @@ async fn login(
 }
 
 /// Opens a session for a signed-in user, records the sign-in, and issues the first
-/// token pair, all in one transaction.
+/// token pair (one atomic statement: `sessions::open`).
 pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Client, method: Method) -> Result<TokenPair> {
     let refresh = refresh::generate();
     let expires_at = Utc::now() + state.refresh_ttl;
-    let mut tx = state.db.begin().await?;
-    let session_id = sessions::create(&mut tx, user_id, client, &refresh.hash, expires_at).await?;
-    history::record(&mut *tx, Some(user_id), client, method, Ok(())).await?;
-    let subject = users::token_subject(&mut *tx, user_id).await?;
-    tx.commit().await?;
+    let (session_id, subject) = sessions::open(&state.db, user_id, client, method, &refresh.hash, expires_at)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the signed-in account {user_id} no longer exists"))?;
     issue_pair(state, subject, session_id, refresh.token)
 }
 

@@ -58,8 +58,7 @@ impl Failure {
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Client, method: Method, outcome: Result<(), Failure>) -> Result<()> {
-    let result = outcome.map_or_else(Failure::as_str, |()| "success");
-    metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => result).increment(1);
+    count(method, outcome);
     sqlx::query(
         "INSERT INTO login_history (id, user_id, ip, user_agent, device, method, success, failure_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -75,6 +74,12 @@ pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Cli
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Counts a sign-in attempt in the `auth_sign_ins_total` metric.
+pub fn count(method: Method, outcome: Result<(), Failure>) {
+    let result = outcome.map_or_else(Failure::as_str, |()| "success");
+    metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => result).increment(1);
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -56,10 +56,12 @@ pub struct ProfileChange {
 /// `SELECT` of a [`User`] with its role names, followed by the given clause.
 macro_rules! select_user {
     ($clause:literal) => {
-        concat!("SELECT u.id, u.email, u.login, u.birth_date, u.country, u.region, u.created_at, u.updated_at,
-        COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                       WHERE ur.user_id = u.id ORDER BY r.name), '{}') AS roles
-   FROM users u ", $clause)
+        concat!(
+            "SELECT u.id, u.email, u.login, u.birth_date, u.country, u.region, u.created_at, u.updated_at, ",
+            role_names!("u.id"),
+            " AS roles FROM users u ",
+            $clause
+        )
     };
 }
 
@@ -221,18 +223,4 @@ pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<St
     .bind(user_id)
     .fetch_all(db)
     .await?)
-}
-
-/// What an access token states about a user: current roles and birth date.
-#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn token_subject(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<crate::tokens::access::Subject> {
-    let (roles, birth_date): (Vec<String>, Option<NaiveDate>) = sqlx::query_as(
-        "SELECT COALESCE(ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-                                WHERE ur.user_id = u.id ORDER BY r.name), '{}'), u.birth_date
-           FROM users u WHERE u.id = $1",
-    )
-    .bind(user_id)
-    .fetch_one(db)
-    .await?;
-    Ok(crate::tokens::access::Subject { user_id, roles, birth_date })
 }
