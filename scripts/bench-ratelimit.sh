@@ -80,7 +80,7 @@ Target: the layer adds less than 0.5 ms to the p99 latency at 5,000 requests/s.
   (one Redis EVALSHA per request, awaited for an address's first request and charged in
   the background once its copy shows more than half the burst left, see rate-limiting.md;
   1,000 client addresses through a trusted proxy, a limit never reached, the production
-  5 ms deadline), on $SERVER_THREADS Tokio worker thread(s). Open-loop load at a fixed
+  25 ms deadline), on $SERVER_THREADS Tokio worker thread(s). Open-loop load at a fixed
   $RATE requests/s over $CONNECTIONS keep-alive connections, ${WARMUP} s warm-up each, then
   $ROUNDS alternating rounds of ${ROUND_SECONDS} s per variant; latency from sending a request to
   its whole answer. The load generator, the services and Redis share the machine's cores.

@@ -214,7 +214,7 @@ class Stack:
             # nginx connects from 127.0.0.1: the only address whose X-Forwarded-For counts.
             "AUTH_TRUSTED_PROXIES": "127.0.0.1",
             # The address checks read the limiter's keys in Redis: keep it from falling
-            # back to in-process counting when the machine is busy (default 5 ms).
+            # back to in-process counting when the machine is busy (default 25 ms).
             "AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS": "1000",
         })
         self.movies_env = self.service_env({

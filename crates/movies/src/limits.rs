@@ -39,7 +39,7 @@ impl RateLimitSettings {
         Ok(Self {
             enabled: env.flag("MOVIES_RATE_LIMIT_ENABLED", true)?,
             trusted_proxies: env.parse("MOVIES_TRUSTED_PROXIES", "")?,
-            redis_timeout: env.millis("MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS", 5)?,
+            redis_timeout: env.millis("MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS", 25)?,
             redis_probe_interval: env.millis("MOVIES_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
             api_anonymous: env.parse("MOVIES_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
             api_user: env.parse("MOVIES_RATE_LIMIT_API_USER", "50/s burst 100")?,

@@ -3,7 +3,7 @@
 //! Two copies of one trivial axum service run in this process: one bare, one behind
 //! `ClientIpLayer` + `RateLimitLayer` checking every request against Redis (one
 //! policy per client address, 1,000 addresses sent through a trusted proxy's
-//! `X-Forwarded-For`, a limit never reached, the production 5 ms deadline). The load
+//! `X-Forwarded-For`, a limit never reached, the default deadline). The load
 //! is open-loop: each of `--connections` keep-alive HTTP/1.1 connections sends its
 //! share of `--rate` requests per second on a fixed schedule, whatever the answers.
 //! Rounds alternate between the two services so background load hits both alike.
@@ -135,8 +135,7 @@ fn main() {
     // services), the load generator on this thread.
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(args.server_threads).enable_all().build().unwrap();
     let (plain, limited, limiter) = server.block_on(async {
-        let mut config = LimiterConfig::new(format!("bench:{}", std::process::id()), Some(RedisTarget::Single(args.redis_url.clone())));
-        config.redis_timeout = Duration::from_millis(5);
+        let config = LimiterConfig::new(format!("bench:{}", std::process::id()), Some(RedisTarget::Single(args.redis_url.clone())));
         let limiter = Limiter::new(config).expect("a valid Redis URL");
         let policy = Policy::new("bench-ip", "1000000/s".parse().unwrap());
         let classify = move |parts: &mut http::request::Parts| {

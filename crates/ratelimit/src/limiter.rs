@@ -113,7 +113,10 @@ pub struct LimiterConfig {
     /// None: in-process limits only (one instance, tests, development).
     pub redis: Option<RedisTarget>,
     /// A check slower than this is decided locally, and the limiter switches to the
-    /// in-process store until Redis answers a probe in time again.
+    /// in-process store until Redis answers a probe in time again. The default, 25 ms,
+    /// only holds up the checks that wait for Redis (near a limit, the sign-in rules);
+    /// 5 ms made a busy 2-core host fall back often, which loosens every limit to one
+    /// instance's view for a second each time.
     pub redis_timeout: Duration,
     /// How often Redis is probed while the limiter is on the in-process store.
     pub probe_interval: Duration,
@@ -132,7 +135,7 @@ impl LimiterConfig {
         Self {
             key_prefix: key_prefix.into(),
             redis,
-            redis_timeout: Duration::from_millis(5),
+            redis_timeout: Duration::from_millis(25),
             probe_interval: Duration::from_secs(1),
             max_local_keys: 1_000_000,
             optimistic_min_burst: 20,

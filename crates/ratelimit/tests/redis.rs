@@ -77,7 +77,7 @@ async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or
 #[tokio::test]
 async fn warming_up_opens_the_connection_so_the_first_check_is_shared() {
     let mut cfg = config(RedisTarget::Single(redis_url()));
-    // The production deadline: a first check that had to open the connection would miss it.
+    // A deadline a first check that had to open the connection would miss.
     cfg.redis_timeout = Duration::from_millis(5);
     let limiter = Limiter::new(cfg).unwrap();
     assert!(limiter.warm_up(Duration::from_secs(5)).await);

@@ -53,7 +53,7 @@ impl RateLimitSettings {
             enabled: env.flag("AUTH_RATE_LIMIT_ENABLED", true)?,
             trusted_proxies: env.parse("AUTH_TRUSTED_PROXIES", "")?,
             redis_cluster_nodes: env.optional("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES").map(Into::into),
-            redis_timeout: env.millis("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", 5)?,
+            redis_timeout: env.millis("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", 25)?,
             redis_probe_interval: env.millis("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
             api_anonymous: env.parse("AUTH_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
             api_user: env.parse("AUTH_RATE_LIMIT_API_USER", "50/s burst 100")?,
@@ -143,7 +143,7 @@ mod tests {
             rates.map(|r| r.to_string()),
             ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h", "500/s burst 1000"]
         );
-        assert_eq!(s.redis_timeout, Duration::from_millis(5));
+        assert_eq!(s.redis_timeout, Duration::from_millis(25));
         assert_eq!(s.trusted_proxies, TrustedProxies::default());
         let err = with(&[("AUTH_RATE_LIMIT_LOGIN_IP", "thirty a minute")]).unwrap_err();
         assert!(err.to_string().starts_with("AUTH_RATE_LIMIT_LOGIN_IP: cannot parse \"thirty a minute\""), "{err}");

@@ -318,7 +318,7 @@ async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter
     let mut redis = RedisServer::start();
     let app = app_with(&[
         ("REDIS_URL", redis.url().as_str()),
-        // The production deadline.
+        // A tight deadline: the stop is noticed at the first check.
         ("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", "5"),
         ("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", "50"),
         ("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3"),
