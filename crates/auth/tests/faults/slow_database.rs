@@ -19,6 +19,7 @@ const POOL: usize = 3;
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The pool's acquire timeout (platform::db).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const HISTORY: &str = "/api/v1/users/me/login-history";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeout_and_the_pool_recovers() {
@@ -34,16 +35,17 @@ async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeou
     let tokens = auth.sign_in(&email).await;
     assert_eq!(auth.get_with("/api/v1/users/me", &tokens.access).await.status(), StatusCode::OK);
 
-    // Another session takes `users` and keeps it: every sign-in and profile read waits.
+    // Another session takes `users` and `login_history` and keeps them: every sign-in
+    // and history read waits. (`/users/me` may be answered from its Redis cache.)
     let mut locker = PgConnection::connect(&pg.url("auth")).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE users, login_history IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
 
     // Three times as many requests as the pool has connections, all at once.
     let requests = (0..3 * POOL).map(|i| {
         let (auth, email, access) = (&auth, email.clone(), tokens.access.clone());
         async move {
             let started = Instant::now();
-            let response = if i % 2 == 0 { auth.login(&email).await } else { auth.get_with("/api/v1/users/me", &access).await };
+            let response = if i % 2 == 0 { auth.login(&email).await } else { auth.get_with(HISTORY, &access).await };
             let (status, content_type, code) = problem_code(response).await;
             (status, content_type, code, started.elapsed())
         }
@@ -81,7 +83,7 @@ async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeou
             (0..2 * POOL).map(|i| {
                 let (auth, email, access) = (&auth, email.clone(), tokens.access.clone());
                 async move {
-                    if i % 2 == 0 { auth.login(&email).await.status() } else { auth.get_with("/api/v1/users/me", &access).await.status() }
+                    if i % 2 == 0 { auth.login(&email).await.status() } else { auth.get_with(HISTORY, &access).await.status() }
                 }
             });
         let statuses = join_all(requests).await;
