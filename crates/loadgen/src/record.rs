@@ -30,6 +30,9 @@ pub struct HashResult {
     /// its memory on every call), timed alongside for comparison.
     #[serde(default)]
     pub crate_call_median_ms: Option<f64>,
+    /// Verifications per second with every core hashing at once (the service's threads).
+    #[serde(default)]
+    pub parallel_per_s: Option<f64>,
     /// cores / median: the most logins per second the hashing allows.
     pub bound_per_s: f64,
     /// Cores used per process group while timing; "loadgen" is the hashing itself.
