@@ -11,6 +11,7 @@
 # BENCH_OUTPUT (default docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 USERS=${BENCH_USERS:-10000000}
 HISTORY=${BENCH_HISTORY:-50000000}
@@ -61,13 +62,5 @@ SECTION
   echo
   echo "<!-- partitions:end -->"
 } >"$SECTION"
-if [ -f "$OUTPUT" ] && grep -q '<!-- partitions:start -->' "$OUTPUT"; then
-  awk -v section="$SECTION" '
-    /<!-- partitions:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /<!-- partitions:end -->/ { skip = 0; next }
-    !skip { print }' "$OUTPUT" >"$WORK/benchmarks.md"
-else
-  { [ -s "$OUTPUT" ] && { cat "$OUTPUT"; echo; }; cat "$SECTION"; } >"$WORK/benchmarks.md"
-fi
-cp "$WORK/benchmarks.md" "$OUTPUT"
+write_section partitions "$SECTION" "$OUTPUT"
 say "wrote $OUTPUT"

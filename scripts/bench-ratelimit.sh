@@ -11,6 +11,7 @@
 # REDIS_URL, BENCH_OUTPUT (default docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 RATE=${BENCH_RATE:-5000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -28,15 +29,6 @@ scripts/services.sh >&2
 say "building the overhead benchmark (release)"
 cargo build --release --locked -q -p ratelimit --example overhead
 
-# Cores busy with other work, in hundredths, over one second (from /proc/stat).
-busy_hundredths() {
-  local hz u1 n1 s1 q1 sq1 st1 u2 n2 s2 q2 sq2 st2
-  hz=$(getconf CLK_TCK)
-  read -r _ u1 n1 s1 _ _ q1 sq1 st1 _ </proc/stat
-  sleep 1
-  read -r _ u2 n2 s2 _ _ q2 sq2 st2 _ </proc/stat
-  echo $(((u2 + n2 + s2 + q2 + sq2 + st2 - u1 - n1 - s1 - q1 - sq1 - st1) * 100 / hz))
-}
 # Latency percentiles are meaningless while other work competes for the cores.
 deadline=$((SECONDS + QUIET_WAIT))
 BUSY=$(busy_hundredths)
@@ -100,14 +92,5 @@ $RESULT
 MD
 
 mkdir -p "$(dirname "$OUTPUT")"
-touch "$OUTPUT"
-if grep -q '<!-- ratelimit:start -->' "$OUTPUT"; then
-  awk -v section="$SECTION" '
-    /<!-- ratelimit:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /<!-- ratelimit:end -->/ { skip = 0; next }
-    !skip { print }
-  ' "$OUTPUT" >"$OUTPUT.tmp" && mv "$OUTPUT.tmp" "$OUTPUT"
-else
-  { [ -s "$OUTPUT" ] && echo; cat "$SECTION"; } >>"$OUTPUT"
-fi
+write_section ratelimit "$SECTION" "$OUTPUT"
 say "added p50 ${ADDED_P50} µs, p99 ${ADDED_P99} µs (target < ${TARGET_US} µs: $VERDICT); wrote $OUTPUT"

@@ -20,6 +20,7 @@
 # BENCH_PG_SSLMODE (default disable, as in the deployment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 WARMUP=${BENCH_WARMUP:-3}
 DURATION=${BENCH_DURATION:-10}
@@ -77,44 +78,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A port nobody listens on: a refused connection means free.
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  say "no free port found"
-  return 1
-}
-
 # Other work on the machine skews every figure. Wait a while for it to stop; what
 # remains shows in the report's CPU table and verdict rather than being hidden.
-busy_hundredths() { # cores busy over the next second, in hundredths
-  local u1 n1 s1 q1 sq1 st1 u2 n2 s2 q2 sq2 st2 hz
-  hz=$(getconf CLK_TCK)
-  read -r _ u1 n1 s1 _ _ q1 sq1 st1 _ </proc/stat
-  sleep 1
-  read -r _ u2 n2 s2 _ _ q2 sq2 st2 _ </proc/stat
-  echo $(((u2 + n2 + s2 + q2 + sq2 + st2 - u1 - n1 - s1 - q1 - sq1 - st1) * 100 / hz))
-}
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT)) busy
-  busy=$(busy_hundredths)
-  while [ "$busy" -gt 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
-    say "machine busy ($((busy / 100)).$(printf '%02d' $((busy % 100))) cores used by other work); waiting"
-    sleep 4
-    busy=$(busy_hundredths)
-  done
-  if [ "$busy" -gt 25 ]; then
-    say "still busy after ${QUIET_WAIT}s; measuring anyway (the report will say so)"
-  fi
-}
+quiet() { wait_quiet "$QUIET_WAIT" "measuring anyway (the report will say so)"; }
 
-wait_quiet
+quiet
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The bound first, on a quiet machine: the service is not started yet.
@@ -205,7 +173,7 @@ start_service AUTH_PID "$WORK/auth.log" "$ADDR" "$AUTH" "${AUTH_ENV[@]}"
 run() {
   local scenario=$1 connections=$2 accounts=$3 addr=$4
   shift 4
-  wait_quiet
+  quiet
   say "$scenario $*: $connections connections, ${WARMUP}s warm-up, ${DURATION}s measured"
   if ! "$LOADGEN" "$scenario" --addr "$addr" --auth-pid "$AUTH_PID" ${MOVIES_PID:+--movies-pid "$MOVIES_PID"} \
     --pg-database "$DATABASE,$MOVIES_DATABASE" --connections "$connections" --accounts "$accounts" \
@@ -378,17 +346,7 @@ $(cat "$RESULTS")
 EOF
 } >"$SECTION"
 # Replace this script's section in place; put it first when absent; keep the rest.
-if [ -f "$OUTPUT" ] && grep -q '<!-- auth:start -->' "$OUTPUT"; then
-  awk -v section="$SECTION" '
-    /<!-- auth:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /<!-- auth:end -->/ { skip = 0; next }
-    !skip { print }' "$OUTPUT" >"$WORK/benchmarks.md"
-elif [ -s "$OUTPUT" ]; then
-  { cat "$SECTION"; echo; cat "$OUTPUT"; } >"$WORK/benchmarks.md"
-else
-  cp "$SECTION" "$WORK/benchmarks.md"
-fi
-cp "$WORK/benchmarks.md" "$OUTPUT"
+write_section auth "$SECTION" "$OUTPUT" first
 
 say "wrote $OUTPUT"
 sed -n '/^#### Verdict/,/^### /p' "$SECTION" | sed '$d' >&2

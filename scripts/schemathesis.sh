@@ -20,6 +20,7 @@
 # scripts/schemathesis/requirements.txt. Expects PostgreSQL and Redis (scripts/services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROOT=$PWD
 
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
@@ -98,20 +99,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A port nobody listens on: a refused connection means free.
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  say "no free port found"
-  return 1
-}
 
 wait_ready() {
   local name=$1 url=$2 pid=$3

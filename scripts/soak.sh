@@ -29,6 +29,7 @@
 # either way), 2 and up when the run could not be made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 DURATION=${SOAK_DURATION:-600}
 WARMUP=${SOAK_WARMUP:-}
@@ -92,43 +93,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A port nobody listens on: a refused connection means free.
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  say "no free port found"
-  return 1
-}
-
-# Other work on the machine skews every figure. Wait a while for it to stop; what
-# remains shows in the report's "machine CPU" column rather than being hidden.
-busy_hundredths() { # cores busy over the next second, in hundredths
-  local u1 n1 s1 q1 sq1 st1 u2 n2 s2 q2 sq2 st2 hz
-  hz=$(getconf CLK_TCK)
-  read -r _ u1 n1 s1 _ _ q1 sq1 st1 _ </proc/stat
-  sleep 1
-  read -r _ u2 n2 s2 _ _ q2 sq2 st2 _ </proc/stat
-  echo $(((u2 + n2 + s2 + q2 + sq2 + st2 - u1 - n1 - s1 - q1 - sq1 - st1) * 100 / hz))
-}
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT)) busy
-  busy=$(busy_hundredths)
-  while [ "$busy" -gt 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
-    say "machine busy ($((busy / 100)).$(printf '%02d' $((busy % 100))) cores used by other work); waiting"
-    sleep 4
-    busy=$(busy_hundredths)
-  done
-  if [ "$busy" -gt 25 ]; then
-    say "still busy after ${QUIET_WAIT}s; running anyway (the report's machine CPU column will show it)"
-  fi
-}
 
 # Ends the run when a service has died, with the end of its log.
 check_alive() {
@@ -213,7 +177,9 @@ if ! "$LOADGEN" ready --addr "$MOVIES_ADDR" --pid "$MOVIES_PID" --timeout 60; th
   exit 2
 fi
 
-wait_quiet
+# Other work on the machine skews every figure. Wait a while for it to stop; what
+# remains shows in the report's "machine CPU" column rather than being hidden.
+wait_quiet "$QUIET_WAIT" "running anyway (the report's machine CPU column will show it)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 WARMUP_ARG=()
@@ -320,17 +286,7 @@ $(cat "$RESULT")
 EOF
 } >"$SECTION"
 # Replace this script's section in place; append it when absent; keep the rest.
-if [ -f "$OUTPUT" ] && grep -q '<!-- soak:start -->' "$OUTPUT"; then
-  awk -v section="$SECTION" '
-    /<!-- soak:start -->/ { while ((getline line < section) > 0) print line; skip = 1; next }
-    /<!-- soak:end -->/ { skip = 0; next }
-    !skip { print }' "$OUTPUT" >"$WORK/benchmarks.md"
-elif [ -s "$OUTPUT" ]; then
-  { cat "$OUTPUT"; echo; cat "$SECTION"; } >"$WORK/benchmarks.md"
-else
-  cp "$SECTION" "$WORK/benchmarks.md"
-fi
-cp "$WORK/benchmarks.md" "$OUTPUT"
+write_section soak "$SECTION" "$OUTPUT"
 
 say "wrote $OUTPUT"
 VERDICT=$(sed -n '/^## Verdict/,/^## Throughput/p' "$SECTION" | sed '$d')
