@@ -30,13 +30,8 @@ say "building the overhead benchmark (release)"
 cargo build --release --locked -q -p ratelimit --example overhead
 
 # Latency percentiles are meaningless while other work competes for the cores.
-deadline=$((SECONDS + QUIET_WAIT))
-BUSY=$(busy_hundredths)
-while [ "$BUSY" -gt 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
-  say "machine busy ($BUSY hundredths of a core used by other work); waiting"
-  sleep 4
-  BUSY=$(busy_hundredths)
-done
+wait_quiet "$QUIET_WAIT" "measuring anyway"
+BUSY=$QUIET_BUSY
 BUSY_BEFORE="$((BUSY / 100)).$(printf '%02d' $((BUSY % 100))) cores"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 say "running: $RATE requests/s, $CONNECTIONS connections, $ROUNDS rounds of ${ROUND_SECONDS}s per variant"

@@ -30,6 +30,7 @@ busy_hundredths() {
 
 # wait_quiet SECONDS ANYWAY: waits up to SECONDS for other work to leave the machine
 # (a quarter of a core at most), then, if it has not, says so ending with ANYWAY.
+# Leaves the last reading, in hundredths of a core, in QUIET_BUSY.
 wait_quiet() {
   local seconds=$1 anyway=$2 deadline busy
   deadline=$((SECONDS + seconds))
@@ -42,6 +43,7 @@ wait_quiet() {
   if [ "$busy" -gt 25 ]; then
     say "still busy after ${seconds}s; $anyway"
   fi
+  QUIET_BUSY=$busy
 }
 
 # write_section NAME SECTION_FILE OUTPUT [first]: replaces the lines of OUTPUT from
