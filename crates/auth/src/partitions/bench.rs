@@ -397,29 +397,10 @@ async fn fill_users(db: &PgPool, bars: &MultiProgress, n: i64, password_hash: &s
                LATERAL (SELECT bench.signed_up(g, $8) AS at, bench.pick($9, g, 10) AS country) a";
     let domains = weighted(DOMAINS);
     let (ru, kz, by, countries) = (weighted(RU_REGIONS), weighted(KZ_REGIONS), weighted(BY_REGIONS), weighted(COUNTRIES));
-    batches(n, USER_BATCH)
-        .map(|(from, to)| {
-            let q = sqlx::query(sql)
-                .bind(&domains)
-                .bind(password_hash)
-                .bind(&ru)
-                .bind(&kz)
-                .bind(&by)
-                .bind(from)
-                .bind(to)
-                .bind(n)
-                .bind(&countries);
-            let bar = bar.clone();
-            async move {
-                q.execute(db).await?;
-                bar.inc((to - from + 1) as u64);
-                Ok::<_, sqlx::Error>(())
-            }
-        })
-        .buffer_unordered(FILL_CONNECTIONS)
-        .try_collect::<()>()
-        .await?;
-    bar.finish();
+    fill_in_batches(db, &bar, n, USER_BATCH, |from, to| {
+        sqlx::query(sql).bind(&domains).bind(password_hash).bind(&ru).bind(&kz).bind(&by).bind(from).bind(to).bind(n).bind(&countries)
+    })
+    .await?;
     let step = spinner(bars, "lookup tables (email, login)");
     sqlx::raw_sql(
         "INSERT INTO user_emails (email, user_id) SELECT email, id FROM users;
@@ -464,32 +445,11 @@ async fn fill_history(db: &PgPool, bars: &MultiProgress, n: i64, m: i64) -> anyh
                                CASE WHEN bench.rnd(h, 18) >= 0.01 THEN bench.uuid7(bench.signed_up(a.g, $11), a.g, 1) END AS user_id) s";
     let (octets, methods, devices) = (weighted(FIRST_OCTETS), weighted(METHODS), weighted(DEVICES));
     let agents: Vec<Vec<String>> = ["mobile", "web", "smart_tv", "tablet", "other"].into_iter().map(user_agents).collect();
-    batches(m, HISTORY_BATCH)
-        .map(|(from, to)| {
-            let q = sqlx::query(sql)
-                .bind(&octets)
-                .bind(&agents[0])
-                .bind(&agents[1])
-                .bind(&agents[2])
-                .bind(&agents[3])
-                .bind(&agents[4])
-                .bind(&methods)
-                .bind(from)
-                .bind(to)
-                .bind(m)
-                .bind(n)
-                .bind(&devices);
-            let bar = bar.clone();
-            async move {
-                q.execute(db).await?;
-                bar.inc((to - from + 1) as u64);
-                Ok::<_, sqlx::Error>(())
-            }
-        })
-        .buffer_unordered(FILL_CONNECTIONS)
-        .try_collect::<()>()
-        .await?;
-    bar.finish();
+    fill_in_batches(db, &bar, m, HISTORY_BATCH, |from, to| {
+        let q = sqlx::query(sql).bind(&octets).bind(&agents[0]).bind(&agents[1]).bind(&agents[2]).bind(&agents[3]).bind(&agents[4]);
+        q.bind(&methods).bind(from).bind(to).bind(m).bind(n).bind(&devices)
+    })
+    .await?;
     let step = spinner(bars, "history indexes");
     sqlx::raw_sql(
         "ALTER TABLE login_history ADD CONSTRAINT login_history_pkey PRIMARY KEY (id, attempted_at);
@@ -498,6 +458,31 @@ async fn fill_history(db: &PgPool, bars: &MultiProgress, n: i64, m: i64) -> anyh
     .execute(db)
     .await?;
     step.finish();
+    Ok(())
+}
+
+/// Runs the statement `batch(from, to)` makes for each batch of `size` of the rows 1 to
+/// `total`, `FILL_CONNECTIONS` at a time, moving `bar` as each ends.
+async fn fill_in_batches<'q>(
+    db: &PgPool,
+    bar: &ProgressBar,
+    total: i64,
+    size: i64,
+    batch: impl Fn(i64, i64) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> anyhow::Result<()> {
+    batches(total, size)
+        .map(|(from, to)| {
+            let statement = batch(from, to);
+            async move {
+                statement.execute(db).await?;
+                bar.inc((to - from + 1) as u64);
+                Ok::<_, sqlx::Error>(())
+            }
+        })
+        .buffer_unordered(FILL_CONNECTIONS)
+        .try_collect::<()>()
+        .await?;
+    bar.finish();
     Ok(())
 }
 
