@@ -219,8 +219,16 @@ start_service AUTH_PID "$WORK/auth.log" "$ADDR" "$AUTH" "${AUTH_ENV[@]}" "${TRAC
 start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR" "${TRACING_ENV[@]}"
 run me "$ME_CONNECTIONS" "$ME_ACCOUNTS" "$ADDR" --label me-traced
 run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR" --label film-traced
-sleep 2 # the exporters' last batches (scheduled every second)
+# The exporters' last batches (sent every 0.5 s): read the sink's tally until it has
+# not moved for 1.5 s, at most 10 s.
 SINK_STATS=$(cat "$WORK/sink.json" 2>/dev/null || echo '{}')
+steady=0
+for _ in $(seq 40); do
+  sleep 0.25
+  tally=$(cat "$WORK/sink.json" 2>/dev/null || echo '{}')
+  if [ "$tally" = "$SINK_STATS" ]; then steady=$((steady + 1)); else steady=0 SINK_STATS=$tally; fi
+  [ "$steady" -lt 6 ] || break
+done
 
 for pid in "$AUTH_PID" "$MOVIES_PID"; do
   if ! kill -0 "$pid" 2>/dev/null; then
