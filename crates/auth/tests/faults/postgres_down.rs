@@ -137,8 +137,12 @@ async fn call(client: &reqwest::Client, url: &str, kind: Kind, email: &str) -> A
     Answer { kind, email: email.to_owned(), started, took: started.elapsed(), status, content_type, code, user_id, tokens }
 }
 
-/// How many of Auth's statements wait for a lock that the session `db` holds.
+/// How many of Auth's statements wait for a lock that the session `db` holds. `db` is
+/// inside the transaction that holds the lock, and PostgreSQL keeps one snapshot of
+/// `pg_stat_activity` per transaction: it is cleared first, or a backend Auth opened
+/// after the first look would never be seen.
 pub async fn blocked_by(db: &mut PgConnection) -> i64 {
+    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut *db).await.unwrap();
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
           WHERE application_name = 'auth' AND pg_backend_pid() = ANY (pg_blocking_pids(pid))",
