@@ -61,17 +61,11 @@ SEARCH_PID=
 SINK_PID=
 cleanup() {
   local status=$?
-  for pid in "$AUTH_PID" "$MOVIES_PID" "$SEARCH_PID" "$SINK_PID"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pid "$AUTH_PID" "$MOVIES_PID" "$SEARCH_PID" "$SINK_PID"
   for database in $DATABASE $MOVIES_DATABASE; do
     "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
   done
-  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$REDIS_PREFIX*" 2>/dev/null |
-    xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
+  delete_redis_keys "$REDIS_PREFIX*"
   rm -rf "$WORK"
   exit "$status"
 }
@@ -159,13 +153,6 @@ start_service() {
     exit 1
   fi
 }
-stop_service() {
-  local pid=$1
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-}
 
 start_service AUTH_PID "$WORK/auth.log" "$ADDR" "$AUTH" "${AUTH_ENV[@]}"
 
@@ -202,15 +189,15 @@ export LOADGEN_BEARER
 start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR"
 start_service SEARCH_PID "$WORK/movies-uncached.log" "$SEARCH_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$SEARCH_ADDR" MOVIES_CACHE_TTL_SECONDS=0
 run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR"
-stop_service "$MOVIES_PID"
+stop_pid "$MOVIES_PID"
 MOVIES_PID=$SEARCH_PID
 run search "$MOVIES_CONNECTIONS" 1 "$SEARCH_ADDR"
-stop_service "$SEARCH_PID"
+stop_pid "$SEARCH_PID"
 start_service MOVIES_PID "$WORK/movies.log" "$MOVIES_ADDR" "$MOVIES" "${MOVIES_ENV[@]}" MOVIES_LISTEN="$MOVIES_ADDR"
-stop_service "$AUTH_PID"
+stop_pid "$AUTH_PID"
 say "auth stopped: the warm-up opens Movies' circuit breaker"
 run film "$MOVIES_CONNECTIONS" 1 "$MOVIES_ADDR" --label film-auth-down
-stop_service "$MOVIES_PID"
+stop_pid "$MOVIES_PID"
 
 # Tracing: both services again, every request sampled and exported to a local sink.
 "$LOADGEN" otlp-sink --listen "$SINK_ADDR" --stats "$WORK/sink.json" &

@@ -71,3 +71,27 @@ write_section() {
   fi && cp "$tmp" "$output" || { rm -f "$tmp"; return 1; }
   rm -f "$tmp"
 }
+
+# stop_pid PID...: ends each process still running (SIGTERM) and waits for it; empty
+# PIDs are skipped.
+stop_pid() {
+  local pid
+  for pid in "$@"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+# delete_redis_keys PATTERN: deletes the keys of the local Redis matching PATTERN,
+# inside Redis: cache keys of searches (fuzzed ones above all) hold spaces, quotes and
+# newlines that a pipe into xargs would split or choke on.
+delete_redis_keys() {
+  redis-cli -h 127.0.0.1 -p 6379 eval "local cursor = '0'
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do redis.call('DEL', key) end
+until cursor == '0'" 0 "$1" >/dev/null 2>&1 || true
+}

@@ -74,26 +74,13 @@ mkdir -p "$REPORT_DIR"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/schemathesis.XXXXXX")
 AUTH_PID=
 MOVIES_PID=
-DELETE_KEYS="local cursor = '0'
-repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = page[1]
-  for _, key in ipairs(page[2]) do redis.call('DEL', key) end
-until cursor == '0'"
 cleanup() {
   local status=$?
-  for pid in "$MOVIES_PID" "$AUTH_PID"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pid "$MOVIES_PID" "$AUTH_PID"
   for db in "$AUTH_DB" "$MOVIES_DB"; do
     "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   done
-  # In Redis itself: fuzzed cache keys hold quotes, spaces and newlines that a pipe
-  # into xargs would split or choke on.
-  redis-cli -h 127.0.0.1 -p 6379 eval "$DELETE_KEYS" 0 "$REDIS_PREFIX*" >/dev/null 2>&1 || true
+  delete_redis_keys "$REDIS_PREFIX*"
   rm -rf "$WORK"
   exit "$status"
 }

@@ -66,28 +66,13 @@ LOADGEN=${CARGO_TARGET_DIR:-target}/release/loadgen
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")
 AUTH_PID=
 MOVIES_PID=
-stop() {
-  local pid=$1
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-}
-DELETE_KEYS="local cursor = '0'
-repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = page[1]
-  for _, key in ipairs(page[2]) do redis.call('DEL', key) end
-until cursor == '0'"
 cleanup() {
   local status=$?
-  stop "$MOVIES_PID"
-  stop "$AUTH_PID"
+  stop_pid "$MOVIES_PID" "$AUTH_PID"
   for database in "$AUTH_DATABASE" "$MOVIES_DATABASE"; do
     "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
   done
-  # In Redis itself: cache keys of searches hold spaces, which a pipe into xargs would split.
-  redis-cli -h 127.0.0.1 -p 6379 eval "$DELETE_KEYS" 0 "$REDIS_PREFIX*" >/dev/null 2>&1 || true
+  delete_redis_keys "$REDIS_PREFIX*"
   rm -rf "$WORK"
   exit "$status"
 }
