@@ -9,7 +9,7 @@
 #   scripts/soak.sh              both services under a mixed load (SOAK_DURATION, 10 min);
 #   scripts/bench-partitions.sh  the partitioned schema at BENCH_USERS / BENCH_HISTORY
 #                                (10 M / 50 M by default: about 45 min and 32 GB of disk).
-# BENCH_ONLY="bench ratelimit soak partitions" picks some of them. About 75 minutes in all.
+# BENCH_ONLY="bench ratelimit soak partitions" picks some of them. About an hour in all (bench 6 min, ratelimit 2, soak 12, partitions 35).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
