@@ -262,6 +262,36 @@ mod tests {
         assert_eq!(tokio::task::spawn_blocking(move || hasher.verify_blocking(&secret, &hash).unwrap()).await.unwrap(), true);
     }
 
+    /// No timing involved: the one thread is held by a gate until the queue is set up,
+    /// and takes jobs in order, so once the last job has answered it has passed the
+    /// abandoned one.
+    #[test]
+    fn queued_work_whose_caller_has_hung_up_is_skipped() {
+        use std::sync::{atomic::AtomicBool, mpsc};
+        let hasher = PasswordHasher::new(1).unwrap();
+        let (started, has_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let gate = hasher
+            .submit(move |_| {
+                started.send(()).unwrap();
+                released.recv().unwrap();
+            })
+            .unwrap();
+        has_started.recv_timeout(std::time::Duration::from_secs(30)).expect("the hashing thread takes the first job");
+        let ran = |flag: &Arc<AtomicBool>| {
+            let flag = flag.clone();
+            move |_: &mut [Block]| flag.store(true, Ordering::SeqCst)
+        };
+        let (abandoned, awaited) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        drop(hasher.submit(ran(&abandoned)).unwrap());
+        let kept = hasher.submit(ran(&awaited)).unwrap();
+        release.send(()).unwrap();
+        gate.blocking_recv().unwrap();
+        kept.blocking_recv().unwrap();
+        assert!(awaited.load(Ordering::SeqCst), "a job whose caller waits runs");
+        assert!(!abandoned.load(Ordering::SeqCst), "a job whose caller hung up while it was queued is skipped");
+    }
+
     #[test]
     fn reused_memory_agrees_with_the_argon2_crate_both_ways() {
         use argon2::PasswordHasher as _;
