@@ -37,9 +37,59 @@ pub async fn run<S, E: Display>(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{service} stopped");
-            eprintln!("{service}: {e:#}");
+            let error = one_line(&e);
+            tracing::error!(error, "{service} stopped");
+            eprintln!("{service}: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, like `{:#}`, but without a cause whose text
+/// its parent's already holds: sqlx's errors print their source themselves, which made
+/// a failed migration state the same database error three times.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapping(std::io::Error);
+
+    impl Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "while executing migration 20: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parents_text_is_stated_once() {
+        let cause = std::io::Error::other("extension pg_partman is not installed");
+        let error = anyhow::Error::new(Wrapping(cause)).context("applying migrations");
+        assert_eq!(one_line(&error), "applying migrations: while executing migration 20: extension pg_partman is not installed");
+        assert_eq!(format!("{error:#}").matches("pg_partman").count(), 2, "anyhow's own chain repeats it");
+
+        let plain = anyhow::anyhow!("connection refused").context("connecting to PostgreSQL");
+        assert_eq!(one_line(&plain), "connecting to PostgreSQL: connection refused");
     }
 }
