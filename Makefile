@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 # Both work from a clean clone on Debian or Ubuntu with Rust installed.
 
-.PHONY: run test bench soak services contracts fuzz-schema fuzz
+.PHONY: run test lint bench soak services contracts fuzz-schema fuzz
 
 ## Installs (when missing) and starts PostgreSQL and Redis, builds and starts the services.
 run:
@@ -11,7 +11,12 @@ run:
 test:
 	@scripts/test.sh
 
-## Every benchmark, on release builds (about 75 minutes): each rewrites its section of
+## Clippy over every crate and test, warnings as errors (not part of `make test`, which
+## it would lengthen by a second full build).
+lint:
+	@cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## Every benchmark, on release builds (about an hour): each rewrites its section of
 ## docs/benchmarks.md. BENCH_ONLY="bench ratelimit soak partitions" picks some.
 bench:
 	@scripts/bench-all.sh

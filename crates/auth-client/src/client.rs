@@ -240,11 +240,8 @@ impl AuthClient {
     async fn key_after_refetch(&self, kid: &str) -> KeyLookup {
         let min_interval = self.inner.config.unknown_kid_refetch_interval;
         match self.inner.keys.fetch_slot(min_interval).await {
-            Some(_slot) => {
-                if !self.refresh_keys().await {
-                    return KeyLookup::Unreachable;
-                }
-            }
+            Some(_slot) if !self.refresh_keys().await => return KeyLookup::Unreachable,
+            Some(_slot) => {}
             // Fetched recently: trust that answer, unless it was a failure and we hold nothing.
             None if self.inner.keys.is_empty() => return KeyLookup::Unreachable,
             None => {}

@@ -240,16 +240,19 @@ fn strip_prefix(text: &str) -> String {
 /// Maps violations of named constraints (unique indexes, checks) to API errors;
 /// other database errors pass through.
 pub trait ResultExt<T> {
-    fn on_constraints(self, map: &[(&str, fn() -> ApiError)]) -> Result<T>;
+    fn on_constraints(self, map: ConstraintErrors) -> Result<T>;
 }
 
+/// Constraint names, each with the API error its violation means.
+pub type ConstraintErrors<'a> = &'a [(&'a str, fn() -> ApiError)];
+
 impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
-    fn on_constraints(self, map: &[(&str, fn() -> ApiError)]) -> Result<T> {
+    fn on_constraints(self, map: ConstraintErrors) -> Result<T> {
         self.map_err(|e| {
-            if let sqlx::Error::Database(db) = &e {
-                if let Some((_, to_error)) = map.iter().find(|(name, _)| db.constraint() == Some(*name)) {
-                    return to_error();
-                }
+            if let sqlx::Error::Database(db) = &e
+                && let Some((_, to_error)) = map.iter().find(|(name, _)| db.constraint() == Some(*name))
+            {
+                return to_error();
             }
             e.into()
         })

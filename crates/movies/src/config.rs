@@ -67,7 +67,7 @@ impl Settings {
     pub fn unknown_variables() -> Vec<String> {
         platform::env::unknown_variables(
             PREFIX,
-            &[
+            [
                 "MOVIES_LISTEN",
                 "MOVIES_DATABASE_URL",
                 "MOVIES_DATABASE_MAX_CONNECTIONS",

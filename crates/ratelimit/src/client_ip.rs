@@ -144,6 +144,19 @@ where
     }
 }
 
+/// The subject a client address counts as: an IPv4 address itself, an IPv6 address by
+/// its /64 (one subscriber's prefix, which they can pick addresses from at will).
+pub fn ip_subject(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "ip:unknown".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,18 +210,5 @@ mod tests {
         assert_eq!("".parse::<TrustedProxies>().unwrap(), TrustedProxies::default());
         assert!("10.0.0.0/8,::1, 172.16.0.0/12".parse::<TrustedProxies>().is_ok());
         assert_eq!("10.0.0.0/8, nginx".parse::<TrustedProxies>().unwrap_err(), "\"nginx\" is not an IP address or CIDR block");
-    }
-}
-
-/// The subject a client address counts as: an IPv4 address itself, an IPv6 address by
-/// its /64 (one subscriber's prefix, which they can pick addresses from at will).
-pub fn ip_subject(ip: Option<IpAddr>) -> String {
-    match ip {
-        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "ip:unknown".to_owned(),
     }
 }

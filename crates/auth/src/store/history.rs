@@ -156,7 +156,9 @@ pub const PAGE_PLANNER_SETTING: &str = "SET LOCAL enable_sort = off";
 pub async fn page(db: &PgPool, user_id: Uuid, cursor: Option<Cursor>, limit: u16) -> Result<(Vec<LoginAttempt>, Option<Cursor>)> {
     let mut tx = db.begin().await?;
     sqlx::query(PAGE_PLANNER_SETTING).execute(&mut *tx).await?;
-    let rows: Vec<(Uuid, DateTime<Utc>, Option<IpAddr>, Option<String>, String, String, bool, Option<String>)> = sqlx::query_as(PAGE)
+    /// id, attempted_at, ip, user_agent, device, method, success, failure_reason
+    type Row = (Uuid, DateTime<Utc>, Option<IpAddr>, Option<String>, String, String, bool, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(PAGE)
         .bind(user_id)
         .bind(cursor.map(|c| c.attempted_at))
         .bind(cursor.map(|c| c.id))

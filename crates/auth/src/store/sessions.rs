@@ -215,7 +215,8 @@ pub async fn is_live(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool> 
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list_live(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) -> Result<Vec<SessionView>> {
-    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, Option<IpAddr>, Option<String>, String)> = sqlx::query_as(
+    type Row = (Uuid, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, Option<IpAddr>, Option<String>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, created_at, last_used_at, expires_at, ip, user_agent, device FROM sessions
           WHERE user_id = $1 AND ended_at IS NULL AND expires_at > now()
           ORDER BY last_used_at DESC",

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{BirthDate, Country, Email, Login, Region},
-    error::{ApiError, Result, ResultExt},
+    error::{ApiError, ConstraintErrors, Result, ResultExt},
 };
 
 /// An account as clients see it: never the password hash.
@@ -75,7 +75,7 @@ fn login_taken() -> ApiError {
 
 /// Emails and logins are unique through their lookup tables, written by a trigger on
 /// `users` (migrations/20261125000020_partitioning.sql, docs/partitioning.md).
-const UNIQUE_ACCOUNT: &[(&str, fn() -> ApiError)] = &[("user_emails_pkey", email_taken), ("user_logins_pkey", login_taken)];
+const UNIQUE_ACCOUNT: ConstraintErrors = &[("user_emails_pkey", email_taken), ("user_logins_pkey", login_taken)];
 
 // The lookups of an account. Each touches one partition of `users` (and one of a lookup
 // table): `users` is split by a hash of the id, so a lookup by email or login goes

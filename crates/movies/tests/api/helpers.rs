@@ -271,14 +271,9 @@ pub struct Movies {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+#[derive(Default)]
 pub struct MoviesOptions {
     pub vars: Vec<(&'static str, String)>,
-}
-
-impl Default for MoviesOptions {
-    fn default() -> Self {
-        Self { vars: Vec::new() }
-    }
 }
 
 impl Movies {
