@@ -46,13 +46,13 @@ pub async fn run<S, E: Display>(
 }
 
 /// The error and its causes on one line, like `{:#}`, but without a cause whose text
-/// its parent's already holds: sqlx's errors print their source themselves, which made
-/// a failed migration state the same database error three times.
+/// already ends the line: sqlx's errors print their source themselves, which made a
+/// failed migration state the same database error three times.
 pub fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
-        if line.contains(&text) {
+        if line.ends_with(&text) {
             continue;
         }
         if !line.is_empty() {

@@ -78,8 +78,9 @@ fn login_taken() -> ApiError {
 const UNIQUE_ACCOUNT: ConstraintErrors = &[("user_emails_pkey", email_taken), ("user_logins_pkey", login_taken)];
 
 // The lookups of an account. Each reads one partition of `users` (and one of a lookup
-// table; by email or login, `users` is pruned at run time, see docs/partitioning.md): `users` is split by a hash of the id, so a lookup by email or login goes
-// through the lookup table that maps it to the id. Public so tests can check the plans.
+// table): `users` is split by a hash of the id, so a lookup by email or login goes
+// through the lookup table that maps it to the id, and `users` is then pruned while the
+// statement runs (docs/partitioning.md). Public so tests can check the plans.
 
 /// A [`User`] by id: `$1` the id.
 pub const SELECT_BY_ID: &str = select_user!("WHERE u.id = $1");
