@@ -311,10 +311,9 @@ belong to other benchmark scripts and are left as they are.
   19 MiB working sets do not fit the shared 32 MiB L3 cache together, so that rate is
   below the bound; the login rate is also given as a share of it. All of this is done
   twice: before the service starts and again right after the login scenario (the
-  service idle). A shared host's speed can change within minutes (single-hash medians
-  of 13.5 and 31.6 ms were seen on one day), so the bound that judges the logins is
-  cores ÷ the mean of the two medians, and the report flags a change of more than
-  10 % between them.
+  service idle). A shared host's speed can change within minutes, so the bound that
+  judges the logins is cores ÷ the mean of the two medians, and the report flags a
+  change of more than 10 % between them.
 - **Memory:** peak resident set (\`VmHWM\` in \`/proc/<pid>/status\`) of the service
   under test, read after each scenario; the Auth target applies to the largest
   over Auth's scenarios (Auth runs twice: untraced, then traced).

@@ -141,7 +141,7 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         if bound.parallel_per_s.is_some() {
             row(&mut out, "Every core hashing at once (the service's threads, nothing else running), verifications/s", &|h| {
                 let parallel = h.parallel_per_s.unwrap_or_default();
-                format!("{parallel:.1} = {:.1} % of cores ÷ this median", 100.0 * parallel * h.median_ms / (1000.0 * h.cores as f64))
+                format!("{parallel:.1} = {:.1} % of cores ÷ this median", 100.0 * parallel / h.bound_per_s)
             });
         }
         let span = if bound.timings.len() > 1 { " (one value for the run)" } else { "" };
@@ -279,11 +279,15 @@ fn judge(s: &ScenarioResult, bound: Option<&Bound>, all: &[ScenarioResult]) -> (
                     let target = LOGIN_SHARE_OF_BOUND * b.per_s;
                     let share = 100.0 * s.rps / b.per_s;
                     let met = s.rps >= target && s.errors == 0;
+                    let drift = match b.drift() {
+                        Some(d) if d.abs() > HASH_DRIFT_WARNING => format!("; the host's speed drifted {:+.0} % across it", 100.0 * d),
+                        _ => String::new(),
+                    };
                     (
                         label,
                         format!("≥ {:.0} % of the bound {:.1}/s, i.e. ≥ {target:.1}/s", LOGIN_SHARE_OF_BOUND * 100.0, b.per_s),
                         Some(met),
-                        format!("{:.1} logins/s = {share:.1} % of the bound{errors}", s.rps),
+                        format!("{:.1} logins/s = {share:.1} % of the bound{drift}{errors}", s.rps),
                     )
                 }
                 None => (label, "≥ 85 % of the Argon2 bound".to_owned(), None, "bound not measured".to_owned()),
@@ -392,6 +396,7 @@ mod tests {
         let report = render(&lines.join("\n")).unwrap();
         assert!(report.contains("**Host speed drifted:** the single-hash median changed by +20 %"), "{report}");
         assert!(report.contains("| Bound = cores ÷ single-hash time | 181.8 logins/s |"), "{report}");
+        assert!(report.contains("| 180.0 = 90.0 % of cores ÷ this median | 160.0 = 96.0 % of cores ÷ this median |"), "{report}");
         lines.pop();
         assert!(!render(&lines.join("\n")).unwrap().contains("drifted"));
     }
