@@ -19,7 +19,10 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
+use self::memory::Memory;
 use super::Email;
+
+mod memory;
 
 /// The most common passwords of public breach corpora (top of the SecLists lists),
 /// refused at signup and at password change.
@@ -86,9 +89,11 @@ impl PasswordHasher {
     pub const LANES: u32 = 1;
 
     /// Starts `concurrency` hashing threads. Each keeps Argon2's 19 MiB of working
-    /// memory from run to run: allocating and zeroing it per run cost a tenth of the CPU
-    /// of a sign-in, and Argon2 overwrites every block before reading it, so a reused
-    /// buffer needs no zeroing. A thread that finishes a hash takes the next from the
+    /// memory from run to run, on huge pages where the kernel offers them
+    /// ([`memory`]): allocating and zeroing it per run cost a tenth of the CPU of a
+    /// sign-in, and Argon2 overwrites every block before reading it, so a reused buffer
+    /// needs no zeroing. The memory is mapped at start but only takes room once a
+    /// thread first hashes. A thread that finishes a hash takes the next from the
     /// queue at once; handing each one through the async runtime instead (a semaphore
     /// permit, then `spawn_blocking`) left a core idle between hashes under load. The
     /// threads end when the last clone of the hasher is dropped.
@@ -96,20 +101,21 @@ impl PasswordHasher {
         anyhow::ensure!(concurrency > 0, "password hashing needs at least one thread");
         let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::LANES, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let mut first = memory(params.block_count());
+        let mut buffers = (0..concurrency)
+            .map(|_| Memory::new(params.block_count()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| anyhow::anyhow!("mapping memory for password hashing: {e}"))?;
         let random: [u8; 16] = rand::random();
-        let dummy_hash = hash_with(&params, &mut first, &random)?.into();
+        let dummy_hash = hash_with(&params, &mut buffers[0], &random)?.into();
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        let mut first = Some(first);
-        for i in 0..concurrency {
-            let (queue, blocks, mut buffer) = (queue.clone(), params.block_count(), first.take());
+        for (i, mut buffer) in buffers.into_iter().enumerate() {
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     while let Ok(job) = queue.recv() {
-                        let buffer = buffer.get_or_insert_with(|| memory(blocks));
                         // A panic drops the job's reply, which its caller sees as an error.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(buffer)));
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut buffer)));
                     }
                 })
                 .map_err(|e| anyhow::anyhow!("starting a password hashing thread: {e}"))?;
@@ -168,11 +174,6 @@ impl PasswordHasher {
 
 /// Work for a hashing thread, given its buffer.
 type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
-
-/// Working memory for Argon2 with `blocks` blocks.
-fn memory(blocks: usize) -> Box<[Block]> {
-    vec![Block::default(); blocks].into_boxed_slice()
-}
 
 fn hash_with(params: &Params, memory: &mut [Block], password: &[u8]) -> anyhow::Result<String> {
     let salt = Salt::generate();
@@ -296,7 +297,7 @@ mod tests {
     fn reused_memory_agrees_with_the_argon2_crate_both_ways() {
         use argon2::PasswordHasher as _;
         let params = Params::new(PasswordHasher::MEMORY_KIB, 2, 1, None).unwrap();
-        let mut memory = memory(params.block_count());
+        let mut memory = Memory::new(params.block_count()).unwrap();
         let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         for password in ["first password", "second password", "third password"] {
             let ours = hash_with(&params, &mut memory, password.as_bytes()).unwrap();
@@ -310,7 +311,7 @@ mod tests {
     #[test]
     fn hashes_with_more_memory_or_malformed_still_verify_safely() {
         use argon2::PasswordHasher as _;
-        let mut small = memory(Params::new(8 * 1024, 1, 1, None).unwrap().block_count());
+        let mut small = Memory::new(Params::new(8 * 1024, 1, 1, None).unwrap().block_count()).unwrap();
         let strong = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(16 * 1024, 1, 1, None).unwrap());
         let hash = strong.hash_password(b"correct horse").unwrap().to_string();
         assert!(verify_with(&mut small, b"correct horse", &hash));
