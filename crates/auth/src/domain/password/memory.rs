@@ -2,11 +2,10 @@
 //! them.
 //!
 //! Argon2 reads a data-dependent block of its 19 MiB on every step. With 4 KiB pages
-//! that is about 4,900 pages, far more than the processor's TLB holds, so nearly every
-//! such read also walks the page tables. Under sign-in load the rest of the service,
-//! PostgreSQL and Redis evict those page tables from the caches between hashes, and the
-//! walks go to memory. Ten 2 MiB pages fit in the TLB. `docs/benchmarks.md` has the
-//! measurements.
+//! that is about 4,900 pages, more than the processor's TLB holds, so nearly every such
+//! read also walks the page tables, and under sign-in load the rest of the machine
+//! competes for the caches those walks read. Ten 2 MiB pages fit in the TLB.
+//! `docs/auth.md` ("Passwords") has the measurements.
 //!
 //! The standard allocator cannot ask for huge pages: the mapping has to be aligned to
 //! 2 MiB and advised (`madvise(MADV_HUGEPAGE)`) before its first touch, so this maps
