@@ -314,6 +314,22 @@ async fn a_success_clears_the_count_from_that_address_and_the_account_wide_limit
 }
 
 #[tokio::test]
+async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit() {
+    // Two attempts an hour per account: without the refund the third sign-in is refused.
+    let app = app_with(&[("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "2/h")]).await;
+    let owner = email();
+    app.signup(&owner).await;
+    for attempt in 1..=5 {
+        assert_eq!(app.login(&owner, PASSWORD).await.status(), StatusCode::OK, "successful sign-in {attempt}");
+    }
+    // Failures are not given back: two use up the hour, and then even the right password waits.
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "127.0.0.1", &owner, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_problem(app.login(&owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+}
+
+#[tokio::test]
 async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter() {
     let mut redis = RedisServer::start();
     let app = app_with(&[
