@@ -309,7 +309,8 @@ belong to other benchmark scripts and are left as they are.
   verification per core at once through the service's threads for 4 s: what the bound
   assumes, every core hashing as fast as one alone, measured. On this VM the two
   19 MiB working sets do not fit the shared 32 MiB L3 cache together, so that rate is
-  below the bound; the login rate is also given as a share of it. All of this is done
+  often below the bound (84 to 100 % of it in the runs so far); the login rate is also
+  given as a share of it. All of this is done
   twice: before the service starts and again right after the login scenario (the
   service idle). A shared host's speed can change within minutes, so the bound that
   judges the logins is cores ÷ the mean of the two medians, and the report flags a

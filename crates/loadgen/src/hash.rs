@@ -11,8 +11,8 @@
 //! Then it measures what the bound assumes, that every core hashes as fast as one
 //! alone: `cores` verifications at a time through the service's own threads, for
 //! `PARALLEL_SECONDS`. On this 2-core VM two concurrent Argon2 runs, 19 MiB each, no
-//! longer fit the shared 32 MiB L3 cache together, so each is slower than one alone;
-//! the hashes per second they reach are the ceiling no login rate can pass.
+//! longer fit the shared 32 MiB L3 cache together, so each is often slower than one
+//! alone; the hashes per second they reach are the ceiling no login rate can pass.
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},

@@ -19,7 +19,7 @@ use std::{ops, ptr::NonNull};
 
 use argon2::Block;
 
-/// The size of an x86-64 and arm64 huge page.
+/// The size of a transparent huge page on x86-64 (and on arm64 with 4 KiB pages).
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Zeroed memory for `len` Argon2 blocks, owned by one hashing thread.
