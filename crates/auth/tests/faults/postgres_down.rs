@@ -224,9 +224,16 @@ async fn outage_during_sign_ups(mode: &str) {
             assert!(matches!(a.code.as_deref(), Some("service_unavailable" | "timeout")), "{a:?}");
         }
     }
-    // The requests the stop cut off inside PostgreSQL.
+    // The requests in flight at the stop, held inside PostgreSQL by the lock. A crash
+    // kills their backends at once: they fail (503, checked above). A fast stop ends
+    // the locker's backend too, and a waiter granted the lock at that moment often
+    // commits before its own backend ends (seen in CI and in repeated runs here): then
+    // it is an acknowledged success, and its writes are checked whole below.
     let cut_off: Vec<&Answer> = answers.iter().filter(|a| a.started < stopping && a.finished() > stopping).collect();
-    assert!(cut_off.len() >= 2 && cut_off.iter().all(|a| !a.ok()), "in flight at the stop: {cut_off:?}");
+    assert!(cut_off.len() >= 2, "in flight at the stop: {cut_off:?}");
+    if mode == "immediate" {
+        assert!(cut_off.iter().all(|a| !a.ok()), "succeeded through a crash: {cut_off:?}");
+    }
     // Whatever was asked with the database down failed, and fast.
     let down: Vec<&Answer> = answers.iter().filter(|a| a.started >= stopped && a.finished() <= restarting).collect();
     assert!(down.len() >= 6, "{} answers while down", down.len());
