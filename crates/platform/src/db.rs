@@ -15,6 +15,12 @@ pub fn connect_options(variable: &str, url: &str, application: &str) -> anyhow::
     Ok(options.application_name(application).log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
 
+/// A pooled connection idle at least this long is checked with a round trip before use.
+/// One that PostgreSQL ended within this time of its last use is handed out unchecked:
+/// its request fails (a 503) and sqlx drops it. While the database is down requests
+/// fail anyway; after it is back that takes an outage of under a second.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
+
 /// Creates the database when it does not exist, connects a pool and applies `migrator`.
 pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32, migrator: &Migrator) -> anyhow::Result<PgPool> {
     ensure_database(&options).await?;
@@ -24,13 +30,32 @@ pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32
     migrating.execute("SET statement_timeout = 0").await?;
     migrator.run(&mut migrating).await.context("applying migrations")?;
     migrating.close().await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(3))
+    let pool = pool_options(max_connections, IDLE_BEFORE_CHECK)
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
     Ok(pool)
+}
+
+/// The pool's settings. sqlx pings every connection it takes back and drops one that
+/// fails; by default it pings again before handing one out, so each query through the
+/// pool costs three round trips, the second check on a connection usually idle for
+/// microseconds. Here only a connection idle for `idle_before_check` or longer is
+/// checked before use (sqlx's documented pattern), which still catches a database
+/// restarted, or a connection cut, while it sat in the pool (docs/faults.md).
+fn pool_options(max_connections: u32, idle_before_check: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(move |connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= idle_before_check {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
@@ -51,4 +76,51 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
     }
     admin.close().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn server() -> PgConnectOptions {
+        let url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        connect_options("TEST_DATABASE_URL", &url, "platform-db-test").unwrap()
+    }
+
+    /// A pool of one connection, and that connection's backend, ended by another
+    /// connection while it sits idle in the pool.
+    async fn pool_whose_idle_connection_was_ended(idle_before_check: Duration) -> (PgPool, i32) {
+        let pool = pool_options(1, idle_before_check).connect_with(server()).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.unwrap();
+        // The pool takes the connection back (and pings it) in a task of its own.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.num_idle() == 0 {
+            assert!(Instant::now() < deadline, "the connection never went back to the pool");
+            tokio::task::yield_now().await;
+        }
+        let mut admin = PgConnection::connect_with(&server()).await.unwrap();
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)").bind(pid).fetch_one(&mut admin).await.unwrap();
+        assert!(ended, "backend {pid} still there after 10 s");
+        (pool, pid)
+    }
+
+    #[tokio::test]
+    async fn a_connection_ended_while_idle_is_checked_and_replaced_before_use() {
+        let (pool, ended) = pool_whose_idle_connection_was_ended(Duration::ZERO).await;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.expect("a fresh connection");
+        assert_ne!(pid, ended);
+    }
+
+    /// The other side of the check: a connection idle for less than the threshold is
+    /// handed out as it is. Its query fails, and the pool drops it.
+    #[tokio::test]
+    async fn a_connection_idle_for_less_than_the_threshold_is_used_unchecked_then_dropped_when_it_fails() {
+        let (pool, ended) = pool_whose_idle_connection_was_ended(Duration::from_secs(3600)).await;
+        let unchecked = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool).await;
+        assert!(unchecked.is_err(), "the ended connection answered: {unchecked:?}");
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.expect("a fresh connection");
+        assert_ne!(pid, ended);
+    }
 }
