@@ -28,6 +28,9 @@ const HASH_SPREAD_WARNING: f64 = 0.15;
 /// Change of the single-hash median between the timings before and after the login
 /// scenario above which the host is taken to have changed speed across it.
 const HASH_DRIFT_WARNING: f64 = 0.10;
+/// Change of an untraced rate between its runs before and after the traced ones above
+/// which the report says so.
+const BASELINE_DRIFT_WARNING: f64 = 0.10;
 
 /// The login bound as the report uses it: from the one timing before the service
 /// starts, or, when the run also timed the hash again right after the login scenario,
@@ -308,10 +311,12 @@ fn judge(s: &ScenarioResult, bound: Option<&Bound>, all: &[ScenarioResult]) -> (
         "refresh" => fixed("refresh: `POST /api/v1/auth/refresh` (rotating)", s, REFRESH_TARGET, &errors),
         "me" => fixed("`GET /api/v1/users/me` (bearer)", s, ME_TARGET, &errors),
         "film" => fixed("movies: `GET /api/v1/films/{id}` (subscriber's bearer, Auth up)", s, FILM_TARGET, &errors),
+        "me-again" => fixed("`GET /api/v1/users/me` again, untraced, after the traced runs", s, ME_TARGET, &errors),
+        "film-again" => fixed("movies: film detail again, untraced, after the traced runs", s, FILM_TARGET, &errors),
         "search" => fixed("movies: `GET /api/v1/films/search` (cache off)", s, SEARCH_TARGET, &errors),
         "film-auth-down" => share("movies: film detail with Auth down (breaker open)", s, all, "film", DEGRADED_SHARE, &errors),
-        "me-traced" => share("`GET /api/v1/users/me`, tracing on (all sampled, exported)", s, all, "me", TRACED_SHARE, &errors),
-        "film-traced" => share("movies: film detail, both services traced (all sampled, exported)", s, all, "film", TRACED_SHARE, &errors),
+        "me-traced" => traced("`GET /api/v1/users/me`, tracing on (all sampled, exported)", s, all, "me", &errors),
+        "film-traced" => traced("movies: film detail, both services traced (all sampled, exported)", s, all, "film", &errors),
         "live" => (
             "baseline: `GET /health/live` (no storage, no crypto)".to_owned(),
             "none: the ceiling of HTTP + load generator".to_owned(),
@@ -339,6 +344,33 @@ fn share(label: &str, s: &ScenarioResult, all: &[ScenarioResult], base: &str, fr
         }
         None => (label.to_owned(), target, None, format!("`{base}` not measured in this run")),
     }
+}
+
+/// A traced run against the untraced `base`: against the mean of `base` and
+/// `{base}-again` when the run measured it again after the traced runs, as the host's
+/// speed can drift in the minutes between them; the detail names both, and the drift
+/// when it is larger than [`BASELINE_DRIFT_WARNING`].
+fn traced(label: &str, s: &ScenarioResult, all: &[ScenarioResult], base: &str, errors: &str) -> (String, String, Option<bool>, String) {
+    let rate_of = |name: &str| all.iter().find(|b| b.scenario == name && b.rps > 0.0).map(|b| b.rps);
+    let (Some(before), Some(after)) = (rate_of(base), rate_of(&format!("{base}-again"))) else {
+        return share(label, s, all, base, TRACED_SHARE, errors);
+    };
+    let baseline = (before + after) / 2.0;
+    let ratio = s.rps / baseline;
+    let drift = after / before - 1.0;
+    let drift = if drift.abs() > BASELINE_DRIFT_WARNING { format!("; the untraced rate changed {:+.0} % between them", 100.0 * drift) } else { String::new() };
+    (
+        label.to_owned(),
+        format!("≥ {:.0} % of untraced `{base}`", TRACED_SHARE * 100.0),
+        Some(ratio >= TRACED_SHARE && s.errors == 0),
+        format!(
+            "{} requests/s = {:.1} % of untraced `{base}`, the mean of {}/s before and {}/s after{drift}{errors}",
+            rate(s.rps),
+            100.0 * ratio,
+            rate(before),
+            rate(after)
+        ),
+    )
 }
 
 fn mark(met: Option<bool>, detail: &str) -> String {
@@ -429,6 +461,37 @@ mod tests {
         let after_only = render_of(vec![spread(14.3, 14.0, 14.6), spread(15.1, 13.8, 19.6)]);
         assert!(after_only.contains("took 13.8 to 19.6 ms after the login scenario (median 15.1) (10th"), "{after_only}");
         assert!(!render_of(vec![spread(14.3, 14.0, 14.6)]).contains("Noisy"));
+    }
+
+    fn scenario(name: &str, rps: f64) -> String {
+        let s: ScenarioResult = serde_json::from_value(serde_json::json!({
+            "scenario": name, "service": "auth", "connections": 64, "accounts": 4, "threads": 1,
+            "warmup_s": 3.0, "measured_s": 10.0, "requests": (rps * 10.0) as u64, "rps": rps,
+            "p50_us": 4000, "p90_us": 6000, "p99_us": 8000, "max_us": 9000, "errors": 0,
+            "error_kinds": {}, "warmup_errors": 0, "dead_connections": 0, "cpu_cores": {},
+        }))
+        .unwrap();
+        serde_json::to_string(&Record::Scenario(s)).unwrap()
+    }
+
+    #[test]
+    fn a_traced_run_is_judged_against_the_mean_of_its_untraced_runs_around_it() {
+        // 9,000 is 75 % of the first baseline but 90 % of the mean of both.
+        let both = render(&[scenario("me", 12_000.0), scenario("me-traced", 9_000.0), scenario("me-again", 8_000.0)].join("\n")).unwrap();
+        assert!(
+            both.contains(
+                "| yes (9,000 requests/s = 90.0 % of untraced `me`, the mean of 12,000/s before and 8,000/s after; \
+                 the untraced rate changed -33 % between them) |"
+            ),
+            "{both}"
+        );
+        assert!(both.contains("| `GET /api/v1/users/me` again, untraced, after the traced runs | 64 | 8,000 |"), "{both}");
+        // Without the second baseline, the first alone judges, as before.
+        let one = render(&[scenario("me", 12_000.0), scenario("me-traced", 9_000.0)].join("\n")).unwrap();
+        assert!(one.contains("| **NO** (9,000 requests/s = 75.0 % of `me` (12,000/s)) |"), "{one}");
+        // A steady host: no drift is mentioned.
+        let steady = render(&[scenario("film", 12_000.0), scenario("film-traced", 11_000.0), scenario("film-again", 11_800.0)].join("\n")).unwrap();
+        assert!(steady.contains("= 92.4 % of untraced `film`, the mean of 12,000/s before and 11,800/s after) |"), "{steady}");
     }
 
     #[test]
