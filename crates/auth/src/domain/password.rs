@@ -92,10 +92,11 @@ impl PasswordHasher {
     /// memory from run to run, on huge pages where the kernel offers them
     /// ([`memory`]): allocating and zeroing it per run cost a tenth of the CPU of a
     /// sign-in, and Argon2 overwrites every block before reading it, so a reused buffer
-    /// needs no zeroing. The memory is mapped at start but only takes room once a
-    /// thread first hashes. A thread that finishes a hash takes the next from the
-    /// queue at once; handing each one through the async runtime instead (a semaphore
-    /// permit, then `spawn_blocking`) left a core idle between hashes under load. The
+    /// needs no zeroing. Every buffer is mapped at start; the first takes room at once
+    /// (it makes the dummy hash), the others only once their thread first hashes. A
+    /// thread that finishes a hash takes the next from the queue at once; handing each
+    /// one through the async runtime instead (a semaphore permit, then
+    /// `spawn_blocking`) left a core idle between hashes under load. The
     /// threads end when the last clone of the hasher is dropped.
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(concurrency > 0, "password hashing needs at least one thread");
