@@ -11,9 +11,11 @@ run:
 test:
 	@scripts/test.sh
 
-## Clippy over every crate and test, warnings as errors (not part of `make test`, which
-## it would lengthen by a second full build).
+## rustfmt's check (rustfmt.toml) and clippy over every crate and test, warnings as
+## errors (not part of `make test`, which it would lengthen by a second full build).
 lint:
+	@cargo fmt --all --check
+	@cd fuzz && cargo fmt --check
 	@cargo clippy --workspace --all-targets --locked -- -D warnings
 
 ## Every benchmark, on release builds (about an hour): each rewrites its section of

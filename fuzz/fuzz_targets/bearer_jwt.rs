@@ -189,11 +189,13 @@ fn assert_signed(world: &World, token: &str, claims: &AccessClaims, now: i64) {
 
 /// The header of a token and the kid whose key signed it; panics when no ring key did.
 fn signed_by(world: &World, token: &str) -> (serde_json::Value, String) {
-    let lenient = GeneralPurpose::new(&base64::alphabet::URL_SAFE, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+    let lenient =
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
     let (message, signature) = token.rsplit_once('.').unwrap_or_else(|| panic!("accepted a token without a signature part: {token}"));
     let header = message.split('.').next().expect("split yields one part");
-    let header: serde_json::Value = serde_json::from_slice(&lenient.decode(header).unwrap_or_else(|e| panic!("accepted an undecodable header ({e}): {token}")))
-        .unwrap_or_else(|e| panic!("accepted a header that is not JSON ({e}): {token}"));
+    let header: serde_json::Value =
+        serde_json::from_slice(&lenient.decode(header).unwrap_or_else(|e| panic!("accepted an undecodable header ({e}): {token}")))
+            .unwrap_or_else(|e| panic!("accepted a header that is not JSON ({e}): {token}"));
     let kid = header["kid"].as_str().unwrap_or_else(|| panic!("accepted a token without a kid: {token}")).to_owned();
     let key = if kid == world.current_kid {
         world.current.verifying_key()

@@ -42,8 +42,7 @@ use libfuzzer_sys::fuzz_target;
 /// The flow's browser cookie: 43 characters, as `pkce::random_token` makes them.
 const BROWSER: &str = "Zm9vYmFyYmF6cXV4LV9fZm9vYmFyYmF6cXV4LV9fX18";
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> =
-    LazyLock::new(|| tokio::runtime::Builder::new_current_thread().build().expect("runtime"));
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| tokio::runtime::Builder::new_current_thread().build().expect("runtime"));
 
 fn well_formed_cookie(v: &str) -> bool {
     v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -74,10 +73,7 @@ fuzz_target!(|data: &[u8]| {
         Err(rejection) => {
             if let Ok(pairs) = &pairs {
                 let known = ["code", "state", "error", "device_id"];
-                assert!(
-                    known.iter().any(|k| pairs.iter().filter(|(name, _)| name == k).count() > 1),
-                    "refused a query of distinct pairs {pairs:?}"
-                );
+                assert!(known.iter().any(|k| pairs.iter().filter(|(name, _)| name == k).count() > 1), "refused a query of distinct pairs {pairs:?}");
             }
             // A query that does not deserialise is a 422 problem (`validation_failed`, field `query`).
             assert_eq!(rejection.into_response().status(), StatusCode::UNPROCESSABLE_ENTITY);

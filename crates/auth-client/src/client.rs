@@ -185,7 +185,16 @@ impl AuthClient {
         let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
         let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %url);
         let headers = outgoing_headers(&span, None);
-        let response = self.inner.http.get(&url).headers(headers).timeout(self.inner.config.jwks_timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
+        let response = self
+            .inner
+            .http
+            .get(&url)
+            .headers(headers)
+            .timeout(self.inner.config.jwks_timeout)
+            .send()
+            .instrument(span)
+            .await
+            .map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }

@@ -1,10 +1,6 @@
 //! Auth's public keys, fetched from its JWKS and kept in memory through any outage.
 
-use std::{
-    collections::HashMap,
-    sync::RwLock,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::RwLock, time::Instant};
 
 use jsonwebtoken::{DecodingKey, jwk::JwkSet};
 
@@ -26,11 +22,8 @@ impl KeyCache {
     /// Replaces the key set. Keys of an unusable kind (no `kid`, not a signing key we
     /// can build) are skipped.
     pub fn replace(&self, set: &JwkSet) -> usize {
-        let keys: HashMap<String, DecodingKey> = set
-            .keys
-            .iter()
-            .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
-            .collect();
+        let keys: HashMap<String, DecodingKey> =
+            set.keys.iter().filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?))).collect();
         let count = keys.len();
         if count > 0 {
             *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;

@@ -76,12 +76,9 @@ impl ApiError {
             Forbidden(detail) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", Some((*detail).into())),
             NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", Some((*detail).into())),
             Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", Some((*detail).into())),
-            PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                Some("The request body exceeds the size limit.".into()),
-            ),
+            PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", Some("The request body exceeds the size limit.".into()))
+            }
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -89,13 +86,9 @@ impl ApiError {
                 Some("Send the body as `Content-Type: application/json`.".into()),
             ),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", None),
-            Unavailable(detail) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", Some((*detail).into()))
-            }
+            Unavailable(detail) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", Some((*detail).into())),
             Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None),
-            Refused { status, code, detail } => {
-                (*status, code, status.canonical_reason().unwrap_or("Refused"), Some((*detail).into()))
-            }
+            Refused { status, code, detail } => (*status, code, status.canonical_reason().unwrap_or("Refused"), Some((*detail).into())),
             BadGateway { code, detail, .. } => (StatusCode::BAD_GATEWAY, code, "Bad gateway", Some((*detail).into())),
             GatewayTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
@@ -265,7 +258,9 @@ mod tests {
 
     #[test]
     fn json_data_errors_name_the_field() {
-        let e = json_data_error("Failed to deserialize the JSON body into the target type: birth_date: invalid type: integer `5`, expected a string at line 1 column 20");
+        let e = json_data_error(
+            "Failed to deserialize the JSON body into the target type: birth_date: invalid type: integer `5`, expected a string at line 1 column 20",
+        );
         assert_eq!(e.field, "birth_date");
         assert!(e.message.starts_with("invalid type: integer"));
         let e = json_data_error("Failed to deserialize the JSON body into the target type: missing field `email` at line 1 column 2");

@@ -77,11 +77,7 @@ pub fn post_json(path: &str, body: Bytes) -> Request<Body> {
 }
 
 pub fn get(path: &str) -> Request<Body> {
-    Request::builder()
-        .uri(path)
-        .header(header::USER_AGENT, "loadgen")
-        .body(Full::new(Bytes::new()))
-        .expect("a valid path")
+    Request::builder().uri(path).header(header::USER_AGENT, "loadgen").body(Full::new(Bytes::new())).expect("a valid path")
 }
 
 pub fn get_with_bearer(path: &str, authorization: &HeaderValue) -> Request<Body> {

@@ -37,10 +37,8 @@ pub fn measure(samples: usize, watch: &procstat::Watch) -> anyhow::Result<HashRe
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let password = crate::scenario::PASSWORD;
-    let hash = argon2
-        .hash_password_with_salt(password.as_bytes(), b"loadgen-fixed-salt")
-        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?
-        .to_string();
+    let hash =
+        argon2.hash_password_with_salt(password.as_bytes(), b"loadgen-fixed-salt").map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?.to_string();
     let service = PasswordHasher::new(1)?;
     let secret = SecretString::from(password);
     let by_service = || {

@@ -129,13 +129,7 @@ pub fn cores_used(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuSplit {
 /// A `kB` line of /proc/<pid>/status, such as `VmHWM` (peak resident set).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether the process exists and has not exited (a zombie has exited).

@@ -100,11 +100,8 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         let mib = kib as f64 / 1024.0;
         let met = mib < RSS_TARGET_MIB;
         let detail = format!("{mib:.1} MiB");
-        let _ = writeln!(
-            out,
-            "| Peak RSS of `auth` (VmHWM) over the whole run | | | | | | < {RSS_TARGET_MIB:.0} MiB | {} |",
-            mark(Some(met), &detail)
-        );
+        let _ =
+            writeln!(out, "| Peak RSS of `auth` (VmHWM) over the whole run | | | | | | < {RSS_TARGET_MIB:.0} MiB | {} |", mark(Some(met), &detail));
         if !met {
             verdicts.push(format!("**Missed: peak RSS.** {detail}, above the {RSS_TARGET_MIB:.0} MiB target."));
         }
@@ -155,7 +152,12 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         let _ = writeln!(out, "| Cores | {} |", h.cores);
         let _ = writeln!(out, "| Bound = cores ÷ single-hash time | {:.1} logins/s |", bound.per_s);
         if let Some(parallel) = bound.parallel_per_s {
-            let _ = writeln!(out, "| Every core hashing at once{} | {parallel:.1}/s = {:.1} % of the bound |", if bound.timings.len() > 1 { ", mean" } else { "" }, 100.0 * parallel / bound.per_s);
+            let _ = writeln!(
+                out,
+                "| Every core hashing at once{} | {parallel:.1}/s = {:.1} % of the bound |",
+                if bound.timings.len() > 1 { ", mean" } else { "" },
+                100.0 * parallel / bound.per_s
+            );
         }
         let _ = writeln!(out, "| Target = {:.0} % of the bound | {:.1} logins/s |", LOGIN_SHARE_OF_BOUND * 100.0, LOGIN_SHARE_OF_BOUND * bound.per_s);
         if let Some(login) = scenarios.iter().find(|s| s.scenario == "login") {
@@ -340,7 +342,12 @@ fn share(label: &str, s: &ScenarioResult, all: &[ScenarioResult], base: &str, fr
         Some(b) => {
             let ratio = s.rps / b.rps;
             let met = ratio >= fraction && s.errors == 0;
-            (label.to_owned(), target, Some(met), format!("{} requests/s = {:.1} % of `{base}` ({}/s){errors}", rate(s.rps), 100.0 * ratio, rate(b.rps)))
+            (
+                label.to_owned(),
+                target,
+                Some(met),
+                format!("{} requests/s = {:.1} % of `{base}` ({}/s){errors}", rate(s.rps), 100.0 * ratio, rate(b.rps)),
+            )
         }
         None => (label.to_owned(), target, None, format!("`{base}` not measured in this run")),
     }
@@ -358,7 +365,11 @@ fn traced(label: &str, s: &ScenarioResult, all: &[ScenarioResult], base: &str, e
     let baseline = (before + after) / 2.0;
     let ratio = s.rps / baseline;
     let drift = after / before - 1.0;
-    let drift = if drift.abs() > BASELINE_DRIFT_WARNING { format!("; the untraced rate changed {:+.0} % between them", 100.0 * drift) } else { String::new() };
+    let drift = if drift.abs() > BASELINE_DRIFT_WARNING {
+        format!("; the untraced rate changed {:+.0} % between them", 100.0 * drift)
+    } else {
+        String::new()
+    };
     (
         label.to_owned(),
         format!("≥ {:.0} % of untraced `{base}`", TRACED_SHARE * 100.0),

@@ -381,9 +381,7 @@ fn search_paths(films: &[(String, String)]) -> Vec<String> {
 pub async fn subscriber(addr: SocketAddr, admin_email: &str, admin_password: &str) -> anyhow::Result<String> {
     let mut conn = Conn::new(addr);
     let email = format!("loadgen-subscriber-{}@bench.example.com", std::process::id());
-    let reply = conn
-        .send(client::post_json(SIGNUP, json_body(json!({"email": email, "password": PASSWORD, "birth_date": "1990-01-01"}))))
-        .await?;
+    let reply = conn.send(client::post_json(SIGNUP, json_body(json!({"email": email, "password": PASSWORD, "birth_date": "1990-01-01"})))).await?;
     anyhow::ensure!(reply.status == 201, "sign-up of {email}: HTTP {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
     let user: serde_json::Value = serde_json::from_slice(&reply.body)?;
     let id = user["id"].as_str().context("the sign-up answer has no id")?;

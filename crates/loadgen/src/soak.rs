@@ -664,7 +664,17 @@ impl User {
         self.since_refresh += 1;
         let total: u32 = MIX.iter().map(|(_, w)| w).sum();
         let mut roll = self.rng.below(total as usize) as u32;
-        let op = MIX.iter().find(|(_, w)| if roll < *w { true } else { roll -= w; false }).map_or(Op::Genres, |(op, _)| *op);
+        let op = MIX
+            .iter()
+            .find(|(_, w)| {
+                if roll < *w {
+                    true
+                } else {
+                    roll -= w;
+                    false
+                }
+            })
+            .map_or(Op::Genres, |(op, _)| *op);
         let c = &shared.catalogue;
         let path = match op {
             Op::FilmsList => {
@@ -1187,13 +1197,8 @@ pub fn render(r: &SoakResult) -> String {
     let total_requests = r.total.requests;
     let _ = writeln!(out, "### Verdict\n");
     let _ = writeln!(out, "| Target | Result | Verdict |\n|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| Zero 5xx over the whole run | {} 5xx in {} requests | {} |",
-        r.server_errors,
-        total_requests,
-        verdict(r.server_errors == 0)
-    );
+    let _ =
+        writeln!(out, "| Zero 5xx over the whole run | {} 5xx in {} requests | {} |", r.server_errors, total_requests, verdict(r.server_errors == 0));
     for m in &r.memory {
         let _ = writeln!(
             out,
@@ -1265,12 +1270,7 @@ pub fn render(r: &SoakResult) -> String {
         "| Time | Req/s | p99 ms | Errors (5xx) | Auth RSS MiB | Movies RSS MiB | Auth CPU | Movies CPU | Machine CPU |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     let mut idle_row = |label: &str, auth: Option<u64>, movies: Option<u64>| {
-        let _ = writeln!(
-            out,
-            "| {label} | – | – | – | {} | {} | – | – | – |",
-            auth.map_or("–".to_owned(), mib),
-            movies.map_or("–".to_owned(), mib)
-        );
+        let _ = writeln!(out, "| {label} | – | – | – | {} | {} | – | – | – |", auth.map_or("–".to_owned(), mib), movies.map_or("–".to_owned(), mib));
     };
     let idle = |service: &str| r.memory.iter().find(|m| m.service == service).map(|m| m.idle_kib).filter(|k| *k > 0);
     idle_row("before load", idle("auth"), idle("movies"));
@@ -1303,8 +1303,7 @@ pub fn render(r: &SoakResult) -> String {
             avg(|s| s.busy_cores),
         );
     }
-    let peaks: Vec<String> =
-        r.memory.iter().filter_map(|m| Some(format!("{} {} MiB", title(&m.service), mib(m.peak_kib?)))).collect();
+    let peaks: Vec<String> = r.memory.iter().filter_map(|m| Some(format!("{} {} MiB", title(&m.service), mib(m.peak_kib?)))).collect();
     if !peaks.is_empty() {
         let _ = writeln!(out, "\nPeak resident set over each process's life (VmHWM): {}.", peaks.join(", "));
     }
@@ -1382,12 +1381,7 @@ pub fn render(r: &SoakResult) -> String {
     let _ = writeln!(out, "| Operation | Share | Request |\n|---|--:|---|");
     for (name, weight) in &c.mix {
         let op = Op::ALL.iter().find(|o| o.name() == name);
-        let _ = writeln!(
-            out,
-            "| {name} | {:.0} % | {} |",
-            *weight as f64 * 100.0 / weight_total.max(1) as f64,
-            op.map_or("", |o| o.describe())
-        );
+        let _ = writeln!(out, "| {name} | {:.0} % | {} |", *weight as f64 * 100.0 / weight_total.max(1) as f64, op.map_or("", |o| o.describe()));
     }
     for op in [Op::Refresh, Op::Logout, Op::Login, Op::LoginWrongPassword] {
         let share = match op {

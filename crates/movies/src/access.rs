@@ -74,9 +74,15 @@ mod tests {
         assert!(check_stream(&Viewer::Anonymous, 12, "free").is_ok());
         assert!(matches!(check_stream(&Viewer::Anonymous, 12, "subscription"), Err(ApiError::SignInRequired(_))));
         assert!(matches!(check_stream(&Viewer::Anonymous, 18, "free"), Err(ApiError::Forbidden { code: "age_restricted", .. })));
-        assert!(matches!(check_stream(&user(&["user"], Some(18)), 0, "subscription"), Err(ApiError::Forbidden { code: "subscription_required", .. })));
+        assert!(matches!(
+            check_stream(&user(&["user"], Some(18)), 0, "subscription"),
+            Err(ApiError::Forbidden { code: "subscription_required", .. })
+        ));
         assert!(check_stream(&user(&["subscriber", "user"], Some(18)), 18, "subscription").is_ok());
-        assert!(matches!(check_stream(&user(&["subscriber", "user"], Some(12)), 16, "subscription"), Err(ApiError::Forbidden { code: "age_restricted", .. })));
+        assert!(matches!(
+            check_stream(&user(&["subscriber", "user"], Some(12)), 16, "subscription"),
+            Err(ApiError::Forbidden { code: "age_restricted", .. })
+        ));
         assert!(check_stream(&user(&["admin"], None), 18, "subscription").is_ok());
     }
 }

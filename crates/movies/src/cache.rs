@@ -72,7 +72,9 @@ impl Cache {
             let span = tracing::info_span!("SET", otel.kind = "client", db.system.name = "redis", db.operation.name = "SET");
             tokio::spawn(
                 async move {
-                    let _ = tokio::time::timeout(timeout, redis::cmd("SET").arg(full_key).arg(bytes).arg("EX").arg(ttl).query_async::<()>(&mut redis)).await;
+                    let _ =
+                        tokio::time::timeout(timeout, redis::cmd("SET").arg(full_key).arg(bytes).arg("EX").arg(ttl).query_async::<()>(&mut redis))
+                            .await;
                 }
                 .instrument(span),
             );
@@ -86,7 +88,8 @@ impl Cache {
         let pattern = format!("{}*", self.prefix);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query_async(&mut redis).await?;
+            let (next, keys): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query_async(&mut redis).await?;
             if !keys.is_empty() {
                 redis::cmd("DEL").arg(keys).query_async::<()>(&mut redis).await?;
             }

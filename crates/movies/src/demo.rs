@@ -189,7 +189,16 @@ mod tests {
 
     #[test]
     fn mpaa_ratings_map_to_age_classes() {
-        let table = [(Some("G"), 0), (Some("PG"), 6), (Some("PG-13"), 12), (Some("R"), 16), (Some("NC-17"), 18), (Some("Not Rated"), 18), (Some("Open"), 18), (None, 18)];
+        let table = [
+            (Some("G"), 0),
+            (Some("PG"), 6),
+            (Some("PG-13"), 12),
+            (Some("R"), 16),
+            (Some("NC-17"), 18),
+            (Some("Not Rated"), 18),
+            (Some("Open"), 18),
+            (None, 18),
+        ];
         for (mpaa, class) in table {
             assert_eq!(age_class(mpaa), class, "{mpaa:?}");
         }

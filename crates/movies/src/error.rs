@@ -39,9 +39,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title, detail): (StatusCode, &str, &str, Option<String>) = match &self {
-            ApiError::Validation(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", Some("One or more parameters are invalid; see `errors`.".into()))
-            }
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+                Some("One or more parameters are invalid; see `errors`.".into()),
+            ),
             ApiError::SignInRequired(detail) => (StatusCode::UNAUTHORIZED, "sign_in_required", "Unauthorized", Some((*detail).into())),
             ApiError::Forbidden { code, detail } => (StatusCode::FORBIDDEN, code, "Forbidden", Some((*detail).into())),
             ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", Some((*detail).into())),

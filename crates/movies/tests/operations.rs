@@ -74,17 +74,15 @@ impl Scrape {
 
     /// The value of the one series with this name and (at least) these labels.
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<&Series> = self
-            .0
-            .iter()
-            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
-            .collect();
+        let found: Vec<&Series> =
+            self.0.iter().filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))).collect();
         assert!(found.len() <= 1, "{name} {labels:?} matches several series: {found:?}");
         found.first().map(|s| s.value)
     }
 
     fn expect(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.value(name, labels).unwrap_or_else(|| panic!("no series {name} {labels:?} in:\n{:#?}", self.0.iter().map(|s| (&s.name, &s.labels)).collect::<Vec<_>>()))
+        self.value(name, labels)
+            .unwrap_or_else(|| panic!("no series {name} {labels:?} in:\n{:#?}", self.0.iter().map(|s| (&s.name, &s.labels)).collect::<Vec<_>>()))
     }
 }
 
@@ -98,7 +96,8 @@ async fn metrics_count_requests_sign_ins_limits_pools_and_degradation() {
 
     // Auth: a sign-in that works, then wrong passwords until the per-account rule refuses.
     let email = format!("metrics-{}@example.com", uuid::Uuid::new_v4().simple());
-    let signup = with_id(client.post(format!("{}/api/v1/auth/signup", auth.url))).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
+    let signup =
+        with_id(client.post(format!("{}/api/v1/auth/signup", auth.url))).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
     assert_eq!(signup.status(), StatusCode::CREATED);
     let login = |password: &'static str| {
         with_id(client.post(format!("{}/api/v1/auth/login", auth.url))).json(&json!({"email": email, "password": password})).send()
@@ -325,7 +324,11 @@ async fn sigterm_finishes_requests_in_flight_and_refuses_new_connections() {
     eventually("every worker to have been answered a few times", Duration::from_secs(60), || {
         let current = stream_started.clone();
         async move {
-            current.lock().unwrap().iter().all(|id| id.as_deref().and_then(|id| id.rsplit('-').next()).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n >= 3))
+            current
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|id| id.as_deref().and_then(|id| id.rsplit('-').next()).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n >= 3))
         }
     })
     .await;

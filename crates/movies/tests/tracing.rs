@@ -53,7 +53,9 @@ async fn both_services_export_one_trace_per_request_with_request_ids() {
     let response = movies.get("/api/v1/genres", None).await;
     let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36);
-    receiver.wait_for("the generated id on the span", |s| s.attr("http.request_id") == Some(generated.as_str()) && s.name == "GET /api/v1/genres").await;
+    receiver
+        .wait_for("the generated id on the span", |s| s.attr("http.request_id") == Some(generated.as_str()) && s.name == "GET /api/v1/genres")
+        .await;
 
     // A malformed one is replaced, never echoed.
     let response = movies.client.get(movies.url("/api/v1/genres")).header("x-request-id", "bad id <script>").send().await.unwrap();
@@ -73,19 +75,33 @@ async fn both_services_export_one_trace_per_request_with_request_ids() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let server = receiver.wait_for("movies server span", |s| s.service == "movies" && s.attr("http.request_id") == Some("trace-me-42")).await;
-    let client = receiver.wait_for("introspection client span", |s| s.trace_id == server.trace_id && s.kind == 3 && s.name == "POST /api/v1/auth/introspect").await;
+    let client = receiver
+        .wait_for("introspection client span", |s| s.trace_id == server.trace_id && s.kind == 3 && s.name == "POST /api/v1/auth/introspect")
+        .await;
     let auth_server = receiver.wait_for("auth server span", |s| s.service == "auth" && s.kind == 2 && s.trace_id == server.trace_id).await;
     assert_eq!(auth_server.name, "POST /api/v1/auth/introspect");
     assert_eq!(auth_server.parent_span_id, client.span_id, "Auth's span is the child of the movies client span");
     assert_eq!(auth_server.attr("http.request_id"), Some("trace-me-42"), "X-Request-Id forwarded to Auth");
-    receiver.wait_for("an Auth database span in the trace", |s| s.service == "auth" && s.trace_id == server.trace_id && s.attr("db.system.name") == Some("postgresql")).await;
+    receiver
+        .wait_for("an Auth database span in the trace", |s| {
+            s.service == "auth" && s.trace_id == server.trace_id && s.attr("db.system.name") == Some("postgresql")
+        })
+        .await;
 
     // Auth's own spans: password hashing and Redis, and no secret in any attribute.
-    let login = auth.client.post(format!("{}/api/v1/auth/login", auth.url)).header("x-request-id", "login-7").json(&serde_json::json!({"email": viewer.email, "password": helpers::PASSWORD})).send().await.unwrap();
+    let login = auth
+        .client
+        .post(format!("{}/api/v1/auth/login", auth.url))
+        .header("x-request-id", "login-7")
+        .json(&serde_json::json!({"email": viewer.email, "password": helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     let login_span = receiver.wait_for("login server span", |s| s.attr("http.request_id") == Some("login-7")).await;
     receiver.wait_for("password hashing span", |s| s.trace_id == login_span.trace_id && s.name == "password_hash").await;
-    let me = auth.client.get(format!("{}/api/v1/users/me", auth.url)).bearer_auth(&viewer.access).header("x-request-id", "me-8").send().await.unwrap();
+    let me =
+        auth.client.get(format!("{}/api/v1/users/me", auth.url)).bearer_auth(&viewer.access).header("x-request-id", "me-8").send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     let me_span = receiver.wait_for("users/me server span", |s| s.attr("http.request_id") == Some("me-8")).await;
     receiver.wait_for("a Redis span in Auth", |s| s.trace_id == me_span.trace_id && s.attr("db.system.name") == Some("redis")).await;
@@ -97,7 +113,8 @@ async fn both_services_export_one_trace_per_request_with_request_ids() {
 
     // Auth's log lines of that request carry the request id and the trace id.
     let logs = std::fs::read_to_string(&log_file).unwrap();
-    let line = logs.lines().find(|l| l.contains("\"login-7\"") && l.contains("signed in")).unwrap_or_else(|| panic!("no log line of the login: {logs}"));
+    let line =
+        logs.lines().find(|l| l.contains("\"login-7\"") && l.contains("signed in")).unwrap_or_else(|| panic!("no log line of the login: {logs}"));
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["request_id"], "login-7");
     assert_eq!(line["trace_id"], login_span.trace_id.as_str());

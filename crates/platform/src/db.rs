@@ -30,10 +30,7 @@ pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32
     migrating.execute("SET statement_timeout = 0").await?;
     migrator.run(&mut migrating).await.context("applying migrations")?;
     migrating.close().await?;
-    let pool = pool_options(max_connections, IDLE_BEFORE_CHECK)
-        .connect_with(options)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let pool = pool_options(max_connections, IDLE_BEFORE_CHECK).connect_with(options).await.context("connecting to PostgreSQL")?;
     Ok(pool)
 }
 
@@ -44,27 +41,22 @@ pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32
 /// checked before use (sqlx's documented pattern), which still catches a database
 /// restarted, or a connection cut, while it sat in the pool (docs/faults.md).
 fn pool_options(max_connections: u32, idle_before_check: Duration) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(3))
-        .test_before_acquire(false)
-        .before_acquire(move |connection, meta| {
+    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(3)).test_before_acquire(false).before_acquire(
+        move |connection, meta| {
             Box::pin(async move {
                 if meta.idle_for >= idle_before_check {
                     connection.ping().await?;
                 }
                 Ok(true)
             })
-        })
+        },
+    )
 }
 
 pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await.context("connecting to PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name).fetch_one(&mut admin).await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         match admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).await {

@@ -16,7 +16,8 @@ pub struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+        components
+            .add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
     }
 }
 
@@ -47,7 +48,8 @@ impl Modify for BodyRejections {
             let responses = &mut openapi.components.get_or_insert_with(Default::default).responses;
             for (_, name, description) in ANSWERS {
                 let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-                responses.insert(name.into(), RefOr::T(ResponseBuilder::new().description(description).content(problem::PROBLEM_JSON, content).build()));
+                responses
+                    .insert(name.into(), RefOr::T(ResponseBuilder::new().description(description).content(problem::PROBLEM_JSON, content).build()));
             }
         }
     }

@@ -76,7 +76,8 @@ mod tests {
         use axum::{Router, http::StatusCode, routing::get};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/health/ready", get(|| async { "ok" })).route("/health/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }));
+        let app =
+            Router::new().route("/health/ready", get(|| async { "ok" })).route("/health/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         assert_eq!(check(addr, "/health/ready", Duration::from_secs(5)).await, Ok(()));
         assert!(check(addr, "/health/down", Duration::from_secs(5)).await.unwrap_err().contains("503"));

@@ -96,11 +96,7 @@ pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     // Every HTTP client of the process (the OTLP/HTTP exporter among them) uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = json_subscriber::fmt::layer()
-        .with_current_span(false)
-        .with_span_list(false)
-        .flatten_span_list_on_top_level(true)
-        .with_target(true);
+    let logs = json_subscriber::fmt::layer().with_current_span(false).with_span_list(false).flatten_span_list_on_top_level(true).with_target(true);
     let provider = export.map(provider).transpose()?;
     // Without the per-span busy/idle timing (a clock read at every poll of every span),
     // thread names and source locations: attributes no dashboard of ours reads, and a
@@ -124,11 +120,9 @@ pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
 
 fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
     let exporter = match export.protocol {
-        ExportProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(&export.endpoint)
-            .with_timeout(Duration::from_secs(3))
-            .build(),
+        ExportProtocol::Grpc => {
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(&export.endpoint).with_timeout(Duration::from_secs(3)).build()
+        }
         ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
@@ -155,10 +149,20 @@ mod tests {
     #[test]
     fn export_follows_the_standard_variables() {
         assert_eq!(from(&[]).unwrap(), None, "no endpoint, no export");
-        let grpc = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317/"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_SERVICE_NAME", "auth-eu")]).unwrap().unwrap();
+        let grpc = from(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "auth-eu"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(grpc, TraceExport { endpoint: "http://jaeger:4317".into(), protocol: ExportProtocol::Grpc, service_name: "auth-eu".into() });
         let http = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")]).unwrap().unwrap();
         assert_eq!((http.protocol, http.service_name.as_str()), (ExportProtocol::HttpProtobuf, "svc"));
-        assert!(from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err().starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        assert!(
+            from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")])
+                .unwrap_err()
+                .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL")
+        );
     }
 }

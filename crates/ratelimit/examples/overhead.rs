@@ -142,7 +142,8 @@ fn main() {
             let ip: Option<IpAddr> = ClientIp::of(&parts.extensions);
             vec![Check::new(&policy, format_args!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()))]
         };
-        let limited = app().layer(RateLimitLayer::new(limiter.clone(), classify)).layer(ClientIpLayer::new("127.0.0.1".parse::<TrustedProxies>().unwrap()));
+        let limited =
+            app().layer(RateLimitLayer::new(limiter.clone(), classify)).layer(ClientIpLayer::new("127.0.0.1".parse::<TrustedProxies>().unwrap()));
         (serve(app()).await, serve(limited).await, limiter)
     });
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -165,7 +166,7 @@ fn main() {
     });
     let added = |q: f64| with_layer.value_at_quantile(q) as i64 - bare.value_at_quantile(q) as i64;
     println!(
-         r#"{{"rate": {}, "connections": {}, "server_threads": {}, "rounds": {}, "round_seconds": {}, "failures": {}, "fallbacks": {}, "backend_at_end": "{}", "without_layer": {}, "with_layer": {}, "added_p50_us": {}, "added_p99_us": {}}}"#,
+        r#"{{"rate": {}, "connections": {}, "server_threads": {}, "rounds": {}, "round_seconds": {}, "failures": {}, "fallbacks": {}, "backend_at_end": "{}", "without_layer": {}, "with_layer": {}, "added_p50_us": {}, "added_p99_us": {}}}"#,
         args.rate,
         args.connections,
         args.server_threads,

@@ -33,9 +33,7 @@ impl FromStr for TrustedProxies {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))
+                s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| format!("{s:?} is not an IP address or CIDR block"))
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -55,13 +53,8 @@ impl TrustedProxies {
             return peer;
         }
         // Every X-Forwarded-For line, in order, as one list.
-        let hops: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+        let hops: Vec<&str> =
+            headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
         if !hops.is_empty() {
             let mut client = peer;
             for hop in hops.iter().rev() {

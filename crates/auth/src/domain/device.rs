@@ -37,6 +37,7 @@ impl DeviceClass {
     /// Classifies a User-Agent. woothee knows browsers and phones; it has no notion of
     /// tablets or TVs, which are told apart by the markers their vendors use.
     pub fn from_user_agent(user_agent: &str) -> Self {
+        #[rustfmt::skip]
         const TV_MARKERS: &[&str] =
             &["smart-tv", "smarttv", "smart tv", "tizen", "web0s", "webos", "hbbtv", "appletv", "apple tv", "googletv", "android tv", "crkey", "bravia", "netcast", "roku", "aftt", "aftm"];
         let lower = user_agent.to_ascii_lowercase();
@@ -64,6 +65,7 @@ mod tests {
 
     #[test]
     fn user_agents_are_classified() {
+        #[rustfmt::skip]
         let cases = [
             ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", Web),
             ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15", Web),

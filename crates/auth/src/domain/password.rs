@@ -26,6 +26,7 @@ mod memory;
 
 /// The most common passwords of public breach corpora (top of the SecLists lists),
 /// refused at signup and at password change.
+#[rustfmt::skip]
 const COMMON_PASSWORDS: &[&str] = &[
     "12345678", "123456789", "1234567890", "12345678910", "password", "password1", "password123", "passw0rd",
     "qwertyuiop", "qwerty123", "qwerty12", "qwertyui", "1q2w3e4r", "1q2w3e4r5t", "1qaz2wsx", "zaq12wsx",
@@ -100,8 +101,7 @@ impl PasswordHasher {
     /// threads end when the last clone of the hasher is dropped.
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(concurrency > 0, "password hashing needs at least one thread");
-        let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::LANES, None)
-            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::LANES, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let mut buffers = (0..concurrency)
             .map(|_| Memory::new(params.block_count()))
             .collect::<std::io::Result<Vec<_>>>()

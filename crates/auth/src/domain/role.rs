@@ -32,10 +32,14 @@ impl Permission {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let permission = raw.trim();
         let valid_segment = |s: &str| {
-            !s.is_empty() && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            !s.is_empty()
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         if permission.len() > 100 || !permission.split('.').all(valid_segment) {
-            return Err(format!("{permission:?} is not a permission such as films.watch.subscription (dot-separated a-z, 0-9, '_', at most 100 characters)"));
+            return Err(format!(
+                "{permission:?} is not a permission such as films.watch.subscription (dot-separated a-z, 0-9, '_', at most 100 characters)"
+            ));
         }
         Ok(Self(permission.to_owned()))
     }
@@ -85,7 +89,13 @@ macro_rules! string_schema {
     };
 }
 string_schema!(RoleName, ROLE_NAME_PATTERN, 50, "subscriber", "2 to 50 of a-z, 0-9, `_`, `-`, `.`, starting with a letter.");
-string_schema!(Permission, PERMISSION_PATTERN, 100, "films.watch.subscription", "Dot-separated segments of a-z, 0-9 and `_`, each starting with a letter; at most 100 characters.");
+string_schema!(
+    Permission,
+    PERMISSION_PATTERN,
+    100,
+    "films.watch.subscription",
+    "Dot-separated segments of a-z, 0-9 and `_`, each starting with a letter; at most 100 characters."
+);
 
 /// A permission set as stored: validated, sorted, without duplicates, at most 100.
 pub fn permission_set(permissions: Vec<Permission>) -> Result<Vec<String>, String> {
@@ -117,7 +127,8 @@ mod tests {
 
     #[test]
     fn permission_sets_are_sorted_and_deduplicated() {
-        let set = permission_set(vec![Permission::parse("b.x").unwrap(), Permission::parse("a.y").unwrap(), Permission::parse("b.x").unwrap()]).unwrap();
+        let set =
+            permission_set(vec![Permission::parse("b.x").unwrap(), Permission::parse("a.y").unwrap(), Permission::parse("b.x").unwrap()]).unwrap();
         assert_eq!(set, ["a.y", "b.x"]);
     }
 }

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, ClientInfo, Json};
 use crate::{
-    limits::sign_in::{AccountKey, SignInError},
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
     error::{ApiError, Problem, Result},
+    limits::sign_in::{AccountKey, SignInError},
     state::AppState,
     store::{
         history::{self, Failure, Method},
@@ -141,9 +141,7 @@ impl LoginRequest {
     fn identifier(&self) -> Result<SignInIdentifier> {
         match (self.email.as_deref(), self.login.as_deref()) {
             (Some(email), None) => Email::parse(email).map(SignInIdentifier::Email).map_err(|m| ApiError::field("email", m)),
-            (None, Some(login)) if login.contains('@') => {
-                Email::parse(login).map(SignInIdentifier::Email).map_err(|m| ApiError::field("login", m))
-            }
+            (None, Some(login)) if login.contains('@') => Email::parse(login).map(SignInIdentifier::Email).map_err(|m| ApiError::field("login", m)),
             (None, Some(login)) => Login::parse(login).map(SignInIdentifier::Login).map_err(|m| ApiError::field("login", m)),
             (Some(_), Some(_)) => Err(ApiError::field("login", "send either email or login, not both")),
             (None, None) => Err(ApiError::field("email", "send email or login")),
@@ -184,11 +182,7 @@ fn invalid_credentials() -> ApiError {
         (status = 401, description = "Wrong credentials", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn login(
-    State(state): State<AppState>,
-    ClientInfo(client): ClientInfo,
-    Json(body): Json<LoginRequest>,
-) -> Result<TokenPair, SignInError> {
+async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Json(body): Json<LoginRequest>) -> Result<TokenPair, SignInError> {
     let identifier = body.identifier()?;
     let account = users::credentials(&state.db, &identifier).await?;
     // Counted before the password is checked; see limits::sign_in.

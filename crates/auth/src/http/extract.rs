@@ -84,11 +84,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let ip: Option<IpAddr> =
             ratelimit::ClientIp::of(&parts.extensions).or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect());
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(512).collect());
         Ok(Self(sessions::Client { ip, user_agent }))
     }
 }
@@ -161,11 +157,7 @@ async fn resolve_revocation(state: &AppState, claims: &AccessClaims, cached: red
         Ok(Cached::Live) => Ok(false),
         Ok(Cached::Unknown) => {
             let live = sessions::is_live(&state.db, claims.sid).await?;
-            let write = if live {
-                state.revocations.remember_live(claims.sid).await
-            } else {
-                state.revocations.revoke(&[claims.sid], None).await
-            };
+            let write = if live { state.revocations.remember_live(claims.sid).await } else { state.revocations.revoke(&[claims.sid], None).await };
             if let Err(e) = write {
                 tracing::warn!(error = %e, "could not cache a session state");
             }

@@ -24,11 +24,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_providers))
-        .routes(routes!(authorize))
-        .routes(routes!(callback))
-        .routes(routes!(exchange))
+    OpenApiRouter::new().routes(routes!(list_providers)).routes(routes!(authorize)).routes(routes!(callback)).routes(routes!(exchange))
 }
 
 /// The cookie that binds a flow to the browser that started it: a callback from
@@ -112,10 +108,8 @@ pub async fn start_flow(
     let flow_state = state.oauth.flows.start(&flow).await?;
     let url = state.oauth.authorization_url(provider, &flow_state, &flow).await?;
     let secure = if state.oauth.secure_cookies() { "; Secure" } else { "" };
-    let cookie = format!(
-        "{BROWSER_COOKIE}={browser}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        state.oauth.state_ttl().as_secs()
-    );
+    let cookie =
+        format!("{BROWSER_COOKIE}={browser}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}", state.oauth.state_ttl().as_secs());
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| anyhow::anyhow!("cookie header: {e}"))?;
     Ok((url, cookie))
 }

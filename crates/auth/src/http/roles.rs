@@ -122,12 +122,14 @@ pub struct RolePatch {
         (status = 409, description = "Name taken, or renaming a built-in role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn update_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Path(id): Path<Uuid>, Json(body): Json<RolePatch>) -> Result<Json<Role>> {
-    let change = RoleChange {
-        name: body.name,
-        description: description(body.description)?,
-        permissions: body.permissions.map(permissions).transpose()?,
-    };
+async fn update_role(
+    State(state): State<AppState>,
+    _: Authorized<ManageRoles>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RolePatch>,
+) -> Result<Json<Role>> {
+    let change =
+        RoleChange { name: body.name, description: description(body.description)?, permissions: body.permissions.map(permissions).transpose()? };
     let renamed = change.name.is_some();
     let role = roles::update(&state.db, id, change).await?;
     if renamed {
@@ -192,7 +194,12 @@ pub struct RoleGrant {
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No such role, or the id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn grant_role(State(state): State<AppState>, admin: Authorized<ManageRoles>, Path(id): Path<Uuid>, Json(body): Json<RoleGrant>) -> Result<Json<Vec<Role>>> {
+async fn grant_role(
+    State(state): State<AppState>,
+    admin: Authorized<ManageRoles>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RoleGrant>,
+) -> Result<Json<Vec<Role>>> {
     existing_user(&state, id).await?;
     let Some(role) = role_name(&body.role) else { return Err(ApiError::field("role", "no role has this name")) };
     if roles::role_id_by_name(&state.db, role.as_ref()).await?.is_none() {

@@ -84,13 +84,7 @@ async fn patch_me(State(state): State<AppState>, user: AuthUser, Json(patch): Js
         Some(None) => return Err(ApiError::field("email", "cannot be null")),
         other => other.flatten(),
     };
-    let change = ProfileChange {
-        email,
-        login: patch.login,
-        birth_date: patch.birth_date,
-        country: patch.country,
-        region: patch.region,
-    };
+    let change = ProfileChange { email, login: patch.login, birth_date: patch.birth_date, country: patch.country, region: patch.region };
     let updated = users::update_profile(&state.db, user.id(), change).await?.ok_or_else(ApiError::invalid_token)?;
     state.profiles.forget(user.id()).await;
     Ok(Json(updated))

@@ -93,7 +93,9 @@ impl RateLimits {
     /// Connects lazily: Auth starts, and limits on its own, while Redis is down.
     pub fn new(settings: &RateLimitSettings, redis_url: &SecretString, key_prefix: &str) -> anyhow::Result<Self> {
         let target = match &settings.redis_cluster_nodes {
-            Some(nodes) => RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+            Some(nodes) => {
+                RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            }
             None => RedisTarget::Single(redis_url.expose_secret().to_owned()),
         };
         let mut config = LimiterConfig::new(key_prefix, Some(target));
@@ -138,7 +140,8 @@ mod tests {
     fn defaults_are_the_documented_policies_and_bad_values_are_named() {
         let s = with(&[]).unwrap();
         assert!(s.enabled);
-        let rates = [s.api_anonymous, s.api_user, s.signup, s.refresh, s.password_change, s.login_ip, s.login_account_ip, s.login_account, s.introspect];
+        let rates =
+            [s.api_anonymous, s.api_user, s.signup, s.refresh, s.password_change, s.login_ip, s.login_account_ip, s.login_account, s.introspect];
         assert_eq!(
             rates.map(|r| r.to_string()),
             ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h", "500/s burst 1000"]

@@ -68,30 +68,16 @@ struct Defaults {
     userinfo: &'static str,
 }
 
-const YANDEX: Defaults = Defaults {
-    auth: "https://oauth.yandex.ru/authorize",
-    token: "https://oauth.yandex.ru/token",
-    userinfo: "https://login.yandex.ru/info",
-};
-const VK: Defaults = Defaults {
-    auth: "https://id.vk.com/authorize",
-    token: "https://id.vk.com/oauth2/auth",
-    userinfo: "https://id.vk.com/oauth2/user_info",
-};
-const MAILRU: Defaults = Defaults {
-    auth: "https://oauth.mail.ru/login",
-    token: "https://oauth.mail.ru/token",
-    userinfo: "https://oauth.mail.ru/userinfo",
-};
+const YANDEX: Defaults =
+    Defaults { auth: "https://oauth.yandex.ru/authorize", token: "https://oauth.yandex.ru/token", userinfo: "https://login.yandex.ru/info" };
+const VK: Defaults =
+    Defaults { auth: "https://id.vk.com/authorize", token: "https://id.vk.com/oauth2/auth", userinfo: "https://id.vk.com/oauth2/user_info" };
+const MAILRU: Defaults =
+    Defaults { auth: "https://oauth.mail.ru/login", token: "https://oauth.mail.ru/token", userinfo: "https://oauth.mail.ru/userinfo" };
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
-const KNOWN: &[&str] = &[
-    "OAUTH_FRONTEND_REDIRECT_URIS",
-    "OAUTH_STATE_TTL_SECONDS",
-    "OAUTH_HTTP_TIMEOUT_SECONDS",
-    "OAUTH_GOOGLE_ISSUER",
-    "OAUTH_MAILRU_VIA_VKID",
-];
+const KNOWN: &[&str] =
+    &["OAUTH_FRONTEND_REDIRECT_URIS", "OAUTH_STATE_TTL_SECONDS", "OAUTH_HTTP_TIMEOUT_SECONDS", "OAUTH_GOOGLE_ISSUER", "OAUTH_MAILRU_VIA_VKID"];
 const PER_PROVIDER: &[&str] = &["CLIENT_ID", "CLIENT_SECRET", "AUTH_URL", "TOKEN_URL", "USERINFO_URL"];
 const PROVIDERS: &[&str] = &["YANDEX", "VK", "GOOGLE", "MAILRU"];
 
@@ -99,10 +85,7 @@ const PROVIDERS: &[&str] = &["YANDEX", "VK", "GOOGLE", "MAILRU"];
 pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
     names
         .filter(|name| name.starts_with(PREFIX))
-        .filter(|name| {
-            !KNOWN.contains(&name.as_str())
-                && !PROVIDERS.iter().any(|p| PER_PROVIDER.iter().any(|v| *name == format!("OAUTH_{p}_{v}")))
-        })
+        .filter(|name| !KNOWN.contains(&name.as_str()) && !PROVIDERS.iter().any(|p| PER_PROVIDER.iter().any(|v| *name == format!("OAUTH_{p}_{v}"))))
         .collect()
 }
 

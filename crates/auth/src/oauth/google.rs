@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use super::{
-    FlowState, Identity, Provider, config::GoogleSettings, display_name, email,
+    FlowState, Identity, Provider,
+    config::GoogleSettings,
+    display_name, email,
     http::{self, ProviderHttp},
     provider_error,
 };
@@ -70,11 +72,7 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<b
 }
 
 fn invalid_id_token(cause: impl Into<String>) -> ApiError {
-    ApiError::BadGateway {
-        code: "invalid_id_token",
-        detail: "The provider's ID token did not verify; start the sign-in again.",
-        cause: cause.into(),
-    }
+    ApiError::BadGateway { code: "invalid_id_token", detail: "The provider's ID token did not verify; start the sign-in again.", cause: cause.into() }
 }
 
 impl Google {
@@ -217,9 +215,7 @@ fn verify(id_token: &str, jwk: &Jwk, client_id: &str, issuers: &[String], nonce:
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     validation.leeway = LEEWAY_SECONDS;
     validation.validate_nbf = true;
-    let claims = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
-        .map_err(|e| invalid_id_token(format!("{:?}", e.kind())))?
-        .claims;
+    let claims = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation).map_err(|e| invalid_id_token(format!("{:?}", e.kind())))?.claims;
     if claims.nonce.as_deref() != Some(nonce) {
         return Err(invalid_id_token("nonce missing or not the one sent"));
     }

@@ -53,8 +53,7 @@ impl ProviderHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        let body = serde_json::from_slice(&body)
-            .map_err(|_| provider_error(format!("{what}: answered {status} with a body that is not JSON")))?;
+        let body = serde_json::from_slice(&body).map_err(|_| provider_error(format!("{what}: answered {status} with a body that is not JSON")))?;
         Ok(Reply { status, body, what })
     }
 }
@@ -139,7 +138,10 @@ mod tests {
     #[test]
     fn errors_are_found_in_both_shapes() {
         assert_eq!(error_of(&json!({"error": "invalid_grant", "error_description": "Code expired"})).as_deref(), Some("invalid_grant Code expired"));
-        assert_eq!(error_of(&json!({"error": {"error_code": 5, "error_msg": "User authorization failed"}})).as_deref(), Some("5 User authorization failed"));
+        assert_eq!(
+            error_of(&json!({"error": {"error_code": 5, "error_msg": "User authorization failed"}})).as_deref(),
+            Some("5 User authorization failed")
+        );
         assert_eq!(error_of(&json!({"error": null, "access_token": "x"})), None);
         assert_eq!(error_of(&json!({"access_token": "x"})), None);
     }

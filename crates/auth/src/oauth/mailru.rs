@@ -31,27 +31,18 @@ pub fn authorization_url(settings: &ProviderSettings, redirect_uri: &str, state:
 }
 
 pub async fn identify(http: &ProviderHttp, settings: &ProviderSettings, redirect_uri: &str, code: &str, flow: &FlowState) -> Result<Identity> {
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
-        ("code_verifier", &flow.code_verifier),
-    ];
+    let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri), ("code_verifier", &flow.code_verifier)];
     // HTTP Basic with both parts form-encoded first (RFC 6749 §2.3.1).
     let user: String = byte_serialize(settings.client_id.as_bytes()).collect();
     let password: String = byte_serialize(settings.client_secret.expose_secret().as_bytes()).collect();
-    let token = http
-        .json(http.client().post(settings.token_url.clone()).basic_auth(user, Some(password)).form(&form), "mail.ru token")
-        .await?
-        .success()?;
+    let token =
+        http.json(http.client().post(settings.token_url.clone()).basic_auth(user, Some(password)).form(&form), "mail.ru token").await?.success()?;
     let access_token = http::str(&token, "access_token").ok_or_else(|| provider_error("mail.ru token: no access_token"))?;
 
     // Mail.ru takes the token only as a query parameter; the request goes straight to
     // Mail.ru over TLS and its address is never logged (see `http::transport_error`).
-    let info = http
-        .json(http.client().get(settings.userinfo_url.clone()).query(&[("access_token", access_token)]), "mail.ru user info")
-        .await?
-        .success()?;
+    let info =
+        http.json(http.client().get(settings.userinfo_url.clone()).query(&[("access_token", access_token)]), "mail.ru user info").await?.success()?;
     let subject = http::subject(http::string(&info, "id"), "mail.ru user info")?;
     let email = email(http::str(&info, "email"));
     Ok(Identity {

@@ -132,9 +132,7 @@ impl OAuth {
 
     /// The provider named in a path, if it is one of ours and enabled; else 404.
     pub fn provider(&self, raw: &str) -> Result<Provider> {
-        Provider::parse(raw)
-            .filter(|p| self.is_enabled(*p))
-            .ok_or(ApiError::NotFound("No such sign-in provider, or it is not enabled."))
+        Provider::parse(raw).filter(|p| self.is_enabled(*p)).ok_or(ApiError::NotFound("No such sign-in provider, or it is not enabled."))
     }
 
     pub fn state_ttl(&self) -> Duration {
@@ -195,12 +193,8 @@ impl OAuth {
                     google.identify(http, &redirect_uri, callback.code, flow).await
                 }
                 Provider::Mailru => match self.mailru()? {
-                    MailruSettings::OAuthMail(settings) => {
-                        mailru::identify(http, settings, &redirect_uri, callback.code, flow).await
-                    }
-                    MailruSettings::ViaVkId => {
-                        vk::identify(http, self.vk()?, &redirect_uri, &callback, flow, Provider::Mailru).await
-                    }
+                    MailruSettings::OAuthMail(settings) => mailru::identify(http, settings, &redirect_uri, callback.code, flow).await,
+                    MailruSettings::ViaVkId => vk::identify(http, self.vk()?, &redirect_uri, &callback, flow, Provider::Mailru).await,
                 },
             }
         };

@@ -40,10 +40,7 @@ pub async fn identify(
     flow: &FlowState,
     as_provider: Provider,
 ) -> Result<Identity> {
-    let device_id = callback
-        .device_id
-        .filter(|d| !d.is_empty() && d.len() <= 512)
-        .ok_or_else(|| provider_error("vk id callback: no device_id"))?;
+    let device_id = callback.device_id.filter(|d| !d.is_empty() && d.len() <= 512).ok_or_else(|| provider_error("vk id callback: no device_id"))?;
     // The exchange carries a state of its own, which VK ID echoes back.
     let exchange_state = pkce::random_token();
     let form = [

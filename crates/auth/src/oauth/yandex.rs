@@ -57,9 +57,7 @@ pub async fn identify(http: &ProviderHttp, settings: &ProviderSettings, _redirec
         // the user confirmed to Yandex; like Ory Kratos we treat `default_email` as
         // verified (docs/oauth.md).
         email_verified: true,
-        display_name: display_name(&[http::str(&info, "display_name")
-            .or(http::str(&info, "real_name"))
-            .or(http::str(&info, "login"))]),
+        display_name: display_name(&[http::str(&info, "display_name").or(http::str(&info, "real_name")).or(http::str(&info, "login"))]),
         birth_date: birth_date(http::str(&info, "birthday"), "%Y-%m-%d"),
     })
 }

@@ -136,20 +136,26 @@ async fn bench(options: &PgConnectOptions, args: &BenchArgs) -> anyhow::Result<S
     let flat = measuring_pool(options, 1, Some("flat, public")).await?;
     // The same SQL on both where the schemas agree (the unpartitioned pool finds
     // `flat.users` first); where they differ, the earlier schema's own query.
-    rows.push(compare(&bars, "user by id", &accounts.ids, &partitioned, &flat, async |db, _, id: &Uuid| {
-        sqlx::query(SELECT_BY_ID).bind(id).fetch_optional(db).await.map(|_| ())
-    })
-    .await?);
-    rows.push(compare(&bars, "sign-in lookup by email", &accounts.emails, &partitioned, &flat, async |db, flat, email: &String| {
-        let sql = if flat { "SELECT id, password_hash FROM users WHERE email = $1" } else { CREDENTIALS_BY_EMAIL };
-        sqlx::query(sql).bind(email).fetch_optional(db).await.map(|_| ())
-    })
-    .await?);
-    rows.push(compare(&bars, "sign-in lookup by login", &accounts.logins, &partitioned, &flat, async |db, flat, login: &String| {
-        let sql = if flat { "SELECT id, password_hash FROM users WHERE lower(login) = lower($1)" } else { CREDENTIALS_BY_LOGIN };
-        sqlx::query(sql).bind(login).fetch_optional(db).await.map(|_| ())
-    })
-    .await?);
+    rows.push(
+        compare(&bars, "user by id", &accounts.ids, &partitioned, &flat, async |db, _, id: &Uuid| {
+            sqlx::query(SELECT_BY_ID).bind(id).fetch_optional(db).await.map(|_| ())
+        })
+        .await?,
+    );
+    rows.push(
+        compare(&bars, "sign-in lookup by email", &accounts.emails, &partitioned, &flat, async |db, flat, email: &String| {
+            let sql = if flat { "SELECT id, password_hash FROM users WHERE email = $1" } else { CREDENTIALS_BY_EMAIL };
+            sqlx::query(sql).bind(email).fetch_optional(db).await.map(|_| ())
+        })
+        .await?,
+    );
+    rows.push(
+        compare(&bars, "sign-in lookup by login", &accounts.logins, &partitioned, &flat, async |db, flat, login: &String| {
+            let sql = if flat { "SELECT id, password_hash FROM users WHERE lower(login) = lower($1)" } else { CREDENTIALS_BY_LOGIN };
+            sqlx::query(sql).bind(login).fetch_optional(db).await.map(|_| ())
+        })
+        .await?,
+    );
     partitioned.close().await;
     flat.close().await;
     sqlx::raw_sql("DROP TABLE flat.users; TRUNCATE users, user_emails, user_logins CASCADE").execute(&fill).await?;
@@ -165,10 +171,12 @@ async fn bench(options: &PgConnectOptions, args: &BenchArgs) -> anyhow::Result<S
     fill.close().await;
     let partitioned = measuring_pool(options, 1, None).await?;
     let flat = measuring_pool(options, 1, Some("flat, public")).await?;
-    rows.push(compare(&bars, "login-history page (20)", &active_users, &partitioned, &flat, async |db, _, user: &Uuid| {
-        history::page(db, *user, None, 20).await.map(|_| ()).map_err(|e| sqlx::Error::Protocol(e.to_string()))
-    })
-    .await?);
+    rows.push(
+        compare(&bars, "login-history page (20)", &active_users, &partitioned, &flat, async |db, _, user: &Uuid| {
+            history::page(db, *user, None, 20).await.map(|_| ()).map_err(|e| sqlx::Error::Protocol(e.to_string()))
+        })
+        .await?,
+    );
     partitioned.close().await;
     flat.close().await;
     let inserts = [
@@ -244,19 +252,8 @@ const DOMAINS: &[(&str, usize)] = &[
     ("outlook.com", 2),
 ];
 /// Where viewers are: mostly Russia, then its neighbours and the diaspora.
-const COUNTRIES: &[(&str, usize)] = &[
-    ("RU", 84),
-    ("KZ", 4),
-    ("BY", 3),
-    ("UZ", 2),
-    ("AM", 1),
-    ("GE", 1),
-    ("KG", 1),
-    ("AZ", 1),
-    ("DE", 1),
-    ("IL", 1),
-    ("US", 1),
-];
+const COUNTRIES: &[(&str, usize)] =
+    &[("RU", 84), ("KZ", 4), ("BY", 3), ("UZ", 2), ("AM", 1), ("GE", 1), ("KG", 1), ("AZ", 1), ("DE", 1), ("IL", 1), ("US", 1)];
 /// Russian regions by their share of viewers (per cent): the capitals weigh most.
 const RU_REGIONS: &[(&str, usize)] = &[
     ("Moscow", 16),
@@ -307,8 +304,10 @@ const RU_REGIONS: &[(&str, usize)] = &[
     ("Tver Oblast", 1),
     ("Bryansk Oblast", 1),
 ];
-const KZ_REGIONS: &[(&str, usize)] = &[("Almaty", 35), ("Astana", 25), ("Shymkent", 10), ("Karaganda Region", 10), ("East Kazakhstan Region", 10), ("Aktobe Region", 10)];
-const BY_REGIONS: &[(&str, usize)] = &[("Minsk", 50), ("Minsk Region", 15), ("Gomel Region", 10), ("Brest Region", 10), ("Vitebsk Region", 8), ("Grodno Region", 7)];
+const KZ_REGIONS: &[(&str, usize)] =
+    &[("Almaty", 35), ("Astana", 25), ("Shymkent", 10), ("Karaganda Region", 10), ("East Kazakhstan Region", 10), ("Aktobe Region", 10)];
+const BY_REGIONS: &[(&str, usize)] =
+    &[("Minsk", 50), ("Minsk Region", 15), ("Gomel Region", 10), ("Brest Region", 10), ("Vitebsk Region", 8), ("Grodno Region", 7)];
 /// Devices of sign-ins: phones first, then browsers and smart TVs.
 const DEVICES: &[(&str, usize)] = &[("mobile", 45), ("web", 30), ("smart_tv", 14), ("tablet", 9), ("other", 2)];
 const METHODS: &[(&str, usize)] = &[("password", 70), ("yandex", 12), ("vk", 10), ("google", 5), ("mailru", 3)];
@@ -650,12 +649,10 @@ async fn insert_rate(
 ) -> anyhow::Result<InsertRate> {
     let schema = if search_path.is_some() { "unpartitioned" } else { "partitioned" };
     let db = measuring_pool(options, args.insert_connections, search_path).await?;
-    let bar = counter(bars, if search_path.is_some() { "sign-in inserts (unpartitioned)" } else { "sign-in inserts (partitioned)" }, args.inserts as i64);
+    let bar =
+        counter(bars, if search_path.is_some() { "sign-in inserts (unpartitioned)" } else { "sign-in inserts (partitioned)" }, args.inserts as i64);
     let accounts = Arc::new(accounts.to_vec());
-    let client = Arc::new(Client {
-        ip: Some(IpAddr::V4(Ipv4Addr::new(95, 24, 1, 7))),
-        user_agent: Some(user_agents("mobile")[0].clone()),
-    });
+    let client = Arc::new(Client { ip: Some(IpAddr::V4(Ipv4Addr::new(95, 24, 1, 7))), user_agent: Some(user_agents("mobile")[0].clone()) });
     let per_task = args.inserts.div_ceil(args.insert_connections as usize);
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.insert_connections as usize)

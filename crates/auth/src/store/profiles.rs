@@ -54,7 +54,9 @@ pub struct Profiles {
 pub enum Cached {
     Hit(User),
     /// Not cached, or stale: read PostgreSQL, then [`Profiles::fill`] with this generation.
-    Miss { generation: u64 },
+    Miss {
+        generation: u64,
+    },
 }
 
 impl Profiles {
@@ -81,9 +83,10 @@ impl Profiles {
     /// Reads the answer to [`Self::lookup`]. An entry that does not parse is a miss.
     pub fn parse(id: Uuid, (entry, generation): (Option<String>, Option<u64>)) -> Cached {
         let generation = generation.unwrap_or(0);
-        let hit = entry.as_deref().and_then(|entry| entry.split_once(':')).and_then(|(filled_in, json)| {
-            (filled_in.parse::<u64>().ok()? == generation).then(|| serde_json::from_str::<User>(json).ok()).flatten()
-        });
+        let hit = entry
+            .as_deref()
+            .and_then(|entry| entry.split_once(':'))
+            .and_then(|(filled_in, json)| (filled_in.parse::<u64>().ok()? == generation).then(|| serde_json::from_str::<User>(json).ok()).flatten());
         match hit {
             Some(user) if user.id == id => Cached::Hit(user),
             _ => Cached::Miss { generation },

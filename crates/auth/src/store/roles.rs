@@ -61,16 +61,14 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Role> {
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn create(db: &PgPool, name: &RoleName, description: &str, permissions: &[String]) -> Result<Role> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO roles (id, name, description, permissions) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(name.as_ref())
-    .bind(description)
-    .bind(permissions)
-    .fetch_one(db)
-    .await
-    .on_constraints(&[("roles_name_key", role_exists)])
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("INSERT INTO roles (id, name, description, permissions) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}")))
+        .bind(Uuid::now_v7())
+        .bind(name.as_ref())
+        .bind(description)
+        .bind(permissions)
+        .fetch_one(db)
+        .await
+        .on_constraints(&[("roles_name_key", role_exists)])
 }
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

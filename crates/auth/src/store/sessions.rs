@@ -109,9 +109,14 @@ pub async fn open(
 }
 
 pub enum Rotation {
-    Rotated { session_id: Uuid, subject: Subject },
+    Rotated {
+        session_id: Uuid,
+        subject: Subject,
+    },
     /// An already-rotated token was presented: the session has been ended.
-    Reused { session_id: Uuid },
+    Reused {
+        session_id: Uuid,
+    },
     Invalid,
 }
 
@@ -149,12 +154,10 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
         return Ok(Rotation::Rotated { session_id, subject: Subject { user_id, roles, birth_date } });
     }
     // Not rotatable: find out whether it was a replay of a rotated token.
-    let reused: Option<Uuid> = sqlx::query_scalar(
-        "SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NOT NULL",
-    )
-    .bind(presented_hash)
-    .fetch_optional(db)
-    .await?;
+    let reused: Option<Uuid> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NOT NULL")
+        .bind(presented_hash)
+        .fetch_optional(db)
+        .await?;
     match reused {
         Some(session_id) => {
             end(db, session_id, EndReason::RefreshReuse).await?;
@@ -167,26 +170,22 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
 /// Ends one session; returns its user when it was live.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -> Result<Option<Uuid>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1 AND ended_at IS NULL RETURNING user_id",
-    )
-    .bind(session_id)
-    .bind(reason.as_str())
-    .fetch_optional(db)
-    .await?)
+    Ok(sqlx::query_scalar("UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1 AND ended_at IS NULL RETURNING user_id")
+        .bind(session_id)
+        .bind(reason.as_str())
+        .fetch_optional(db)
+        .await?)
 }
 
 /// Ends one session of `user_id` (so a user cannot end another's); returns whether it was live.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, reason: EndReason) -> Result<bool> {
-    let ended = sqlx::query(
-        "UPDATE sessions SET ended_at = now(), end_reason = $3 WHERE id = $1 AND user_id = $2 AND ended_at IS NULL",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(reason.as_str())
-    .execute(db)
-    .await?;
+    let ended = sqlx::query("UPDATE sessions SET ended_at = now(), end_reason = $3 WHERE id = $1 AND user_id = $2 AND ended_at IS NULL")
+        .bind(session_id)
+        .bind(user_id)
+        .bind(reason.as_str())
+        .execute(db)
+        .await?;
     Ok(ended.rows_affected() > 0)
 }
 

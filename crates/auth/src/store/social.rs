@@ -90,9 +90,7 @@ pub async fn insert(
     match inserted {
         Ok(row) => Ok(Ok(account(row)?)),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("social_accounts_pkey") => Ok(Err(InsertConflict::IdentityTaken)),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("social_accounts_user_provider_key") => {
-            Ok(Err(InsertConflict::ProviderTaken))
-        }
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("social_accounts_user_provider_key") => Ok(Err(InsertConflict::ProviderTaken)),
         Err(e) => Err(e.into()),
     }
 }
@@ -109,18 +107,12 @@ pub async fn list(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<SocialAc
 /// Whether the account has a password, locking the account row so that concurrent
 /// unlinks of its last identities are serialised. `None` when there is no such account.
 pub async fn has_password_for_update(tx: &mut PgConnection, user_id: Uuid) -> Result<Option<bool>> {
-    Ok(sqlx::query_scalar("SELECT password_hash IS NOT NULL FROM users WHERE id = $1 FOR UPDATE")
-        .bind(user_id)
-        .fetch_optional(tx)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT password_hash IS NOT NULL FROM users WHERE id = $1 FOR UPDATE").bind(user_id).fetch_optional(tx).await?)
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid, provider: Provider) -> Result<bool> {
-    let deleted = sqlx::query("DELETE FROM social_accounts WHERE user_id = $1 AND provider = $2")
-        .bind(user_id)
-        .bind(provider.as_str())
-        .execute(db)
-        .await?;
+    let deleted =
+        sqlx::query("DELETE FROM social_accounts WHERE user_id = $1 AND provider = $2").bind(user_id).bind(provider.as_str()).execute(db).await?;
     Ok(deleted.rows_affected() > 0)
 }
 

@@ -87,11 +87,9 @@ pub const SELECT_BY_ID: &str = select_user!("WHERE u.id = $1");
 /// A [`User`] by email: `$1` the normalised email.
 pub const SELECT_BY_EMAIL: &str = select_user!("WHERE u.id = (SELECT user_id FROM user_emails WHERE email = $1)");
 /// Sign-in [`Credentials`] by email: `$1` the normalised email.
-pub const CREDENTIALS_BY_EMAIL: &str =
-    "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)";
+pub const CREDENTIALS_BY_EMAIL: &str = "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)";
 /// Sign-in [`Credentials`] by login, whatever its case: `$1` the login.
-pub const CREDENTIALS_BY_LOGIN: &str =
-    "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
+pub const CREDENTIALS_BY_LOGIN: &str = "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
 
 /// Creates the account with the built-in `user` role, in the caller's transaction.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
@@ -218,10 +216,8 @@ pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Res
 /// Current role names of a user, sorted.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn role_names(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name",
-    )
-    .bind(user_id)
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_scalar("SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name")
+        .bind(user_id)
+        .fetch_all(db)
+        .await?)
 }

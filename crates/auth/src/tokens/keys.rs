@@ -14,7 +14,10 @@ use ed25519_dalek::{
 };
 use jsonwebtoken::{
     DecodingKey, EncodingKey,
-    jwk::{AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, ThumbprintHash},
+    jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+        ThumbprintHash,
+    },
 };
 
 use crate::config::TokenSettings;
@@ -37,8 +40,8 @@ impl KeyRing {
         let mut extra = Vec::new();
         for path in &settings.extra_public_key_files {
             let pem = std::fs::read_to_string(path).with_context(|| format!("reading public key {}", path.display()))?;
-            let key = VerifyingKey::from_public_key_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("{}: not an Ed25519 public key PEM: {e}", path.display()))?;
+            let key =
+                VerifyingKey::from_public_key_pem(&pem).map_err(|e| anyhow::anyhow!("{}: not an Ed25519 public key PEM: {e}", path.display()))?;
             extra.push(key);
         }
         Self::from_keys(&signing, &extra)
@@ -79,11 +82,7 @@ impl KeyRing {
 
 fn public_jwk(key: &VerifyingKey) -> Jwk {
     Jwk {
-        common: CommonParameters {
-            public_key_use: Some(PublicKeyUse::Signature),
-            key_algorithm: Some(KeyAlgorithm::EdDSA),
-            ..Default::default()
-        },
+        common: CommonParameters { public_key_use: Some(PublicKeyUse::Signature), key_algorithm: Some(KeyAlgorithm::EdDSA), ..Default::default() },
         algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
             key_type: OctetKeyPairType::OctetKeyPair,
             curve: EllipticCurve::Ed25519,

@@ -18,10 +18,7 @@ async fn the_served_spec_equals_the_committed_contract() {
     let committed = std::fs::read_to_string(CONTRACT).expect("contracts/auth.openapi.json exists; run `make contracts`");
     let served_json: serde_json::Value = serde_json::from_str(&served).unwrap();
     let committed_json: serde_json::Value = serde_json::from_str(&committed).unwrap();
-    assert!(
-        served_json == committed_json,
-        "the API changed but contracts/auth.openapi.json did not: review the change, then run `make contracts`"
-    );
+    assert!(served_json == committed_json, "the API changed but contracts/auth.openapi.json did not: review the change, then run `make contracts`");
     assert_eq!(served_json["openapi"], "3.1.0");
 }
 
@@ -29,14 +26,16 @@ async fn the_served_spec_equals_the_committed_contract() {
 async fn the_spec_documents_every_route_and_the_docs_page_works_offline() {
     let app = spawn_app().await;
     let spec: serde_json::Value = app.client.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in [
+    #[rustfmt::skip]
+    let paths = [
         "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/logout-all",
         "/api/v1/auth/sessions", "/api/v1/auth/sessions/{id}", "/api/v1/auth/introspect", "/api/v1/users/me",
         "/api/v1/users/me/password", "/api/v1/users/me/permissions", "/api/v1/users/me/login-history", "/api/v1/roles",
         "/api/v1/roles/{id}", "/api/v1/users/{id}/roles", "/api/v1/users/{id}/roles/{name}", "/api/v1/users", "/.well-known/jwks.json", "/health/live", "/health/ready",
         "/api/v1/oauth/providers", "/api/v1/oauth/{provider}/authorize", "/api/v1/oauth/{provider}/callback", "/api/v1/oauth/exchange",
         "/api/v1/users/me/social", "/api/v1/users/me/social/{provider}",
-    ] {
+    ];
+    for path in paths {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
     }
     let page = app.client.get(app.url("/api/docs/")).send().await.unwrap();

@@ -19,7 +19,6 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -180,10 +179,7 @@ impl TestApp {
 
 pub async fn tokens(response: Response) -> Tokens {
     let body: Value = response.json().await.unwrap();
-    Tokens {
-        access: body["access_token"].as_str().unwrap().to_owned(),
-        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-    }
+    Tokens { access: body["access_token"].as_str().unwrap().to_owned(), refresh: body["refresh_token"].as_str().unwrap().to_owned() }
 }
 
 /// Asserts a problem+json response with the given status and code; returns its body.

@@ -17,16 +17,27 @@ async fn every_sign_in_attempt_is_recorded_with_its_outcome() {
     let (email, tokens) = app.signed_in_user().await;
     let user_id = app.state.tokens.verify(&tokens.access).unwrap().sub;
     assert_eq!(app.login(&email, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
-    let tv = app.client.post(app.url("/api/v1/auth/login")).header("user-agent", TV_UA).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
+    let tv = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("user-agent", TV_UA)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tv.status(), StatusCode::OK);
     assert_eq!(app.login("nobody@example.com", "whatever123").await.status(), StatusCode::UNAUTHORIZED);
     // An account without a password (social sign-in only, a later issue).
-    let social: uuid::Uuid = sqlx::query_scalar("INSERT INTO users (id, email) VALUES (gen_random_uuid(), 'social@example.com') RETURNING id").fetch_one(&app.db).await.unwrap();
+    let social: uuid::Uuid = sqlx::query_scalar("INSERT INTO users (id, email) VALUES (gen_random_uuid(), 'social@example.com') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(app.login("social@example.com", "whatever123").await.status(), StatusCode::UNAUTHORIZED);
 
     let page: Value = app.get_with("/api/v1/users/me/login-history", &tokens.access).await.json().await.unwrap();
     let items = page["items"].as_array().unwrap();
-    let outcomes: Vec<(bool, Option<&str>, &str)> = items.iter().map(|i| (i["success"].as_bool().unwrap(), i["failure_reason"].as_str(), i["device"].as_str().unwrap())).collect();
+    let outcomes: Vec<(bool, Option<&str>, &str)> =
+        items.iter().map(|i| (i["success"].as_bool().unwrap(), i["failure_reason"].as_str(), i["device"].as_str().unwrap())).collect();
     assert_eq!(outcomes, [(true, None, "smart_tv"), (false, Some("wrong_password"), "web"), (true, None, "web")], "newest first");
     for item in items {
         assert_eq!(item["method"], "password");
@@ -35,7 +46,12 @@ async fn every_sign_in_attempt_is_recorded_with_its_outcome() {
     }
     assert!(page.get("next_cursor").is_none());
 
-    let unknown: Vec<(Option<uuid::Uuid>, String)> = sqlx::query_as("SELECT user_id, failure_reason FROM login_history WHERE failure_reason IN ('unknown_account', 'password_not_set') ORDER BY failure_reason").fetch_all(&app.db).await.unwrap();
+    let unknown: Vec<(Option<uuid::Uuid>, String)> = sqlx::query_as(
+        "SELECT user_id, failure_reason FROM login_history WHERE failure_reason IN ('unknown_account', 'password_not_set') ORDER BY failure_reason",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
     assert_eq!(unknown, [(Some(social), "password_not_set".to_owned()), (None, "unknown_account".to_owned())]);
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM login_history WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
     assert_eq!(total, 3);
@@ -124,10 +140,8 @@ async fn the_history_query_uses_the_user_time_index() {
     // The table has a partition per month (docs/partitioning.md), each with its own
     // copy of the index: the page query, as the service runs it, reads each copy in
     // order and merges them, whether planned for this user or for any.
-    let copies: Vec<String> = sqlx::query_scalar("SELECT relid::regclass::text FROM pg_partition_tree('login_history_user_time_idx')")
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
+    let copies: Vec<String> =
+        sqlx::query_scalar("SELECT relid::regclass::text FROM pg_partition_tree('login_history_user_time_idx')").fetch_all(&app.db).await.unwrap();
     for mode in [PlanMode::Custom, PlanMode::Generic] {
         let mut tx = app.db.begin().await.unwrap();
         sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();

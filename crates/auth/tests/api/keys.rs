@@ -1,6 +1,9 @@
 //! The JWKS, key rotation and start-up configuration.
 
-use ed25519_dalek::{SigningKey, pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding}};
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding},
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -67,11 +70,7 @@ async fn a_rotated_out_key_stays_published_and_accepted_while_the_new_one_signs(
 
 #[test]
 fn a_bad_setting_stops_start_up_with_one_line_naming_the_variable() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
-        .arg("serve")
-        .env("AUTH_LISTEN", "nowhere")
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth")).arg("serve").env("AUTH_LISTEN", "nowhere").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -83,7 +82,12 @@ fn migrate_creates_the_database_and_exits() {
     let name = format!("auth_test_migrate_{}", uuid::Uuid::new_v4().simple());
     let base = crate::helpers::admin_url();
     let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth")).arg("migrate").env("AUTH_DATABASE_URL", &url).env("RUST_LOG", "error").output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+        .arg("migrate")
+        .env("AUTH_DATABASE_URL", &url)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -65,10 +65,12 @@ async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_a
     .execute(&old)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO roles (id, name, description, permissions) VALUES (gen_random_uuid(), 'critic', 'Writes reviews', ARRAY['films.watch.free'])")
-        .execute(&old)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO roles (id, name, description, permissions) VALUES (gen_random_uuid(), 'critic', 'Writes reviews', ARRAY['films.watch.free'])",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO user_roles (user_id, role_id)
          SELECT u.id, r.id FROM users u, roles r WHERE r.name = 'user' OR (r.name = 'critic' AND u.email LIKE 'old1%')",
@@ -109,7 +111,10 @@ async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_a
     let before = digests(&old).await;
     assert!(before.iter().all(|(_, count, _)| *count > 0), "{before:?}");
     let oldest_month: DateTime<Utc> =
-        sqlx::query_scalar("SELECT date_trunc('month', min(attempted_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM login_history").fetch_one(&old).await.unwrap();
+        sqlx::query_scalar("SELECT date_trunc('month', min(attempted_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM login_history")
+            .fetch_one(&old)
+            .await
+            .unwrap();
     old.close().await;
 
     // The service starts on it and applies the remaining migrations. The retention is
@@ -138,10 +143,12 @@ async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_a
     let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM login_history_default").fetch_one(&app.db).await.unwrap();
     assert_eq!(in_default, 0);
     // The oldest sign-in made the first month's partition.
-    let first: String = sqlx::query_scalar("SELECT tableoid::regclass::text FROM login_history ORDER BY attempted_at LIMIT 1").fetch_one(&app.db).await.unwrap();
+    let first: String =
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM login_history ORDER BY attempted_at LIMIT 1").fetch_one(&app.db).await.unwrap();
     let months = login_history_partitions(&mut app.db.acquire().await.unwrap()).await.unwrap();
     assert_eq!((months[0].name.as_str(), months[0].from), (first.as_str(), oldest_month));
-    let leftovers: Vec<String> = sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '%unpartitioned%'").fetch_all(&app.db).await.unwrap();
+    let leftovers: Vec<String> =
+        sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname LIKE '%unpartitioned%'").fetch_all(&app.db).await.unwrap();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let foreign_keys: Vec<(String, String)> = sqlx::query_as(
         "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
@@ -150,8 +157,12 @@ async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_a
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert_eq!(foreign_keys, [("sessions".into(), "users".into()), ("social_accounts".into(), "users".into()), ("user_roles".into(), "users".into())]);
-    let lookups: (i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)").fetch_one(&app.db).await.unwrap();
+    assert_eq!(
+        foreign_keys,
+        [("sessions".into(), "users".into()), ("social_accounts".into(), "users".into()), ("user_roles".into(), "users".into())]
+    );
+    let lookups: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)").fetch_one(&app.db).await.unwrap();
     assert_eq!(lookups, (300, 100));
 
     // Old accounts sign in by email and by login, their old refresh token still works,

@@ -70,7 +70,10 @@ async fn accounts_spread_over_the_partitions_and_the_lookup_tables_follow_every_
     assert!(spread[0] >= 5 && spread[15] <= 50, "{spread:?}");
 
     // Change an email and a login, change only a login's case, delete an account.
-    sqlx::query("UPDATE users SET email = 'renamed@example.com', login = 'Renamed' WHERE email = 'member2@example.com'").execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE users SET email = 'renamed@example.com', login = 'Renamed' WHERE email = 'member2@example.com'")
+        .execute(&app.db)
+        .await
+        .unwrap();
     sqlx::query("UPDATE users SET login = 'MEMBER4' WHERE email = 'member4@example.com'").execute(&app.db).await.unwrap();
     sqlx::query("DELETE FROM users WHERE email = 'member6@example.com'").execute(&app.db).await.unwrap();
 
@@ -95,9 +98,12 @@ async fn accounts_spread_over_the_partitions_and_the_lookup_tables_follow_every_
 #[tokio::test]
 async fn an_email_or_login_is_unique_across_partitions_of_users() {
     let app = spawn_app().await;
-    let holder = users::insert(&mut app.db.acquire().await.unwrap(), NewUser { login: Some(auth::domain::Login::parse("Holder").unwrap()), ..new_user("holder@example.com") })
-        .await
-        .unwrap();
+    let holder = users::insert(
+        &mut app.db.acquire().await.unwrap(),
+        NewUser { login: Some(auth::domain::Login::parse("Holder").unwrap()), ..new_user("holder@example.com") },
+    )
+    .await
+    .unwrap();
     // A row that would live in another partition of users still cannot take them.
     let other = id_in_another_partition(&app.db, holder).await;
     for (email, login, constraint) in [("holder@example.com", None, "user_emails_pkey"), ("free@example.com", Some("hOLDER"), "user_logins_pkey")] {
@@ -121,10 +127,11 @@ async fn an_email_or_login_is_unique_across_partitions_of_users() {
     let patch = |body| app.send(reqwest::Method::PATCH, "/api/v1/users/me", Some(&tokens.access), Some(body));
     assert_problem(patch(json!({"email": "holder@example.com"})).await, StatusCode::CONFLICT, "email_taken").await;
     assert_problem(patch(json!({"login": "HOLDER"})).await, StatusCode::CONFLICT, "login_taken").await;
-    let counts: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let counts: (i64, i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert_eq!(counts, (2, 2, 1));
 }
 
@@ -149,10 +156,11 @@ async fn two_concurrent_signups_with_one_email_get_exactly_one_201_and_one_409()
 async fn until_a_session_waits_for_a_lock(db: &PgPool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-            .fetch_one(db)
-            .await
-            .unwrap();
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+                .fetch_one(db)
+                .await
+                .unwrap();
         if waiting > 0 {
             return;
         }
@@ -198,10 +206,8 @@ async fn lookups_by_id_email_and_login_read_one_partition_of_each_table() {
     let app = spawn_app().await;
     insert_accounts(&app.db, 400).await;
     sqlx::query("ANALYZE users, user_emails, user_logins").execute(&app.db).await.unwrap();
-    let (id, email, login): (Uuid, String, String) = sqlx::query_as("SELECT id, email, login FROM users WHERE email = 'member42@example.com'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (id, email, login): (Uuid, String, String) =
+        sqlx::query_as("SELECT id, email, login FROM users WHERE email = 'member42@example.com'").fetch_one(&app.db).await.unwrap();
     let mut conn = app.db.acquire().await.unwrap();
     let cases = [
         ("by id", SELECT_BY_ID, format!("'{id}'"), None),
@@ -246,7 +252,8 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
     .await
     .unwrap();
     sqlx::query("ANALYZE login_history").execute(&app.db).await.unwrap();
-    let copies: Vec<String> = sqlx::query_scalar("SELECT relid::regclass::text FROM pg_partition_tree('login_history_user_time_idx')").fetch_all(&app.db).await.unwrap();
+    let copies: Vec<String> =
+        sqlx::query_scalar("SELECT relid::regclass::text FROM pg_partition_tree('login_history_user_time_idx')").fetch_all(&app.db).await.unwrap();
     for mode in [PlanMode::Custom, PlanMode::Generic] {
         // The page query as the service runs it.
         let mut tx = app.db.begin().await.unwrap();
@@ -296,13 +303,8 @@ async fn login_history_has_its_own_partition_for_this_month_and_the_next_three()
 
     // Made by the maintenance too: drop the coming months, run it, they are back. (The
     // run the service starts with may be the one that makes them: either is fine.)
-    let ahead: Vec<String> = login_history_partitions(&mut conn)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.from > chrono::Utc::now())
-        .map(|p| p.name)
-        .collect();
+    let ahead: Vec<String> =
+        login_history_partitions(&mut conn).await.unwrap().into_iter().filter(|p| p.from > chrono::Utc::now()).map(|p| p.name).collect();
     assert!(ahead.len() >= 3, "{ahead:?}");
     for name in &ahead {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}"))).execute(&mut *conn).await.unwrap();
@@ -366,10 +368,11 @@ async fn retention_drops_whole_months_older_than_the_setting_and_nothing_newer()
         let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&p.name).fetch_one(&mut *conn).await.unwrap();
         assert_eq!(exists.is_none(), expired.contains(&p.name), "{p:?}");
     }
-    let (rows, young): (i64, i64) = sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE attempted_at > now() - interval '3 months') FROM login_history")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let (rows, young): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE attempted_at > now() - interval '3 months') FROM login_history")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
     assert_eq!(rows, surviving);
     // Everything younger than the retention is still there: the rows 5 to 85 days old.
     assert_eq!(young, 9);

@@ -32,10 +32,7 @@ pub async fn scans_of(db: &mut PgConnection, sql: &str, args: &str, mode: PlanMo
         PlanMode::Custom => "force_custom_plan",
         PlanMode::Generic => "force_generic_plan",
     };
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}; PREPARE under_test AS {sql}")))
-        .execute(&mut *db)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}; PREPARE under_test AS {sql}"))).execute(&mut *db).await.unwrap();
     let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) EXECUTE under_test({args})"
     )))

@@ -88,7 +88,12 @@ async fn renaming_or_deleting_a_role_reaches_every_cached_profile_that_shows_it(
     let app = spawn_app().await;
     let (_, admin) = app.signed_in_with_role("admin").await;
     let role: Value = app
-        .send(Method::POST, "/api/v1/roles", Some(&admin.access), Some(json!({"name": "critic", "description": "d", "permissions": ["reviews.write"]})))
+        .send(
+            Method::POST,
+            "/api/v1/roles",
+            Some(&admin.access),
+            Some(json!({"name": "critic", "description": "d", "permissions": ["reviews.write"]})),
+        )
         .await
         .json()
         .await

@@ -143,7 +143,9 @@ async fn the_user_limit_counts_by_account_whatever_the_address() {
 #[tokio::test]
 async fn headers_describe_each_policy_and_retry_after_is_exact() {
     // One request per 30 s, two at once: deterministic whole seconds.
-    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "2/m"), ("AUTH_RATE_LIMIT_LOGIN_IP", "30/m"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m")]).await;
+    let app =
+        app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "2/m"), ("AUTH_RATE_LIMIT_LOGIN_IP", "30/m"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m")])
+            .await;
     let first = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(header(&first, "ratelimit-policy"), "\"api-ip\";q=2;w=60");
@@ -195,12 +197,18 @@ async fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
     // No trusted proxies (the default): the peer address is the client's.
     let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3")]).await;
     for i in 0..3 {
-        let response = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", format!("198.51.100.{i}")).header("x-real-ip", format!("198.51.100.{i}")).send().await.unwrap();
+        let response = app
+            .client
+            .get(app.url("/.well-known/jwks.json"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .header("x-real-ip", format!("198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
     let spoofed = app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", "198.51.100.99").send().await.unwrap();
     assert_problem(spoofed, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-
 }
 
 #[tokio::test]
@@ -220,7 +228,11 @@ async fn sessions_and_history_record_the_peer_and_not_a_made_up_address() {
 async fn behind_a_trusted_proxy_each_client_address_has_its_own_limit_and_is_recorded() {
     let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")]).await;
     let email = email();
-    let signup = app.client.post(app.url("/api/v1/auth/signup")).header("x-forwarded-for", "198.51.100.10").json(&json!({"email": email, "password": PASSWORD}));
+    let signup = app
+        .client
+        .post(app.url("/api/v1/auth/signup"))
+        .header("x-forwarded-for", "198.51.100.10")
+        .json(&json!({"email": email, "password": PASSWORD}));
     assert_eq!(signup.send().await.unwrap().status(), StatusCode::CREATED);
     // The client made up the first entry; a second proxy (10.1.1.1) appended the real one.
     let chain = "6.6.6.6, 203.0.113.77, 10.1.1.1";
@@ -243,18 +255,21 @@ async fn behind_a_trusted_proxy_each_client_address_has_its_own_limit_and_is_rec
 
 /// Sends a sign-in as if from `ip`, through the trusted proxy on 127.0.0.1.
 async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Response {
-    app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", ip).json(&json!({"email": email, "password": password})).send().await.unwrap()
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn an_attacker_is_throttled_while_the_owner_signs_in_from_elsewhere() {
     // The default sign-in rules: 5 per account per address per 15 minutes, 50 per account per hour.
-    let app = app_with(&[
-        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
-        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m"),
-        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h"),
-    ])
-    .await;
+    let app =
+        app_with(&[("AUTH_TRUSTED_PROXIES", "127.0.0.1"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h")])
+            .await;
     let owner = email();
     app.signup(&owner).await;
     let attacker = "198.51.100.66";
@@ -276,7 +291,8 @@ async fn an_attacker_is_throttled_while_the_owner_signs_in_from_elsewhere() {
     let tokens = crate::helpers::tokens(signed_in).await;
 
     let history: Value = app.get_with("/api/v1/users/me/login-history?limit=100", &tokens.access).await.json().await.unwrap();
-    let outcomes: Vec<(Option<&str>, &str)> = history["items"].as_array().unwrap().iter().map(|i| (i["failure_reason"].as_str(), i["ip"].as_str().unwrap())).collect();
+    let outcomes: Vec<(Option<&str>, &str)> =
+        history["items"].as_array().unwrap().iter().map(|i| (i["failure_reason"].as_str(), i["ip"].as_str().unwrap())).collect();
     assert_eq!(outcomes[0], (None, "203.0.113.5"));
     assert_eq!(outcomes[1..3], [(Some(history::Failure::RateLimited.as_str()), attacker); 2]);
     assert_eq!(outcomes[3..8], [(Some("wrong_password"), attacker); 5]);
@@ -343,7 +359,8 @@ async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter
     .await;
     let limiter = &app.state.limits.limiter;
     let app = &app;
-    let jwks = |ip: &'static str| async move { app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", ip).send().await.unwrap() };
+    let jwks =
+        |ip: &'static str| async move { app.client.get(app.url("/.well-known/jwks.json")).header("x-forwarded-for", ip).send().await.unwrap() };
     // A first contact may be slower than 5 ms (connecting, loading the script) and go
     // to the local store; once Redis answers in time, it is used.
     let start = tokio::time::Instant::now();
@@ -405,7 +422,11 @@ async fn limits_and_sign_in_rules_work_on_a_three_node_redis_cluster() {
     let owner = email();
     // Signups from many addresses: keys in many slots.
     for i in 0..12 {
-        let signup = app.client.post(app.url("/api/v1/auth/signup")).header("x-forwarded-for", format!("198.51.100.{i}")).json(&json!({"email": if i == 0 { owner.clone() } else { email() }, "password": PASSWORD}));
+        let signup = app
+            .client
+            .post(app.url("/api/v1/auth/signup"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(&json!({"email": if i == 0 { owner.clone() } else { email() }, "password": PASSWORD}));
         assert_eq!(signup.send().await.unwrap().status(), StatusCode::CREATED);
     }
     // Two keys of one account in one script call: one slot, no CROSSSLOT error.

@@ -19,7 +19,8 @@ fn admin_routes(role_id: &str, user_id: &str) -> Vec<(Method, String, Option<Val
 }
 
 async fn custom_role(app: &TestApp, admin: &str, name: &str) -> Value {
-    let response = app.send(Method::POST, "/api/v1/roles", Some(admin), Some(json!({"name": name, "description": "d", "permissions": ["x.y"]}))).await;
+    let response =
+        app.send(Method::POST, "/api/v1/roles", Some(admin), Some(json!({"name": name, "description": "d", "permissions": ["x.y"]}))).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
 }
@@ -129,7 +130,9 @@ async fn granting_twice_is_not_an_error_and_revoking_takes_the_role_away() {
     }
     let unknown_role = app.send(Method::POST, &path, Some(&admin.access), Some(json!({"role": "nope"}))).await;
     assert_problem(unknown_role, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let unknown_user = app.send(Method::POST, &format!("/api/v1/users/{}/roles", uuid::Uuid::new_v4()), Some(&admin.access), Some(json!({"role": "subscriber"}))).await;
+    let unknown_user = app
+        .send(Method::POST, &format!("/api/v1/users/{}/roles", uuid::Uuid::new_v4()), Some(&admin.access), Some(json!({"role": "subscriber"})))
+        .await;
     assert_problem(unknown_user, StatusCode::NOT_FOUND, "not_found").await;
 
     for _ in 0..2 {
@@ -167,7 +170,11 @@ async fn an_admin_demoted_loses_admin_routes_at_once_even_with_an_old_token() {
     let app = spawn_app().await;
     let (admin_id, admin) = app.signed_in_with_role("admin").await;
     assert_eq!(app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await.status(), StatusCode::OK);
-    sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = (SELECT id FROM roles WHERE name = 'admin')").bind(admin_id).execute(&app.db).await.unwrap();
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = (SELECT id FROM roles WHERE name = 'admin')")
+        .bind(admin_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
     assert_problem(app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
@@ -186,7 +193,8 @@ async fn admins_find_a_user_by_email() {
     let app = spawn_app().await;
     let (_, admin) = app.signed_in_with_role("admin").await;
     let (email, _) = app.signed_in_user().await;
-    let found: Vec<Value> = app.send(Method::GET, &format!("/api/v1/users?email={}", email.to_uppercase()), Some(&admin.access), None).await.json().await.unwrap();
+    let found: Vec<Value> =
+        app.send(Method::GET, &format!("/api/v1/users?email={}", email.to_uppercase()), Some(&admin.access), None).await.json().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["email"], email.as_str());
     let none: Vec<Value> = app.send(Method::GET, "/api/v1/users?email=nobody%40example.com", Some(&admin.access), None).await.json().await.unwrap();

@@ -3,7 +3,8 @@ use serde_json::Value;
 
 use crate::helpers::{DESKTOP_UA, assert_problem, spawn_app, tokens};
 
-const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const PHONE_UA: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 
 #[tokio::test]
 async fn sessions_lists_live_sessions_with_device_ip_and_agent() {

@@ -54,12 +54,7 @@ async fn signup_refuses_a_duplicate_login_whatever_its_case_with_409() {
 #[tokio::test]
 async fn signup_refuses_passwords_that_fail_the_policy_with_422_naming_the_field() {
     let app = spawn_app().await;
-    let cases = [
-        ("short", "at least 8"),
-        ("password123", "too common"),
-        ("12345678", "too common"),
-        ("ann@example.com", "email"),
-    ];
+    let cases = [("short", "at least 8"), ("password123", "too common"), ("12345678", "too common"), ("ann@example.com", "email")];
     for (password, fragment) in cases {
         let response = app.post_json("/api/v1/auth/signup", &json!({"email": "ann@example.com", "password": password})).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;

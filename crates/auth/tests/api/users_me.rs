@@ -33,7 +33,8 @@ async fn patch_me_changes_set_fields_clears_null_ones_and_keeps_absent_ones() {
         let token = tokens.access.clone();
         async move { app.client.patch(app.url("/api/v1/users/me")).bearer_auth(token).json(&body).send().await.unwrap() }
     };
-    let response = patch(json!({"login": "Neo", "birth_date": "1999-03-31", "country": "ru", "region": "Moscow", "email": "NEO@matrix.example"})).await;
+    let response =
+        patch(json!({"login": "Neo", "birth_date": "1999-03-31", "country": "ru", "region": "Moscow", "email": "NEO@matrix.example"})).await;
     assert_eq!(response.status(), StatusCode::OK);
     let me: Value = response.json().await.unwrap();
     assert_eq!((me["login"].as_str(), me["country"].as_str(), me["email"].as_str()), (Some("Neo"), Some("RU"), Some("neo@matrix.example")));
@@ -56,7 +57,12 @@ async fn patch_me_refuses_taken_email_or_login_and_invalid_values() {
 
     assert_problem(patch(json!({"email": "Taken@example.com"})).await.unwrap(), StatusCode::CONFLICT, "email_taken").await;
     assert_problem(patch(json!({"login": "TAKEN"})).await.unwrap(), StatusCode::CONFLICT, "login_taken").await;
-    for (body, field) in [(json!({"email": "nope"}), "email"), (json!({"email": null}), "email"), (json!({"birth_date": "tomorrow"}), "birth_date"), (json!({"roles": ["admin"]}), "roles")] {
+    for (body, field) in [
+        (json!({"email": "nope"}), "email"),
+        (json!({"email": null}), "email"),
+        (json!({"birth_date": "tomorrow"}), "birth_date"),
+        (json!({"roles": ["admin"]}), "roles"),
+    ] {
         let problem = assert_problem(patch(body.clone()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(error_fields(&problem), [field], "{body}");
     }
@@ -97,7 +103,8 @@ async fn a_password_change_needs_the_current_password_and_a_good_new_one() {
             .json(&json!({"current_password": current, "new_password": new}))
             .send()
     };
-    let problem = assert_problem(change("wrong one!", "a much better passphrase").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let problem =
+        assert_problem(change("wrong one!", "a much better passphrase").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["current_password"]);
     let problem = assert_problem(change(PASSWORD, "qwerty123").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["new_password"]);

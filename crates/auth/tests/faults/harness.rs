@@ -22,7 +22,6 @@ pub fn shared_redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-
 /// Polls `check` until it holds; panics after `within`.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
 where
@@ -217,4 +216,3 @@ pub async fn problem_code(response: Response) -> (StatusCode, Option<String>, Op
     let code = response.json::<Value>().await.ok().and_then(|b| b["code"].as_str().map(str::to_owned));
     (status, content_type, code)
 }
-

@@ -68,8 +68,7 @@ impl<'a> Checks<'a> {
 
 /// A refresh with a made-up token from `ip` (Auth trusts 127.0.0.1's X-Forwarded-For).
 async fn bogus_refresh(auth: &Auth, ip: &str) -> Response {
-    let request =
-        auth.client.post(auth.url("/api/v1/auth/refresh")).header("x-forwarded-for", ip).json(&json!({"refresh_token": "not-a-token"}));
+    let request = auth.client.post(auth.url("/api/v1/auth/refresh")).header("x-forwarded-for", ip).json(&json!({"refresh_token": "not-a-token"}));
     timed("a refresh", async { request.send().await.unwrap() }).await
 }
 
@@ -98,13 +97,8 @@ async fn redis_killed_and_restarted_empty_sign_in_works_limits_fall_back_revocat
     assert_eq!(auth.post_with("/api/v1/auth/logout", &signed_out.access).await.status(), StatusCode::NO_CONTENT);
     let email = auth.new_account().await;
     let (phone, laptop) = (auth.sign_in(&email).await, auth.sign_in(&email).await);
-    let end = auth
-        .client
-        .delete(auth.url(&format!("/api/v1/auth/sessions/{}", laptop.session_id())))
-        .bearer_auth(&phone.access)
-        .send()
-        .await
-        .unwrap();
+    let end =
+        auth.client.delete(auth.url(&format!("/api/v1/auth/sessions/{}", laptop.session_id()))).bearer_auth(&phone.access).send().await.unwrap();
     assert_eq!(end.status(), StatusCode::NO_CONTENT);
     let live = auth.sign_in(&auth.new_account().await).await;
     for (tokens, status) in
@@ -168,10 +162,8 @@ async fn redis_killed_and_restarted_empty_sign_in_works_limits_fall_back_revocat
     // Redis back, empty (it keeps nothing on disk). Auth reconnects by itself.
     redis.resume();
     eventually("Auth to reach Redis again", Duration::from_secs(15), || async { auth.redis_ok().await }).await;
-    eventually("the limiter to go back to Redis", Duration::from_secs(15), || async {
-        auth.metric("ratelimit_fallback_active").await == Some(0.0)
-    })
-    .await;
+    eventually("the limiter to go back to Redis", Duration::from_secs(15), || async { auth.metric("ratelimit_fallback_active").await == Some(0.0) })
+        .await;
     // Every revocation still holds, whether made before or during the outage: the
     // cache is empty, so each check asks PostgreSQL and caches its answer again.
     for (tokens, status, active) in [
@@ -235,10 +227,7 @@ async fn a_revocation_redis_missed_is_late_by_at_most_the_live_mark_and_never_in
         assert!(now < LIVE_TTL + Duration::from_secs(2), "the live mark outlived its TTL: {now:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    eprintln!(
-        "a missed revocation: the signed-out token was accepted {accepted} more times, until {:?} after its live mark",
-        marked.elapsed()
-    );
+    eprintln!("a missed revocation: the signed-out token was accepted {accepted} more times, until {:?} after its live mark", marked.elapsed());
     // Refused from then on.
     for _ in 0..5 {
         assert_eq!(checks.me(&tokens).await, StatusCode::UNAUTHORIZED);

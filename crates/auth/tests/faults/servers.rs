@@ -54,10 +54,7 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     // runuser lives in /usr/sbin, which a user's PATH may lack.
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from)).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// How the PostgreSQL binaries are run: directly, or as an unprivileged user.
@@ -83,8 +80,7 @@ impl Runner {
                 return Ok(Self { prefix: vec![runuser.display().to_string(), "-u".into(), user.into(), "--".into()], owner });
             }
             if let Some(setpriv) = find_program("setpriv") {
-                let prefix =
-                    vec![setpriv.display().to_string(), format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()];
+                let prefix = vec![setpriv.display().to_string(), format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()];
                 return Ok(Self { prefix, owner });
             }
         }
@@ -173,12 +169,7 @@ impl Postgres {
             .stdin(Stdio::null())
             .output()
             .expect("running initdb");
-        assert!(
-            initdb.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&initdb.stdout),
-            String::from_utf8_lossy(&initdb.stderr)
-        );
+        assert!(initdb.status.success(), "initdb failed: {}{}", String::from_utf8_lossy(&initdb.stdout), String::from_utf8_lossy(&initdb.stderr));
         // Loopback TCP only, no socket file. fsync off: these tests kill the server
         // process, never the machine, and the page cache survives a process; every
         // commit still reaches the WAL (synchronous_commit stays on) before it is
@@ -206,14 +197,7 @@ impl Postgres {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
-        self.runner
-            .command(&self.bindir.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running pg_ctl")
+        self.runner.command(&self.bindir.join("pg_ctl")).arg("-D").arg(&self.data).args(args).stdin(Stdio::null()).output().expect("running pg_ctl")
     }
 
     /// Starts the server (again, on the same port, with the same data) and waits

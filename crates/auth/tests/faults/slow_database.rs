@@ -79,13 +79,10 @@ async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeou
     // No deadlock and no leaked connection: twice the pool's width at once, all served.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let requests =
-            (0..2 * POOL).map(|i| {
-                let (auth, email, access) = (&auth, email.clone(), tokens.access.clone());
-                async move {
-                    if i % 2 == 0 { auth.login(&email).await.status() } else { auth.get_with(HISTORY, &access).await.status() }
-                }
-            });
+        let requests = (0..2 * POOL).map(|i| {
+            let (auth, email, access) = (&auth, email.clone(), tokens.access.clone());
+            async move { if i % 2 == 0 { auth.login(&email).await.status() } else { auth.get_with(HISTORY, &access).await.status() } }
+        });
         let statuses = join_all(requests).await;
         if statuses.iter().all(|s| *s == StatusCode::OK) {
             break;

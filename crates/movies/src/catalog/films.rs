@@ -110,16 +110,14 @@ const SUMMARY: &str = "id, title, release_date, imdb_rating, age_class, access_t
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, paging: Paging) -> Result<FilmPage> {
     let filter = "age_class <= $1 AND ($2::uuid IS NULL OR id IN (SELECT film_id FROM film_genres WHERE genre_id = $2))";
-    let items: Vec<FilmSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUMMARY} FROM films WHERE {filter} ORDER BY {} LIMIT $3 OFFSET $4",
-        sort.order_by()
-    )))
-    .bind(i16::from(max_age))
-    .bind(genre)
-    .bind(paging.limit())
-    .bind(paging.offset())
-    .fetch_all(db)
-    .await?;
+    let items: Vec<FilmSummary> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SUMMARY} FROM films WHERE {filter} ORDER BY {} LIMIT $3 OFFSET $4", sort.order_by())))
+            .bind(i16::from(max_age))
+            .bind(genre)
+            .bind(paging.limit())
+            .bind(paging.offset())
+            .fetch_all(db)
+            .await?;
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM films WHERE {filter}")))
         .bind(i16::from(max_age))
         .bind(genre)
@@ -210,4 +208,3 @@ pub async fn by_person(db: &PgPool, max_age: u8, person: Uuid) -> Result<Vec<Fil
     .fetch_all(db)
     .await?)
 }
-

@@ -21,11 +21,7 @@ use crate::{
 use problem::Problem;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_films))
-        .routes(routes!(search_films))
-        .routes(routes!(get_film))
-        .routes(routes!(stream_film))
+    OpenApiRouter::new().routes(routes!(list_films)).routes(routes!(search_films)).routes(routes!(get_film)).routes(routes!(stream_film))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -46,10 +42,7 @@ impl utoipa::PartialSchema for FilmSort {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let orders = ["-imdb_rating", "imdb_rating", "-release_date", "release_date", "title", "-title"];
         debug_assert!(orders.iter().all(|o| Sort::parse(o).is_some()));
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(orders))
-            .into()
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).enum_values(Some(orders)).into()
     }
 }
 
@@ -62,7 +55,12 @@ impl utoipa::ToSchema for FilmSort {}
         (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_films(State(state): State<AppState>, viewer: Viewer, Query(params): Query<ListParams>, Query(page): Query<PageParams>) -> Result<axum::Json<FilmPage>> {
+async fn list_films(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(params): Query<ListParams>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<FilmPage>> {
     let sort = match params.sort.as_deref() {
         None => Sort::RatingDesc,
         Some(raw) => Sort::parse(raw).ok_or_else(|| ApiError::field("sort", format!("must be one of {}", Sort::ALLOWED)))?,
@@ -104,7 +102,12 @@ pub(crate) fn search_text(raw: &str) -> Result<String> {
         (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn search_films(State(state): State<AppState>, viewer: Viewer, Query(params): Query<SearchParams>, Query(page): Query<PageParams>) -> Result<axum::Json<FilmPage>> {
+async fn search_films(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(params): Query<SearchParams>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<FilmPage>> {
     let text = search_text(&params.query)?;
     let paging = page.paging()?;
     let max_age = access::max_age_class(&viewer);
@@ -114,11 +117,7 @@ async fn search_films(State(state): State<AppState>, viewer: Viewer, Query(param
 }
 
 async fn film(state: &AppState, id: Uuid) -> Result<FilmDetail> {
-    state
-        .cache
-        .get_or_load(&format!("film:{}", id.simple()), || films::get(&state.db, id))
-        .await?
-        .ok_or(ApiError::NotFound("No film with this id."))
+    state.cache.get_or_load(&format!("film:{}", id.simple()), || films::get(&state.db, id)).await?.ok_or(ApiError::NotFound("No film with this id."))
 }
 
 /// One film. 403 when it is above the viewer's age class.

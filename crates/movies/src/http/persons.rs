@@ -41,7 +41,11 @@ pub struct PersonSearch {
         (status = 200, description = "Matching people", body = PersonPage),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn search_persons(State(state): State<AppState>, Query(search): Query<PersonSearch>, Query(page): Query<PageParams>) -> Result<axum::Json<PersonPage>> {
+async fn search_persons(
+    State(state): State<AppState>,
+    Query(search): Query<PersonSearch>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<PersonPage>> {
     let text = super::films::search_text(&search.query)?;
     let paging = page.paging()?;
     let key = format!("persons:{}:{}:{}", paging.number, paging.size, text.to_lowercase());

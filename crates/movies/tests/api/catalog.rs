@@ -140,7 +140,8 @@ async fn answers_are_cached_in_redis_and_served_from_the_database_without_it() {
     assert_eq!(cached["title"], "Family Picnic");
 
     // With Redis unreachable, the same answers come from the database, never an error.
-    let without_redis = Movies::start_with(&auth.url, crate::helpers::MoviesOptions { vars: vec![("REDIS_URL", "redis://127.0.0.1:1".into())] }).await;
+    let without_redis =
+        Movies::start_with(&auth.url, crate::helpers::MoviesOptions { vars: vec![("REDIS_URL", "redis://127.0.0.1:1".into())] }).await;
     let page = without_redis.json("/api/v1/films", None).await;
     assert_eq!(page["page"]["total"], 6);
     assert_eq!(without_redis.json("/api/v1/genres", None).await.as_array().unwrap().len(), 3);
@@ -164,7 +165,11 @@ async fn the_load_demo_command_loads_the_bundled_catalogue_idempotently() {
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "loaded 3201 films, 12 genres, 550 persons");
     }
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
-    let counts: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM films), (SELECT count(*) FROM genres), (SELECT count(*) FROM persons)").fetch_one(&db).await.unwrap();
+    let counts: (i64, i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM films), (SELECT count(*) FROM genres), (SELECT count(*) FROM persons)")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(counts, (3201, 12, 550));
     let classes: Vec<(i16, i64)> = sqlx::query_as("SELECT age_class, count(*) FROM films GROUP BY 1 ORDER BY 1").fetch_all(&db).await.unwrap();
     assert_eq!(classes.iter().map(|(_, n)| n).sum::<i64>(), 3201);

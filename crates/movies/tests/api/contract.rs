@@ -15,7 +15,9 @@ async fn the_served_spec_equals_the_committed_contract_and_docs_work_offline() {
     let committed = std::fs::read_to_string(CONTRACT).expect("contracts/movies.openapi.json exists; run `make contracts`");
     let served: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert!(served == serde_json::from_str::<serde_json::Value>(&committed).unwrap(), "the API changed: review, then run `make contracts`");
-    for path in ["/api/v1/films", "/api/v1/films/search", "/api/v1/films/{id}", "/api/v1/films/{id}/stream", "/api/v1/genres", "/api/v1/genres/{id}", "/api/v1/persons/search", "/api/v1/persons/{id}", "/api/v1/persons/{id}/film"] {
+    #[rustfmt::skip]
+    let paths = ["/api/v1/films", "/api/v1/films/search", "/api/v1/films/{id}", "/api/v1/films/{id}/stream", "/api/v1/genres", "/api/v1/genres/{id}", "/api/v1/persons/search", "/api/v1/persons/{id}", "/api/v1/persons/{id}/film"];
+    for path in paths {
         assert!(served["paths"].get(path).is_some(), "{path}");
     }
     let page = movies.get("/api/docs/", None).await.text().await.unwrap();

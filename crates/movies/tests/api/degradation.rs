@@ -105,8 +105,16 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
     let auth = Auth::in_process().await;
     let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
     let broken = MockServer::start().await;
-    Mock::given(matchers::method("GET")).and(matchers::path("/.well-known/jwks.json")).respond_with(ResponseTemplate::new(200).set_body_json(jwks)).mount(&broken).await;
-    Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(ResponseTemplate::new(500)).mount(&broken).await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
+        .mount(&broken)
+        .await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/api/v1/auth/introspect"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&broken)
+        .await;
     let movies = Movies::start(&broken.uri()).await;
     movies.wait_for_keys().await;
     let tokens = subscribers(&auth, 8).await;
@@ -203,10 +211,8 @@ async fn auth_killed_under_load_movies_keeps_serving() {
 
     auth.kill();
     let killed = std::time::Instant::now();
-    eventually("load after the kill", Duration::from_secs(30), || async {
-        count_since(killed, true) >= 40 && count_since(killed, false) >= 10
-    })
-    .await;
+    eventually("load after the kill", Duration::from_secs(30), || async { count_since(killed, true) >= 40 && count_since(killed, false) >= 10 })
+        .await;
     assert_breaker_open(&movies).await;
 
     auth.start().await;

@@ -224,13 +224,8 @@ impl Auth {
     }
 
     pub async fn sign_in(&self, email: &str) -> Tokens {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/auth/login", self.url))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let response =
+            self.client.post(format!("{}/api/v1/auth/login", self.url)).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         Tokens { access: body["access_token"].as_str().unwrap().to_owned(), email: email.to_owned() }

@@ -55,11 +55,8 @@ fn keep(store: &Store, request: ExportTraceServiceRequest) {
             .unwrap_or_default();
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
-                let attributes = span
-                    .attributes
-                    .iter()
-                    .filter_map(|a| Some((a.key.clone(), value_text(a.value.as_ref()?.value.as_ref()?))))
-                    .collect();
+                let attributes =
+                    span.attributes.iter().filter_map(|a| Some((a.key.clone(), value_text(a.value.as_ref()?.value.as_ref()?)))).collect();
                 spans.push(ExportedSpan {
                     service: service.clone(),
                     name: span.name,
@@ -161,7 +158,11 @@ impl Receiver {
             if let Some(span) = self.spans().into_iter().find(|s| predicate(s)) {
                 return span;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no exported span: {what}; got {:#?}", self.spans().iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no exported span: {what}; got {:#?}",
+                self.spans().iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -44,14 +44,7 @@ impl Memory {
         let mapping_len = advised_len + HUGE_PAGE;
         // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
         let mapping = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapping_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), mapping_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
         };
         if mapping == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());

@@ -64,7 +64,9 @@ async fn a_user_info_error_creates_nothing() {
     let flow = authorize(&app, "mailru", None).await;
     stub.token_answers(&flow, "c", ResponseTemplate::new(200).set_body_json(json!({"access_token": "at", "expires_in": 3600}))).await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"error": "invalid_token", "error_code": 6, "error_description": "token not found"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"error": "invalid_token", "error_code": 6, "error_description": "token not found"})),
+        )
         .expect(1)
         .mount(&stub.server)
         .await;
@@ -82,11 +84,14 @@ async fn a_provider_that_is_down_is_502() {
     assert_problem(callback(&app, &flow, "c").await, StatusCode::BAD_GATEWAY, "provider_error").await;
 
     // Google's discovery is needed to even start.
-    let app = app_with(&[], vec![
-        ("OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID.into()),
-        ("OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET.into()),
-        ("OAUTH_GOOGLE_ISSUER", format!("http://{closed}")),
-    ])
+    let app = app_with(
+        &[],
+        vec![
+            ("OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID.into()),
+            ("OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET.into()),
+            ("OAUTH_GOOGLE_ISSUER", format!("http://{closed}")),
+        ],
+    )
     .await;
     let response = browser().get(app.url("/api/v1/oauth/google/authorize")).send().await.unwrap();
     assert_problem(response, StatusCode::BAD_GATEWAY, "provider_error").await;

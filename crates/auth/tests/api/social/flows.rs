@@ -179,7 +179,9 @@ async fn a_front_end_gets_a_one_time_login_code_never_tokens() {
 async fn a_front_end_address_must_be_on_the_allow_list() {
     let stub = Stub::start(Kind::Yandex).await;
     let app = app_with(&[&stub], vec![]).await;
-    for bad in ["https://evil.example/auth/done", "http://127.0.0.1:3000/auth/done/../x", "http://127.0.0.1:3000/auth/done#x", "not a url", "http://127.0.0.1:3000/auth/donex"] {
+    #[rustfmt::skip]
+    let bad_addresses = ["https://evil.example/auth/done", "http://127.0.0.1:3000/auth/done/../x", "http://127.0.0.1:3000/auth/done#x", "not a url", "http://127.0.0.1:3000/auth/donex"];
+    for bad in bad_addresses {
         let response = browser().get(app.url("/api/v1/oauth/yandex/authorize")).query(&[("redirect_uri", bad)]).send().await.unwrap();
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(crate::helpers::error_fields(&problem), ["redirect_uri"], "{bad}");

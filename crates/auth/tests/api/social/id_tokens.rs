@@ -33,10 +33,13 @@ async fn id_tokens_that_do_not_verify_are_refused() {
         ("wrong nonce", signed(|c, _| c["nonce"] = json!("not-the-nonce-we-sent"))),
         ("no nonce", signed(|c, _| drop(c.as_object_mut().unwrap().remove("nonce")))),
         ("wrong audience", signed(|c, _| c["aud"] = json!("another-client"))),
-        ("expired", signed(|c, now| {
-            c["iat"] = json!(now - 7200);
-            c["exp"] = json!(now - 3600);
-        })),
+        (
+            "expired",
+            signed(|c, now| {
+                c["iat"] = json!(now - 7200);
+                c["exp"] = json!(now - 3600);
+            }),
+        ),
         ("wrong issuer", signed(|c, _| c["iss"] = json!("https://accounts.evil.example"))),
         ("azp of another client", signed(|c, _| c["azp"] = json!("another-client"))),
         ("no exp", signed(|c, _| drop(c.as_object_mut().unwrap().remove("exp")))),
@@ -44,25 +47,34 @@ async fn id_tokens_that_do_not_verify_are_refused() {
         ("bad signature", Box::new(|claims| id_token(&claims, FORGER_KEY, GOOGLE_KID))),
         ("unknown key id", Box::new(|claims| id_token(&claims, FORGER_KEY, "forger-key"))),
         // A valid token whose payload was changed after signing.
-        ("tampered payload", Box::new(|claims| {
-            let token = id_token(&claims, GOOGLE_KEY, GOOGLE_KID);
-            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-            let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
-            payload["sub"] = json!("someone-else");
-            parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
-            parts.join(".")
-        })),
-        ("alg none", Box::new(|claims| {
-            let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"test-key-1"}"#);
-            format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
-        })),
+        (
+            "tampered payload",
+            Box::new(|claims| {
+                let token = id_token(&claims, GOOGLE_KEY, GOOGLE_KID);
+                let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+                let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+                payload["sub"] = json!("someone-else");
+                parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
+                parts.join(".")
+            }),
+        ),
+        (
+            "alg none",
+            Box::new(|claims| {
+                let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"test-key-1"}"#);
+                format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+            }),
+        ),
         // HS256 keyed with the public key, the classic algorithm confusion.
-        ("hs256", Box::new(|claims| {
-            let mut header = Header::new(Algorithm::HS256);
-            header.kid = Some(GOOGLE_KID.to_owned());
-            let secret = jwks(GOOGLE_KEY, GOOGLE_KID)["keys"][0]["n"].as_str().unwrap().to_owned();
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-        })),
+        (
+            "hs256",
+            Box::new(|claims| {
+                let mut header = Header::new(Algorithm::HS256);
+                header.kid = Some(GOOGLE_KID.to_owned());
+                let secret = jwks(GOOGLE_KEY, GOOGLE_KID)["keys"][0]["n"].as_str().unwrap().to_owned();
+                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+            }),
+        ),
         ("not a jwt", Box::new(|_| "not.a.jwt".to_owned())),
     ];
     for (i, (case, forge)) in cases.iter().enumerate() {

@@ -13,7 +13,7 @@ use tokio::{
 };
 
 use super::support::*;
-use crate::helpers::{PASSWORD, Options, TestApp, spawn_app_with};
+use crate::helpers::{Options, PASSWORD, TestApp, spawn_app_with};
 
 /// A running provider; killed when dropped.
 struct OidcProvider {
@@ -72,13 +72,7 @@ async fn sign_in_through(app: &TestApp, provider: &OidcProvider) -> reqwest::Res
     assert_eq!(back.as_str().split('?').next().unwrap(), flow.callback_url);
     // The callback address is our public one; deliver it to the test app.
     let query: Vec<(String, String)> = back.query_pairs().into_owned().collect();
-    browser()
-        .get(app.url("/api/v1/oauth/google/callback"))
-        .query(&query)
-        .header("cookie", &flow.cookie)
-        .send()
-        .await
-        .unwrap()
+    browser().get(app.url("/api/v1/oauth/google/callback")).query(&query).header("cookie", &flow.cookie).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -103,12 +97,8 @@ async fn google_sign_in_works_against_a_real_openid_provider() {
 
 #[tokio::test]
 async fn a_legacy_string_email_verified_from_a_real_provider_links_by_email() {
-    let provider = OidcProvider::start(&[
-        ("OIDC_SUB", "real-sub-2"),
-        ("OIDC_EMAIL", "has.password@gmail.com"),
-        ("OIDC_EMAIL_VERIFIED", "string"),
-    ])
-    .await;
+    let provider =
+        OidcProvider::start(&[("OIDC_SUB", "real-sub-2"), ("OIDC_EMAIL", "has.password@gmail.com"), ("OIDC_EMAIL_VERIFIED", "string")]).await;
     let app = provider.app().await;
     let owner = app.signup("has.password@gmail.com").await;
     let response = sign_in_through(&app, &provider).await;
@@ -120,12 +110,7 @@ async fn a_legacy_string_email_verified_from_a_real_provider_links_by_email() {
 
 #[tokio::test]
 async fn an_unverified_email_from_a_real_provider_does_not_link() {
-    let provider = OidcProvider::start(&[
-        ("OIDC_SUB", "real-sub-3"),
-        ("OIDC_EMAIL", "taken@gmail.com"),
-        ("OIDC_EMAIL_VERIFIED", "false"),
-    ])
-    .await;
+    let provider = OidcProvider::start(&[("OIDC_SUB", "real-sub-3"), ("OIDC_EMAIL", "taken@gmail.com"), ("OIDC_EMAIL_VERIFIED", "false")]).await;
     let app = provider.app().await;
     app.signup("taken@gmail.com").await;
     let response = sign_in_through(&app, &provider).await;

@@ -121,11 +121,9 @@ impl Stub {
                 ("OAUTH_VK_TOKEN_URL", at("/oauth2/auth")),
                 ("OAUTH_VK_USERINFO_URL", at("/oauth2/user_info")),
             ],
-            Kind::Google => vec![
-                ("OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID.into()),
-                ("OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET.into()),
-                ("OAUTH_GOOGLE_ISSUER", uri),
-            ],
+            Kind::Google => {
+                vec![("OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID.into()), ("OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET.into()), ("OAUTH_GOOGLE_ISSUER", uri)]
+            }
             Kind::Mailru => vec![
                 ("OAUTH_MAILRU_CLIENT_ID", CLIENT_ID.into()),
                 ("OAUTH_MAILRU_CLIENT_SECRET", CLIENT_SECRET.into()),
@@ -153,9 +151,9 @@ impl Stub {
         let callback = flow.callback_url.clone();
         let mock = match self.kind {
             Kind::Yandex => mock.and(Form::has(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])),
-            Kind::Vk => mock
-                .and(Form::has(&[("client_id", CLIENT_ID), ("redirect_uri", &callback), ("device_id", VK_DEVICE_ID)]))
-                .and(Form::present("state")),
+            Kind::Vk => {
+                mock.and(Form::has(&[("client_id", CLIENT_ID), ("redirect_uri", &callback), ("device_id", VK_DEVICE_ID)])).and(Form::present("state"))
+            }
             Kind::Google => mock.and(Form::has(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("redirect_uri", &callback)])),
             Kind::Mailru => mock
                 .and(header("authorization", format!("Basic {}", base64(&format!("{CLIENT_ID}:{CLIENT_SECRET}"))).as_str()))
@@ -394,12 +392,7 @@ pub async fn started(provider: &'static str, response: Response) -> Started {
         let body: Value = response.json().await.unwrap();
         body["authorization_url"].as_str().unwrap().to_owned()
     };
-    Started {
-        provider,
-        location: Url::parse(&location).unwrap(),
-        cookie,
-        callback_url: format!("{PUBLIC_URL}/api/v1/oauth/{provider}/callback"),
-    }
+    Started { provider, location: Url::parse(&location).unwrap(), cookie, callback_url: format!("{PUBLIC_URL}/api/v1/oauth/{provider}/callback") }
 }
 
 pub async fn authorize(app: &TestApp, provider: &'static str, redirect_uri: Option<&str>) -> Started {
