@@ -105,7 +105,10 @@ pub struct Loaded {
     pub persons: usize,
 }
 
-/// Loads records in one transaction: the catalogue changes whole or not at all.
+/// Loads records in one transaction: the catalogue changes whole or not at all. Then
+/// gathers the planner's statistics of the tables it filled, as PostgreSQL advises
+/// after a bulk load, rather than leave searches planned blind until autovacuum comes
+/// by (or never, where it is off).
 pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
     let mut genres = BTreeMap::new();
     let mut persons = BTreeMap::new();
@@ -180,6 +183,7 @@ pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
         }
     }
     tx.commit().await?;
+    sqlx::query("ANALYZE films, film_genres, film_persons, genres, persons, title_words").execute(db).await?;
     Ok(Loaded { films: records.len(), genres: genres.len(), persons: persons.len() })
 }
 

@@ -174,5 +174,29 @@ async fn the_load_demo_command_loads_the_bundled_catalogue_idempotently() {
     let classes: Vec<(i16, i64)> = sqlx::query_as("SELECT age_class, count(*) FROM films GROUP BY 1 ORDER BY 1").fetch_all(&db).await.unwrap();
     assert_eq!(classes.iter().map(|(_, n)| n).sum::<i64>(), 3201);
     assert_eq!(classes.len(), 5, "{classes:?}");
+
+    // Searches read no pending list of new index entries, and are planned with statistics.
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pgstattuple").execute(&db).await.unwrap();
+    let gin: Vec<(String, Option<Vec<String>>, i64)> = sqlx::query_as(
+        "SELECT c.relname::text, c.reloptions, (pgstatginindex(c.oid)).pending_tuples
+           FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+          WHERE am.amname = 'gin' AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(gin.len(), 4, "{gin:?}");
+    for (index, options, pending) in &gin {
+        assert!(options.as_deref().unwrap_or_default().contains(&"fastupdate=off".to_owned()), "{index}: {options:?}");
+        assert_eq!(*pending, 0, "{index}");
+    }
+    let analyzed: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_stat_user_tables
+          WHERE relname IN ('films', 'film_genres', 'film_persons', 'genres', 'persons', 'title_words') AND last_analyze IS NOT NULL ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(analyzed, ["film_genres", "film_persons", "films", "genres", "persons", "title_words"]);
     db.close().await;
 }
