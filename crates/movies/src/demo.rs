@@ -183,7 +183,11 @@ pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
         }
     }
     tx.commit().await?;
-    sqlx::query("ANALYZE films, film_genres, film_persons, genres, persons, title_words").execute(db).await?;
+    // The catalogue is committed whatever happens here: without statistics, searches
+    // are only planned less well until autovacuum gathers them.
+    if let Err(e) = sqlx::query("ANALYZE films, film_genres, film_persons, genres, persons, title_words").execute(db).await {
+        tracing::warn!(error = %e, "could not gather statistics on the catalogue's tables");
+    }
     Ok(Loaded { films: records.len(), genres: genres.len(), persons: persons.len() })
 }
 
