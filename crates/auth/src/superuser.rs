@@ -37,7 +37,7 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
     let password = NewPassword::parse(&password, &email).map_err(|m| anyhow::anyhow!("the password {m}"))?;
     let hash = PasswordHasher::new(1)?.hash(password.secret()).await?;
     let mut tx = db.begin().await?;
-    let new = NewUser { email, login: None, password_hash: Some(hash), birth_date: None, country: None, region: None };
+    let new = NewUser { email, email_verified: false, login: None, password_hash: Some(hash), birth_date: None, country: None, region: None };
     let id = users::insert(&mut tx, new).await.map_err(|e| anyhow::anyhow!("creating the account: {e}"))?;
     users::grant_role(&mut *tx, id, "admin").await?;
     tx.commit().await?;

@@ -76,6 +76,8 @@ async fn signup(State(state): State<AppState>, Json(body): Json<SignupRequest>) 
         &mut tx,
         NewUser {
             email: body.email,
+            // Sign-up does not prove the address (docs/oauth.md, "Linking rules").
+            email_verified: false,
             login: body.login,
             password_hash: Some(password_hash),
             birth_date: body.birth_date,

@@ -30,7 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The cookie that binds a flow to the browser that started it: a callback from
 /// another browser (an attacker's link sent to a victim, or the reverse) is refused.
 pub const BROWSER_COOKIE: &str = "oauth_browser";
-const COOKIE_PATH: &str = "/api/v1/oauth";
+/// Every route that starts, finishes or exchanges a flow: sign-in under `/api/v1/oauth`,
+/// linking under `/api/v1/users/me/social`. Narrower, the linking start would not see
+/// the cookie and would replace it, breaking flows under way in other tabs.
+const COOKIE_PATH: &str = "/api/v1";
 
 #[derive(Serialize, ToSchema)]
 pub struct ProviderList {
@@ -162,7 +165,7 @@ pub enum CallbackResult {
         (status = 401, description = "Linking: the session that started it has ended", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`provider_denied`: the person declined at the provider", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider, or not enabled", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`social_account_taken`, `provider_already_linked`, or `email_taken` for an unverified email of an existing account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`social_account_taken`, `provider_already_linked`, or `email_taken` for the email of an existing account when the provider does not verify it or no provider proved it for that account", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`provider_email_required`: no email to create an account with", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`provider_error` or `invalid_id_token`", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "`provider_timeout`", body = Problem, content_type = "application/problem+json"),
@@ -200,7 +203,7 @@ async fn callback(
     tracing::info!(%user_id, provider = provider.as_str(), ?outcome, "social sign-in");
     match &flow.frontend_redirect {
         Some(to) => {
-            let code = state.oauth.flows.issue_login_code(&LoginGrant { user_id, provider }).await?;
+            let code = state.oauth.flows.issue_login_code(&LoginGrant::new(user_id, provider, &flow)).await?;
             Ok(redirect(&with_query(to, "login_code", &code)?))
         }
         None => Ok(open_session(&state, user_id, &client, provider.method()).await?.into_response()),
@@ -249,20 +252,33 @@ pub struct LoginCodeExchange {
     login_code: String,
 }
 
-/// Exchanges a front end's one-time login code (valid 60 s) for a token pair.
+/// Exchanges a front end's one-time login code (valid 60 s) for a token pair. The
+/// request must carry the browser-binding cookie of the flow (`credentials: "include"`
+/// from a front end on another origin of the same site).
 #[utoipa::path(post, path = "/api/v1/oauth/exchange", tag = "oauth", request_body = LoginCodeExchange,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
-        (status = 400, description = "`invalid_login_code`: unknown, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_login_code`: unknown, used, expired, or without the browser cookie of its flow", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn exchange(State(state): State<AppState>, ClientInfo(client): ClientInfo, Json(body): Json<LoginCodeExchange>) -> Result<TokenPair> {
+async fn exchange(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientInfo(client): ClientInfo,
+    Json(body): Json<LoginCodeExchange>,
+) -> Result<TokenPair> {
     let invalid = || ApiError::Refused {
         status: StatusCode::BAD_REQUEST,
         code: "invalid_login_code",
-        detail: "The login code is unknown, was already used or has expired; sign in again.",
+        detail: "The login code is unknown, was already used, has expired or comes from another browser; sign in again.",
     };
+    // Taken (and so spent) before the browser check: a code tried from another browser
+    // is burnt, as a state is.
     let grant = state.oauth.flows.take_login_code(&body.login_code).await?.ok_or_else(invalid)?;
+    if !grant.is_same_browser(browser_cookie(&headers)) {
+        tracing::info!(user_id = %grant.user_id, provider = grant.provider.as_str(), "login code presented by another browser");
+        return Err(invalid());
+    }
     if !roles::user_exists(&state.db, grant.user_id).await? {
         return Err(invalid());
     }

@@ -62,10 +62,28 @@ impl FlowState {
 
 /// What a login code stands for: a sign-in that is decided, whose session opens when
 /// the front end exchanges the code. No token is ever stored here.
+///
+/// Bound, like the flow, to the browser that ran it: a code taken from an attacker's
+/// own flow and planted in a victim's browser (a link to the front end with it) would
+/// otherwise sign the victim in to the attacker's account (login CSRF).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LoginGrant {
     pub user_id: Uuid,
     pub provider: Provider,
+    /// SHA-256 of the browser-binding cookie of the flow.
+    browser: String,
+}
+
+impl LoginGrant {
+    /// The grant of a finished flow, bound to the flow's browser.
+    pub fn new(user_id: Uuid, provider: Provider, flow: &FlowState) -> Self {
+        Self { user_id, provider, browser: flow.browser.clone() }
+    }
+
+    /// Whether the exchange comes from the browser that ran the flow.
+    pub fn is_same_browser(&self, browser_cookie: Option<&str>) -> bool {
+        browser_cookie.is_some_and(|c| constant_time_eq(pkce::digest(c).as_bytes(), self.browser.as_bytes()))
+    }
 }
 
 #[derive(Clone)]
@@ -159,5 +177,14 @@ mod tests {
         assert!(!flow.is_same_browser(Some("cookie-b")));
         assert!(!flow.is_same_browser(None));
         assert_ne!(flow.code_verifier, flow.nonce);
+    }
+
+    #[test]
+    fn a_login_code_is_bound_to_the_browser_of_its_flow() {
+        let flow = FlowState::new(Provider::Yandex, "cookie-a", Some("https://front.example/done".into()), None);
+        let grant = LoginGrant::new(Uuid::nil(), Provider::Yandex, &flow);
+        assert!(grant.is_same_browser(Some("cookie-a")));
+        assert!(!grant.is_same_browser(Some("cookie-b")));
+        assert!(!grant.is_same_browser(None));
     }
 }

@@ -2,10 +2,15 @@
 //! may be linked or unlinked. Each decision and its writes run in one transaction.
 //!
 //! - An identity already linked signs in to its account.
-//! - Otherwise, an email the provider *verifies* that belongs to an account links to
-//!   it. An unverified one never does: anyone can put someone else's address on a
-//!   social account, and linking by it would hand them that account.
-//! - Otherwise a new account (no password) is created with the provider's email.
+//! - Otherwise, an email the provider *verifies* that belongs to an account whose
+//!   address was itself proven by a provider links to it. Nothing else does: anyone can
+//!   put someone else's address on a social account, or sign up with it and a password,
+//!   and linking by it would hand the address's owner's sign-in to them (or theirs to
+//!   the owner's).
+//! - Otherwise a new account (no password) is created with the provider's email,
+//!   proven if the provider verifies it.
+//! - A verified identity of the account's own address proves it, when it is linked or
+//!   signs in.
 //! - An account keeps at least one way to sign in: a password or an identity.
 
 use axum::http::StatusCode;
@@ -59,18 +64,19 @@ async fn try_sign_in(db: &PgPool, identity: &Identity) -> Result<Attempt> {
     let mut tx = db.begin().await?;
     if let Some(user_id) = social::owner_for_update(&mut tx, identity.provider, &identity.subject).await? {
         social::touch(&mut *tx, identity, true).await?;
+        confirm_if_verified(&mut tx, user_id, identity).await?;
         tx.commit().await?;
         return Ok(Attempt::Done(SignIn::Linked(user_id)));
     }
     let Some(email) = &identity.email else { return Err(email_required()) };
-    if let Some(existing) = users::find_by_email(&mut *tx, email).await? {
-        if !identity.email_verified {
-            return Err(unverified_email_taken());
+    if let Some((holder, proven)) = users::email_holder(&mut *tx, email).await? {
+        if !identity.email_verified || !proven {
+            return Err(unproven_email_taken());
         }
-        return match social::insert(&mut tx, existing.id, identity, true).await? {
+        return match social::insert(&mut tx, holder, identity, true).await? {
             Ok(_) => {
                 tx.commit().await?;
-                Ok(Attempt::Done(SignIn::LinkedByEmail(existing.id)))
+                Ok(Attempt::Done(SignIn::LinkedByEmail(holder)))
             }
             Err(InsertConflict::IdentityTaken) => Ok(Attempt::Raced),
             Err(InsertConflict::ProviderTaken) => Err(ApiError::Conflict {
@@ -79,7 +85,15 @@ async fn try_sign_in(db: &PgPool, identity: &Identity) -> Result<Attempt> {
             }),
         };
     }
-    let new = NewUser { email: email.clone(), login: None, password_hash: None, birth_date: identity.birth_date, country: None, region: None };
+    let new = NewUser {
+        email: email.clone(),
+        email_verified: identity.email_verified,
+        login: None,
+        password_hash: None,
+        birth_date: identity.birth_date,
+        country: None,
+        region: None,
+    };
     let user_id = match users::insert(&mut tx, new).await {
         Ok(id) => id,
         Err(ApiError::Conflict { code: "email_taken", .. }) => return Ok(Attempt::Raced),
@@ -111,8 +125,17 @@ pub async fn link(db: &PgPool, user_id: Uuid, identity: &Identity) -> Result<Soc
             }
         },
     };
+    confirm_if_verified(&mut tx, user_id, identity).await?;
     tx.commit().await?;
     Ok(account)
+}
+
+/// A provider's verified email proves the account's address when it is that address.
+async fn confirm_if_verified(tx: &mut sqlx::PgConnection, user_id: Uuid, identity: &Identity) -> Result<()> {
+    match &identity.email {
+        Some(email) if identity.email_verified => users::confirm_email(tx, user_id, email).await,
+        _ => Ok(()),
+    }
 }
 
 /// Unlinks the caller's identity of a provider, unless it is their last way to sign in.
@@ -148,9 +171,11 @@ fn email_required() -> ApiError {
     }
 }
 
-fn unverified_email_taken() -> ApiError {
+/// The email belongs to an account, and either the provider does not vouch for the
+/// address or no provider has vouched for it on that account.
+fn unproven_email_taken() -> ApiError {
     ApiError::Conflict {
         code: "email_taken",
-        detail: "An account with this email exists, and the provider does not confirm the address is yours. Sign in to that account and link the provider from your profile.",
+        detail: "An account with this email exists, and its owner has not proven the address through a provider yet. If it is yours, sign in to it and link the provider from your profile.",
     }
 }

@@ -29,6 +29,8 @@ pub struct User {
 
 pub struct NewUser {
     pub email: Email,
+    /// A provider vouched for the address ([`confirm_email`]).
+    pub email_verified: bool,
     pub login: Option<Login>,
     pub password_hash: Option<String>,
     pub birth_date: Option<BirthDate>,
@@ -96,11 +98,12 @@ pub const CREDENTIALS_BY_LOGIN: &str = "SELECT id, password_hash FROM users WHER
 pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO users (id, email, login, password_hash, birth_date, country, region)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO users (id, email, email_verified, login, password_hash, birth_date, country, region)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(new.email.as_ref())
+    .bind(new.email_verified)
     .bind(new.login.as_ref().map(AsRef::as_ref))
     .bind(new.password_hash)
     .bind(new.birth_date.map(NaiveDate::from))
@@ -152,6 +155,28 @@ pub enum SignInIdentifier {
     Login(Login),
 }
 
+/// The account holding an email, and whether a provider proved the address is its
+/// owner's (docs/oauth.md, "Linking rules").
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn email_holder(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<(Uuid, bool)>> {
+    Ok(sqlx::query_as("SELECT id, email_verified FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)")
+        .bind(email.as_ref())
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Records that a provider proved the account's owner holds `email`, if that is still
+/// the account's email.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn confirm_email(db: impl PgExecutor<'_>, id: Uuid, email: &Email) -> Result<()> {
+    sqlx::query("UPDATE users SET email_verified = true WHERE id = $1 AND email = $2 AND NOT email_verified")
+        .bind(id)
+        .bind(email.as_ref())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?.flatten())
@@ -187,6 +212,8 @@ pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Res
     let updated = sqlx::query(
         "UPDATE users SET
             email = COALESCE($2, email),
+            -- A new address is not proven by a provider's proof of the old one.
+            email_verified = email_verified AND ($2 IS NULL OR $2 = email),
             login = CASE WHEN $3 THEN $4 ELSE login END,
             birth_date = CASE WHEN $5 THEN $6 ELSE birth_date END,
             country = CASE WHEN $7 THEN $8 ELSE country END,

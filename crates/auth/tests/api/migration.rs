@@ -27,13 +27,17 @@ const TABLES: [(&str, &str); 7] = [
 
 /// A digest of each table's rows as text, in key order.
 async fn digests(db: &PgPool) -> Vec<(String, i64, String)> {
+    // Columns that migrations after the partitioning add: the rows are compared without them.
+    const ADDED_LATER: &[&str] = &["email_verified"];
     let mut digests = Vec::new();
     for (table, key) in TABLES {
-        let (count, digest): (i64, Option<String>) =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*), md5(string_agg(t::text, '|' ORDER BY {key})) FROM {table} t")))
-                .fetch_one(db)
-                .await
-                .unwrap();
+        let (count, digest): (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), md5(string_agg((to_jsonb(t) - $1::text[])::text, '|' ORDER BY {key})) FROM {table} t"
+        )))
+        .bind(ADDED_LATER)
+        .fetch_one(db)
+        .await
+        .unwrap();
         digests.push((table.to_owned(), count, digest.unwrap_or_default()));
     }
     digests

@@ -58,7 +58,15 @@ async fn id_in_another_partition(db: &PgPool, other: Uuid) -> Uuid {
 }
 
 fn new_user(email: &str) -> NewUser {
-    NewUser { email: Email::parse(email).unwrap(), login: None, password_hash: None, birth_date: None, country: None, region: None }
+    NewUser {
+        email: Email::parse(email).unwrap(),
+        email_verified: false,
+        login: None,
+        password_hash: None,
+        birth_date: None,
+        country: None,
+        region: None,
+    }
 }
 
 #[tokio::test]

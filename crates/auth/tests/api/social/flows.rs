@@ -160,19 +160,54 @@ async fn a_front_end_gets_a_one_time_login_code_never_tokens() {
     assert_eq!(params[0].0, "login_code");
     assert!(!location.as_str().contains("token"), "{location}");
 
-    let exchange = |code: String| {
-        let app = &app;
-        async move { app.post_json("/api/v1/oauth/exchange", &json!({"login_code": code})).await }
-    };
-    let response = exchange(params[0].1.clone()).await;
+    let response = exchange(&app, &params[0].1, Some(&flow.cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let access = crate::helpers::tokens(response).await.access;
     assert_eq!(me(&app, &access).await["email"], "fe@yandex.ru");
     assert_eq!(history_methods(&app, &access).await, ["yandex"]);
 
     // A login code works once.
-    assert_problem(exchange(params[0].1.clone()).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
-    assert_problem(exchange("made-up".into()).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+    assert_problem(exchange(&app, &params[0].1, Some(&flow.cookie)).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+    assert_problem(exchange(&app, "made-up", Some(&flow.cookie)).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+}
+
+/// `POST /api/v1/oauth/exchange`, with or without a browser cookie.
+async fn exchange(app: &crate::helpers::TestApp, code: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/api/v1/oauth/exchange")).json(&json!({"login_code": code}));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+/// An attacker who finishes a flow of their own and plants its login code in a
+/// victim's front end (login CSRF) gets nothing: the code is bound to the attacker's
+/// browser, and spent by the victim's try.
+#[tokio::test]
+async fn a_login_code_only_works_in_the_browser_that_ran_the_flow() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let code_of = |response: reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::FOUND);
+        let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        location.query_pairs().find(|(k, _)| k == "login_code").unwrap().1.into_owned()
+    };
+    let attackers = authorize(&app, "yandex", Some(FRONTEND)).await;
+    stub.expect_sign_in(&attackers, "a", &Person::new("66", "mallory@yandex.ru")).await;
+    let planted = code_of(callback(&app, &attackers, "a").await);
+    let victims_browser = authorize(&app, "yandex", None).await;
+
+    assert_problem(exchange(&app, &planted, None).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+    // Spent by that try: not even the attacker's browser can use it now.
+    assert_problem(exchange(&app, &planted, Some(&attackers.cookie)).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+
+    let second = authorize(&app, "yandex", Some(FRONTEND)).await;
+    stub.expect_sign_in(&second, "b", &Person::new("66", "mallory@yandex.ru")).await;
+    let planted = code_of(callback(&app, &second, "b").await);
+    assert_ne!(victims_browser.cookie, second.cookie);
+    assert_problem(exchange(&app, &planted, Some(&victims_browser.cookie)).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.db).await.unwrap();
+    assert_eq!(sessions, 0, "no session was opened");
 }
 
 #[tokio::test]

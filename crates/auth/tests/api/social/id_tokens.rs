@@ -97,9 +97,10 @@ async fn id_tokens_that_do_not_verify_are_refused() {
 
 #[tokio::test]
 async fn an_unverified_email_never_links_to_the_existing_account() {
-    let stub = Stub::start(Kind::Google).await;
-    let app = app_with(&[&stub], vec![]).await;
-    let owner = app.signup("owner@gmail.com").await;
+    let (stub, yandex) = (Stub::start(Kind::Google).await, Stub::start(Kind::Yandex).await);
+    let app = app_with(&[&stub, &yandex], vec![]).await;
+    // An account whose address Yandex proved: a verified email would link to it.
+    let owner_access = sign_in(&app, &yandex, &Person::new("ya-1", "owner@gmail.com"), "first").await;
     let mut impostor = Person::new("2002", "Owner@gmail.com");
     impostor.email_verified = false;
 
@@ -107,26 +108,70 @@ async fn an_unverified_email_never_links_to_the_existing_account() {
     stub.expect_sign_in(&flow, "c", &impostor).await;
     let problem = assert_problem(callback(&app, &flow, "c").await, StatusCode::CONFLICT, "email_taken").await;
     assert!(problem["detail"].as_str().unwrap().contains("link the provider from your profile"), "{problem}");
-    assert_eq!(social_count(&app).await, 0);
+    assert_eq!(social_count(&app).await, 1);
     assert_eq!(user_count(&app).await, 1);
     // The owner's account is untouched.
-    let tokens = app.sign_in("owner@gmail.com").await;
-    assert_eq!(me(&app, &tokens.access).await["id"], owner["id"]);
-    let linked: Value = app.get_with("/api/v1/users/me/social", &tokens.access).await.json().await.unwrap();
-    assert_eq!(linked, json!([]));
+    let linked: Value = app.get_with("/api/v1/users/me/social", &owner_access).await.json().await.unwrap();
+    assert_eq!(linked.as_array().unwrap().len(), 1, "{linked}");
 }
 
 #[tokio::test]
-async fn a_verified_email_links_to_the_existing_account() {
+async fn a_verified_email_links_to_an_account_whose_address_a_provider_proved() {
+    let (stub, yandex) = (Stub::start(Kind::Google).await, Stub::start(Kind::Yandex).await);
+    let app = app_with(&[&stub, &yandex], vec![]).await;
+    let first = sign_in(&app, &yandex, &Person::new("ya-1", "owner@gmail.com"), "first").await;
+    let access = sign_in(&app, &stub, &Person::new("3003", "OWNER@gmail.com"), "c").await;
+    assert_eq!(me(&app, &access).await["id"], me(&app, &first).await["id"]);
+    assert_eq!(user_count(&app).await, 1);
+    assert_eq!(social_count(&app).await, 2);
+    assert_eq!(history_methods(&app, &access).await, ["google", "yandex"], "newest first");
+}
+
+#[tokio::test]
+async fn a_password_sign_up_does_not_prove_its_address() {
     let stub = Stub::start(Kind::Google).await;
     let app = app_with(&[&stub], vec![]).await;
-    let owner = app.signup("owner@gmail.com").await;
-    let access = sign_in(&app, &stub, &Person::new("3003", "OWNER@gmail.com"), "c").await;
-    assert_eq!(me(&app, &access).await["id"], owner["id"]);
+    // Whoever signs up first with an address and a password does not get the sign-in
+    // of the address's owner at a provider, nor the owner theirs.
+    app.signup("owner@gmail.com").await;
+    let flow = authorize(&app, "google", None).await;
+    stub.expect_sign_in(&flow, "c", &Person::new("3003", "owner@gmail.com")).await;
+    assert_problem(callback(&app, &flow, "c").await, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(social_count(&app).await, 0);
     assert_eq!(user_count(&app).await, 1);
-    // The password still works too.
     assert_eq!(app.login("owner@gmail.com", PASSWORD).await.status(), StatusCode::OK);
-    assert_eq!(history_methods(&app, &access).await, ["password", "google"]);
+}
+
+#[tokio::test]
+async fn an_account_made_from_an_unverified_email_is_not_linked_by_that_email() {
+    let (stub, yandex) = (Stub::start(Kind::Google).await, Stub::start(Kind::Yandex).await);
+    let app = app_with(&[&stub, &yandex], vec![]).await;
+    // Someone puts the victim's address on their account at a provider that does not vouch for it.
+    let mut attacker = Person::new("6666", "victim@yandex.ru");
+    attacker.email_verified = false;
+    let attacker_access = sign_in(&app, &stub, &attacker, "c").await;
+    assert_eq!(me(&app, &attacker_access).await["email"], "victim@yandex.ru");
+    // The address's owner, whose provider vouches for it, is not let into that account.
+    let flow = authorize(&app, "yandex", None).await;
+    yandex.expect_sign_in(&flow, "owner", &Person::new("ya-1", "victim@yandex.ru")).await;
+    assert_problem(callback(&app, &flow, "owner").await, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(social_count(&app).await, 1);
+    let linked: Value = app.get_with("/api/v1/users/me/social", &attacker_access).await.json().await.unwrap();
+    assert_eq!(linked.as_array().unwrap().len(), 1, "{linked}");
+}
+
+#[tokio::test]
+async fn a_changed_email_is_not_proven_by_the_old_one() {
+    let (stub, yandex) = (Stub::start(Kind::Google).await, Stub::start(Kind::Yandex).await);
+    let app = app_with(&[&stub, &yandex], vec![]).await;
+    let access = sign_in(&app, &yandex, &Person::new("ya-1", "first@yandex.ru"), "first").await;
+    let response =
+        app.client.patch(app.url("/api/v1/users/me")).bearer_auth(&access).json(&json!({"email": "second@gmail.com"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let flow = authorize(&app, "google", None).await;
+    stub.expect_sign_in(&flow, "c", &Person::new("3003", "second@gmail.com")).await;
+    assert_problem(callback(&app, &flow, "c").await, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(social_count(&app).await, 1);
 }
 
 #[tokio::test]

@@ -221,3 +221,25 @@ async fn a_password_account_may_unlink_its_only_identity() {
     assert_eq!(unlink(&app, "google", &tokens.access).await.status(), StatusCode::NO_CONTENT);
     assert_problem(unlink(&app, "google", &tokens.access).await, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test]
+async fn linking_a_verified_identity_of_the_accounts_address_proves_it() {
+    let (google, yandex) = (Stub::start(Kind::Google).await, Stub::start(Kind::Yandex).await);
+    let app = app_with(&[&google, &yandex], vec![]).await;
+    let owner = app.signup("owner@yandex.ru").await;
+    let owners_google = Person::new("g-1", "owner@yandex.ru");
+    // A sign-up proves nothing, so Google's verified address does not link yet.
+    let flow = authorize(&app, "google", None).await;
+    google.expect_sign_in(&flow, "before", &owners_google).await;
+    assert_problem(callback(&app, &flow, "before").await, StatusCode::CONFLICT, "email_taken").await;
+    // Signed in with the password, the owner links Yandex, which vouches for the same address.
+    let tokens = app.sign_in("owner@yandex.ru").await;
+    let flow = start_link(&app, "yandex", &tokens.access).await;
+    yandex.expect_sign_in(&flow, "link", &Person::new("ya-1", "owner@yandex.ru")).await;
+    assert_eq!(callback(&app, &flow, "link").await.status(), StatusCode::OK);
+    // Now the address is proven, and Google's verified sign-in links to the account.
+    let access = sign_in(&app, &google, &owners_google, "after").await;
+    assert_eq!(me(&app, &access).await["id"], owner["id"]);
+    assert_eq!(user_count(&app).await, 1);
+    assert_eq!(social_count(&app).await, 2);
+}

@@ -101,3 +101,19 @@ async fn a_browser_keeps_one_binding_across_parallel_flows() {
     stub.expect_sign_in(&first, "tab-1", &Person::new("5", "tabs@yandex.ru")).await;
     assert_eq!(callback(&app, &first, "tab-1").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn starting_a_link_keeps_the_browsers_binding() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![]).await;
+    let (_, tokens) = app.signed_in_user().await;
+    let sign_in = authorize(&app, "yandex", None).await;
+    // Another tab starts linking; the browser sends its cookie there too and keeps it,
+    // so the sign-in under way in the first tab still finishes.
+    let response =
+        browser().post(app.url("/api/v1/users/me/social/yandex")).bearer_auth(&tokens.access).header("cookie", &sign_in.cookie).send().await.unwrap();
+    let link = started("yandex", response).await;
+    assert_eq!(link.cookie, sign_in.cookie);
+    stub.expect_sign_in(&sign_in, "tab-1", &Person::new("6", "tabs@yandex.ru")).await;
+    assert_eq!(callback(&app, &sign_in, "tab-1").await.status(), StatusCode::OK);
+}

@@ -382,7 +382,9 @@ impl Started {
 /// Reads a started flow off a 302 (authorize) or a 200 `{authorization_url}` (link).
 pub async fn started(provider: &'static str, response: Response) -> Started {
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/api/v1/oauth"), "{cookie}");
+    let attributes: Vec<&str> = cookie.split("; ").collect();
+    // The path covers sign-in (/api/v1/oauth) and linking (/api/v1/users/me/social).
+    assert!(attributes.contains(&"HttpOnly") && attributes.contains(&"SameSite=Lax") && attributes.contains(&"Path=/api/v1"), "{cookie}");
     assert!(cookie.contains("Secure"), "AUTH_PUBLIC_URL is https in tests: {cookie}");
     let cookie = cookie.split(';').next().unwrap().to_owned();
     let location = if response.status() == StatusCode::FOUND {

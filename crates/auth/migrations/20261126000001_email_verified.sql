@@ -1,0 +1,11 @@
+-- Whether a provider has proven that the account's owner holds its email address
+-- (docs/oauth.md, "Linking rules"). A social sign-in links to an existing account by
+-- email only when both the provider vouches for the address and the account's address
+-- was proven this way: a password sign-up, or a provider that does not vouch for the
+-- address, proves nothing, and linking to such an account would hand it to whoever
+-- claimed the address first. Set when an account is created from a provider's verified
+-- email, or when a verified identity of the same address is linked to it or signs in
+-- to it; cleared when the email changes. Existing accounts start unproven and become
+-- proven at their next such sign-in. Adding a column with a constant default to the
+-- partitioned table rewrites nothing.
+ALTER TABLE users ADD COLUMN email_verified boolean NOT NULL DEFAULT false;
