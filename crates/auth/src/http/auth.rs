@@ -210,15 +210,20 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
         Some(_) if !verified => Some(Failure::WrongPassword),
         Some(_) => None,
     };
-    let user_id = account.map(|a| a.id);
+    let user_id = account.as_ref().map(|a| a.id);
     if let Some(failure) = failure {
         history::record(&state.db, user_id, &client, Method::Password, Err(failure)).await?;
         tracing::info!(user_id = ?user_id, reason = failure.as_str(), "sign-in refused");
         return Err(attempt.failed(invalid_credentials()));
     }
     let user_id = user_id.ok_or_else(|| anyhow::anyhow!("verified sign-in without an account"))?;
+    let Some(pair) = try_open_session(&state, user_id, hash, &client, Method::Password).await? else {
+        // The password was changed (or the account deleted) while this one was checked.
+        history::record(&state.db, Some(user_id), &client, Method::Password, Err(Failure::WrongPassword)).await?;
+        tracing::info!(%user_id, reason = Failure::WrongPassword.as_str(), "sign-in refused: the password changed meanwhile");
+        return Err(attempt.failed(invalid_credentials()));
+    };
     attempt.succeeded(&state.limits).await;
-    let pair = open_session(&state, user_id, &client, Method::Password).await?;
     tracing::info!(%user_id, "signed in");
     Ok(pair)
 }
@@ -226,12 +231,26 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
 /// Opens a session for a signed-in user, records the sign-in, and issues the first
 /// token pair (one atomic statement: `sessions::open`).
 pub async fn open_session(state: &AppState, user_id: Uuid, client: &sessions::Client, method: Method) -> Result<TokenPair> {
+    try_open_session(state, user_id, None, client, method)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the signed-in account {user_id} no longer exists").into())
+}
+
+/// [`open_session`], or `None` when the account is gone or `verified_hash` is no
+/// longer its password's hash.
+async fn try_open_session(
+    state: &AppState,
+    user_id: Uuid,
+    verified_hash: Option<&str>,
+    client: &sessions::Client,
+    method: Method,
+) -> Result<Option<TokenPair>> {
     let refresh = refresh::generate();
     let expires_at = Utc::now() + state.refresh_ttl;
-    let (session_id, subject) = sessions::open(&state.db, user_id, client, method, &refresh.hash, expires_at)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the signed-in account {user_id} no longer exists"))?;
-    issue_pair(state, subject, session_id, refresh.token)
+    let Some((session_id, subject)) = sessions::open(&state.db, user_id, verified_hash, client, method, &refresh.hash, expires_at).await? else {
+        return Ok(None);
+    };
+    issue_pair(state, subject, session_id, refresh.token).map(Some)
 }
 
 fn issue_pair(state: &AppState, subject: Subject, session_id: Uuid, refresh_token: String) -> Result<TokenPair> {

@@ -64,11 +64,20 @@ pub struct SessionView {
 /// Opens a session with its first refresh token for a signed-in account, records the
 /// successful sign-in, and reads what the first access token states about the account.
 /// One statement: atomic without a transaction, and one round trip instead of six.
-/// `None` if the account no longer exists (then nothing is written).
+/// `None` if the account no longer exists, or, for a password sign-in, if
+/// `verified_hash` (the hash the password was checked against) is no longer the
+/// account's: then nothing is written.
+///
+/// The account's row is share-locked, so a password change (which updates the row, then
+/// ends every session in the same transaction) and a sign-in with the old password are
+/// ordered: either the session is written first and the change ends it, or this
+/// statement waits for the change, sees the new hash and opens nothing. The foreign
+/// key's check takes a lock on the same row anyway.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn open(
     db: &PgPool,
     user_id: Uuid,
+    verified_hash: Option<&str>,
     client: &Client,
     method: Method,
     refresh_hash: &[u8],
@@ -80,7 +89,8 @@ pub async fn open(
              SELECT u.id, u.birth_date, ",
         role_names!("u.id"),
         " AS roles
-               FROM users u WHERE u.id = $2
+               FROM users u WHERE u.id = $2 AND ($10::text IS NULL OR u.password_hash = $10)
+                FOR SHARE OF u
          ), session AS (
              INSERT INTO sessions (id, user_id, expires_at, ip, user_agent, device)
              SELECT $1, id, $3, $4, $5, $6 FROM account RETURNING id
@@ -101,6 +111,7 @@ pub async fn open(
     .bind(refresh_hash)
     .bind(Uuid::now_v7())
     .bind(method.as_str())
+    .bind(verified_hash)
     .fetch_optional(db)
     .await?;
     let Some((roles, birth_date)) = opened else { return Ok(None) };

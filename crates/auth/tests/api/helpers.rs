@@ -1,6 +1,10 @@
 //! `spawn_app()`: a real Auth on a random port with its own database and Redis prefix.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use auth::{config::Settings, startup::Application, state::AppState};
 use reqwest::{Response, StatusCode};
@@ -216,5 +220,22 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.unwrap()
+    }
+}
+
+/// Waits until some session of this test's database waits for a lock.
+pub async fn until_a_session_waits_for_a_lock(db: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+                .fetch_one(db)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no session started waiting for a lock within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,7 +1,7 @@
 //! Partitioned accounts and login history (docs/partitioning.md): uniqueness across
 //! partitions, lookups that touch one partition, months made ahead and retired.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auth::{
     domain::Email,
@@ -160,23 +160,6 @@ async fn two_concurrent_signups_with_one_email_get_exactly_one_201_and_one_409()
     }
 }
 
-/// Waits until some session of this test's database waits for a lock.
-async fn until_a_session_waits_for_a_lock(db: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-                .fetch_one(db)
-                .await
-                .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no session started waiting for the first signup's lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_second_claim_of_an_email_waits_for_the_first_and_fails_only_if_it_commits() {
     let app = spawn_app().await;
@@ -192,7 +175,7 @@ async fn a_second_claim_of_an_email_waits_for_the_first_and_fails_only_if_it_com
             tx.commit().await.unwrap();
             outcome
         });
-        until_a_session_waits_for_a_lock(&app.db).await;
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
         if first_commits {
             first.commit().await.unwrap();
         } else {

@@ -75,3 +75,36 @@ async fn a_session_id_that_is_not_a_uuid_is_422() {
     let response = app.client.delete(app.url("/api/v1/auth/sessions/not-a-uuid")).bearer_auth(&tokens.access).send().await.unwrap();
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+/// A sign-in that checked the old password while the password was being changed opens
+/// no session once the change commits: `sessions::open` share-locks the account and
+/// re-reads its hash, so the change (which ends every session after updating the row)
+/// and the sign-in are ordered, and no session opened with the old password survives.
+#[tokio::test]
+async fn a_sign_in_checked_against_a_password_being_changed_opens_no_session() {
+    use auth::store::{history::Method, sessions};
+    let app = spawn_app().await;
+    app.signup("changing@example.com").await;
+    let (user_id, old_hash): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = 'changing@example.com'").fetch_one(&app.db).await.unwrap();
+    let open = |hash: String| {
+        let db = app.db.clone();
+        async move {
+            let client = sessions::Client { ip: None, user_agent: None };
+            let expires = chrono::Utc::now() + chrono::Duration::days(1);
+            sessions::open(&db, user_id, Some(&hash), &client, Method::Password, uuid::Uuid::new_v4().as_bytes(), expires).await.unwrap()
+        }
+    };
+    let mut change = app.db.begin().await.unwrap();
+    sqlx::query("UPDATE users SET password_hash = 'the-new-hash' WHERE id = $1").bind(user_id).execute(&mut *change).await.unwrap();
+    let commit_when_the_sign_in_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        change.commit().await.unwrap();
+    };
+    let (opened, ()) = tokio::join!(open(old_hash), commit_when_the_sign_in_waits);
+    assert!(opened.is_none(), "a session was opened with the replaced password");
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(sessions, 0);
+    // Checked against the current hash, a sign-in opens its session.
+    assert!(open("the-new-hash".into()).await.is_some());
+}
