@@ -4,7 +4,7 @@
 //! logged inside the request's span and never sent to the client.
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -105,7 +105,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title, detail) = self.parts();
         match &self {
-            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            // The cause's chain of messages, without the backtrace anyhow may have captured.
+            ApiError::Internal(cause) => tracing::error!(error = %format_args!("{cause:#}"), "request failed"),
             ApiError::Unavailable(_) | ApiError::Timeout | ApiError::BadGateway { .. } | ApiError::GatewayTimeout => {
                 tracing::warn!(error = %self, "request not served")
             }
@@ -135,6 +136,10 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "database statement cancelled (AUTH_DATABASE_STATEMENT_TIMEOUT_MS)");
                 ApiError::Timeout
             }
+            Some(DatabaseFailure::Contended) => {
+                tracing::warn!(error = %e, "transaction aborted by a concurrent one");
+                ApiError::Conflict { code: "concurrent_change", detail: "A concurrent change to the same data got in the way; try again." }
+            }
             None => ApiError::Internal(e.into()),
         }
     }
@@ -149,6 +154,9 @@ enum DatabaseFailure {
     Unavailable,
     /// Cancelled by the statement timeout (or waited past `lock_timeout`).
     TooSlow,
+    /// Aborted for a deadlock or a serialization failure with a concurrent transaction:
+    /// the request may succeed if sent again (409).
+    Contended,
 }
 
 impl DatabaseFailure {
@@ -167,6 +175,9 @@ impl DatabaseFailure {
                 } else if matches!(code.as_ref(), "57014" | "55P03") {
                     // query_canceled, lock_not_available.
                     Some(Self::TooSlow)
+                } else if matches!(code.as_ref(), "40P01" | "40001") {
+                    // deadlock_detected, serialization_failure.
+                    Some(Self::Contended)
                 } else {
                     None
                 }
@@ -192,6 +203,17 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::BadRequest(format!("cannot read the request body ({})", other.status())),
         }
+    }
+}
+
+/// A form body (introspection's RFC 7662 form), whose one field is `field`.
+pub fn form_rejection(rejection: FormRejection, field: &'static str) -> ApiError {
+    match rejection {
+        FormRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        FormRejection::FailedToDeserializeForm(_) | FormRejection::FailedToDeserializeFormBody(_) => {
+            ApiError::field(field, strip_prefix(&rejection.body_text()))
+        }
+        other => ApiError::BadRequest(format!("cannot read the request body ({})", other.status())),
     }
 }
 
@@ -222,6 +244,8 @@ fn strip_prefix(text: &str) -> String {
         "Failed to deserialize the JSON body into the target type: ",
         "Failed to parse the request body as JSON: ",
         "Failed to deserialize query string: ",
+        "Failed to deserialize form body: ",
+        "Failed to deserialize form: ",
         "Failed to deserialize path params: ",
         "Invalid URL: ",
     ];

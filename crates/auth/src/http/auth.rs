@@ -371,9 +371,8 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            let axum::Form(body) = axum::Form::<IntrospectionRequest>::from_request(req, state)
-                .await
-                .map_err(|e| ApiError::field("token", e.body_text().chars().take(200).collect::<String>()))?;
+            let axum::Form(body) =
+                axum::Form::<IntrospectionRequest>::from_request(req, state).await.map_err(|e| crate::error::form_rejection(e, "token"))?;
             Ok(Self(body))
         } else {
             let Json(body) = Json::<IntrospectionRequest>::from_request(req, state).await?;

@@ -126,7 +126,12 @@ pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> R
     .bind(user_id)
     .bind(role)
     .execute(db)
-    .await?;
+    .await
+    // The role or the user deleted by a concurrent transaction after this one read it.
+    .on_constraints(&[
+        ("user_roles_role_id_fkey", || ApiError::field("role", "no role has this name")),
+        ("user_roles_user_id_fkey", || ApiError::NotFound("No user with this id.")),
+    ])?;
     Ok(granted.rows_affected() > 0)
 }
 

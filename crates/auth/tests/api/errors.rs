@@ -28,6 +28,19 @@ async fn a_body_over_the_limit_is_413() {
 }
 
 #[tokio::test]
+async fn an_introspection_form_over_the_limit_is_413_and_a_bad_one_names_the_field() {
+    let app = spawn_app().await;
+    let url = app.url("/api/v1/auth/introspect");
+    let form = |body: String| app.client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body).send();
+    let response = form(format!("token={}", "x".repeat(64 * 1024))).await.unwrap();
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let problem = assert_problem(form("nothing=here".into()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(problem["errors"][0]["field"], "token", "{problem}");
+    assert!(message.contains("missing field `token`") && !message.starts_with("Failed to deserialize"), "{problem}");
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
     let app = spawn_app().await;
     let response = app.client.post(app.url("/api/v1/auth/login")).body("email=a").send().await.unwrap();

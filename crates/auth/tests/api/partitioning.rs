@@ -372,3 +372,34 @@ async fn retention_drops_whole_months_older_than_the_setting_and_nothing_newer()
         assert!(p.to >= now - chrono::Months::new(3), "{p:?} should have gone");
     }
 }
+
+/// Two accounts swapping emails, or logins, in transactions stepped by hand: each claim
+/// finds the other's value still held and fails at once (the trigger claims before it
+/// releases), instead of both waiting on each other's release until PostgreSQL aborts
+/// one for a deadlock.
+#[tokio::test]
+async fn accounts_swapping_emails_or_logins_fail_at_once_without_a_deadlock() {
+    let app = spawn_app().await;
+    let mut first = app.db.begin().await.unwrap();
+    let a = users::insert(&mut first, NewUser { login: Some(auth::domain::Login::parse("Alpha").unwrap()), ..new_user("alpha@example.com") })
+        .await
+        .unwrap();
+    let b = users::insert(&mut first, NewUser { login: Some(auth::domain::Login::parse("Beta").unwrap()), ..new_user("beta@example.com") })
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    for (column, a_value, b_value) in [("email", "alpha@example.com", "beta@example.com"), ("login", "alpha", "beta")] {
+        let update = format!("UPDATE users SET {column} = $2 WHERE id = $1");
+        let mut one = app.db.begin().await.unwrap();
+        let mut other = app.db.begin().await.unwrap();
+        // Each statement must finish on its own: waiting for the other would hang here.
+        sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *one).await.unwrap();
+        sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *other).await.unwrap();
+        let a_takes_b = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(a).bind(b_value).execute(&mut *one).await;
+        let b_takes_a = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(b).bind(a_value).execute(&mut *other).await;
+        for (who, outcome) in [("a", a_takes_b), ("b", b_takes_a)] {
+            let code = outcome.expect_err(who).as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+            assert_eq!(code.as_deref(), Some("23505"), "{column}: {who}'s claim is a unique violation, not a wait");
+        }
+    }
+}

@@ -202,3 +202,28 @@ async fn admins_find_a_user_by_email() {
     let missing = app.send(Method::GET, "/api/v1/users", Some(&admin.access), None).await;
     assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+/// A grant racing the deletion of its role: the handler saw the role, the deletion
+/// commits while the grant waits for it, and the grant's insert then finds no role.
+/// That is a 422 naming the field, not a 500.
+#[tokio::test]
+async fn granting_a_role_deleted_meanwhile_is_422() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let (viewer_id, _) = app.signed_in_with_role("user").await;
+    let role = custom_role(&app, &admin.access, "vanishing").await;
+    let mut deletion = app.db.begin().await.unwrap();
+    sqlx::query("DELETE FROM roles WHERE name = 'vanishing'").execute(&mut *deletion).await.unwrap();
+    let grant = {
+        let (app, access) = (&app, admin.access.clone());
+        async move { app.send(Method::POST, &format!("/api/v1/users/{viewer_id}/roles"), Some(&access), Some(json!({"role": "vanishing"}))).await }
+    };
+    let commit_when_the_grant_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        deletion.commit().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(grant, commit_when_the_grant_waits);
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["role"], "{problem}");
+    assert!(role["id"].is_string());
+}
