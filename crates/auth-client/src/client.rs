@@ -251,8 +251,10 @@ impl AuthClient {
         match self.inner.keys.fetch_slot(min_interval).await {
             Some(_slot) if !self.refresh_keys().await => return KeyLookup::Unreachable,
             Some(_slot) => {}
-            // Fetched recently: trust that answer, unless it was a failure and we hold nothing.
-            None if self.inner.keys.is_empty() => return KeyLookup::Unreachable,
+            // Fetched recently: trust that answer, unless it was a failure. Auth did not
+            // say it does not know this key then: the token may be good (a key published
+            // just before Auth went down), so it is served as anonymous, not refused.
+            None if self.inner.keys.is_empty() || self.inner.jwks_failing.load(Ordering::Relaxed) => return KeyLookup::Unreachable,
             None => {}
         }
         self.inner.keys.get(kid).map_or(KeyLookup::Unknown, KeyLookup::Found)
@@ -263,19 +265,19 @@ impl AuthClient {
         if let Some(cached) = self.inner.introspections.get(&key).await {
             return cached.map_or(Revocation::Revoked, Revocation::Live);
         }
-        if !self.inner.breaker.try_acquire() {
+        let Some(call) = self.inner.breaker.try_acquire() else {
             return Revocation::Unknown;
-        }
+        };
         match self.introspect(token, request_id).await {
             Ok(answer) => {
-                self.inner.breaker.on_success();
+                call.succeeded();
                 let live = answer.active.then(|| answer.roles.unwrap_or_default());
                 self.inner.introspections.insert(key, live.clone()).await;
                 live.map_or(Revocation::Revoked, Revocation::Live)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "introspection failed; token accepted on its signature");
-                self.inner.breaker.on_failure();
+                call.failed();
                 Revocation::Unknown
             }
         }

@@ -148,6 +148,25 @@ async fn movies_starts_with_auth_down_serves_anonymously_and_picks_up_the_keys_l
     assert!(response.headers().get("x-auth-degraded").is_none());
 }
 
+/// A token under a key the movies API has not fetched (as right after a key rotation),
+/// while Auth is down: served as anonymous on every request, not only on the one that
+/// tried to fetch the keys. Auth never said it does not know the key, so it is not refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_under_a_key_not_yet_fetched_is_anonymous_while_auth_is_down() {
+    let mut auth = Auth::process().await;
+    let movies = Movies::start(&auth.url).await;
+    movies.wait_for_keys().await;
+    auth.stop();
+    // Header {"alg":"EdDSA","typ":"JWT","kid":"never-published"}; the signature cannot be
+    // checked without the key, so its bytes do not matter.
+    let token = format!("eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6Im5ldmVyLXB1Ymxpc2hlZCJ9.e30.{}", "A".repeat(86));
+    for attempt in 0..3 {
+        let response = movies.get("/api/v1/films", Some(&token)).await;
+        assert_eq!(response.status(), StatusCode::OK, "attempt {attempt}");
+        assert_eq!(response.headers().get("x-auth-degraded").map(|v| v.to_str().unwrap()), Some("1"), "attempt {attempt}");
+    }
+}
+
 /// One answer of the movies API under load.
 #[derive(Debug)]
 struct Served {
