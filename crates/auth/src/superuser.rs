@@ -3,6 +3,10 @@
 //! The password is never taken from the command line (it would land in shell history
 //! and `ps`): it is read from standard input when that is not a terminal, or prompted
 //! for without echo when it is. Running the command twice is harmless.
+//!
+//! An existing account is promoted only with its own password: sign-up verifies no
+//! email address, so whoever registered the address first (perhaps not the operator)
+//! holds that account, and promoting it blindly would make them an admin.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -29,6 +33,13 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
     if let Some(user) = users::find_by_email(&db, &email).await? {
         if user.roles.iter().any(|r| r == "admin") {
             return Ok(Outcome::AlreadyAdmin);
+        }
+        let password = read_password(stdin)?;
+        let hash = users::password_hash(&db, user.id).await?;
+        if !PasswordHasher::new(1)?.verify(&password, hash.as_deref()).await? {
+            bail!(
+                "{email} already has an account, and the password given is not its password: only an account you can sign in to is promoted (sign-up does not verify addresses)"
+            );
         }
         users::grant_role(&db, user.id, "admin").await?;
         return Ok(Outcome::Promoted);

@@ -119,7 +119,7 @@ pub struct RolePatch {
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name taken, or renaming a built-in role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken, renaming a built-in role, or taking `roles.manage` from the built-in admin role (`admin_role_needs_roles_manage`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_role(
@@ -220,6 +220,7 @@ async fn grant_role(
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user or role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: taking the admin role from its last holder", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn revoke_role(State(state): State<AppState>, admin: Authorized<ManageRoles>, Path((id, role)): Path<(Uuid, String)>) -> Result<StatusCode> {

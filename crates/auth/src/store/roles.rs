@@ -41,6 +41,22 @@ fn built_in() -> ApiError {
     ApiError::Conflict { code: "built_in_role", detail: "Built-in roles cannot be renamed or deleted." }
 }
 
+/// The built-in role that `create-superuser` grants; it always carries this permission,
+/// and someone always holds it, so the role system can never lock every admin out.
+pub const ADMIN: &str = "admin";
+pub const MANAGE_ROLES: &str = "roles.manage";
+
+fn admin_keeps_managing() -> ApiError {
+    ApiError::Conflict {
+        code: "admin_role_needs_roles_manage",
+        detail: "The built-in admin role keeps the roles.manage permission: without it nobody could manage roles.",
+    }
+}
+
+fn last_admin() -> ApiError {
+    ApiError::Conflict { code: "last_admin", detail: "This is the last admin; grant the admin role to someone else first." }
+}
+
 fn no_such_role() -> ApiError {
     ApiError::NotFound("No role with this id.")
 }
@@ -81,6 +97,9 @@ pub async fn update(db: &PgPool, id: Uuid, change: RoleChange) -> Result<Role> {
         .ok_or_else(no_such_role)?;
     if current.built_in && change.name.as_ref().is_some_and(|n| n.as_ref() != current.name) {
         return Err(built_in());
+    }
+    if current.built_in && current.name == ADMIN && change.permissions.as_ref().is_some_and(|p| !p.iter().any(|p| p == MANAGE_ROLES)) {
+        return Err(admin_keeps_managing());
     }
     let role = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE roles SET name = COALESCE($2, name), description = COALESCE($3, description),
@@ -139,8 +158,20 @@ pub async fn role_id_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Opti
 
 /// Revokes a role by name; revoking one the user does not have is not an error.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn revoke(db: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> Result<()> {
-    sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2").bind(user_id).bind(role_id).execute(db).await?;
+pub async fn revoke(db: &PgPool, user_id: Uuid, role_id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    // Locking the role serialises revocations of it: two admins taking the role from
+    // each other at once cannot both see the other one remain.
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE id = $1 FOR UPDATE").bind(role_id).fetch_optional(&mut *tx).await?;
+    let Some(name) = name else { return Err(no_such_role()) };
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2").bind(user_id).bind(role_id).execute(&mut *tx).await?;
+    if name == ADMIN {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM user_roles WHERE role_id = $1").bind(role_id).fetch_one(&mut *tx).await?;
+        if left == 0 {
+            return Err(last_admin());
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 

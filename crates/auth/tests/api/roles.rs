@@ -227,3 +227,31 @@ async fn granting_a_role_deleted_meanwhile_is_422() {
     assert_eq!(error_fields(&problem), ["role"], "{problem}");
     assert!(role["id"].is_string());
 }
+
+/// Nothing the admin API accepts can leave nobody able to manage roles: the built-in
+/// admin role keeps `roles.manage`, and its last holder keeps it.
+#[tokio::test]
+async fn the_last_admin_and_the_admin_roles_permission_to_manage_roles_stay() {
+    let app = spawn_app().await;
+    let (admin_id, admin) = app.signed_in_with_role("admin").await;
+    let roles: Vec<Value> = app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await.json().await.unwrap();
+    let admin_role = roles.iter().find(|r| r["name"] == "admin").unwrap();
+    let path = format!("/api/v1/roles/{}", admin_role["id"].as_str().unwrap());
+    let stripped = app.send(Method::PATCH, &path, Some(&admin.access), Some(json!({"permissions": ["users.read"]}))).await;
+    assert_problem(stripped, StatusCode::CONFLICT, "admin_role_needs_roles_manage").await;
+
+    let own = format!("/api/v1/users/{admin_id}/roles/admin");
+    assert_problem(app.send(Method::DELETE, &own, Some(&admin.access), None).await, StatusCode::CONFLICT, "last_admin").await;
+    assert_eq!(app.send(Method::GET, "/api/v1/roles", Some(&admin.access), None).await.status(), StatusCode::OK);
+
+    // With a second admin, the first may step down.
+    let (other_id, _) = app.signed_in_with_role("user").await;
+    let grant = app.send(Method::POST, &format!("/api/v1/users/{other_id}/roles"), Some(&admin.access), Some(json!({"role": "admin"}))).await;
+    assert_eq!(grant.status(), StatusCode::OK);
+    assert_eq!(app.send(Method::DELETE, &own, Some(&admin.access), None).await.status(), StatusCode::NO_CONTENT);
+    let holders: i64 = sqlx::query_scalar("SELECT count(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.name = 'admin'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(holders, 1);
+}

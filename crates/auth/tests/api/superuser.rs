@@ -51,14 +51,29 @@ async fn create_superuser_creates_an_admin_from_stdin_and_is_harmless_twice() {
 }
 
 #[tokio::test]
-async fn create_superuser_promotes_an_existing_user_without_touching_the_password() {
+async fn create_superuser_promotes_an_existing_user_given_its_password_without_touching_it() {
     let app = spawn_app().await;
     let (email, _) = app.signed_in_user().await;
-    let (ok, stdout, stderr) = create_superuser(&database_url(&app), &email, "");
+    let (ok, stdout, stderr) = create_superuser(&database_url(&app), &email, &format!("{}\n", crate::helpers::PASSWORD));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("promoted"), "{stdout}");
     let tokens = app.sign_in(&email).await;
     assert_eq!(app.state.tokens.verify(&tokens.access).unwrap().roles, ["admin", "user"]);
+}
+
+/// Sign-up verifies no address: whoever registered the operator's address first holds
+/// that account, and must not become an admin because the operator ran the command.
+#[tokio::test]
+async fn create_superuser_does_not_promote_an_account_whose_password_it_was_not_given() {
+    let app = spawn_app().await;
+    let (email, _) = app.signed_in_user().await;
+    for stdin in ["the operator's own password 42\n", ""] {
+        let (ok, stdout, stderr) = create_superuser(&database_url(&app), &email, stdin);
+        assert!(!ok, "{stdin:?}: {stdout}");
+        assert!(stderr.contains("password"), "{stderr}");
+    }
+    let tokens = app.sign_in(&email).await;
+    assert_eq!(app.state.tokens.verify(&tokens.access).unwrap().roles, ["user"]);
 }
 
 #[tokio::test]
