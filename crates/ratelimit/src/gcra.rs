@@ -38,18 +38,20 @@ pub fn acquire(now: u64, stored: Option<u64>, params: Params, cost: u64) -> Outc
     let Params { interval_us, burst } = params;
     let interval_us = interval_us.max(1);
     let tat = stored.map_or(now, |tat| tat.max(now));
-    let new_tat = tat + interval_us * cost;
-    let window = interval_us * burst;
+    // Saturating: parsed policies stay far from overflow (a full burst comes back within
+    // a year), but a policy built in code is not checked.
+    let new_tat = tat.saturating_add(interval_us.saturating_mul(cost));
+    let window = interval_us.saturating_mul(burst);
     // `allow_at` may be "before zero" on a fresh key; compare without underflow.
-    if now + window >= new_tat {
-        let slack = now + window - new_tat;
+    if now.saturating_add(window) >= new_tat {
+        let slack = now.saturating_add(window) - new_tat;
         Outcome { allowed: true, remaining: slack / interval_us, reset_us: new_tat - now, retry_after_us: 0, new_tat }
     } else {
         Outcome {
             allowed: false,
-            remaining: (now + window).saturating_sub(tat) / interval_us,
+            remaining: now.saturating_add(window).saturating_sub(tat) / interval_us,
             reset_us: tat - now,
-            retry_after_us: new_tat - window - now,
+            retry_after_us: new_tat.saturating_sub(window).saturating_sub(now),
             new_tat: tat,
         }
     }

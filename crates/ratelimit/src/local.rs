@@ -13,7 +13,10 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -23,6 +26,8 @@ const SHARDS: usize = 32;
 
 pub(crate) struct LocalStore {
     epoch: Instant,
+    /// Added to the clock: only tests move it, to let keys expire without waiting.
+    skew_us: AtomicU64,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     max_keys_per_shard: usize,
@@ -30,9 +35,16 @@ pub(crate) struct LocalStore {
 
 struct Shard {
     tats: HashMap<String, Entry>,
-    /// Size at which expired entries are swept next.
+    /// Size at which expired entries are swept next; never above the shard's bound, so a
+    /// full shard is always swept before a new key is turned away.
     sweep_at: usize,
+    /// A full shard whose sweep freed little is swept again only after this time, so a
+    /// flood of live keys costs a sweep per 100 ms, not one per request.
+    full_sweep_after: u64,
 }
+
+/// How long a full shard waits before it is swept again, in microseconds.
+const FULL_SWEEP_PAUSE_US: u64 = 100_000;
 
 /// A key's theoretical arrival time and, in the optimistic limiter's copy of Redis,
 /// the charges decided here and not yet answered by Redis.
@@ -50,14 +62,19 @@ impl Entry {
 
 impl LocalStore {
     pub(crate) fn new(max_keys: usize) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { tats: HashMap::new(), sweep_at: 1024 })).collect();
-        Self { epoch: Instant::now(), hasher: RandomState::new(), shards, max_keys_per_shard: (max_keys / SHARDS).max(1) }
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { tats: HashMap::new(), sweep_at: 1024, full_sweep_after: 0 })).collect();
+        Self { epoch: Instant::now(), skew_us: AtomicU64::new(0), hasher: RandomState::new(), shards, max_keys_per_shard: (max_keys / SHARDS).max(1) }
     }
 
     /// Microseconds on this instance's monotonic clock.
     fn now(&self) -> u64 {
         // Start well above zero so "one window ago" never underflows.
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 4) + 1_000_000_000
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX / 4) + 1_000_000_000 + self.skew_us.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn advance(&self, by: std::time::Duration) {
+        self.skew_us.fetch_add(by.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn shard(&self, tag: &str) -> std::sync::MutexGuard<'_, Shard> {
@@ -72,7 +89,7 @@ impl LocalStore {
         let mut shard = self.shard(tag);
         let outcomes: Vec<Outcome> = keys.iter().map(|(key, params)| gcra::acquire(now, shard.tats.get(key).map(|e| e.tat), *params, cost)).collect();
         if outcomes.iter().all(|o| o.allowed) {
-            shard.sweep_if_large(now);
+            shard.sweep_if_large(now, self.max_keys_per_shard);
             for ((key, _), outcome) in keys.iter().zip(&outcomes) {
                 if let Some(entry) = shard.tats.get_mut(key) {
                     entry.tat = outcome.new_tat;
@@ -124,7 +141,7 @@ impl LocalStore {
     pub(crate) fn sync(&self, tag: &str, keys: &[(String, Params)], outcomes: &[Outcome], answered: bool) {
         let now = self.now();
         let mut shard = self.shard(tag);
-        shard.sweep_if_large(now);
+        shard.sweep_if_large(now, self.max_keys_per_shard);
         for ((key, params), outcome) in keys.iter().zip(outcomes) {
             if let Some(entry) = shard.tats.get_mut(key) {
                 if answered {
@@ -167,10 +184,19 @@ impl LocalStore {
 
 impl Shard {
     /// Drops keys back to a full burst (their TAT has passed): they are the same as absent.
-    fn sweep_if_large(&mut self, now: u64) {
-        if self.tats.len() >= self.sweep_at {
+    ///
+    /// The next sweep comes when the shard has doubled, but at its bound at the latest:
+    /// before, a sweep that left more than half the bound live set the next one beyond
+    /// the bound, which the shard never reached, so once full of expired keys it never
+    /// swept again and let every new subject through uncounted for good.
+    fn sweep_if_large(&mut self, now: u64, max_keys: usize) {
+        let full = self.tats.len() >= max_keys;
+        if self.tats.len() >= self.sweep_at && (!full || now >= self.full_sweep_after) {
             self.tats.retain(|_, entry| entry.tat > now || entry.pending > 0);
-            self.sweep_at = (self.tats.len() * 2).max(1024);
+            self.sweep_at = (self.tats.len() * 2).clamp(1024.min(max_keys), max_keys);
+            if self.tats.len() >= max_keys - max_keys / 10 {
+                self.full_sweep_after = now + FULL_SWEEP_PAUSE_US;
+            }
         }
     }
 }
@@ -207,6 +233,24 @@ mod tests {
         assert!(store.acquire("t", &keys(&["a"]), 1)[0].allowed);
         store.reset("t", &["a".to_owned()]);
         assert_eq!(store.acquire("t", &keys(&["a"]), 1)[0].remaining, 1);
+    }
+
+    /// A flood of distinct keys fills every shard while they are live, then they all
+    /// expire: new subjects are counted again, not let through uncounted for good.
+    #[test]
+    fn a_store_filled_with_expired_keys_counts_new_subjects_again() {
+        const ONE_PER_SECOND: Params = Params { interval_us: 1_000_000, burst: 1 };
+        let store = LocalStore::new(SHARDS * 2048);
+        for i in 0..SHARDS * 2048 * 2 {
+            let key = format!("flood{i}");
+            store.acquire(&key, &[(key.clone(), ONE_PER_SECOND)], 1);
+        }
+        store.advance(std::time::Duration::from_secs(2));
+        for victim in 0..64 {
+            let key = format!("victim{victim}");
+            let allowed = (0..5).filter(|_| store.acquire(&key, &[(key.clone(), SLOW)], 1)[0].allowed).count();
+            assert_eq!(allowed, 2, "victim {victim} was not counted");
+        }
     }
 
     #[test]

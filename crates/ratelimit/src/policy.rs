@@ -47,9 +47,20 @@ impl FromStr for Rate {
         if count == 0 || burst == 0 || window.is_zero() {
             return Err("count, window and burst must be greater than zero".into());
         }
-        Ok(Self { count, window, burst })
+        let rate = Self { count, window, burst };
+        // A full burst takes `burst` intervals to come back; a year is far beyond any
+        // sensible policy and keeps the arithmetic of the limiter and of the Redis script
+        // (keys' expiry in milliseconds) well within range.
+        let params = rate.params();
+        if params.interval_us.checked_mul(params.burst).is_none_or(|window_us| window_us > MAX_RECOVERY_US) {
+            return Err(format!("a full burst of {burst} at {count} per {window:?} takes more than a year to come back"));
+        }
+        Ok(rate)
     }
 }
+
+/// The longest a policy may take to give a full burst back: a year, in microseconds.
+const MAX_RECOVERY_US: u64 = 366 * 86_400 * 1_000_000;
 
 fn parse_window(raw: &str) -> Option<Duration> {
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
@@ -147,6 +158,18 @@ mod tests {
             assert!(!err.is_empty(), "{bad:?}");
         }
         assert!("20/fortnight".parse::<Rate>().unwrap_err().contains("window \"fortnight\""));
+    }
+
+    /// Rates whose full burst would take longer than a year to come back are refused:
+    /// `1/d burst 4000000000` overflowed the limiter's arithmetic (a panic per request).
+    #[test]
+    fn rates_that_take_more_than_a_year_to_recover_are_refused() {
+        for absurd in ["1/d burst 4000000000", "1/99999999999d", "1/d burst 367"] {
+            let err = absurd.parse::<Rate>().unwrap_err();
+            assert!(err.contains("more than a year"), "{absurd:?}: {err}");
+        }
+        assert!("1/d burst 366".parse::<Rate>().is_ok());
+        assert!("5/15m".parse::<Rate>().is_ok());
     }
 
     #[test]
