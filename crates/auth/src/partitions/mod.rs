@@ -22,10 +22,23 @@ pub struct PartitionSettings {
 impl PartitionSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            login_history_retention_months: env.parse_positive("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", 12)?,
+            login_history_retention_months: retention_months(env)?,
             maintenance_interval: env.seconds("AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS", 3600)?,
         })
     }
+}
+
+/// The longest retention, 100 years: pg_partman subtracts it from the clock, and far
+/// larger values (100,000 months) fell outside PostgreSQL's timestamps, failing every run.
+const MAX_RETENTION_MONTHS: u32 = 1200;
+
+fn retention_months(env: &Env) -> Result<u32, ConfigError> {
+    let name = "AUTH_LOGIN_HISTORY_RETENTION_MONTHS";
+    let months = env.parse_positive(name, 12)?;
+    if months > MAX_RETENTION_MONTHS {
+        return Err(ConfigError { name: name.into(), reason: format!("must be at most {MAX_RETENTION_MONTHS} (100 years)") });
+    }
+    Ok(months)
 }
 
 /// One maintenance run with the configured retention, logged.
@@ -36,6 +49,12 @@ pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maint
     }
     for p in &outcome.dropped {
         tracing::info!(partition = %p.name, from = %p.from, to = %p.to, "login history partition dropped (retention)");
+    }
+    if outcome.moved_from_default > 0 {
+        tracing::warn!(
+            rows = outcome.moved_from_default,
+            "login history rows moved from login_history_default into their months: a month had no partition (clock far off, or upkeep stopped)"
+        );
     }
     if outcome.rows_in_default {
         tracing::warn!("login history rows in login_history_default: outside every monthly partition; see docs/partitioning.md");
@@ -74,5 +93,8 @@ mod tests {
         assert_eq!(with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "3")]).unwrap().login_history_retention_months, 3);
         let err = with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "0")]).unwrap_err();
         assert_eq!(err.to_string(), "AUTH_LOGIN_HISTORY_RETENTION_MONTHS: must be greater than zero");
+        assert_eq!(with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "1200")]).unwrap().login_history_retention_months, 1200);
+        let err = with(&[("AUTH_LOGIN_HISTORY_RETENTION_MONTHS", "100000")]).unwrap_err();
+        assert_eq!(err.to_string(), "AUTH_LOGIN_HISTORY_RETENTION_MONTHS: must be at most 1200 (100 years)");
     }
 }

@@ -19,9 +19,12 @@ pub struct Maintenance {
     pub created: Vec<Partition>,
     /// Partitions dropped because their whole month is older than the retention.
     pub dropped: Vec<Partition>,
-    /// Rows that fell outside every monthly partition into the default one. There
-    /// should be none: such rows block making their month's partition, and are never
-    /// retired. `partman.partition_data_proc` moves them out.
+    /// Rows this run moved out of the default partition into their months (made for
+    /// them): rows of a month that had no partition yet (a clock far off, or upkeep
+    /// stopped for months). Left there, they made pg_partman's attaching of their month
+    /// fail, and with it every later run, retention included.
+    pub moved_from_default: i64,
+    /// Rows still in the default partition after the run. There should be none.
     pub rows_in_default: bool,
 }
 
@@ -53,6 +56,10 @@ pub async fn maintain(db: &PgPool, retention_months: u32) -> Result<Maintenance,
         .bind(format!("{retention_months} months"))
         .execute(&mut *tx)
         .await?;
+    let moved_from_default: i64 =
+        sqlx::query_scalar("SELECT partman.partition_data_time(current_schema() || '.login_history', p_batch_count := 1000, p_analyze := false)")
+            .fetch_one(&mut *tx)
+            .await?;
     sqlx::query("SELECT partman.run_maintenance(p_parent_table := current_schema() || '.login_history')").execute(&mut *tx).await?;
     let after = login_history_partitions(&mut tx).await?;
     let rows_in_default: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM login_history_default)").fetch_one(&mut *tx).await?;
@@ -60,6 +67,7 @@ pub async fn maintain(db: &PgPool, retention_months: u32) -> Result<Maintenance,
     Ok(Maintenance {
         created: after.iter().filter(|p| !before.contains(p)).cloned().collect(),
         dropped: before.into_iter().filter(|p| !after.contains(p)).collect(),
+        moved_from_default,
         rows_in_default,
     })
 }

@@ -403,3 +403,34 @@ async fn accounts_swapping_emails_or_logins_fail_at_once_without_a_deadlock() {
         }
     }
 }
+
+/// Rows of a month that has no partition (upkeep stopped for months, or a clock far
+/// off) fall into the default partition. The next run moves them into their month, made
+/// for them, instead of failing to attach that month, and so every later run with it,
+/// retention included.
+#[tokio::test]
+async fn rows_of_a_month_without_a_partition_are_moved_out_of_the_default_one() {
+    let app = spawn_app().await;
+    let mut setup = app.db.begin().await.unwrap();
+    // Under pg_partman's lock: the run the service starts with goes wholly before or after.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
+    let last = login_history_partitions(&mut setup).await.unwrap().pop().unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {}", last.name))).execute(&mut *setup).await.unwrap();
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO login_history (id, attempted_at, device, method, success, failure_reason)
+         VALUES (gen_random_uuid(), $1 + interval '10 days', 'web', 'password', false, 'unknown_account') RETURNING id",
+    )
+    .bind(last.from)
+    .fetch_one(&mut *setup)
+    .await
+    .unwrap();
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM login_history_default").fetch_one(&mut *setup).await.unwrap();
+    assert_eq!(in_default, 1);
+    setup.commit().await.unwrap();
+
+    let outcome = auth::partitions::maintain(&app.db, &settings(12)).await.unwrap();
+    assert!(outcome.moved_from_default <= 1 && !outcome.rows_in_default, "{outcome:?}");
+    let home: String =
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM login_history WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(home, last.name);
+}
