@@ -43,13 +43,15 @@ pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPa
         person: Person,
         total: i64,
     }
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH hits AS (
+    // `$1` the query.
+    const HITS: &str = "WITH hits AS (
             SELECT p.id, word_similarity(lower($1), lower(p.full_name)) AS sim
               FROM persons p
              WHERE lower($1) <% lower(p.full_name)
                 OR to_tsvector('simple', p.full_name) @@ plainto_tsquery('simple', $1)
-         ), page AS (
+         )";
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HITS}, page AS (
             SELECT id, sim, count(*) OVER () AS total FROM hits ORDER BY sim DESC, id LIMIT $2 OFFSET $3
          )
          SELECT x.*, page.total FROM page JOIN ({SELECT}) x ON x.id = page.id ORDER BY page.sim DESC, page.id"
@@ -59,6 +61,13 @@ pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPa
     .bind(paging.offset())
     .fetch_all(db)
     .await?;
-    let total = rows.first().map_or(0, |r| r.total);
+    let total = match rows.first() {
+        Some(row) => row.total,
+        // Past the last page the window count has no row to ride on: count apart.
+        None if paging.offset() > 0 => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{HITS} SELECT count(*) FROM hits"))).bind(query).fetch_one(db).await?
+        }
+        None => 0,
+    };
     Ok(PersonPage { items: rows.into_iter().map(|r| r.person).collect(), page: paging.info(total) })
 }

@@ -84,6 +84,24 @@ async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
     assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
+/// A page past the last still reports how many results there are, as the film list
+/// does: the search's count rode on the page's rows, and an empty page said 0.
+#[tokio::test]
+async fn searches_report_their_total_past_the_last_page() {
+    let (_auth, movies) = movies().await;
+    let films = "/api/v1/films/search?query=matrix&page%5Bsize%5D=1";
+    assert_eq!(movies.json(&format!("{films}&page%5Bnumber%5D=1"), None).await["page"]["total"], 1);
+    let past = movies.json(&format!("{films}&page%5Bnumber%5D=5"), None).await;
+    assert_eq!(past["items"], serde_json::json!([]));
+    assert_eq!(past["page"]["total"], 1, "{past}");
+    let persons = "/api/v1/persons/search?query=bob%20maker&page%5Bsize%5D=1";
+    let total = movies.json(&format!("{persons}&page%5Bnumber%5D=1"), None).await["page"]["total"].clone();
+    assert!(total.as_i64().unwrap() >= 1, "{total}");
+    let past = movies.json(&format!("{persons}&page%5Bnumber%5D=50"), None).await;
+    assert_eq!(past["items"], serde_json::json!([]));
+    assert_eq!(past["page"]["total"], total, "{past}");
+}
+
 #[tokio::test]
 async fn film_details_carry_genres_and_directors() {
     let (_auth, movies) = movies().await;
