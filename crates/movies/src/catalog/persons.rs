@@ -14,7 +14,7 @@ pub struct Person {
     pub full_name: String,
     /// What the person did: `director`, …
     pub roles: Vec<String>,
-    /// Films of the person in the whole catalogue.
+    /// Films of the person that the viewer may see.
     pub film_count: i64,
 }
 
@@ -24,19 +24,26 @@ pub struct PersonPage {
     pub page: PageInfo,
 }
 
-const SELECT: &str = "SELECT p.id, p.full_name,
-        ARRAY(SELECT DISTINCT fp.role FROM film_persons fp WHERE fp.person_id = p.id ORDER BY 1) AS roles,
-        (SELECT count(DISTINCT fp.film_id) FROM film_persons fp WHERE fp.person_id = p.id) AS film_count
-   FROM persons p";
+/// A [`Person`]; `max_age` names the parameter holding the viewer's age limit, so the
+/// count never includes films the viewer may not see.
+fn select(max_age: &str) -> String {
+    format!(
+        "SELECT p.id, p.full_name,
+            ARRAY(SELECT DISTINCT fp.role FROM film_persons fp WHERE fp.person_id = p.id ORDER BY 1) AS roles,
+            (SELECT count(DISTINCT fp.film_id) FROM film_persons fp JOIN films f ON f.id = fp.film_id
+              WHERE fp.person_id = p.id AND f.age_class <= {max_age}) AS film_count
+       FROM persons p"
+    )
+}
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Person>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.id = $1"))).bind(id).fetch_optional(db).await?)
+pub async fn get(db: &PgPool, max_age: u8, id: Uuid) -> Result<Option<Person>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{} WHERE p.id = $1", select("$2")))).bind(id).bind(i16::from(max_age)).fetch_optional(db).await?)
 }
 
 /// Name search, tolerant of typos (trigram word similarity) and word order (full text).
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPage> {
+pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<PersonPage> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -54,11 +61,13 @@ pub async fn search(db: &PgPool, query: &str, paging: Paging) -> Result<PersonPa
         "{HITS}, page AS (
             SELECT id, sim, count(*) OVER () AS total FROM hits ORDER BY sim DESC, id LIMIT $2 OFFSET $3
          )
-         SELECT x.*, page.total FROM page JOIN ({SELECT}) x ON x.id = page.id ORDER BY page.sim DESC, page.id"
+         SELECT x.*, page.total FROM page JOIN ({}) x ON x.id = page.id ORDER BY page.sim DESC, page.id",
+        select("$4")
     )))
     .bind(query)
     .bind(paging.limit())
     .bind(paging.offset())
+    .bind(i16::from(max_age))
     .fetch_all(db)
     .await?;
     let total = match rows.first() {

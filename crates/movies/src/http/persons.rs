@@ -35,41 +35,45 @@ pub struct PersonSearch {
     query: String,
 }
 
-/// People by name, best matches first.
-#[utoipa::path(get, path = "/api/v1/persons/search", tag = "persons", params(PersonSearch, PageParams),
+/// People by name, best matches first, each with the number of their films the viewer may see.
+#[utoipa::path(get, path = "/api/v1/persons/search", tag = "persons", security((), ("bearer" = [])), params(PersonSearch, PageParams),
     responses(
         (status = 200, description = "Matching people", body = PersonPage),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn search_persons(
     State(state): State<AppState>,
+    viewer: Viewer,
     Query(search): Query<PersonSearch>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<PersonPage>> {
     let text = super::films::search_text(&search.query)?;
     let paging = page.paging()?;
-    let key = format!("persons:{}:{}:{}", paging.number, paging.size, text.to_lowercase());
-    Ok(axum::Json(state.cache.get_or_load(&key, || persons::search(&state.db, &text, paging)).await?))
+    let max_age = access::max_age_class(&viewer);
+    let key = format!("persons:{max_age}:{}:{}:{}", paging.number, paging.size, text.to_lowercase());
+    Ok(axum::Json(state.cache.get_or_load(&key, || persons::search(&state.db, max_age, &text, paging)).await?))
 }
 
-async fn person(state: &AppState, id: Uuid) -> Result<Person> {
+async fn person(state: &AppState, max_age: u8, id: Uuid) -> Result<Person> {
     state
         .cache
-        .get_or_load(&format!("person:{}", id.simple()), || persons::get(&state.db, id))
+        .get_or_load(&format!("person:{}:{max_age}", id.simple()), || persons::get(&state.db, max_age, id))
         .await?
         .ok_or(ApiError::NotFound("No person with this id."))
 }
 
-/// One person.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons",
+/// One person, with the number of their films the viewer may see.
+#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Person id")),
     responses(
         (status = 200, description = "The person", body = Person),
+        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_person(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<Person>> {
-    Ok(axum::Json(person(&state, id).await?))
+async fn get_person(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<Person>> {
+    Ok(axum::Json(person(&state, access::max_age_class(&viewer), id).await?))
 }
 
 /// The person's films that the viewer may see, newest first.
@@ -82,8 +86,8 @@ async fn get_person(State(state): State<AppState>, Path(id): Path<Uuid>) -> Resu
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn person_films(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<Vec<FilmSummary>>> {
-    person(&state, id).await?;
     let max_age = access::max_age_class(&viewer);
+    person(&state, max_age, id).await?;
     let key = format!("person-films:{}:{max_age}", id.simple());
     Ok(axum::Json(state.cache.get_or_load(&key, || films::by_person(&state.db, max_age, id)).await?))
 }

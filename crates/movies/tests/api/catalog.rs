@@ -121,7 +121,7 @@ async fn film_details_carry_genres_and_directors() {
 
 #[tokio::test]
 async fn genres_and_persons_are_served() {
-    let (_auth, movies) = movies().await;
+    let (auth, movies) = movies().await;
     let genres = movies.json("/api/v1/genres", None).await;
     let names: Vec<&str> = genres.as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Action", "Comedy", "Drama"]);
@@ -130,15 +130,25 @@ async fn genres_and_persons_are_served() {
     let one = movies.json(&format!("/api/v1/genres/{}", comedy["id"].as_str().unwrap()), None).await;
     assert_eq!(&one, comedy);
     assert_problem(movies.get(&format!("/api/v1/genres/{}", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+    // Counts are of the films the viewer may see: anonymous viewers see up to 16+, so
+    // the 18+ drama is not counted for them (nor cached for others).
+    let adult = auth.viewer(&[], Some("1980-01-01")).await;
+    let drama = |genres: &serde_json::Value| genres.as_array().unwrap().iter().find(|g| g["name"] == "Drama").unwrap()["film_count"].clone();
+    assert_eq!(drama(&genres), 2);
+    assert_eq!(drama(&movies.json("/api/v1/genres", Some(&adult.access)).await), 3);
+    assert_eq!(drama(&movies.json("/api/v1/genres", None).await), 2);
 
     let found = movies.json("/api/v1/persons/search?query=spilberg", None).await;
     assert_eq!(found["items"][0]["full_name"], "Steven Spielberg", "typo tolerated");
     let bob = movies.json("/api/v1/persons/search?query=bob%20maker", None).await;
     let bob = &bob["items"][0];
     assert_eq!(bob["roles"], serde_json::json!(["director"]));
-    assert_eq!(bob["film_count"], 2);
+    assert_eq!(bob["film_count"], 1, "the 18+ film is not counted for an anonymous viewer");
     let id = bob["id"].as_str().unwrap();
-    assert_eq!(movies.json(&format!("/api/v1/persons/{id}"), None).await["full_name"], "Bob Maker");
+    let anonymous = movies.json(&format!("/api/v1/persons/{id}"), None).await;
+    assert_eq!((&anonymous["full_name"], &anonymous["film_count"]), (&serde_json::json!("Bob Maker"), &serde_json::json!(1)));
+    assert_eq!(movies.json(&format!("/api/v1/persons/{id}"), Some(&adult.access)).await["film_count"], 2);
+    assert_eq!(movies.json("/api/v1/persons/search?query=bob%20maker", Some(&adult.access)).await["items"][0]["film_count"], 2);
     let films = movies.json(&format!("/api/v1/persons/{id}/film"), None).await;
     let films: Vec<&str> = films.as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap()).collect();
     assert_eq!(films, ["Classic Masterpiece"], "the 18+ film of the person is left out for anonymous viewers");
