@@ -33,6 +33,18 @@ pub struct Outcome {
     pub new_tat: u64,
 }
 
+impl Outcome {
+    /// The state to report for a key that allowed a request which another key refused:
+    /// nothing was charged (or the charge was given back), so the key still has the
+    /// `cost` this outcome counted and its burst comes back that much sooner.
+    pub fn uncharged(self, interval_us: u64, cost: u64) -> Self {
+        if !self.allowed {
+            return self;
+        }
+        Self { remaining: self.remaining + cost, reset_us: self.reset_us.saturating_sub(interval_us.saturating_mul(cost)), ..self }
+    }
+}
+
 /// Decides a request of `cost` against a key whose stored TAT is `stored` (None when absent).
 pub fn acquire(now: u64, stored: Option<u64>, params: Params, cost: u64) -> Outcome {
     let Params { interval_us, burst } = params;
@@ -121,6 +133,17 @@ mod tests {
         assert!(outcome.allowed);
         assert_eq!(outcome.remaining, 39);
         assert_eq!(outcome.new_tat, now + API.interval_us);
+    }
+
+    #[test]
+    fn an_uncharged_outcome_is_the_state_before_the_charge() {
+        let params = Params { interval_us: 1_000, burst: 5 };
+        let mut tat = None;
+        let first = acquire(10_000_000, tat, params, 1);
+        tat = Some(first.new_tat);
+        let second = acquire(10_000_000, tat, params, 1);
+        // The second request's key, reported uncharged, shows what the first left.
+        assert_eq!(second.uncharged(params.interval_us, 1), Outcome { new_tat: second.new_tat, ..first });
     }
 
     #[test]

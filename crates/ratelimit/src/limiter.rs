@@ -245,15 +245,17 @@ impl Limiter {
         // the groups that charged it get it back (one more round trip, on refusals only).
         let refused = outcomes.iter().any(|o| o.iter().any(|o| !o.allowed));
         let mut statuses: Vec<Option<Status>> = vec![None; checks.len()];
-        for (group, mut outcomes) in groups.iter().zip(outcomes) {
+        for (group, outcomes) in groups.iter().zip(outcomes) {
             if refused && outcomes.iter().all(|o| o.allowed) {
                 self.refund_group(group, cost).await;
-                for o in &mut outcomes {
-                    o.remaining += cost;
-                }
             }
             for (&index, outcome) in group.indices.iter().zip(outcomes) {
-                statuses[index] = Some(status(&checks[index].policy, outcome));
+                let policy = &checks[index].policy;
+                // A refused request charged no key: one that allowed it (in this group,
+                // which was then not charged, or in another, refunded above) reports
+                // its state before the charge.
+                let outcome = if refused { outcome.uncharged(policy.params().interval_us, cost) } else { outcome };
+                statuses[index] = Some(status(policy, outcome));
             }
         }
         let statuses: Vec<Status> = statuses.into_iter().flatten().collect();
@@ -475,5 +477,23 @@ mod tests {
         assert!(!refused.allowed());
         assert_eq!(refused.statuses[0].remaining, 2, "reported as given back");
         assert_eq!(limiter.acquire(&checks[..1]).await.statuses[0].remaining, 1, "only the served request counted");
+    }
+
+    /// Keys of one subject decided together: when one refuses, the others were not
+    /// charged, and their `RateLimit` state says so (it reported one request fewer).
+    #[tokio::test]
+    async fn a_refusal_reports_the_other_keys_of_its_subject_uncharged() {
+        let limiter = Limiter::local("t");
+        let per_account_ip = Policy::new("login-account-ip", "1/h".parse().unwrap());
+        let per_account = Policy::new("login-account", "1/h burst 5".parse().unwrap());
+        let checks = [Check::new(&per_account_ip, "acct:1").within("ip:1"), Check::new(&per_account, "acct:1")];
+        let served = limiter.acquire(&checks).await;
+        assert_eq!(served.statuses[1].remaining, 4);
+        for _ in 0..2 {
+            let refused = limiter.acquire(&checks).await;
+            assert!(!refused.allowed());
+            assert_eq!(refused.statuses[1].remaining, 4, "the refused attempts were not counted");
+            assert!(refused.statuses[1].reset <= served.statuses[1].reset);
+        }
     }
 }
