@@ -11,6 +11,10 @@ use secrecy::SecretString;
 
 /// Prefix of every variable this service owns; unknown ones are reported as likely typos.
 const PREFIX: &str = "AUTH_";
+/// Access tokens live at most a day: they cannot be recalled except through the denylist.
+const MAX_ACCESS_TTL_SECONDS: u64 = 24 * 3600;
+/// Refresh tokens live at most a year.
+const MAX_REFRESH_TTL_SECONDS: u64 = 366 * 24 * 3600;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -73,14 +77,16 @@ impl Settings {
             listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
             database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
             database_max_connections: env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?,
-            database_statement_timeout: env.millis("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", 5000)?,
+            // PostgreSQL's statement_timeout is at most 2^31 - 1 ms.
+            database_statement_timeout: Duration::from_millis(env.positive_at_most("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", 5000, i32::MAX as u64)?),
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
             redis_key_prefix: env.string("AUTH_REDIS_KEY_PREFIX", "auth"),
             tokens: TokenSettings {
                 issuer: env.string("AUTH_JWT_ISSUER", "cinema-auth"),
                 audience: env.string("AUTH_JWT_AUDIENCE", "cinema"),
-                access_ttl: env.seconds("AUTH_ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
-                refresh_ttl: env.seconds("AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+                // Bounded: both are added to the clock, and larger values overflowed it.
+                access_ttl: Duration::from_secs(env.positive_at_most("AUTH_ACCESS_TOKEN_TTL_SECONDS", 15 * 60, MAX_ACCESS_TTL_SECONDS)?),
+                refresh_ttl: Duration::from_secs(env.positive_at_most("AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, MAX_REFRESH_TTL_SECONDS)?),
                 signing_key_file: env.optional("AUTH_JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
                 dev_key_file: PathBuf::from(env.string("AUTH_JWT_DEV_KEY_FILE", ".dev-keys/auth-ed25519.pem")),
                 extra_public_key_files: env
@@ -162,6 +168,22 @@ mod tests {
         assert!(err.to_string().starts_with("AUTH_LISTEN: cannot parse \"not-an-address\""), "{err}");
         let err = with(&[("AUTH_ACCESS_TOKEN_TTL_SECONDS", "0")]).unwrap_err();
         assert_eq!(err.to_string(), "AUTH_ACCESS_TOKEN_TTL_SECONDS: must be greater than zero");
+    }
+
+    /// Values the clock or PostgreSQL cannot take stop start-up, instead of failing
+    /// every sign-in (a TTL added to now overflowed) or the first connection.
+    #[test]
+    fn lifetimes_and_timeouts_have_upper_bounds() {
+        for (name, too_big, max) in [
+            ("AUTH_ACCESS_TOKEN_TTL_SECONDS", "18446744073709551615", "86400"),
+            ("AUTH_REFRESH_TOKEN_TTL_SECONDS", "10000000000000", "31622400"),
+            ("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", "3000000000", "2147483647"),
+            ("OAUTH_STATE_TTL_SECONDS", "86401", "86400"),
+        ] {
+            let err = with(&[(name, too_big)]).unwrap_err();
+            assert_eq!(err.to_string(), format!("{name}: must be at most {max}"));
+            assert!(with(&[(name, max)]).is_ok(), "{name}={max}");
+        }
     }
 
     #[test]

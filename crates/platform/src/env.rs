@@ -58,6 +58,16 @@ impl<'a> Env<'a> {
         self.parse_positive(name, default).map(Duration::from_millis)
     }
 
+    /// A positive whole number of at most `max`: for values that are added to the clock
+    /// or handed to a server with its own limit, where a larger one would fail later.
+    pub fn positive_at_most(&self, name: &str, default: u64, max: u64) -> Result<u64, ConfigError> {
+        let value = self.parse_positive(name, default)?;
+        if value > max {
+            return Err(ConfigError { name: name.to_owned(), reason: format!("must be at most {max}") });
+        }
+        Ok(value)
+    }
+
     pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(name).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(default),

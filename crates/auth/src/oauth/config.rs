@@ -138,7 +138,7 @@ impl OAuthSettings {
         Ok(Self {
             public_url,
             frontend_redirects,
-            state_ttl: env.seconds("OAUTH_STATE_TTL_SECONDS", 600)?,
+            state_ttl: Duration::from_secs(env.positive_at_most("OAUTH_STATE_TTL_SECONDS", 600, 24 * 3600)?),
             http_timeout: env.seconds("OAUTH_HTTP_TIMEOUT_SECONDS", 5)?,
             yandex,
             vk,

@@ -107,21 +107,34 @@ fn dev_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding development key: {e}"))?;
-    write_private(path, pem.as_bytes())?;
+    if !publish_private(path, pem.as_bytes())? {
+        // Another instance starting at the same moment published its key first: sign
+        // with that one, or the two would publish and accept different keys.
+        return read_signing_key(path);
+    }
     tracing::warn!(path = %path.display(), "generated a development signing key; set AUTH_JWT_PRIVATE_KEY_FILE in production");
     Ok(key)
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes `contents` to `path` unless it exists, readable by the owner only. The file
+/// appears whole or not at all: written under a temporary name, then hard-linked into
+/// place, which fails if another process got there first. False in that case.
+fn publish_private(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     use std::io::Write;
+    let temporary = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => Ok(file.write_all(contents)?),
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
     }
 }
@@ -159,6 +172,33 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Instances started at once agree on one key: whoever publishes the file first
+    /// wins, and the others sign with the key they read back.
+    #[test]
+    fn instances_generating_the_dev_key_at_once_all_use_the_published_one() {
+        let dir = std::env::temp_dir().join(format!("auth-devkey-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("k.pem");
+        let start = std::sync::Barrier::new(8);
+        let keys: Vec<[u8; 32]> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        dev_signing_key(&path).unwrap().to_bytes()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let published = read_signing_key(&path).unwrap().to_bytes();
+        assert!(keys.iter().all(|k| *k == published));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left");
+        // Publishing again keeps the first key.
+        assert!(!publish_private(&path, b"another key").unwrap());
+        assert_eq!(read_signing_key(&path).unwrap().to_bytes(), published);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
