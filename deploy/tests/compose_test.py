@@ -116,18 +116,22 @@ def main():
     check("-h" in services["postgres"]["healthcheck"]["test"] and "127.0.0.1" in services["postgres"]["healthcheck"]["test"],
           "postgres' healthcheck goes over TCP (not healthy during initdb)")
 
-    # Dependencies wait for health (or for the one-shot to finish).
+    # Dependencies wait for the storage each service needs (or for the one-shot to
+    # finish). Nothing waits for Auth or for Jaeger to be healthy: if Auth fails the
+    # site must not fail (movies serves anonymously, nginx still routes to it), and
+    # tracing is optional. Those are "started, not required".
+    optional = ("service_started", False)
     wanted = {
-        "nginx": {"auth": "service_healthy", "movies": "service_healthy"},
-        "auth": {"postgres": "service_healthy", "redis": "service_healthy", "jaeger": "service_healthy"},
-        "movies": {"postgres": "service_healthy", "redis": "service_healthy", "auth": "service_healthy",
-                   "jaeger": "service_healthy", "catalogue-demo": "service_completed_successfully"},
-        "catalogue-demo": {"postgres": "service_healthy", "redis": "service_healthy"},
+        "nginx": {"auth": optional, "movies": optional},
+        "auth": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "jaeger": optional},
+        "movies": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "jaeger": optional,
+                   "catalogue-demo": ("service_completed_successfully", True)},
+        "catalogue-demo": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True)},
     }
     for name, deps in wanted.items():
         actual = services[name].get("depends_on", {})
         check(isinstance(actual, dict), f"{name}: depends_on must use the long form with conditions")
-        got = {dep: (spec or {}).get("condition") for dep, spec in actual.items()}
+        got = {dep: ((spec or {}).get("condition"), (spec or {}).get("required", True)) for dep, spec in actual.items()}
         check(got == deps, f"{name}: depends_on {got}, expected {deps}")
     for name in ("postgres", "redis", "jaeger"):
         check(not services[name].get("depends_on"), f"{name} depends on nothing")

@@ -216,6 +216,9 @@ class Stack:
             # The address checks read the limiter's keys in Redis: keep it from falling
             # back to in-process counting when the machine is busy (default 25 ms).
             "AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS": "1000",
+            # Tracing on (to a port nobody listens on: exports fail quietly), so Auth
+            # answers with its server span's traceparent (check_trace_context).
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         })
         self.movies_env = self.service_env({
             "MOVIES_LISTEN": f"127.0.0.1:{self.movies_port}",
@@ -466,6 +469,21 @@ def check_request_ids(stack):
     print("nginx_test: X-Request-Id generated, passed through, replaced when malformed, returned")
 
 
+def check_trace_context(stack):
+    # A client's traceparent would choose the trace id and force sampling past the
+    # services' sampler: nginx drops it, and the trace starts at the service.
+    client = Client(stack.nginx_port)
+    forged = "0123456789abcdef0123456789abcdef"
+    response = client.request("GET", "/api/v1/oauth/providers",
+                              {"traceparent": f"00-{forged}-0123456789abcdef-01", "X-Request-Id": f"trace-{stack.suffix}"})
+    answered = response.header("traceparent") or ""
+    expect(response.status == 200 and re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-9a-f]", answered),
+           f"Auth answers with its own traceparent: {response!r}")
+    expect(forged not in answered, f"the client's traceparent reached Auth: {answered}")
+    client.close()
+    print("nginx_test: a client's traceparent does not reach the services")
+
+
 def scrape(port):
     """The service's /metrics, straight from its port (no X-Request-Id: probes and metrics need none)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -607,6 +625,7 @@ def main():
         stack.start_nginx()
         check_routing(stack)
         check_request_ids(stack)
+        check_trace_context(stack)
         check_client_address(stack)
         check_limit_req(stack)
         check_nginx_errors_and_docs(stack)
