@@ -47,7 +47,10 @@ pub struct NewPassword(SecretString);
 
 impl NewPassword {
     pub fn parse(raw: &SecretString, email: &Email) -> Result<Self, String> {
-        let password = raw.expose_secret();
+        let password = normalized(raw.expose_secret());
+        if password.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
         let len = password.chars().count();
         if len < 8 {
             return Err("must be at least 8 characters".into());
@@ -127,7 +130,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
         let params = self.params.clone();
         let password = password.clone();
-        self.run(move |memory| hash_with(&params, memory, password.expose_secret().as_bytes())).await?
+        self.run(move |memory| hash_with(&params, memory, normalized(password.expose_secret()).as_bytes())).await?
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is no
@@ -137,7 +140,7 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let password = password.clone();
-        let matches = self.run(move |memory| verify_with(memory, password.expose_secret().as_bytes(), &hash)).await?;
+        let matches = self.run(move |memory| verify_normalised(memory, password.expose_secret(), &hash)).await?;
         Ok(known && matches)
     }
 
@@ -146,7 +149,7 @@ impl PasswordHasher {
     /// benchmark's bound on logins.
     pub fn verify_blocking(&self, password: &SecretString, hash: &str) -> anyhow::Result<bool> {
         let (password, hash) = (password.clone(), hash.to_owned());
-        let reply = self.submit(move |memory| verify_with(memory, password.expose_secret().as_bytes(), &hash))?;
+        let reply = self.submit(move |memory| verify_normalised(memory, password.expose_secret(), &hash))?;
         Ok(reply.blocking_recv()?)
     }
 
@@ -171,6 +174,21 @@ impl PasswordHasher {
         self.jobs.send(job).map_err(|_| anyhow::anyhow!("the password hashing threads have stopped"))?;
         Ok(answer)
     }
+}
+
+/// A password in Unicode NFC, as RFC 8265's OpaqueString compares them: the same text
+/// typed on another keyboard or system may arrive composed or decomposed (`é` or
+/// `e` + U+0301), and must still be the same password.
+fn normalized(password: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{UnicodeNormalization as _, is_nfc};
+    if is_nfc(password) { password.into() } else { password.nfc().collect::<String>().into() }
+}
+
+/// Verifies `password` in NFC and, for a hash set before passwords were normalised (by
+/// a client that sent it decomposed), as it came.
+fn verify_normalised(memory: &mut [Block], password: &str, phc: &str) -> bool {
+    let nfc = normalized(password);
+    verify_with(memory, nfc.as_bytes(), phc) || (nfc != password && verify_with(memory, password.as_bytes(), phc))
 }
 
 /// Work for a hashing thread, given its buffer.
@@ -246,6 +264,30 @@ mod tests {
         assert!(hasher.verify(&secret, Some(&hash)).await.unwrap());
         assert!(!hasher.verify(&SecretString::from("wrong password"), Some(&hash)).await.unwrap());
         assert!(!hasher.verify(&secret, None).await.unwrap());
+    }
+
+    /// The same text composed or decomposed is one password; a hash made from the
+    /// decomposed bytes before passwords were normalised still verifies.
+    #[tokio::test]
+    async fn passwords_are_compared_in_nfc() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let (composed, decomposed) = (SecretString::from("caf\u{e9} caf\u{e9} caf\u{e9}"), SecretString::from("cafe\u{301} cafe\u{301} cafe\u{301}"));
+        let hash = hasher.hash(&composed).await.unwrap();
+        assert!(hasher.verify(&decomposed, Some(&hash)).await.unwrap());
+        let hash = hasher.hash(&decomposed).await.unwrap();
+        assert!(hasher.verify(&composed, Some(&hash)).await.unwrap());
+        let mut memory = vec![Block::default(); hasher.params.block_count()];
+        let legacy = hash_with(&hasher.params, &mut memory, decomposed.expose_secret().as_bytes()).unwrap();
+        assert!(hasher.verify(&decomposed, Some(&legacy)).await.unwrap());
+        assert!(!hasher.verify(&SecretString::from("cafe cafe cafe"), Some(&legacy)).await.unwrap());
+    }
+
+    #[test]
+    fn passwords_with_control_characters_are_refused() {
+        let email = Email::parse("ann@example.com").unwrap();
+        let err = NewPassword::parse(&SecretString::from("\u{0}a\u{0}a\u{0}a\u{0}a"), &email).err().unwrap();
+        assert_eq!(err, "must not contain control characters");
+        assert!(NewPassword::parse(&SecretString::from("tab\tinside password"), &email).is_err());
     }
 
     #[tokio::test]

@@ -31,9 +31,11 @@ macro_rules! string_newtype {
     };
 }
 
-/// An email address, trimmed and lower-cased. The check is deliberately shallow
-/// (one `@`, a dotted domain, no spaces, RFC 5321 length): only a message that
-/// arrives proves an address.
+/// An email address, trimmed, in Unicode NFC and lower-cased, its domain in ASCII
+/// (Punycode, by UTS-46, so `ann@пример.рф` and `ann@xn--e1afmkfd.xn--p1ai` are one
+/// address). The check is otherwise deliberately shallow (one `@`, a dotted domain of
+/// valid DNS labels, RFC 5321 lengths, nothing invisible): only a message that arrives
+/// proves an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
@@ -41,25 +43,42 @@ string_newtype!(Email);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let email = raw.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization as _;
         let invalid = || Err("must be an email address such as name@example.com".to_owned());
+        let email: String = raw.trim().nfc().collect::<String>().to_lowercase();
         if email.len() > 254 {
             return Err("must be at most 254 characters".into());
         }
-        let Some((local, domain)) = email.split_once('@') else { return invalid() };
-        let domain_ok = domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-            && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
-        if local.is_empty() || local.len() > 64 || domain.contains('@') || !domain_ok {
+        // Invisible characters would make distinct accounts of addresses that look the same.
+        if email.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible(c)) {
             return invalid();
         }
-        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let Some((local, domain)) = email.split_once('@') else { return invalid() };
+        if local.is_empty() || local.len() > 64 || domain.contains('@') {
             return invalid();
+        }
+        // STD3 rules: letters, digits and inner hyphens, labels of 1 to 63, 253 in all.
+        let Ok(domain) = idna::domain_to_ascii_strict(domain) else { return invalid() };
+        let top = domain.rsplit('.').next().unwrap_or_default();
+        if !domain.contains('.') || top.is_empty() || top.chars().all(|c| c.is_ascii_digit()) {
+            return invalid();
+        }
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
+            return Err("must be at most 254 characters".into());
         }
         Ok(Self(email))
     }
+}
+
+/// Characters that show nothing: format characters (zero-width spaces and joiners, the
+/// soft hyphen, bidirectional controls, the BOM) and other default-ignorable ones.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// A login name: 3–32 of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
@@ -116,8 +135,8 @@ impl Region {
         if !(1..=100).contains(&len) {
             return Err("must be 1 to 100 characters".into());
         }
-        if region.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
+        if region.chars().any(|c| c.is_control() || is_invisible(c)) {
+            return Err("must not contain control or invisible characters".into());
         }
         Ok(Self(region.to_owned()))
     }
@@ -181,6 +200,31 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        // Domains that are no DNS name: a label over 63, leading or trailing hyphens, a
+        // numeric top label.
+        for bad in [&format!("x@{}.com", "a".repeat(76)), "x@-bad-.com", "x@example.123", "x@exa_mple.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// Addresses that look alike or name one mailbox are one address; invisible
+    /// characters are refused rather than kept as a different address.
+    #[test]
+    fn emails_are_normalised_so_one_mailbox_is_one_address() {
+        let plain = |raw: &str| Email::parse(raw).unwrap().as_ref().to_owned();
+        assert_eq!(plain("jos\u{00e9}@example.com"), plain("jose\u{0301}@example.com"), "NFC");
+        assert_eq!(plain("ann@\u{043f}\u{0440}\u{0438}\u{043c}\u{0435}\u{0440}.\u{0440}\u{0444}"), "ann@xn--e1afmkfd.xn--p1ai");
+        assert_eq!(plain("ann@xn--e1afmkfd.xn--p1ai"), "ann@xn--e1afmkfd.xn--p1ai");
+        for invisible in ["bob\u{200b}@example.com", "bob\u{00ad}@example.com", "bob\u{202e}@example.com", "bob@exa\u{200d}mple.com"] {
+            assert!(Email::parse(invisible).is_err(), "{invisible:?} accepted");
+        }
+    }
+
+    #[test]
+    fn regions_refuse_invisible_characters() {
+        assert_eq!(Region::parse(" Moscow ").unwrap().as_ref(), "Moscow");
+        assert!(Region::parse("\u{202e}evil").is_err());
+        assert!(Region::parse("Mos\u{200b}cow").is_err());
     }
 
     #[test]
