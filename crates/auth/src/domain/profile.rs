@@ -115,12 +115,32 @@ string_newtype!(Country);
 impl Country {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let code = raw.trim().to_ascii_uppercase();
-        if code.len() != 2 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err("must be an ISO 3166-1 alpha-2 code such as RU".into());
+        if code.len() != 2 || COUNTRY_CODES.binary_search(&code.as_str()).is_err() {
+            return Err("must be an assigned ISO 3166-1 alpha-2 code such as RU".into());
         }
         Ok(Self(code))
     }
 }
+
+/// The 249 officially assigned ISO 3166-1 alpha-2 codes, sorted (as of 2026; the
+/// standard changes rarely: the last addition was SS, in 2011).
+#[rustfmt::skip]
+const COUNTRY_CODES: &[&str] = &[
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB",
+    "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY",
+    "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX",
+    "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK",
+    "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS",
+    "GT", "GU", "GW", "GY", "HK", "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR",
+    "IS", "IT", "JE", "JM", "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA",
+    "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE",
+    "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM",
+    "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG",
+    "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF",
+    "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY",
+    "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW"
+];
 
 /// A region (subdivision) name or ISO 3166-2 code, 1–100 printable characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +260,10 @@ mod tests {
         assert_eq!(Country::parse("ru").unwrap().as_ref(), "RU");
         assert!(Country::parse("RUS").is_err());
         assert!(Country::parse("1A").is_err());
+        assert!(Country::parse("ZZ").is_err(), "not assigned");
+        assert_eq!(COUNTRY_CODES.len(), 249);
+        assert!(COUNTRY_CODES.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
+        assert_eq!(Country::parse("kz").unwrap().as_ref(), "KZ");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct SignupRequest {
     /// Not in the future, not before 1900.
     #[schema(value_type = Option<NaiveDate>)]
     birth_date: Option<BirthDate>,
-    /// ISO 3166-1 alpha-2.
+    /// An assigned ISO 3166-1 alpha-2 code, any case (`ZZ` is refused).
     #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{2}$", example = "RU")]
     country: Option<Country>,
     /// 1 to 100 characters, no control characters.

@@ -61,7 +61,7 @@ pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<NaiveDate>)]
     birth_date: Option<Option<BirthDate>>,
-    /// ISO 3166-1 alpha-2; null removes it.
+    /// An assigned ISO 3166-1 alpha-2 code, any case; null removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{2}$", example = "RU")]
     country: Option<Option<Country>>,
