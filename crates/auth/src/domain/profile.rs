@@ -57,6 +57,12 @@ impl Email {
         if local.is_empty() || local.len() > 64 || domain.contains('@') {
             return invalid();
         }
+        // Letters of one script per part (UTS #39): a Cyrillic `о` among Latin letters
+        // would make a second account that looks like the first.
+        use unicode_security::MixedScript as _;
+        if !local.is_single_script() || !domain.split('.').all(|label| label.is_single_script()) {
+            return Err("must not mix letters of different scripts (such as Latin and Cyrillic) in one part".into());
+        }
         // STD3 rules: letters, digits and inner hyphens, labels of 1 to 63, 253 in all.
         let Ok(domain) = idna::domain_to_ascii_strict(domain) else { return invalid() };
         let top = domain.rsplit('.').next().unwrap_or_default();
@@ -238,6 +244,13 @@ mod tests {
         for invisible in ["bob\u{200b}@example.com", "bob\u{00ad}@example.com", "bob\u{202e}@example.com", "bob@exa\u{200d}mple.com"] {
             assert!(Email::parse(invisible).is_err(), "{invisible:?} accepted");
         }
+        // Look-alikes: a Cyrillic letter among Latin ones, in the local part or a label.
+        for look_alike in ["b\u{043e}b@example.com", "bob@\u{0435}xample.com"] {
+            assert!(Email::parse(look_alike).unwrap_err().contains("scripts"), "{look_alike:?} accepted");
+        }
+        // One script per part is fine, whichever it is.
+        assert!(Email::parse("\u{0430}\u{043d}\u{043d}\u{0430}@example.com").is_ok());
+        assert!(Email::parse("ann.lee-2+tag@example.com").is_ok());
     }
 
     #[test]
