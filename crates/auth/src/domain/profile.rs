@@ -79,6 +79,11 @@ impl Email {
 
 /// Characters that show nothing: format characters (zero-width spaces and joiners, the
 /// soft hyphen, bidirectional controls, the BOM) and other default-ignorable ones.
+///
+/// Unicode's `Default_Ignorable_Code_Point` ranges, written out: `unicode-security`
+/// (already a dependency) gives each character one UTS #39 identifier type, under which
+/// some of these count as another type (the tag characters as `Deprecated`), so its
+/// `Default_Ignorable` type alone would let them through.
 pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
