@@ -6,14 +6,16 @@
 //!
 //! | Series | Kind | Labels |
 //! |---|---|---|
-//! | `http_server_requests_total` | counter | `method`, `route` (the template, never the raw path), `status` |
+//! | `http_server_requests_total` | counter | `method` (one of the nine standard methods, or `other`), `route` (the template, never the raw path), `status` |
 //! | `http_server_request_duration_seconds` | histogram | `method`, `route` |
 //! | `http_server_requests_in_flight` | gauge | |
 //! | `db_pool_connections` | gauge, read at scrape time | `pool`, `state` = `idle` or `in_use` |
 //! | `db_pool_max_connections` | gauge | `pool` |
 //!
-//! Requests that match no route count under `route="unmatched"`, so a scan of random
-//! paths cannot grow the number of series.
+//! Requests that match no route count under `route="unmatched"`, and requests with a
+//! method of their own making (HTTP lets a client send any token) under
+//! `method="other"`, so a scan of random paths or methods cannot grow the number of
+//! series.
 
 use std::{
     sync::{
@@ -25,7 +27,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request},
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::{MethodRouter, get},
@@ -106,11 +108,27 @@ fn describe() {
     describe_counter!("auth_client_degraded_total", "Viewers resolved without Auth's confirmation (degraded answers).");
 }
 
+/// The method as a label: the standard ones by name, any other as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request; the route is the matched template, so the
 /// middleware must run inside the router (as `Router::layer` does).
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let in_flight = metrics::gauge!(IN_FLIGHT);
     in_flight.increment(1.0);
     IN_FLIGHT_NOW.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +141,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(DURATION, "method" => method, "route" => route).record(elapsed);
     response
 }
@@ -184,6 +202,10 @@ mod tests {
         for path in ["/films/1", "/films/2", "/nowhere/3"] {
             app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         }
+        for method in ["FOOA", "FOOB"] {
+            let request = Request::builder().method(method).uri("/films/1").body(Body::empty()).unwrap();
+            assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+        }
         let response = app.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -192,6 +214,8 @@ mod tests {
         assert!(text.contains(r#"http_server_requests_total{method="GET",route="/films/{id}",status="200"} 2"#), "{text}");
         assert!(text.contains(r#"http_server_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
         assert!(!text.contains("/films/1"), "raw paths never become labels: {text}");
+        assert!(text.contains(r#"http_server_requests_total{method="other",route="/films/{id}",status="405"} 2"#), "{text}");
+        assert!(!text.contains("FOO"), "methods of a client's making never become labels: {text}");
         assert!(text.contains(r#"http_server_request_duration_seconds_bucket{method="GET",route="/films/{id}",le="+Inf"} 2"#), "{text}");
         assert!(text.contains(r#"http_server_request_duration_seconds_count{method="GET",route="/films/{id}"} 2"#), "{text}");
         assert!(text.contains("sampled_at_scrape 7"), "{text}");
