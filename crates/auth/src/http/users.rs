@@ -126,11 +126,20 @@ async fn change_password(State(state): State<AppState>, user: AuthUser, Json(bod
     }
     let hash = state.hasher.hash(new_password.secret()).await?;
     let mut tx = state.db.begin().await?;
-    if current_hash.is_some() {
-        users::set_password_hash(&mut *tx, user.id(), &hash).await?;
-    } else if !users::set_first_password_hash(&mut *tx, user.id(), &hash).await? {
-        // Another request set one meanwhile: from now on, it is needed.
-        return Err(ApiError::field("current_password", "is required"));
+    // Only over the hash just checked: a change that came first wins, and this one,
+    // checked against a replaced password, is refused.
+    if !users::set_password_hash(&mut *tx, user.id(), current_hash.as_deref(), &hash).await? {
+        return Err(match current_hash {
+            Some(_) => ApiError::field("current_password", "is incorrect: the password was changed meanwhile"),
+            // Another request set one meanwhile: from now on, it is needed.
+            None => ApiError::field("current_password", "is required"),
+        });
+    }
+    // The session that authorises the change must still be live when it commits: the
+    // owner may have ended it (logout-all, or from another session) while the
+    // passwords were hashed. See `sessions::hold_live`.
+    if !sessions::hold_live(&mut tx, user.session_id()).await? {
+        return Err(ApiError::invalid_token());
     }
     let ended = sessions::end_all(&mut *tx, user.id(), Some(user.session_id()), EndReason::PasswordChanged).await?;
     tx.commit().await?;

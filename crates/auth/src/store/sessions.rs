@@ -189,23 +189,32 @@ pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -
 }
 
 /// Ends one session of `user_id` (so a user cannot end another's); returns whether it was live.
+///
+/// Like [`end_all`], it share-locks the account first: see [`hold_live`].
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, reason: EndReason) -> Result<bool> {
-    let ended = sqlx::query("UPDATE sessions SET ended_at = now(), end_reason = $3 WHERE id = $1 AND user_id = $2 AND ended_at IS NULL")
-        .bind(session_id)
-        .bind(user_id)
-        .bind(reason.as_str())
-        .execute(db)
-        .await?;
+    let ended = sqlx::query(
+        "WITH account AS (SELECT id FROM users WHERE id = $2 FOR SHARE)
+         UPDATE sessions SET ended_at = now(), end_reason = $3
+          WHERE id = $1 AND user_id = (SELECT id FROM account) AND ended_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(reason.as_str())
+    .execute(db)
+    .await?;
     Ok(ended.rows_affected() > 0)
 }
 
 /// Ends every live session of a user except `keep`; returns the ended ids.
+///
+/// It share-locks the account first: see [`hold_live`].
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>, reason: EndReason) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar(
-        "UPDATE sessions SET ended_at = now(), end_reason = $3
-          WHERE user_id = $1 AND ended_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
+        "WITH account AS (SELECT id FROM users WHERE id = $1 FOR SHARE)
+         UPDATE sessions SET ended_at = now(), end_reason = $3
+          WHERE user_id = (SELECT id FROM account) AND ended_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
       RETURNING id",
     )
     .bind(user_id)
@@ -213,6 +222,24 @@ pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>,
     .bind(reason.as_str())
     .fetch_all(db)
     .await?)
+}
+
+/// Whether a session is live, keeping it so until the caller's transaction ends: an
+/// account change that a session authorises (the password) holds its session this way.
+///
+/// The account's row orders such a change against the endings of its sessions. The
+/// change updates that row first, then holds its session, then ends the others;
+/// [`end_all`] and [`end_own`] share-lock the row before they touch any session. So an
+/// ending already under way makes the change wait for it and then find its session
+/// ended, and one that comes later waits for the change: neither can hold sessions the
+/// other needs, so they never deadlock.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn hold_live(tx: &mut sqlx::PgConnection, session_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, i32>("SELECT 1 FROM sessions WHERE id = $1 AND ended_at IS NULL AND expires_at > now() FOR SHARE")
+        .bind(session_id)
+        .fetch_optional(tx)
+        .await?
+        .is_some())
 }
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

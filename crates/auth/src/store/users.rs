@@ -187,17 +187,14 @@ pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<S
     Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?.flatten())
 }
 
+/// Sets the password hash of an account whose hash is still `checked`, the one the
+/// caller's password was verified against (`None`: the account had no password);
+/// `false` when another change came first.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<()> {
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1").bind(id).bind(hash).execute(db).await?;
-    Ok(())
-}
-
-/// Sets the password of an account that has none; `false` if it has one by now.
-#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn set_first_password_hash(db: impl PgExecutor<'_>, id: Uuid, hash: &str) -> Result<bool> {
-    let updated = sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 AND password_hash IS NULL")
+pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, checked: Option<&str>, hash: &str) -> Result<bool> {
+    let updated = sqlx::query("UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash IS NOT DISTINCT FROM $2")
         .bind(id)
+        .bind(checked)
         .bind(hash)
         .execute(db)
         .await?;

@@ -108,3 +108,104 @@ async fn a_sign_in_checked_against_a_password_being_changed_opens_no_session() {
     // Checked against the current hash, a sign-in opens its session.
     assert!(open("the-new-hash".into()).await.is_some());
 }
+
+/// The account's hash and, in sign-in order, its two sessions: the owner's, then the
+/// one that changes the password.
+async fn owner_and_other_session(app: &crate::helpers::TestApp, email: &str) -> (uuid::Uuid, String, uuid::Uuid, uuid::Uuid) {
+    app.signup(email).await;
+    app.sign_in(email).await;
+    app.sign_in(email).await;
+    let (user_id, hash): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email).fetch_one(&app.db).await.unwrap();
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at").bind(user_id).fetch_all(&app.db).await.unwrap();
+    (user_id, hash, ids[0], ids[1])
+}
+
+/// Two password changes checked against the same password: the first to commit wins,
+/// and the second, checked against a password that is no longer the account's, changes
+/// nothing (over HTTP it answers 422 `current_password`). Both used to commit: the
+/// first caller was told its change had worked, and the second had been authorised by
+/// a replaced password.
+#[tokio::test]
+async fn of_two_password_changes_checked_against_one_password_only_the_first_commits() {
+    use auth::store::users;
+    let app = spawn_app().await;
+    let (user_id, old_hash, _, _) = owner_and_other_session(&app, "changed-twice@example.com").await;
+    let mut first = app.db.begin().await.unwrap();
+    assert!(users::set_password_hash(&mut *first, user_id, Some(&old_hash), "the-first-new-hash").await.unwrap());
+    let second = async {
+        let mut tx = app.db.begin().await.unwrap();
+        let changed = users::set_password_hash(&mut *tx, user_id, Some(&old_hash), "the-second-new-hash").await.unwrap();
+        tx.commit().await.unwrap();
+        changed
+    };
+    let commit_when_the_second_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        first.commit().await.unwrap();
+    };
+    let (second_changed, ()) = tokio::join!(second, commit_when_the_second_waits);
+    assert!(!second_changed, "a change checked against a replaced password went through");
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, "the-first-new-hash");
+}
+
+/// A password change whose session the owner ends while the passwords are hashed
+/// (here, logout-all under way when the change reaches the database) is refused: the
+/// change waits for the ending and then finds its session ended. It used to commit,
+/// setting the password of whoever held the ended session.
+#[tokio::test]
+async fn a_password_change_whose_session_is_ended_meanwhile_changes_nothing() {
+    use auth::store::{
+        sessions::{self, EndReason},
+        users,
+    };
+    let app = spawn_app().await;
+    let (user_id, old_hash, _, other) = owner_and_other_session(&app, "ended-meanwhile@example.com").await;
+    let mut logout_all = app.db.begin().await.unwrap();
+    assert_eq!(sessions::end_all(&mut *logout_all, user_id, None, EndReason::LogoutAll).await.unwrap().len(), 2);
+    let change = async {
+        let mut tx = app.db.begin().await.unwrap();
+        let set = users::set_password_hash(&mut *tx, user_id, Some(&old_hash), "the-new-hash").await.unwrap();
+        (set, sessions::hold_live(&mut tx, other).await.unwrap())
+        // Dropped without a commit, as the handler's refusal rolls back.
+    };
+    let commit_when_the_change_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        logout_all.commit().await.unwrap();
+    };
+    let ((set, live), ()) = tokio::join!(change, commit_when_the_change_waits);
+    assert!(set, "the password itself was not changed meanwhile");
+    assert!(!live, "the change went on with an ended session");
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, old_hash);
+}
+
+/// The other order: logout-all reaches the database while a password change holds its
+/// session, before the change ends the other sessions. Logout-all waits for the change
+/// (it share-locks the account first) and then ends the changing session too; neither
+/// fails. Without that lock, logout-all held the owner's session and waited for the
+/// changing one while the change waited for the owner's: a deadlock, which PostgreSQL
+/// broke by failing one of them, possibly the owner's logout-all.
+#[tokio::test]
+async fn logout_all_during_a_password_change_waits_for_it_rather_than_deadlock() {
+    use auth::store::{
+        sessions::{self, EndReason},
+        users,
+    };
+    let app = spawn_app().await;
+    let (user_id, old_hash, owner, other) = owner_and_other_session(&app, "logout-all-during-change@example.com").await;
+    let mut change = app.db.begin().await.unwrap();
+    assert!(users::set_password_hash(&mut *change, user_id, Some(&old_hash), "the-new-hash").await.unwrap());
+    assert!(sessions::hold_live(&mut change, other).await.unwrap());
+    let logout_all = async { sessions::end_all(&app.db, user_id, None, EndReason::LogoutAll).await.unwrap() };
+    let finish_the_change_when_logout_all_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        let ended = sessions::end_all(&mut *change, user_id, Some(other), EndReason::PasswordChanged).await.unwrap();
+        change.commit().await.unwrap();
+        ended
+    };
+    let (ended_by_logout_all, ended_by_change) = tokio::join!(logout_all, finish_the_change_when_logout_all_waits);
+    assert_eq!(ended_by_change, [owner]);
+    assert_eq!(ended_by_logout_all, [other]);
+}
