@@ -50,6 +50,10 @@ pub(crate) fn validation(issuer: &str, audience: &str) -> Validation {
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 0;
+    // RFC 7519 §4.1.4: never "on or after" `exp`. jsonwebtoken refuses only once
+    // `exp < now`, which accepts a token for the whole second of its `exp`; asking
+    // for one second of life left makes that `exp <= now`, as Auth itself does.
+    validation.reject_tokens_expiring_in_less_than = 1;
     validation
 }
 
@@ -342,4 +346,36 @@ fn outgoing_headers(span: &tracing::Span, request_id: Option<&str>) -> reqwest::
         .unwrap_or_else(|| reqwest::header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value"));
     headers.insert("x-request-id", value);
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{DecodingKey, EncodingKey, Header, errors::ErrorKind};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// RFC 8037 A.1's Ed25519 key: its seed in a PKCS#8 envelope, and its public half.
+    const PKCS8_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const SEED: [u8; 32] = [
+        0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69,
+        0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
+    ];
+    const PUBLIC_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn token_expiring_at(exp: u64) -> String {
+        let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
+        let claims = json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp});
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_refused_from_the_second_of_its_exp() {
+        let key = DecodingKey::from_ed_components(PUBLIC_X).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let live = jsonwebtoken::decode::<Value>(&token_expiring_at(now + 60), &key, &validation("cinema-auth", "cinema"));
+        assert!(live.is_ok(), "{live:?}");
+        let at_exp = jsonwebtoken::decode::<Value>(&token_expiring_at(now), &key, &validation("cinema-auth", "cinema")).unwrap_err();
+        assert_eq!(at_exp.kind(), &ErrorKind::ExpiredSignature);
+    }
 }

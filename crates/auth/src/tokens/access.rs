@@ -54,6 +54,9 @@ impl AccessTokens {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 0;
+        // Refused from the second of `exp` on, as RFC 7519 §4.1.4 has it (jsonwebtoken's
+        // own check is `exp < now`); auth-client's validation does the same.
+        validation.reject_tokens_expiring_in_less_than = 1;
         Self { keys, issuer: settings.issuer.clone(), audience: settings.audience.clone(), ttl: settings.access_ttl, validation }
     }
 

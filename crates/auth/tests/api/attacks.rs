@@ -98,6 +98,18 @@ async fn an_expired_token_is_refused() {
     assert_refused(&app, &sign_ed(&our_key(&app), &kid(&app), &claims)).await;
 }
 
+/// RFC 7519 §4.1.4: not on or after `exp`. jsonwebtoken's own check (`exp < now`)
+/// accepted a token for the whole second of its `exp`.
+#[tokio::test]
+async fn a_token_is_refused_from_the_second_of_its_exp() {
+    let app = spawn_app().await;
+    let (mut claims, _) = genuine_claims(&app).await;
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = json!(now - 1000);
+    claims["exp"] = json!(now);
+    assert_refused(&app, &sign_ed(&our_key(&app), &kid(&app), &claims)).await;
+}
+
 #[tokio::test]
 async fn a_tampered_payload_is_refused() {
     let app = spawn_app().await;
