@@ -8,7 +8,7 @@ use utoipa::{
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 /// Declares the `bearer` security scheme: a JWT access token from Auth.
 pub struct BearerAuth;
@@ -107,10 +107,13 @@ pub fn to_json(openapi: &OpenApi) -> String {
 }
 
 /// `GET /api/openapi.json` and the Swagger UI at `/api/docs/`, served from files
-/// compiled into the binary: the page works on a machine with no internet.
+/// compiled into the binary: the page works on a machine with no internet. Its
+/// validator badge is off: by default Swagger UI loads an image from swagger.io's
+/// online validator, with the document's address in the query, on any host but
+/// localhost.
 pub fn docs_routes<S: Clone + Send + Sync + 'static>(openapi: OpenApi) -> Router<S> {
     let spec = to_json(&openapi);
     Router::new()
         .route("/api/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
-        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi))
+        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", openapi).config(Config::default().validator_url("none")))
 }

@@ -45,4 +45,7 @@ async fn the_spec_documents_every_route_and_the_docs_page_works_offline() {
     assert!(!html.contains("https://"), "the docs page must not load anything from the internet");
     let bundle = app.client.get(app.url("/api/docs/swagger-ui-bundle.js")).send().await.unwrap();
     assert_eq!(bundle.status(), StatusCode::OK);
+    // Else, on any host but localhost, the page loads an image from swagger.io's validator.
+    let initializer = app.client.get(app.url("/api/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(initializer.contains(r#""validatorUrl": "none""#), "{initializer}");
 }
