@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("unsupported content coding")]
+    UnsupportedContentEncoding,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("service unavailable: {0}")]
@@ -84,6 +86,12 @@ impl ApiError {
                 "unsupported_media_type",
                 "Unsupported media type",
                 Some("Send the body as `Content-Type: application/json`.".into()),
+            ),
+            UnsupportedContentEncoding => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "Unsupported content coding",
+                Some("Send the body uncompressed, without `Content-Encoding`.".into()),
             ),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", None),
             Unavailable(detail) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", Some((*detail).into())),

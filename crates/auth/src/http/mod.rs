@@ -79,7 +79,32 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers(router, http)
+}
+
+/// Bodies Auth will not read, refused before a handler waits for them:
+/// - one declared (`Content-Length`) over the limit: 413 at once, rather than once the
+///   limit is read, or, from a client that never sends it, at the request timeout (a
+///   503 that blamed the server);
+/// - one in a content coding: Auth decodes none, so a gzipped body failed as malformed
+///   JSON and a plain one labelled gzip was read as if unlabelled. 415 says so.
+async fn refuse_unreadable_body(req: axum::extract::Request, next: axum::middleware::Next, limit: usize) -> axum::response::Response {
+    use axum::{http::header, response::IntoResponse};
+    let headers = req.headers();
+    let coded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .any(|coding| !coding.trim_ascii().is_empty() && !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if coded {
+        return ApiError::UnsupportedContentEncoding.into_response();
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(req).await
 }

@@ -27,6 +27,42 @@ async fn a_body_over_the_limit_is_413() {
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 }
 
+/// A body declared larger than the limit is refused at once, from its headers: it used
+/// to wait for a body that never came until the request timeout, then answer 503.
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_413_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: auth\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{}";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut answer)).await.expect("no answer within 5 s").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large") && answer.contains("application/problem+json"), "{answer}");
+}
+
+/// Auth decodes no content coding: a gzipped body used to fail as malformed JSON, and a
+/// plain one labelled gzip was read as if unlabelled.
+#[tokio::test]
+async fn a_body_in_a_content_coding_is_415_and_identity_is_read() {
+    let app = spawn_app().await;
+    let login = |coding: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(r#"{"email": "nobody@example.com", "password": "not the password"}"#)
+            .send()
+    };
+    for coding in ["gzip", "br", "identity, gzip"] {
+        let problem = assert_problem(login(coding).await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_encoding").await;
+        assert!(problem["detail"].as_str().unwrap().contains("uncompressed"), "{problem}");
+    }
+    assert_problem(login("identity").await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
 #[tokio::test]
 async fn an_introspection_form_over_the_limit_is_413_and_a_bad_one_names_the_field() {
     let app = spawn_app().await;
