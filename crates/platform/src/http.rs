@@ -12,6 +12,9 @@
 //! 3. Metrics: requests counted by route template and status, and timed
 //!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
 //! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem.
+//! 5. A query string that is not UTF-8 once percent-decoded is a 400 problem
+//!    (`malformed_query`): the query extractors would replace the bytes with U+FFFD
+//!    and go on with a text the client never sent.
 
 use std::time::Duration;
 
@@ -44,6 +47,7 @@ pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
     let timeout = settings.request_timeout;
     crate::metrics::install();
     router
+        .layer(middleware::from_fn(refuse_undecodable_query))
         .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
@@ -144,6 +148,20 @@ async fn traced(req: Request, next: Next) -> Response {
         span.in_scope(|| tracing::debug!(status = status.as_u16(), "answered"));
     }
     response
+}
+
+async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
+    let decodable = req.uri().query().is_none_or(|query| percent_encoding::percent_decode_str(query).decode_utf8().is_ok());
+    if decodable {
+        return next.run(req).await;
+    }
+    problem_response(
+        StatusCode::BAD_REQUEST,
+        "malformed_query",
+        "Malformed query string",
+        Some("The query string is not UTF-8 once percent-decoded.".into()),
+        Vec::new(),
+    )
 }
 
 async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {

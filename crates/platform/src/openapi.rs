@@ -32,7 +32,11 @@ impl Modify for BodyRejections {
         const ANSWERS: [(&str, &str, &str); 3] = [
             ("400", "MalformedBody", "Malformed request: the body does not parse (`bad_request`)."),
             ("413", "PayloadTooLarge", "The body is over the size limit (`payload_too_large`)."),
-            ("415", "UnsupportedMediaType", "The body is not of a media type the operation reads (`unsupported_media_type`)."),
+            (
+                "415",
+                "UnsupportedMediaType",
+                "The body is not of a media type the operation reads (`unsupported_media_type`), or comes in a content coding (`unsupported_content_encoding`).",
+            ),
         ];
         let mut used = false;
         for item in openapi.paths.paths.values_mut() {
@@ -51,6 +55,35 @@ impl Modify for BodyRejections {
                 responses
                     .insert(name.into(), RefOr::T(ResponseBuilder::new().description(description).content(problem::PROBLEM_JSON, content).build()));
             }
+        }
+    }
+}
+
+/// Documents the 400 that every operation with query parameters can give before its
+/// handler runs: a query string that is not UTF-8 once percent-decoded
+/// (`malformed_query`, see `crate::http`). A 400 an operation documents itself is kept.
+pub struct QueryRejections;
+
+impl Modify for QueryRejections {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        let mut used = false;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query)) {
+                    used = true;
+                    operation.responses.responses.entry("400".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("MalformedQuery")));
+                }
+            }
+        }
+        if used {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            let response = ResponseBuilder::new()
+                .description("Malformed request: the query string is not UTF-8 once percent-decoded (`malformed_query`).")
+                .content(problem::PROBLEM_JSON, content)
+                .build();
+            openapi.components.get_or_insert_with(Default::default).responses.insert("MalformedQuery".into(), RefOr::T(response));
         }
     }
 }

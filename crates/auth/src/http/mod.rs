@@ -50,6 +50,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     crate::limits::requests::TOO_MANY_REQUESTS_DOC.modify(&mut openapi);
     // The 400/413/415 of every operation that reads a body (found by schema fuzzing).
     platform::openapi::BodyRejections.modify(&mut openapi);
+    platform::openapi::QueryRejections.modify(&mut openapi);
     (router, openapi)
 }
 

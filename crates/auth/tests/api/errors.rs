@@ -76,6 +76,19 @@ async fn an_introspection_form_over_the_limit_is_413_and_a_bad_one_names_the_fie
     assert!(message.contains("missing field `token`") && !message.starts_with("Failed to deserialize"), "{problem}");
 }
 
+/// A query string that is not UTF-8 once percent-decoded is refused rather than read
+/// with U+FFFD in place of its bytes.
+#[tokio::test]
+async fn a_query_string_that_is_not_utf8_once_decoded_is_400() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.signed_in_user().await;
+    let response = app.get_with("/api/v1/users/me/login-history?cursor=%FF%FE", &tokens.access).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed_query").await;
+    assert!(problem["detail"].as_str().unwrap().contains("UTF-8"), "{problem}");
+    let response = app.get_with("/api/v1/users/me/login-history?limit=%32", &tokens.access).await;
+    assert_eq!(response.status(), StatusCode::OK, "percent-encoded UTF-8 is read as such");
+}
+
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
     let app = spawn_app().await;

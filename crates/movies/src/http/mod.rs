@@ -36,6 +36,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .split_for_parts();
     utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
+    utoipa::Modify::modify(&platform::openapi::QueryRejections, &mut openapi);
     (router, openapi)
 }
 

@@ -41,6 +41,23 @@ async fn a_search_query_with_a_nul_is_a_422_not_a_500() {
     }
 }
 
+/// Bytes that are not UTF-8 in a query string were replaced with U+FFFD, and the search
+/// ran (and was cached) for a text the client never sent.
+#[tokio::test]
+async fn a_query_string_that_is_not_utf8_once_decoded_is_a_400() {
+    let auth = Auth::in_process().await;
+    let movies = Movies::start(&auth.url).await;
+    for path in ["/api/v1/films/search?query=%FF%FE", "/api/v1/persons/search?query=%C0%80", "/api/v1/films?genre=%FF"] {
+        let response = movies.get(path, None).await;
+        assert!(response.headers().contains_key("x-request-id"), "{path}");
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed_query").await;
+        assert!(problem["detail"].as_str().unwrap().contains("UTF-8"), "{problem}");
+    }
+    // Percent-encoded UTF-8 is read as such ("матрица" finds nothing, without error).
+    let found = movies.json("/api/v1/films/search?query=%D0%BC%D0%B0%D1%82%D1%80%D0%B8%D1%86%D0%B0", None).await;
+    assert_eq!(found["page"]["total"], 0);
+}
+
 #[tokio::test]
 async fn searches_document_that_the_query_is_1_to_200_characters_not_only_spaces_nor_nul() {
     let auth = Auth::in_process().await;
