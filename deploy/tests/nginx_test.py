@@ -598,6 +598,23 @@ def check_nginx_errors_and_docs(stack):
     print("nginx_test: nginx's own errors are problem+json with the request id; both docs pages work under /docs/")
 
 
+def check_upstream_keepalive_ends_first():
+    """nginx must close an idle upstream connection before the service does (the
+    service disconnects a client that sends no request headers for
+    HEADER_READ_TIMEOUT), or a request sent on a connection being closed fails."""
+    template = (DEPLOY / "nginx/templates/default.conf.template").read_text()
+    shutdown = (ROOT / "crates/platform/src/shutdown.rs").read_text()
+    service = re.search(r"HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs\((\d+)\)", shutdown)
+    expect(service is not None, "HEADER_READ_TIMEOUT not found in crates/platform/src/shutdown.rs")
+    upstreams = re.findall(r"^upstream (\w+) \{\n(.*?)^\}", template, re.MULTILINE | re.DOTALL)
+    expect({name for name, _ in upstreams} == {"auth", "movies"}, f"upstreams: {upstreams}")
+    for name, body in upstreams:
+        timeout = re.search(r"keepalive_timeout (\d+)s;", body)
+        expect(timeout is not None and int(timeout.group(1)) < int(service.group(1)),
+               f"upstream {name}: keepalive_timeout must be set below the services' {service.group(1)} s header timeout")
+    print("nginx_test: nginx closes idle upstream connections before the services would")
+
+
 def check_upstream_down(stack):
     code = stack.stop("movies")
     expect(code == 0, f"the movies API exits 0 on SIGTERM, got {code}")
@@ -629,6 +646,7 @@ def main():
         check_client_address(stack)
         check_limit_req(stack)
         check_nginx_errors_and_docs(stack)
+        check_upstream_keepalive_ends_first()
         check_upstream_down(stack)
         ok = True
     except Failure as e:
