@@ -11,7 +11,9 @@
 //!    response carries its `traceparent`.
 //! 3. Metrics: requests counted by route template and status, and timed
 //!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
-//! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem.
+//! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem, or
+//!    a 408 one (`request_timeout`, and the connection closed) when its body had not
+//!    all arrived: a slow client is not a server error.
 //! 5. A query string that is not UTF-8 once percent-decoded is a 400 problem
 //!    (`malformed_query`): the query extractors would replace the bytes with U+FFFD
 //!    and go on with a text the client never sent.
@@ -165,9 +167,61 @@ async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
 }
 
 async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let (parts, body) = req.into_parts();
+    let (body, received) = ReceivedBody::wrap(body);
+    match tokio::time::timeout(limit, next.run(Request::from_parts(parts, axum::body::Body::new(body)))).await {
         Ok(response) => response,
+        Err(_) if !received.load(std::sync::atomic::Ordering::Acquire) => {
+            let mut response = problem_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timed out",
+                Some("The request body did not arrive in time.".into()),
+                Vec::new(),
+            );
+            // RFC 9110 §15.5.9: the server closes the connection after a 408.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
         Err(_) => problem_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None, Vec::new()),
+    }
+}
+
+/// A request body that says when the client has sent all of it.
+struct ReceivedBody {
+    inner: axum::body::Body,
+    received: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReceivedBody {
+    fn wrap(inner: axum::body::Body) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use http_body::Body as _;
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(inner.is_end_stream()));
+        (Self { inner, received: received.clone() }, received)
+    }
+}
+
+impl http_body::Body for ReceivedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.received.store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

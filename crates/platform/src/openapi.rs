@@ -22,15 +22,17 @@ impl Modify for BearerAuth {
 }
 
 /// Documents the answers every operation with a request body can give before its
-/// handler runs: 400 (the body does not parse), 413 (over the body limit) and 415 (not
-/// a media type the operation reads), each a problem document. Apply after the routers
+/// handler runs: 400 (the body does not parse), 408 (it did not arrive in time), 413
+/// (over the body limit) and 415 (not a media type the operation reads), each a
+/// problem document. Apply after the routers
 /// are merged; responses an operation documents itself are kept.
 pub struct BodyRejections;
 
 impl Modify for BodyRejections {
     fn modify(&self, openapi: &mut OpenApi) {
-        const ANSWERS: [(&str, &str, &str); 3] = [
+        const ANSWERS: [(&str, &str, &str); 4] = [
             ("400", "MalformedBody", "Malformed request: the body does not parse (`bad_request`)."),
+            ("408", "RequestTimeout", "The body did not all arrive within the request timeout (`request_timeout`); the connection is closed."),
             ("413", "PayloadTooLarge", "The body is over the size limit (`payload_too_large`)."),
             (
                 "415",

@@ -43,6 +43,26 @@ async fn a_body_declared_over_the_limit_is_413_before_it_is_sent() {
     assert!(answer.contains("payload_too_large") && answer.contains("application/problem+json"), "{answer}");
 }
 
+/// A body that does not arrive within the request timeout is the client's doing: 408,
+/// and the connection closed. It was a 503 `timeout`, a server error that pages.
+/// A request whose body is in, and that then runs out of time, is still a 503 (the
+/// slow-database fault tests).
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = crate::helpers::Options { extra_vars: vec![("AUTH_REQUEST_TIMEOUT_SECONDS", "1".into())], ..Default::default() };
+    let app = crate::helpers::spawn_app_with(options).await;
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: auth\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"email\"";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer, or the connection kept open, 10 s after a 1 s timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout") && answer.contains("application/problem+json"), "{answer}");
+}
+
 /// Auth decodes no content coding: a gzipped body used to fail as malformed JSON, and a
 /// plain one labelled gzip was read as if unlabelled.
 #[tokio::test]
