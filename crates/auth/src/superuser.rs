@@ -41,7 +41,7 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
                 "{email} already has an account, and the password given is not its password: only an account you can sign in to is promoted (sign-up does not verify addresses)"
             );
         }
-        users::grant_role(&db, user.id, "admin").await?;
+        users::grant_built_in_role(&db, user.id, "admin").await?;
         return Ok(Outcome::Promoted);
     }
     let password = read_password(stdin)?;
@@ -50,7 +50,7 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
     let mut tx = db.begin().await?;
     let new = NewUser { email, email_verified: false, login: None, password_hash: Some(hash), birth_date: None, country: None, region: None };
     let id = users::insert(&mut tx, new).await.map_err(|e| anyhow::anyhow!("creating the account: {e}"))?;
-    users::grant_role(&mut *tx, id, "admin").await?;
+    users::grant_built_in_role(&mut *tx, id, "admin").await?;
     tx.commit().await?;
     Ok(Outcome::Created)
 }

@@ -202,12 +202,13 @@ async fn grant_role(
 ) -> Result<Json<Vec<Role>>> {
     existing_user(&state, id).await?;
     let Some(role) = role_name(&body.role) else { return Err(ApiError::field("role", "no role has this name")) };
-    if roles::role_id_by_name(&state.db, role.as_ref()).await?.is_none() {
-        return Err(ApiError::field("role", "no role has this name"));
-    }
-    if users::grant_role(&state.db, id, role.as_ref()).await? {
-        tracing::info!(user_id = %id, role = %body.role, by = %admin.0.id(), "role granted");
-        state.profiles.forget(id).await;
+    match users::grant_role(&state.db, id, role.as_ref()).await? {
+        users::Grant::NoSuchRole => return Err(ApiError::field("role", "no role has this name")),
+        users::Grant::AlreadyHeld => {}
+        users::Grant::Granted => {
+            tracing::info!(user_id = %id, role = %body.role, by = %admin.0.id(), "role granted");
+            state.profiles.forget(id).await;
+        }
     }
     Ok(Json(roles::of_user(&state.db, id).await?))
 }

@@ -112,27 +112,52 @@ pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
     .execute(&mut *tx)
     .await
     .on_constraints(UNIQUE_ACCOUNT)?;
-    grant_role(&mut *tx, id, "user").await?;
+    grant_built_in_role(&mut *tx, id, "user").await?;
     Ok(id)
 }
 
-/// Grants a role by name; granting one the user already has is not an error.
+/// What granting a role did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Granted,
+    AlreadyHeld,
+    NoSuchRole,
+}
+
+/// Grants a role by name, in one statement: the role is looked up and key-share locked
+/// where it is granted, so a deletion that commits first leaves `NoSuchRole` (it used
+/// to leave nothing granted and look like `AlreadyHeld`), and one that comes later
+/// waits for the grant and then takes it away with the role.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<bool> {
-    let granted = sqlx::query(
-        "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
-         ON CONFLICT DO NOTHING",
+pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<Grant> {
+    let (found, granted): (bool, bool) = sqlx::query_as(
+        "WITH role AS (SELECT id FROM roles WHERE name = $2 FOR KEY SHARE),
+              granted AS (INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM role ON CONFLICT DO NOTHING RETURNING 1)
+         SELECT EXISTS (SELECT 1 FROM role), EXISTS (SELECT 1 FROM granted)",
     )
     .bind(user_id)
     .bind(role)
-    .execute(db)
+    .fetch_one(db)
     .await
-    // The role or the user deleted by a concurrent transaction after this one read it.
+    // The user deleted by a concurrent transaction after this one read it (the role's
+    // lock rules the same out for the role; mapped all the same).
     .on_constraints(&[
         ("user_roles_role_id_fkey", || ApiError::field("role", "no role has this name")),
         ("user_roles_user_id_fkey", || ApiError::NotFound("No user with this id.")),
     ])?;
-    Ok(granted.rows_affected() > 0)
+    Ok(match (found, granted) {
+        (false, _) => Grant::NoSuchRole,
+        (true, true) => Grant::Granted,
+        (true, false) => Grant::AlreadyHeld,
+    })
+}
+
+/// Grants a built-in role (`user`, `admin`), which a migration made and nothing deletes.
+pub async fn grant_built_in_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<()> {
+    match grant_role(db, user_id, role).await? {
+        Grant::NoSuchRole => Err(anyhow::anyhow!("the built-in role {role:?} is missing").into()),
+        Grant::Granted | Grant::AlreadyHeld => Ok(()),
+    }
 }
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

@@ -228,6 +228,31 @@ async fn granting_a_role_deleted_meanwhile_is_422() {
     assert!(role["id"].is_string());
 }
 
+/// The other timing: the role's deletion commits after the grant checked the name but
+/// before it wrote the grant (held here by a lock on `user_roles`). The grant used to
+/// find no role to insert, insert nothing, and answer 200 as if the role were held.
+#[tokio::test]
+async fn granting_a_role_deleted_just_before_the_grant_is_written_is_422() {
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let (viewer_id, _) = app.signed_in_with_role("user").await;
+    custom_role(&app, &admin.access, "vanishing").await;
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE user_roles IN SHARE MODE").execute(&mut *holder).await.unwrap();
+    let grant = {
+        let (app, access) = (&app, admin.access.clone());
+        async move { app.send(Method::POST, &format!("/api/v1/users/{viewer_id}/roles"), Some(&access), Some(json!({"role": "vanishing"}))).await }
+    };
+    let delete_the_role_when_the_grant_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        sqlx::query("DELETE FROM roles WHERE name = 'vanishing'").execute(&mut *holder).await.unwrap();
+        holder.commit().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(grant, delete_the_role_when_the_grant_waits);
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["role"], "{problem}");
+}
+
 /// Nothing the admin API accepts can leave nobody able to manage roles: the built-in
 /// admin role keeps `roles.manage`, and its last holder keeps it.
 #[tokio::test]
