@@ -187,14 +187,14 @@ impl OAuth {
         let identify = async {
             match provider {
                 Provider::Yandex => yandex::identify(http, self.yandex()?, &redirect_uri, callback.code, flow).await,
-                Provider::Vk => vk::identify(http, self.vk()?, &redirect_uri, &callback, flow, Provider::Vk).await,
+                Provider::Vk => vk::identify(http, self.vk()?, &redirect_uri, &callback, flow).await,
                 Provider::Google => {
                     let google = self.google.as_ref().ok_or_else(not_enabled)?;
                     google.identify(http, &redirect_uri, callback.code, flow).await
                 }
                 Provider::Mailru => match self.mailru()? {
                     MailruSettings::OAuthMail(settings) => mailru::identify(http, settings, &redirect_uri, callback.code, flow).await,
-                    MailruSettings::ViaVkId => vk::identify(http, self.vk()?, &redirect_uri, &callback, flow, Provider::Mailru).await,
+                    MailruSettings::ViaVkId => vk::identify(http, self.vk()?, &redirect_uri, &callback, flow).await,
                 },
             }
         };

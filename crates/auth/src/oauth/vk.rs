@@ -38,7 +38,6 @@ pub async fn identify(
     redirect_uri: &str,
     callback: &Callback<'_>,
     flow: &FlowState,
-    as_provider: Provider,
 ) -> Result<Identity> {
     let device_id = callback.device_id.filter(|d| !d.is_empty() && d.len() <= 512).ok_or_else(|| provider_error("vk id callback: no device_id"))?;
     // The exchange carries a state of its own, which VK ID echoes back.
@@ -68,7 +67,11 @@ pub async fn identify(
         return Err(provider_error("vk id user info: another user than the token's"));
     }
     Ok(Identity {
-        provider: as_provider,
+        // Also when reached through the Mail.ru button (`OAUTH_MAILRU_VIA_VKID`): the
+        // person is a VK ID account, in VK ID's id space. Stored as `mailru`, these ids
+        // were mistaken for oauth.mail.ru's own, which are another space: VK ID user
+        // 555000 signed in to the account of oauth.mail.ru user 555000.
+        provider: Provider::Vk,
         subject,
         email: email(http::str(user, "email")),
         // VK ID releases only an address confirmed to it (with the `email` scope);

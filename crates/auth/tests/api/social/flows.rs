@@ -100,10 +100,21 @@ async fn google_authorize_sends_a_fresh_nonce() {
     assert_ne!(flow.param("nonce"), flow.state());
 }
 
+/// Through VK ID, a Mail.ru sign-in is recorded as `mailru`, and the person is the VK
+/// ID account it is: linked as `vk`. Linked as `mailru`, VK ID's user ids were mistaken
+/// for oauth.mail.ru's own, another id space: VK ID user 9988776 signed in to the
+/// account that oauth.mail.ru user 9988776 had made before the switch.
 #[tokio::test]
-async fn mailru_through_vk_id_is_recorded_as_mailru() {
+async fn mailru_through_vk_id_is_recorded_as_mailru_and_linked_as_the_vk_id_account_it_is() {
     let vk = Stub::start(Kind::Vk).await;
     let app = app_with(&[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
+    // An account linked through oauth.mail.ru before the switch, with the same number.
+    let earlier: Value = app.signup("earlier@mail.ru").await;
+    sqlx::query("INSERT INTO social_accounts (provider, subject, user_id) VALUES ('mailru', '9988776', $1)")
+        .bind(uuid::Uuid::parse_str(earlier["id"].as_str().unwrap()).unwrap())
+        .execute(&app.db)
+        .await
+        .unwrap();
     let flow = authorize(&app, "mailru", None).await;
     assert_eq!(flow.location.path(), "/authorize");
     assert_eq!(flow.param("provider"), "mail_ru");
@@ -117,8 +128,10 @@ async fn mailru_through_vk_id_is_recorded_as_mailru() {
     assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
     let access = crate::helpers::tokens(response).await.access;
     assert_eq!(history_methods(&app, &access).await, ["mailru"]);
+    let me: Value = app.get_with("/api/v1/users/me", &access).await.json().await.unwrap();
+    assert_eq!(me["email"], "ivan@mail.ru", "signed in to another person's account");
     let linked: Value = app.get_with("/api/v1/users/me/social", &access).await.json().await.unwrap();
-    assert_eq!(linked[0]["provider"], "mailru");
+    assert_eq!(linked[0]["provider"], "vk");
 }
 
 #[tokio::test]
