@@ -51,6 +51,13 @@ struct Discovery {
 #[derive(Debug, Deserialize)]
 struct IdClaims {
     sub: String,
+    /// One issuer: an array is refused (jsonwebtoken would accept any overlap).
+    #[allow(dead_code)]
+    iss: String,
+    /// Required, a number: jsonwebtoken ignores `iat` among its required claims.
+    iat: i64,
+    #[serde(deserialize_with = "audiences")]
+    aud: Vec<String>,
     nonce: Option<String>,
     azp: Option<String>,
     email: Option<String>,
@@ -59,6 +66,20 @@ struct IdClaims {
     name: Option<String>,
     given_name: Option<String>,
     family_name: Option<String>,
+}
+
+/// `aud`: one string, or an array of them.
+fn audiences<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Audience {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Audience::deserialize(d)? {
+        Audience::One(aud) => vec![aud],
+        Audience::Many(auds) => auds,
+    })
 }
 
 /// `email_verified` is a boolean, but old tokens carry the string `"true"`.
@@ -200,7 +221,8 @@ fn find_key(set: &JwkSet, kid: Option<&str>) -> Option<Jwk> {
     }
 }
 
-/// Signature by `jwk`, then `iss`, `aud`, `exp` (and `nbf`, `iat`), `nonce` and `azp`.
+/// Signature by `jwk`, then `iss` (one), `aud` (us alone), `exp` (and `nbf`), `iat`
+/// (present, not in the future), `nonce` and `azp`.
 fn verify(id_token: &str, jwk: &Jwk, client_id: &str, issuers: &[String], nonce: &str) -> Result<IdClaims> {
     if jwk.common.key_algorithm.is_some_and(|a| a != KeyAlgorithm::RS256) {
         return Err(invalid_id_token("the key is not an RS256 key"));
@@ -221,6 +243,15 @@ fn verify(id_token: &str, jwk: &Jwk, client_id: &str, issuers: &[String], nonce:
     }
     if claims.azp.as_deref().is_some_and(|azp| azp != client_id) {
         return Err(invalid_id_token("azp is another client"));
+    }
+    // OIDC Core §3.1.3.7: refused when it lists an audience the client does not trust,
+    // and it trusts only itself (jsonwebtoken accepts any list that includes it).
+    if claims.aud.iter().any(|aud| aud != client_id) {
+        return Err(invalid_id_token("aud lists another client"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    if claims.iat > now + LEEWAY_SECONDS as i64 {
+        return Err(invalid_id_token("iat is in the future"));
     }
     Ok(claims)
 }

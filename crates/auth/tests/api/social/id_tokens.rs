@@ -43,6 +43,20 @@ async fn id_tokens_that_do_not_verify_are_refused() {
         ("wrong issuer", signed(|c, _| c["iss"] = json!("https://accounts.evil.example"))),
         ("azp of another client", signed(|c, _| c["azp"] = json!("another-client"))),
         ("no exp", signed(|c, _| drop(c.as_object_mut().unwrap().remove("exp")))),
+        // jsonwebtoken ignores `iat` among required claims, and accepts any `aud` list
+        // that includes us, and an `iss` array that includes the issuer.
+        ("no iat", signed(|c, _| drop(c.as_object_mut().unwrap().remove("iat")))),
+        ("iat not a number", signed(|c, _| c["iat"] = json!("yesterday"))),
+        ("iat in the future", signed(|c, now| c["iat"] = json!(now + 3600))),
+        ("another audience besides us", signed(|c, _| c["aud"] = json!([c["aud"].clone(), json!("another-client")]))),
+        (
+            "another audience besides us, azp ours",
+            signed(|c, _| {
+                c["azp"] = c["aud"].clone();
+                c["aud"] = json!([c["aud"].clone(), json!("another-client")]);
+            }),
+        ),
+        ("issuer in an array", signed(|c, _| c["iss"] = json!(["https://accounts.evil.example", c["iss"].clone()]))),
         // Signed by a key that is not published, under the published key's id.
         ("bad signature", Box::new(|claims| id_token(&claims, FORGER_KEY, GOOGLE_KID))),
         ("unknown key id", Box::new(|claims| id_token(&claims, FORGER_KEY, "forger-key"))),
