@@ -12,8 +12,8 @@
 //! 3. Metrics: requests counted by route template and status, and timed
 //!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
 //! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem, or
-//!    a 408 one (`request_timeout`, and the connection closed) when its body had not
-//!    all arrived: a slow client is not a server error.
+//!    a 408 one (`request_timeout`, and the connection closed) when it was waiting for
+//!    the client to send its body: a slow client is not a server error.
 //! 5. A query string that is not UTF-8 once percent-decoded is a 400 problem
 //!    (`malformed_query`): the query extractors would replace the bytes with U+FFFD
 //!    and go on with a text the client never sent.
@@ -168,10 +168,11 @@ async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
 
 async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
     let (parts, body) = req.into_parts();
-    let (body, received) = ReceivedBody::wrap(body);
+    let (body, awaiting_client) = ClientBody::wrap(body);
     match tokio::time::timeout(limit, next.run(Request::from_parts(parts, axum::body::Body::new(body)))).await {
         Ok(response) => response,
-        Err(_) if !received.load(std::sync::atomic::Ordering::Acquire) => {
+        // The handler was waiting for bytes the client had not sent.
+        Err(_) if awaiting_client.load(std::sync::atomic::Ordering::Acquire) => {
             let mut response = problem_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
@@ -187,21 +188,23 @@ async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
     }
 }
 
-/// A request body that says when the client has sent all of it.
-struct ReceivedBody {
+/// A request body that tells whether its reader is waiting for the client: true while
+/// the last read found no bytes yet. Whether the body was all read would not do: a
+/// handler held up before it reads its body (a slow database in an extractor) has not
+/// read it either, and that is the server's slowness.
+struct ClientBody {
     inner: axum::body::Body,
-    received: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    awaiting_client: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl ReceivedBody {
+impl ClientBody {
     fn wrap(inner: axum::body::Body) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-        use http_body::Body as _;
-        let received = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(inner.is_end_stream()));
-        (Self { inner, received: received.clone() }, received)
+        let awaiting_client = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (Self { inner, awaiting_client: awaiting_client.clone() }, awaiting_client)
     }
 }
 
-impl http_body::Body for ReceivedBody {
+impl http_body::Body for ClientBody {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -210,9 +213,7 @@ impl http_body::Body for ReceivedBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.received.store(true, std::sync::atomic::Ordering::Release);
-        }
+        self.awaiting_client.store(polled.is_pending(), std::sync::atomic::Ordering::Release);
         polled
     }
 
@@ -227,7 +228,46 @@ impl http_body::Body for ReceivedBody {
 
 #[cfg(test)]
 mod tests {
-    use super::is_valid_request_id;
+    use axum::{Router, body::Body, routing::post};
+    use futures::StreamExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn answer(router: &Router, body: Body) -> (StatusCode, String) {
+        let response = router.clone().oneshot(Request::post("/").body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The timeout is the client's (408) only while the handler waits for its body:
+    /// a handler held up before it reads the body, with the body all sent, is the
+    /// server's slowness (503).
+    #[tokio::test]
+    async fn a_timeout_is_a_408_only_while_the_body_is_awaited() {
+        let settings = HttpSettings { request_timeout: Duration::from_millis(300), require_request_id: false };
+        let reads_its_body = standard_layers(Router::new().route("/", post(|body: String| async move { body })), settings);
+        let slow_before_reading = standard_layers(
+            Router::new().route(
+                "/",
+                post(|req: Request| async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    axum::body::to_bytes(req.into_body(), 1024).await.map(|b| b.len().to_string()).unwrap_or_default()
+                }),
+            ),
+            settings,
+        );
+        // The body's first bytes, then nothing more.
+        let stalled = || Body::from_stream(futures::stream::once(async { Ok::<_, std::io::Error>("{\"half\"") }).chain(futures::stream::pending()));
+        let (status, body) = answer(&reads_its_body, stalled()).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+        assert!(body.contains("request_timeout"), "{body}");
+        let (status, body) = answer(&slow_before_reading, Body::from("all of it")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("\"timeout\""), "{body}");
+        assert_eq!(answer(&reads_its_body, Body::from("all of it")).await, (StatusCode::OK, "all of it".to_owned()));
+    }
 
     #[test]
     fn request_ids_are_validated() {

@@ -32,7 +32,11 @@ impl Modify for BodyRejections {
     fn modify(&self, openapi: &mut OpenApi) {
         const ANSWERS: [(&str, &str, &str); 4] = [
             ("400", "MalformedBody", "Malformed request: the body does not parse (`bad_request`)."),
-            ("408", "RequestTimeout", "The body did not all arrive within the request timeout (`request_timeout`); the connection is closed."),
+            (
+                "408",
+                "RequestTimeout",
+                "The request timeout ran out while the client was still to send the body (`request_timeout`); the connection is closed.",
+            ),
             ("413", "PayloadTooLarge", "The body is over the size limit (`payload_too_large`)."),
             (
                 "415",
