@@ -42,6 +42,12 @@ impl Claims {
     }
 }
 
+/// How long an idle connection to Auth is kept for reuse: below the 30 s after which
+/// Auth closes a connection that sends no request (`platform::shutdown::HEADER_READ_TIMEOUT`),
+/// so an introspection is never sent on a connection Auth is closing (it would fail,
+/// and the token be accepted on its signature alone).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// What access tokens must satisfy besides the signature: EdDSA, this issuer and
 /// audience, not expired (no leeway).
 pub(crate) fn validation(issuer: &str, audience: &str) -> Validation {
@@ -126,7 +132,7 @@ impl AuthClient {
         // A no-op when a provider is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .connect_timeout(config.introspection_timeout.max(Duration::from_millis(50)))
             .build()
             .expect("a plain HTTP client builds");

@@ -81,3 +81,12 @@ pub fn cache(settings: &Settings) -> anyhow::Result<Cache> {
     let redis = ConnectionManager::new_lazy_with_config(client, config).context("configuring Redis")?;
     Ok(Cache::new(redis, &settings.redis_key_prefix, settings.cache_ttl, settings.cache_timeout))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Movies' pooled connections to Auth go idle before Auth would close them.
+    #[test]
+    fn idle_connections_to_auth_are_dropped_before_auth_closes_them() {
+        assert!(auth_client::POOL_IDLE_TIMEOUT < platform::shutdown::HEADER_READ_TIMEOUT);
+    }
+}
