@@ -91,19 +91,22 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
 ///   limit is read, or, from a client that never sends it, at the request timeout (a
 ///   503 that blamed the server);
 /// - one in a content coding: Auth decodes none, so a gzipped body failed as malformed
-///   JSON and a plain one labelled gzip was read as if unlabelled. 415 says so.
+///   JSON and a plain one labelled gzip was read as if unlabelled. 415 says so (a
+///   request without a body may carry the header; nothing is decoded).
 async fn refuse_unreadable_body(req: axum::extract::Request, next: axum::middleware::Next, limit: usize) -> axum::response::Response {
     use axum::{http::header, response::IntoResponse};
     let headers = req.headers();
-    let coded = headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .any(|coding| !coding.trim_ascii().is_empty() && !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let has_body = declared.is_some_and(|length| length > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    let coded = has_body
+        && headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .any(|coding| !coding.trim_ascii().is_empty() && !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
     if coded {
         return ApiError::UnsupportedContentEncoding.into_response();
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
