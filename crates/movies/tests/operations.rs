@@ -273,6 +273,12 @@ async fn sigterm_finishes_requests_in_flight_and_refuses_new_connections() {
         &[
             ("AUTH_RATE_LIMIT_ENABLED", "false".into()),
             ("AUTH_SHUTDOWN_TIMEOUT_SECONDS", "60".into()),
+            // The requests wait on the test's lock for as long as the test takes to get
+            // every worker waiting and Auth stopping, which a busy machine can stretch
+            // past the 5 s statement timeout (a CI run got a 503): the drain is under
+            // test here, not the timeouts.
+            ("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", "60000".into()),
+            ("AUTH_REQUEST_TIMEOUT_SECONDS", "60".into()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.clone()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
             ("OTEL_SERVICE_NAME", "auth".into()),
