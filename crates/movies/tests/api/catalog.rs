@@ -102,6 +102,9 @@ async fn a_search_with_stop_words_still_finds_the_title() {
     assert_eq!(titles(&movies.json("/api/v1/films/search?query=grown%20up%20drama", None).await), ["Grown Up Drama"]);
     // Stop words alone find nothing, rather than the titles with words like them.
     assert_eq!(movies.json("/api/v1/films/search?query=the", None).await["page"]["total"], 0);
+    // The query as typed ranks, it does not widen: its websearch syntax read "-matrix"
+    // as every film without "matrix" once its matches were added to the results.
+    assert_eq!(titles(&movies.json("/api/v1/films/search?query=-matrix", None).await), ["The Matrix"]);
 }
 
 /// A page past the last still reports how many results there are, as the film list
