@@ -18,7 +18,13 @@
 //!    (`malformed_query`): the query extractors would replace the bytes with U+FFFD
 //!    and go on with a text the client never sent.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -167,12 +173,19 @@ async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
 }
 
 async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
-    let (parts, body) = req.into_parts();
-    let (body, awaiting_client) = ClientBody::wrap(body);
-    match tokio::time::timeout(limit, next.run(Request::from_parts(parts, axum::body::Body::new(body)))).await {
+    use http_body::Body as _;
+    // Requests without a body (most of them: GETs) are passed on as they are.
+    let (req, awaiting_client) = if req.body().is_end_stream() {
+        (req, None)
+    } else {
+        let (parts, body) = req.into_parts();
+        let (body, awaiting_client) = ClientBody::wrap(body);
+        (Request::from_parts(parts, axum::body::Body::new(body)), Some(awaiting_client))
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         // The handler was waiting for bytes the client had not sent.
-        Err(_) if awaiting_client.load(std::sync::atomic::Ordering::Acquire) => {
+        Err(_) if awaiting_client.is_some_and(|waiting| waiting.load(Ordering::Acquire)) => {
             let mut response = problem_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
@@ -194,12 +207,12 @@ async fn with_timeout(req: Request, next: Next, limit: Duration) -> Response {
 /// read it either, and that is the server's slowness.
 struct ClientBody {
     inner: axum::body::Body,
-    awaiting_client: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    awaiting_client: Arc<AtomicBool>,
 }
 
 impl ClientBody {
-    fn wrap(inner: axum::body::Body) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-        let awaiting_client = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    fn wrap(inner: axum::body::Body) -> (Self, Arc<AtomicBool>) {
+        let awaiting_client = Arc::new(AtomicBool::new(false));
         (Self { inner, awaiting_client: awaiting_client.clone() }, awaiting_client)
     }
 }
@@ -213,7 +226,7 @@ impl http_body::Body for ClientBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        self.awaiting_client.store(polled.is_pending(), std::sync::atomic::Ordering::Release);
+        self.awaiting_client.store(polled.is_pending(), Ordering::Release);
         polled
     }
 
