@@ -44,23 +44,30 @@ impl Modify for BodyRejections {
                 "The body is not of a media type the operation reads (`unsupported_media_type`), or comes in a content coding (`unsupported_content_encoding`).",
             ),
         ];
-        let mut used = false;
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.put, &mut item.post, &mut item.patch, &mut item.delete, &mut item.get];
-            for operation in operations.into_iter().flatten().filter(|o| o.request_body.is_some()) {
-                used = true;
-                for (status, name, _) in ANSWERS {
-                    operation.responses.responses.entry(status.into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
-                }
+        document_answers(openapi, |operation| operation.request_body.is_some(), &ANSWERS);
+    }
+}
+
+/// Adds each `(status, component name, description)` problem answer to every operation
+/// `applies` to (keeping an answer the operation documents itself), and the answers to
+/// the components when some operation uses them.
+fn document_answers(openapi: &mut OpenApi, applies: impl Fn(&utoipa::openapi::path::Operation) -> bool, answers: &[(&str, &str, &str)]) {
+    let mut used = false;
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten().filter(|o| applies(o)) {
+            used = true;
+            for (status, name, _) in answers {
+                operation.responses.responses.entry((*status).into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
             }
         }
-        if used {
-            let responses = &mut openapi.components.get_or_insert_with(Default::default).responses;
-            for (_, name, description) in ANSWERS {
-                let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-                responses
-                    .insert(name.into(), RefOr::T(ResponseBuilder::new().description(description).content(problem::PROBLEM_JSON, content).build()));
-            }
+    }
+    if used {
+        let responses = &mut openapi.components.get_or_insert_with(Default::default).responses;
+        for (_, name, description) in answers {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            responses
+                .insert((*name).into(), RefOr::T(ResponseBuilder::new().description(*description).content(problem::PROBLEM_JSON, content).build()));
         }
     }
 }
@@ -73,24 +80,12 @@ pub struct QueryRejections;
 impl Modify for QueryRejections {
     fn modify(&self, openapi: &mut OpenApi) {
         use utoipa::openapi::path::ParameterIn;
-        let mut used = false;
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
-            for operation in operations.into_iter().flatten() {
-                if operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query)) {
-                    used = true;
-                    operation.responses.responses.entry("400".into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name("MalformedQuery")));
-                }
-            }
-        }
-        if used {
-            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-            let response = ResponseBuilder::new()
-                .description("Malformed request: the query string is not UTF-8 once percent-decoded (`malformed_query`).")
-                .content(problem::PROBLEM_JSON, content)
-                .build();
-            openapi.components.get_or_insert_with(Default::default).responses.insert("MalformedQuery".into(), RefOr::T(response));
-        }
+        let reads_a_query = |operation: &utoipa::openapi::path::Operation| {
+            operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
+        };
+        const ANSWER: (&str, &str, &str) =
+            ("400", "MalformedQuery", "Malformed request: the query string is not UTF-8 once percent-decoded (`malformed_query`).");
+        document_answers(openapi, reads_a_query, &[ANSWER]);
     }
 }
 
