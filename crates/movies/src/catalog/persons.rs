@@ -24,21 +24,35 @@ pub struct PersonPage {
     pub page: PageInfo,
 }
 
-/// A [`Person`]; `max_age` names the parameter holding the viewer's age limit, so the
-/// count never includes films the viewer may not see.
+/// A [`Person`]; `max_age` names the parameter holding the viewer's age limit, so
+/// neither the roles nor the count include films the viewer may not see.
 fn select(max_age: &str) -> String {
     format!(
         "SELECT p.id, p.full_name,
-            ARRAY(SELECT DISTINCT fp.role FROM film_persons fp WHERE fp.person_id = p.id ORDER BY 1) AS roles,
+            ARRAY(SELECT DISTINCT fp.role FROM film_persons fp JOIN films f ON f.id = fp.film_id
+                   WHERE fp.person_id = p.id AND f.age_class <= {max_age} ORDER BY 1) AS roles,
             (SELECT count(DISTINCT fp.film_id) FROM film_persons fp JOIN films f ON f.id = fp.film_id
               WHERE fp.person_id = p.id AND f.age_class <= {max_age}) AS film_count
        FROM persons p"
     )
 }
 
+/// Whether the person `p` is shown to a viewer whose age limit is in `max_age`: not
+/// when every film of theirs is hidden from the viewer, whose lists and search would
+/// otherwise name the people of films they may not see (a person without films hides
+/// nothing).
+fn shown(max_age: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM film_persons fp JOIN films f ON f.id = fp.film_id
+                   WHERE fp.person_id = p.id AND f.age_class <= {max_age})
+          OR NOT EXISTS (SELECT 1 FROM film_persons fp WHERE fp.person_id = p.id))"
+    )
+}
+
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn get(db: &PgPool, max_age: u8, id: Uuid) -> Result<Option<Person>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{} WHERE p.id = $1", select("$2")))).bind(id).bind(i16::from(max_age)).fetch_optional(db).await?)
+    let sql = format!("{} WHERE p.id = $1 AND {}", select("$2"), shown("$2"));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(i16::from(max_age)).fetch_optional(db).await?)
 }
 
 /// Name search, tolerant of typos (trigram word similarity) and word order (full text).
@@ -50,31 +64,39 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
         person: Person,
         total: i64,
     }
-    // `$1` the query.
-    const HITS: &str = "WITH hits AS (
+    // `$1` the query, `$2` the viewer's age limit.
+    let hits = format!(
+        "WITH hits AS (
             SELECT p.id, word_similarity(lower($1), lower(p.full_name)) AS sim
               FROM persons p
-             WHERE lower($1) <% lower(p.full_name)
-                OR to_tsvector('simple', p.full_name) @@ plainto_tsquery('simple', $1)
-         )";
+             WHERE (lower($1) <% lower(p.full_name)
+                    OR to_tsvector('simple', p.full_name) @@ plainto_tsquery('simple', $1))
+               AND {}
+         )",
+        shown("$2")
+    );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{HITS}, page AS (
-            SELECT id, sim, count(*) OVER () AS total FROM hits ORDER BY sim DESC, id LIMIT $2 OFFSET $3
+        "{hits}, page AS (
+            SELECT id, sim, count(*) OVER () AS total FROM hits ORDER BY sim DESC, id LIMIT $3 OFFSET $4
          )
          SELECT x.*, page.total FROM page JOIN ({}) x ON x.id = page.id ORDER BY page.sim DESC, page.id",
-        select("$4")
+        select("$2")
     )))
     .bind(query)
+    .bind(i16::from(max_age))
     .bind(paging.limit())
     .bind(paging.offset())
-    .bind(i16::from(max_age))
     .fetch_all(db)
     .await?;
     let total = match rows.first() {
         Some(row) => row.total,
         // Past the last page the window count has no row to ride on: count apart.
         None if paging.offset() > 0 => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{HITS} SELECT count(*) FROM hits"))).bind(query).fetch_one(db).await?
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{hits} SELECT count(*) FROM hits")))
+                .bind(query)
+                .bind(i16::from(max_age))
+                .fetch_one(db)
+                .await?
         }
         None => 0,
     };

@@ -35,7 +35,8 @@ pub struct PersonSearch {
     query: String,
 }
 
-/// People by name, best matches first, each with the number of their films the viewer may see.
+/// People by name, best matches first, each with the number of their films the viewer
+/// may see. People all of whose films are hidden from the viewer (by age class) are left out.
 #[utoipa::path(get, path = "/api/v1/persons/search", tag = "persons", security((), ("bearer" = [])), params(PersonSearch, PageParams),
     responses(
         (status = 200, description = "Matching people", body = PersonPage),
@@ -63,13 +64,14 @@ async fn person(state: &AppState, max_age: u8, id: Uuid) -> Result<Person> {
         .ok_or(ApiError::NotFound("No person with this id."))
 }
 
-/// One person, with the number of their films the viewer may see.
+/// One person, with the number of their films the viewer may see; 404 when every film
+/// of theirs is hidden from the viewer (by age class).
 #[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Person id")),
     responses(
         (status = 200, description = "The person", body = Person),
         (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person, or none of their films may be seen by the viewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_person(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<Person>> {
@@ -82,7 +84,7 @@ async fn get_person(State(state): State<AppState>, viewer: Viewer, Path(id): Pat
     responses(
         (status = 200, description = "Films", body = Vec<FilmSummary>),
         (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person, or none of their films may be seen by the viewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn person_films(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<Vec<FilmSummary>>> {

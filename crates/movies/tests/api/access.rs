@@ -4,11 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Auth, Movies, assert_problem, eventually, titles};
-
-fn birth_date(years_ago: u64) -> String {
-    (chrono::Utc::now().date_naive() - chrono::Days::new(365 * years_ago + 30)).to_string()
-}
+use crate::helpers::{Auth, Movies, assert_problem, birth_date, eventually, titles};
 
 #[tokio::test]
 async fn lists_and_search_hide_films_above_the_viewers_age_class() {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{Auth, Movies, assert_problem, titles};
+use crate::helpers::{Auth, Movies, assert_problem, birth_date, titles};
 
 async fn movies() -> (Auth, Movies) {
     let auth = Auth::in_process().await;
@@ -177,6 +177,23 @@ async fn genres_and_persons_are_served() {
     assert_eq!(films, ["Classic Masterpiece"], "the 18+ film of the person is left out for anonymous viewers");
     assert_problem(movies.get(&format!("/api/v1/persons/{}", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_problem(movies.get(&format!("/api/v1/persons/{}/film", uuid::Uuid::new_v4()), None).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    // A person all of whose films are hidden from the viewer is not named to them: the
+    // director of The Matrix (16+) for a twelve-year-old, whatever they ask first.
+    let child = auth.viewer(&[], Some(&birth_date(13))).await;
+    let lana = movies.json("/api/v1/persons/search?query=wachowski", Some(&child.access)).await;
+    assert_eq!((lana["items"].as_array().unwrap().len(), &lana["page"]["total"]), (0, &serde_json::json!(0)), "{lana}");
+    let past = movies.json("/api/v1/persons/search?query=wachowski&page%5Bnumber%5D=2", Some(&child.access)).await;
+    assert_eq!(past["page"]["total"], 0, "{past}");
+    let lana = movies.json("/api/v1/persons/search?query=wachowski", None).await;
+    assert_eq!((&lana["items"][0]["film_count"], &lana["page"]["total"]), (&serde_json::json!(1), &serde_json::json!(1)), "{lana}");
+    let lana = lana["items"][0]["id"].as_str().unwrap().to_owned();
+    for path in [format!("/api/v1/persons/{lana}"), format!("/api/v1/persons/{lana}/film")] {
+        assert_problem(movies.get(&path, Some(&child.access)).await, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    // Bob Maker stays listed for the child through his PG film, his 18+ film uncounted.
+    let bob = movies.json("/api/v1/persons/search?query=bob%20maker", Some(&child.access)).await;
+    assert_eq!((&bob["items"][0]["roles"], &bob["items"][0]["film_count"]), (&serde_json::json!(["director"]), &serde_json::json!(1)));
 }
 
 #[tokio::test]

@@ -345,6 +345,11 @@ impl Drop for Movies {
     }
 }
 
+/// A birth date `years_ago` years (and a month) before today.
+pub fn birth_date(years_ago: u64) -> String {
+    (chrono::Utc::now().date_naive() - chrono::Days::new(365 * years_ago + 30)).to_string()
+}
+
 pub fn titles(page: &Value) -> Vec<String> {
     let mut titles: Vec<String> = page["items"].as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap().to_owned()).collect();
     titles.sort();
