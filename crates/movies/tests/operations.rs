@@ -185,6 +185,7 @@ struct AuthProcess {
     port: u16,
     log: PathBuf,
     key: PathBuf,
+    redis_prefix: String,
 }
 
 impl AuthProcess {
@@ -213,7 +214,7 @@ impl AuthProcess {
         for (name, value) in extra {
             command.env(name, value);
         }
-        Self { child: Some(command.spawn().unwrap()), port, log, key }
+        Self { child: Some(command.spawn().unwrap()), port, log, key, redis_prefix: format!("test:{id}") }
     }
 
     fn url(&self, path: &str) -> String {
@@ -238,6 +239,7 @@ impl Drop for AuthProcess {
         }
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_file(&self.key);
+        ratelimit::testing::delete_keys(&helpers::redis_url(), &self.redis_prefix);
     }
 }
 

@@ -161,3 +161,34 @@ pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() ->
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Deletes every key under `prefix` (`{prefix}:*`) from the Redis at `url`, for a
+/// test's clean-up: some keys of the services (a counter that orders cache fills, say)
+/// have no expiry and would stay in a shared Redis for good. Blocking, so a `Drop` can
+/// call it; a Redis that cannot be reached, or does not answer within two seconds, is
+/// left as it is.
+pub fn delete_keys(url: &str, prefix: &str) {
+    let timeout = Some(Duration::from_secs(2));
+    let Ok(mut connection) = redis::Client::open(url).and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2))) else {
+        return;
+    };
+    if connection.set_read_timeout(timeout).and_then(|()| connection.set_write_timeout(timeout)).is_err() {
+        return;
+    }
+    let pattern = format!("{prefix}:*");
+    let mut cursor = 0u64;
+    loop {
+        let Ok((next, keys)) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query::<(u64, Vec<String>)>(&mut connection)
+        else {
+            return;
+        };
+        if !keys.is_empty() && redis::cmd("UNLINK").arg(&keys).query::<i64>(&mut connection).is_err() {
+            return;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}

@@ -110,6 +110,7 @@ impl Drop for TestApp {
         }
         let name = self.db_name.clone();
         let _ = std::fs::remove_file(&self.key_file);
+        ratelimit::testing::delete_keys(&redis_url(), &self.settings.redis_key_prefix);
         // Drop runs outside async context guarantees: use a thread with its own runtime.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -184,6 +184,10 @@ impl Drop for Auth {
         if std::thread::panicking() {
             eprintln!("--- auth log (last lines) ---\n{}", self.log_tail());
         }
+        let setting = |name: &str| self.env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        if let (Some(url), Some(prefix)) = (setting("REDIS_URL"), setting("AUTH_REDIS_KEY_PREFIX")) {
+            ratelimit::testing::delete_keys(url, prefix);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

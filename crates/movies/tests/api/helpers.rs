@@ -250,6 +250,9 @@ impl Drop for Auth {
         if let Some((_, key)) = self.env.iter().find(|(k, _)| k == "AUTH_JWT_DEV_KEY_FILE") {
             let _ = std::fs::remove_file(key);
         }
+        if let Some((_, prefix)) = self.env.iter().rev().find(|(k, _)| k == "AUTH_REDIS_KEY_PREFIX") {
+            ratelimit::testing::delete_keys(&redis_url(), prefix);
+        }
     }
 }
 
@@ -263,6 +266,7 @@ pub struct Movies {
     pub client: reqwest::Client,
     pub state: movies::state::AppState,
     _database: Database,
+    redis_prefix: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -300,7 +304,7 @@ impl Movies {
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Self { addr, client: http_client(), state, _database: database, shutdown: Some(tx) }
+        Self { addr, client: http_client(), state, _database: database, redis_prefix: settings.redis_key_prefix, shutdown: Some(tx) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -342,6 +346,7 @@ impl Drop for Movies {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        ratelimit::testing::delete_keys(&redis_url(), &self.redis_prefix);
     }
 }
 
