@@ -9,7 +9,10 @@
 //!
 //! `q` is the policy's burst and `w` the seconds that burst takes to refill, so `q/w`
 //! is the sustained rate. `r` is how many requests are allowed right now and `t` the
-//! seconds until the whole burst is back (rounded up). The older
+//! seconds until the whole burst is back (rounded up); for a policy that refused the
+//! request, the seconds until it would allow one, the point `Retry-After` names, as
+//! the draft asks of a response carrying both (a client that waited for the whole
+//! burst would wait a `5/15m` policy's 900 s instead of 180). The older
 //! `RateLimit-Limit`/`-Remaining`/`-Reset` triple cannot describe two policies at once.
 
 use std::time::Duration;
@@ -33,7 +36,8 @@ pub fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
         let separator = if i == 0 { "" } else { ", " };
         let (quota, window) = s.policy.quota();
         policies.push_str(&format!("{separator}\"{}\";q={quota};w={window}", s.policy.name()));
-        states.push_str(&format!("{separator}\"{}\";r={};t={}", s.policy.name(), s.remaining, whole_seconds(s.reset)));
+        let reset = if s.allowed { s.reset } else { s.retry_after };
+        states.push_str(&format!("{separator}\"{}\";r={};t={}", s.policy.name(), s.remaining, whole_seconds(reset)));
     }
     extend(headers, &RATELIMIT_POLICY, policies);
     extend(headers, &RATELIMIT, states);
@@ -76,7 +80,8 @@ mod tests {
         headers.insert(&RATELIMIT, HeaderValue::from_static("\"login-account-ip\";r=4;t=180"));
         apply(&mut headers, &verdict);
         assert_eq!(headers[&RATELIMIT_POLICY], "\"api-ip\";q=40;w=2, \"login-ip\";q=30;w=60");
-        assert_eq!(headers[&RATELIMIT], "\"login-account-ip\";r=4;t=180, \"api-ip\";r=39;t=1, \"login-ip\";r=0;t=60");
+        // The refusing policy's `t` is its retry time, which `Retry-After` names too.
+        assert_eq!(headers[&RATELIMIT], "\"login-account-ip\";r=4;t=180, \"api-ip\";r=39;t=1, \"login-ip\";r=0;t=2");
         assert_eq!(headers[header::RETRY_AFTER], "2");
     }
 }

@@ -8,11 +8,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::cache_revocation,
-    extract::{AuthUser, Json, Me, Query},
+    extract::{AuthUser, ClientInfo, Json, Me, Query},
 };
 use crate::{
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
     error::{ApiError, Problem, Result},
+    limits::sign_in::{AccountKey, SignInError},
     state::AppState,
     store::{
         history::{self, Cursor, LoginAttempt},
@@ -102,25 +103,35 @@ pub struct PasswordChange {
 }
 
 /// Changes the caller's password, or sets the first one of an account that has none
-/// (without `current_password`), and ends every other session.
+/// (without `current_password`), and ends every other session. Checking
+/// `current_password` counts as a sign-in attempt at the account (429
+/// `too_many_sign_in_attempts` past the sign-in rules): whoever holds a stolen token
+/// gets no more guesses at the password here than at sign-in.
 #[utoipa::path(put, path = "/api/v1/users/me/password", tag = "users", security(("bearer" = [])), request_body = PasswordChange,
     responses(
         (status = 204, description = "Password changed or set; other sessions ended"),
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Current password wrong, missing, or sent for an account without one; or the new one fails the policy", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn change_password(State(state): State<AppState>, user: AuthUser, Json(body): Json<PasswordChange>) -> Result<StatusCode> {
+async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ClientInfo(client): ClientInfo,
+    Json(body): Json<PasswordChange>,
+) -> Result<StatusCode, SignInError> {
     let account = users::get(&state.db, user.id()).await?.ok_or_else(ApiError::invalid_token)?;
     let email = Email::parse(&account.email).map_err(|e| anyhow::anyhow!("stored email invalid: {e}"))?;
     let new_password = NewPassword::parse(&body.new_password, &email).map_err(|m| ApiError::field("new_password", m))?;
     let current_hash = users::password_hash(&state.db, user.id()).await?;
     match (&current_hash, &body.current_password) {
-        (Some(_), None) => return Err(ApiError::field("current_password", "is required")),
-        (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet")),
+        (Some(_), None) => return Err(ApiError::field("current_password", "is required").into()),
+        (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet").into()),
         (Some(hash), Some(current)) => {
+            let attempt = state.limits.admit_sign_in(&AccountKey::account(user.id()), client.ip).await.map_err(SignInError::TooManyAttempts)?;
             if !state.hasher.verify(current, Some(hash.as_str())).await? {
-                return Err(ApiError::field("current_password", "is incorrect"));
+                return Err(attempt.failed(ApiError::field("current_password", "is incorrect")));
             }
+            attempt.succeeded(&state.limits).await;
         }
         (None, None) => {}
     }
@@ -133,13 +144,14 @@ async fn change_password(State(state): State<AppState>, user: AuthUser, Json(bod
             Some(_) => ApiError::field("current_password", "is incorrect: the password was changed meanwhile"),
             // Another request set one meanwhile: from now on, it is needed.
             None => ApiError::field("current_password", "is required"),
-        });
+        }
+        .into());
     }
     // The session that authorises the change must still be live when it commits: the
     // owner may have ended it (logout-all, or from another session) while the
     // passwords were hashed. See `sessions::hold_live`.
     if !sessions::hold_live(&mut tx, user.session_id()).await? {
-        return Err(ApiError::invalid_token());
+        return Err(ApiError::invalid_token().into());
     }
     let ended = sessions::end_all(&mut *tx, user.id(), Some(user.session_id()), EndReason::PasswordChanged).await?;
     tx.commit().await?;

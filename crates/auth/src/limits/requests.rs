@@ -94,6 +94,6 @@ fn refusal(_: &Verdict) -> Response {
 
 /// Documents the 429 answer on every limited operation of the OpenAPI document.
 pub const TOO_MANY_REQUESTS_DOC: platform::openapi::TooManyRequests = platform::openapi::TooManyRequests {
-    description: "Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in). See docs/rate-limiting.md.",
+    description: "Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in and on a password change's check of the current password). See docs/rate-limiting.md.",
     unlimited: is_unlimited,
 };

@@ -13,6 +13,9 @@
 //! is not, unless an attack spread over many addresses exhausts the account-wide
 //! limit, which then lets one attempt through per 72 seconds (docs/rate-limiting.md).
 //! The per-address limit of the route (`login-ip`, 30 per minute) is the layer's.
+//!
+//! A password change's check of the current password is counted by the same rules:
+//! it is a guess at the password too.
 
 use std::net::IpAddr;
 
@@ -61,9 +64,18 @@ impl RateLimits {
         }
         let per_ip = Check::new(&self.policies.login_account_ip, &account.0).within(ip_subject(ip));
         let per_account = Check::new(&self.policies.login_account, &account.0);
-        let verdict = self.limiter.acquire(&[per_ip.clone(), per_account.clone()]).await;
+        let verdict = reported(self.limiter.acquire(&[per_ip.clone(), per_account.clone()]).await, &self.policies.login_account_ip);
         if verdict.allowed() { Ok(Admitted { per_ip: Some(per_ip), per_account: Some(per_account), verdict }) } else { Err(verdict) }
     }
+}
+
+/// What the answer may tell of the account's counts: this address's, and any policy
+/// that refused. The account-wide count of an allowing policy would tell anyone who
+/// tries once how many attempts the owner and everyone else made lately, and whether
+/// a login and an email are one account's (they share the count).
+fn reported(mut verdict: Verdict, per_ip: &std::sync::Arc<ratelimit::Policy>) -> Verdict {
+    verdict.statuses.retain(|s| !s.allowed || std::sync::Arc::ptr_eq(&s.policy, per_ip));
+    verdict
 }
 
 impl Admitted {
@@ -103,6 +115,12 @@ impl From<ApiError> for SignInError {
 
 impl From<anyhow::Error> for SignInError {
     fn from(e: anyhow::Error) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<sqlx::Error> for SignInError {
+    fn from(e: sqlx::Error) -> Self {
         Self::Api(e.into())
     }
 }

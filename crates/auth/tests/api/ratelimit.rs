@@ -47,7 +47,9 @@ where
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             break response;
         }
-        assert!(header(&response, "ratelimit").contains(&format!("\"{policy}\";r=")), "{policy}: {}", header(&response, "ratelimit"));
+        // Sign-in's account-wide count is told only when it refuses.
+        let reported = header(&response, "ratelimit").contains(&format!("\"{policy}\";r="));
+        assert_eq!(reported, policy != "login-account", "{policy}: {}", header(&response, "ratelimit"));
         passed += 1;
         assert!(passed <= burst + 3, "{policy}: no refusal after {passed} requests");
     };
@@ -156,16 +158,14 @@ async fn headers_describe_each_policy_and_retry_after_is_exact() {
     // handler) and the address's (reported by the layer).
     let login = app.login("nobody@example.com", "wrong password").await;
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
-    let policies = header(&login, "ratelimit-policy");
-    assert!(policies.starts_with("\"login-account-ip\";q=5;w=900, \"login-account\";"), "{policies}");
-    assert!(policies.ends_with(", \"api-ip\";q=2;w=60, \"login-ip\";q=30;w=60"), "{policies}");
-    let state = header(&login, "ratelimit");
-    assert!(state.starts_with("\"login-account-ip\";r=4;t=180, "), "{state}");
-    assert!(state.ends_with(", \"api-ip\";r=0;t=60, \"login-ip\";r=29;t=2"), "{state}");
+    // The account-wide count is not told (see `a_failed_attempt_tells_nothing_of_others_attempts`).
+    assert_eq!(header(&login, "ratelimit-policy"), "\"login-account-ip\";q=5;w=900, \"api-ip\";q=2;w=60, \"login-ip\";q=30;w=60");
+    assert_eq!(header(&login, "ratelimit"), "\"login-account-ip\";r=4;t=180, \"api-ip\";r=0;t=60, \"login-ip\";r=29;t=2");
 
     let refused = app.client.get(app.url("/api/v1/auth/sessions")).send().await.unwrap();
+    // The refusing policy's `t` and `Retry-After` name the same moment.
     assert_eq!(header(&refused, "retry-after"), "30");
-    assert_eq!(header(&refused, "ratelimit"), "\"api-ip\";r=0;t=60");
+    assert_eq!(header(&refused, "ratelimit"), "\"api-ip\";r=0;t=30");
     let problem = assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     assert_eq!(problem["type"], "https://errors.cinema.example/rate_limited");
 
@@ -279,7 +279,7 @@ async fn an_attacker_is_throttled_while_the_owner_signs_in_from_elsewhere() {
     }
     let refused = login_from(&app, attacker, &owner, "guess number 5").await;
     assert_eq!(header(&refused, "retry-after"), "180", "one attempt back every 3 minutes");
-    assert!(header(&refused, "ratelimit").contains("\"login-account-ip\";r=0;t=900"), "{}", header(&refused, "ratelimit"));
+    assert!(header(&refused, "ratelimit").contains("\"login-account-ip\";r=0;t=180"), "{}", header(&refused, "ratelimit"));
     assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
     // Even the right password is not checked from there now.
     let right_but_refused = login_from(&app, attacker, &owner, PASSWORD).await;
@@ -455,4 +455,59 @@ async fn introspection_has_its_own_per_address_limit_instead_of_the_general_one(
         response
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_failed_attempt_tells_nothing_of_others_attempts() {
+    let app =
+        app_with(&[("AUTH_TRUSTED_PROXIES", "127.0.0.1"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "5/15m"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "50/h")])
+            .await;
+    let owner = email();
+    app.signup(&owner).await;
+    // The owner mistypes twice from home; a stranger then tries once from elsewhere.
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "203.0.113.20", &owner, "owner's typo").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let probe = login_from(&app, "198.51.100.20", &owner, "stranger's guess").await;
+    let unknown = login_from(&app, "198.51.100.20", &email(), "stranger's guess").await;
+    for answer in [&probe, &unknown] {
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        let state = header(answer, "ratelimit");
+        assert!(state.starts_with("\"login-account-ip\";r=4;t="), "{state}");
+        assert!(!state.contains("\"login-account\""), "the account-wide count is the owner's business: {state}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_guesses_the_current_password_only_as_often_as_a_sign_in() {
+    let app =
+        app_with(&[("AUTH_TRUSTED_PROXIES", "127.0.0.1"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "2/h"), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "3/h")])
+            .await;
+    let owner = email();
+    app.signup(&owner).await;
+    // Whoever holds a stolen access token, from several addresses.
+    let stolen = crate::helpers::tokens(login_from(&app, "203.0.113.30", &owner, PASSWORD).await).await;
+    let change = |ip: &'static str, current: &'static str| {
+        app.client
+            .put(app.url("/api/v1/users/me/password"))
+            .bearer_auth(&stolen.access)
+            .header("x-forwarded-for", ip)
+            .json(&json!({"current_password": current, "new_password": "a brand new passphrase"}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_problem(change("198.51.100.31", "guess at home").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let from_there = change("198.51.100.31", "third guess").await.unwrap();
+    assert_problem(from_there, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    assert_problem(change("198.51.100.32", "guess elsewhere").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // Three guesses at the account: the fourth, even the right password, is not checked.
+    let right = change("198.51.100.33", PASSWORD).await.unwrap();
+    assert!(
+        header(&right, "ratelimit").starts_with("\"login-account-ip\";r=2;t=0, \"login-account\";r=0;t=1200, "),
+        "{}",
+        header(&right, "ratelimit")
+    );
+    assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    assert_eq!(app.login(&owner, PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS, "sign-in shares the count");
 }
