@@ -150,6 +150,12 @@ impl Revocations {
     /// denylists one access token until its expiry.
     #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     pub async fn revoke(&self, sessions: &[Uuid], token: Option<(Uuid, i64)>) -> redis::RedisResult<()> {
+        // An empty pipeline is an error of the client's ("empty command"), which would
+        // count as Redis failing and pause the cache's reads: a password change with no
+        // other session to end did that.
+        if sessions.is_empty() && token.is_none() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for sid in sessions {
             pipe.set_ex(self.session_key(*sid), "0", self.access_ttl.as_secs()).ignore();

@@ -188,7 +188,9 @@ pub async fn end(db: impl PgExecutor<'_>, session_id: Uuid, reason: EndReason) -
         .await?)
 }
 
-/// Ends one session of `user_id` (so a user cannot end another's); returns whether it was live.
+/// Ends one live session of `user_id` (so a user cannot end another's); returns
+/// whether it was live. An expired session is not live, as in [`list_live`]: ending it
+/// is 404 like ending an unknown one.
 ///
 /// Like [`end_all`], it share-locks the account first: see [`hold_live`].
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
@@ -196,7 +198,7 @@ pub async fn end_own(db: impl PgExecutor<'_>, user_id: Uuid, session_id: Uuid, r
     let ended = sqlx::query(
         "WITH account AS (SELECT id FROM users WHERE id = $2 FOR SHARE)
          UPDATE sessions SET ended_at = now(), end_reason = $3
-          WHERE id = $1 AND user_id = (SELECT id FROM account) AND ended_at IS NULL",
+          WHERE id = $1 AND user_id = (SELECT id FROM account) AND ended_at IS NULL AND expires_at > now()",
     )
     .bind(session_id)
     .bind(user_id)

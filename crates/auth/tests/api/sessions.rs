@@ -58,6 +58,19 @@ async fn deleting_a_session_ends_it_and_only_it() {
 }
 
 #[tokio::test]
+async fn an_expired_session_is_not_live_to_end_either() {
+    let app = spawn_app().await;
+    let (email, desktop) = app.signed_in_user().await;
+    let old = app.sign_in(&email).await;
+    let old_sid = app.state.tokens.verify(&old.access).unwrap().sid;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 day' WHERE id = $1").bind(old_sid).execute(&app.db).await.unwrap();
+    let sessions: Vec<Value> = app.get_with("/api/v1/auth/sessions", &desktop.access).await.json().await.unwrap();
+    assert_eq!(sessions.len(), 1, "not listed");
+    let response = app.client.delete(app.url(&format!("/api/v1/auth/sessions/{old_sid}"))).bearer_auth(&desktop.access).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
 async fn a_user_cannot_end_another_users_session() {
     let app = spawn_app().await;
     let (_, mine) = app.signed_in_user().await;
