@@ -120,7 +120,7 @@ async fn change_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<StatusCode, SignInError> {
     let account = users::get(&state.db, user.id()).await?.ok_or_else(ApiError::invalid_token)?;
-    let email = Email::parse(&account.email).map_err(|e| anyhow::anyhow!("stored email invalid: {e}"))?;
+    let email = Email::stored(account.email.clone());
     let new_password = NewPassword::parse(&body.new_password, &email).map_err(|m| ApiError::field("new_password", m))?;
     let current_hash = users::password_hash(&state.db, user.id()).await?;
     match (&current_hash, &body.current_password) {
