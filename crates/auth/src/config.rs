@@ -133,6 +133,7 @@ impl Settings {
             "AUTH_PUBLIC_URL",
             "AUTH_LOGIN_HISTORY_RETENTION_MONTHS",
             "AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS",
+            "AUTH_ENDED_SESSION_RETENTION_DAYS",
         ];
         let known: Vec<&str> = KNOWN.iter().copied().chain(crate::limits::POLICY_VARIABLES).collect();
         let mut unknown = platform::env::unknown_variables(PREFIX, &known);

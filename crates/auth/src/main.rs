@@ -26,7 +26,8 @@ enum Command {
     /// Print the OpenAPI document (the contract in contracts/auth.openapi.json).
     Openapi,
     /// Make the login history's coming monthly partitions and drop those past
-    /// AUTH_LOGIN_HISTORY_RETENTION_MONTHS, once (the service also does it periodically).
+    /// AUTH_LOGIN_HISTORY_RETENTION_MONTHS, and delete dead sessions past
+    /// AUTH_ENDED_SESSION_RETENTION_DAYS, once (the service also does it periodically).
     MaintainPartitions,
     /// Fill a scratch database with a realistic audience and measure the partitioned
     /// schema against the same data unpartitioned (docs/partitioning.md).
@@ -89,5 +90,7 @@ async fn maintain_partitions(settings: &Settings) -> anyhow::Result<()> {
     if outcome.created.is_empty() && outcome.dropped.is_empty() {
         println!("login history partitions up to date; nothing to do");
     }
+    let purged = auth::partitions::purge_sessions(&db, &settings.partitions).await?;
+    println!("deleted {} dead sessions and {} expired refresh tokens", purged.sessions, purged.refresh_tokens);
     Ok(())
 }

@@ -9,14 +9,20 @@ use std::time::Duration;
 use platform::env::{ConfigError, Env};
 use sqlx::PgPool;
 
-use crate::store::partitions::{self, Maintenance};
+use crate::store::{
+    partitions::{self, Maintenance},
+    sessions::{self, Purged},
+};
 
 #[derive(Debug, Clone)]
 pub struct PartitionSettings {
     /// Months of login history kept: a month is dropped once its end is this long ago.
     pub login_history_retention_months: u32,
-    /// How often the service makes coming partitions and drops expired ones.
+    /// How often the service makes coming partitions and drops expired ones (and
+    /// purges dead sessions: `sessions::purge`).
     pub maintenance_interval: Duration,
+    /// How long an ended or expired session is kept before it is deleted.
+    pub ended_session_retention: Duration,
 }
 
 impl PartitionSettings {
@@ -24,6 +30,9 @@ impl PartitionSettings {
         Ok(Self {
             login_history_retention_months: retention_months(env)?,
             maintenance_interval: env.seconds("AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS", 3600)?,
+            ended_session_retention: Duration::from_secs(
+                env.positive_at_most("AUTH_ENDED_SESSION_RETENTION_DAYS", 30, MAX_ENDED_SESSION_RETENTION_DAYS)? * 86_400,
+            ),
         })
     }
 }
@@ -39,6 +48,18 @@ fn retention_months(env: &Env) -> Result<u32, ConfigError> {
         return Err(ConfigError { name: name.into(), reason: format!("must be at most {MAX_RETENTION_MONTHS} (100 years)") });
     }
     Ok(months)
+}
+
+/// The longest an ended session is kept: ten years.
+const MAX_ENDED_SESSION_RETENTION_DAYS: u64 = 3660;
+
+/// Deletes dead sessions and expired refresh tokens (`sessions::purge`), logged.
+pub async fn purge_sessions(db: &PgPool, settings: &PartitionSettings) -> Result<Purged, anyhow::Error> {
+    let purged = sessions::purge(db, settings.ended_session_retention).await?;
+    if purged != Purged::default() {
+        tracing::info!(sessions = purged.sessions, refresh_tokens = purged.refresh_tokens, "deleted dead sessions and expired refresh tokens");
+    }
+    Ok(purged)
 }
 
 /// One maintenance run with the configured retention, logged.
@@ -73,6 +94,9 @@ pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
         ticks.tick().await;
         if let Err(e) = maintain(&db, &settings).await {
             tracing::warn!(error = %e, "login history partition maintenance failed; retrying at the next run");
+        }
+        if let Err(e) = purge_sessions(&db, &settings).await {
+            tracing::warn!(error = format_args!("{e:#}"), "purging dead sessions failed; retrying at the next run");
         }
     }
 }

@@ -264,7 +264,11 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
 
 /// Settings as the service reads them, with the given retention.
 fn settings(retention_months: u32) -> PartitionSettings {
-    PartitionSettings { login_history_retention_months: retention_months, maintenance_interval: Duration::from_secs(3600) }
+    PartitionSettings {
+        login_history_retention_months: retention_months,
+        maintenance_interval: Duration::from_secs(3600),
+        ended_session_retention: Duration::from_secs(30 * 86_400),
+    }
 }
 
 #[tokio::test]

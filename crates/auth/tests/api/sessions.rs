@@ -222,3 +222,51 @@ async fn logout_all_during_a_password_change_waits_for_it_rather_than_deadlock()
     assert_eq!(ended_by_change, [owner]);
     assert_eq!(ended_by_logout_all, [other]);
 }
+
+#[tokio::test]
+async fn dead_sessions_and_expired_refresh_tokens_are_purged() {
+    let app = spawn_app().await;
+    let (email, live) = app.signed_in_user().await;
+    // The live session refreshes twice: two rotated tokens and a current one.
+    let live = tokens(app.refresh(&live.refresh).await).await;
+    let live = tokens(app.refresh(&live.refresh).await).await;
+    let sid = |t: &crate::helpers::Tokens| app.state.tokens.verify(&t.access).unwrap().sid;
+    let live_sid = sid(&live);
+    let (ended_long_ago, expired_long_ago, ended_lately) = (app.sign_in(&email).await, app.sign_in(&email).await, app.sign_in(&email).await);
+    let set = |sql: &'static str, id: uuid::Uuid| sqlx::query(sql).bind(id).execute(&app.db);
+    set("UPDATE sessions SET created_at = now() - interval '40 days', ended_at = now() - interval '31 days' WHERE id = $1", sid(&ended_long_ago))
+        .await
+        .unwrap();
+    set("UPDATE sessions SET created_at = now() - interval '70 days', expires_at = now() - interval '31 days' WHERE id = $1", sid(&expired_long_ago))
+        .await
+        .unwrap();
+    set("UPDATE sessions SET created_at = now() - interval '40 days', ended_at = now() - interval '1 day' WHERE id = $1", sid(&ended_lately))
+        .await
+        .unwrap();
+    // One of the live session's rotated tokens has expired; the other has not.
+    sqlx::query(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second'
+          WHERE token_hash = (SELECT token_hash FROM refresh_tokens WHERE session_id = $1 AND rotated_at IS NOT NULL ORDER BY issued_at LIMIT 1)",
+    )
+    .bind(live_sid)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    // The service's own upkeep, run at its start, may still be purging concurrently on
+    // a slow machine: the counts are its and this run's together, the rows left exact.
+    let purged = auth::partitions::purge_sessions(&app.state.db, &app.settings.partitions).await.unwrap();
+    assert!(purged.sessions <= 2 && purged.refresh_tokens <= 1, "{purged:?}");
+    let left: Vec<(uuid::Uuid, i64)> =
+        sqlx::query_as("SELECT s.id, (SELECT count(*) FROM refresh_tokens WHERE session_id = s.id) FROM sessions s ORDER BY s.created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let mut expected = vec![(sid(&ended_lately), 1), (live_sid, 2)];
+    expected.sort_by_key(|(id, _)| *id != sid(&ended_lately));
+    assert_eq!(left, expected, "the recently ended session and the live one (with its unexpired tokens) stay");
+    // The live session goes on; a second run finds nothing.
+    assert_eq!(app.refresh(&live.refresh).await.status(), StatusCode::OK);
+    let again = auth::partitions::purge_sessions(&app.state.db, &app.settings.partitions).await.unwrap();
+    assert_eq!((again.sessions, again.refresh_tokens), (0, 0));
+}
