@@ -285,7 +285,16 @@ impl AuthClient {
                 self.inner.introspections.insert(key, live.clone()).await;
                 live.map_or(Revocation::Revoked, Revocation::Live)
             }
-            Err(e) => {
+            // Auth is up and answering: its rate limit refused this one call. Counted as
+            // a failure it would open the breaker, and turn revocation checks off for
+            // every viewer while Auth is healthy: anyone able to present many distinct
+            // tokens at once could do that at will. This token alone goes unconfirmed.
+            Err(IntrospectionError::Throttled) => {
+                tracing::warn!("introspection refused by Auth's rate limit; token accepted on its signature");
+                call.succeeded();
+                Revocation::Unknown
+            }
+            Err(IntrospectionError::Failed(e)) => {
                 tracing::warn!(error = %e, "introspection failed; token accepted on its signature");
                 call.failed();
                 Revocation::Unknown
@@ -293,7 +302,7 @@ impl AuthClient {
         }
     }
 
-    async fn introspect(&self, token: &str, request_id: Option<&str>) -> Result<IntrospectionResponse, String> {
+    async fn introspect(&self, token: &str, request_id: Option<&str>) -> Result<IntrospectionResponse, IntrospectionError> {
         let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
         let span = tracing::info_span!(
             "POST /api/v1/auth/introspect",
@@ -314,12 +323,15 @@ impl AuthClient {
                 .json(&IntrospectionRequest { token })
                 .send()
                 .await
-                .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") })?;
+                .map_err(|e| IntrospectionError::Failed(if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") }))?;
             tracing::Span::current().record("http.response.status_code", response.status().as_u16());
-            if !response.status().is_success() {
-                return Err(format!("answered {}", response.status()));
+            if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(IntrospectionError::Throttled);
             }
-            response.json().await.map_err(|e| format!("unreadable answer: {e}"))
+            if !response.status().is_success() {
+                return Err(IntrospectionError::Failed(format!("answered {}", response.status())));
+            }
+            response.json().await.map_err(|e| IntrospectionError::Failed(format!("unreadable answer: {e}")))
         }
         .instrument(span.clone())
         .await;
@@ -328,6 +340,14 @@ impl AuthClient {
         }
         result
     }
+}
+
+/// Why an introspection call gave no answer.
+enum IntrospectionError {
+    /// Auth's rate limit refused the call (429): Auth is up.
+    Throttled,
+    /// Auth could not be reached, timed out, failed (5xx) or answered nonsense.
+    Failed(String),
 }
 
 enum KeyLookup {

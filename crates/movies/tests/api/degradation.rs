@@ -124,6 +124,33 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
     assert_eq!(introspections, 5, "the breaker opens after 5 failures; no further call waits on Auth");
 }
 
+/// Auth's rate limit refusing introspection (429) leaves the breaker closed: Auth is
+/// up, and an open breaker would stop revocation checks for every viewer. Anyone able
+/// to present many distinct tokens at once could otherwise open it at will.
+#[tokio::test]
+async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
+    let auth = Auth::in_process().await;
+    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
+    let throttling = MockServer::start().await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
+        .mount(&throttling)
+        .await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/api/v1/auth/introspect"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .mount(&throttling)
+        .await;
+    let movies = Movies::start(&throttling.uri()).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 8).await;
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
+    let introspections = throttling.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    assert_eq!(introspections, 8, "every token was asked about");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn movies_starts_with_auth_down_serves_anonymously_and_picks_up_the_keys_later() {
     let mut auth = Auth::process().await;
