@@ -60,16 +60,33 @@ pub async fn maintain(db: &PgPool, retention_months: u32) -> Result<Maintenance,
         sqlx::query_scalar("SELECT partman.partition_data_time(current_schema() || '.login_history', p_batch_count := 1000, p_analyze := false)")
             .fetch_one(&mut *tx)
             .await?;
+    // Months made for rows moved out of the default partition, which retention may drop
+    // in this same run: listed here, or the run would not report them.
+    let moved_into = login_history_partitions(&mut tx).await?;
     sqlx::query("SELECT partman.run_maintenance(p_parent_table := current_schema() || '.login_history')").execute(&mut *tx).await?;
+    // This month and the `premake` coming ones, made if missing. pg_partman counts the
+    // months it has made ahead up to its *last* partition, so one row dated years ahead
+    // (a clock far off), once moved into a month of its own, stopped it making any
+    // month until then: each month's first sign-ins fell into the default partition.
+    sqlx::query(
+        "SELECT partman.create_partition_time(c.parent_table,
+                    ARRAY(SELECT date_trunc('month', now()) + make_interval(months => n) FROM generate_series(0, c.premake) AS n),
+                    p_analyze := false)
+           FROM partman.part_config c WHERE c.parent_table = current_schema() || '.login_history'",
+    )
+    .execute(&mut *tx)
+    .await?;
     let after = login_history_partitions(&mut tx).await?;
     let rows_in_default: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM login_history_default)").fetch_one(&mut *tx).await?;
     tx.commit().await?;
-    Ok(Maintenance {
-        created: after.iter().filter(|p| !before.contains(p)).cloned().collect(),
-        dropped: before.into_iter().filter(|p| !after.contains(p)).collect(),
-        moved_from_default,
-        rows_in_default,
-    })
+    let oldest_first = |mut partitions: Vec<Partition>| {
+        partitions.sort_by_key(|p| p.from);
+        partitions.dedup();
+        partitions
+    };
+    let created = oldest_first(moved_into.iter().chain(&after).filter(|p| !before.contains(p)).cloned().collect());
+    let dropped = oldest_first(before.iter().chain(&moved_into).filter(|p| !after.contains(p)).cloned().collect());
+    Ok(Maintenance { created, dropped, moved_from_default, rows_in_default })
 }
 
 /// The monthly partitions of `login_history`, oldest first (not the default one).

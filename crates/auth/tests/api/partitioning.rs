@@ -438,3 +438,44 @@ async fn rows_of_a_month_without_a_partition_are_moved_out_of_the_default_one() 
         sqlx::query_scalar("SELECT tableoid::regclass::text FROM login_history WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
     assert_eq!(home, last.name);
 }
+
+/// One row dated years ahead (a clock far off) gets a month of its own; pg_partman then
+/// counted its months made ahead up to that one and made none of the coming months
+/// until then. The run makes this month and the coming ones whatever the last month is,
+/// and reports a month made and dropped within it.
+#[tokio::test]
+async fn a_row_years_ahead_does_not_stop_the_coming_months_being_made() {
+    let app = spawn_app().await;
+    let mut setup = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
+    sqlx::query(
+        "INSERT INTO login_history (id, attempted_at, device, method, success, failure_reason)
+         VALUES (gen_random_uuid(), now() + interval '5 years', 'web', 'password', false, 'unknown_account'),
+                (gen_random_uuid(), now() - interval '30 months', 'web', 'password', false, 'unknown_account')",
+    )
+    .execute(&mut *setup)
+    .await
+    .unwrap();
+    setup.commit().await.unwrap();
+    let first = auth::partitions::maintain(&app.db, &settings(12)).await.unwrap();
+    assert_eq!(first.moved_from_default, 2, "{first:?}");
+    assert_eq!(first.dropped.len(), 1, "the old row's month, made and dropped in one run, is reported: {first:?}");
+    assert!(first.dropped[0].to < chrono::Utc::now() - chrono::Duration::days(365));
+
+    // The coming months go missing (upkeep stopped, say): the next run makes them.
+    let mut conn = app.db.acquire().await.unwrap();
+    let coming: Vec<String> = login_history_partitions(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.from > chrono::Utc::now() && p.from < chrono::Utc::now() + chrono::Duration::days(100))
+        .map(|p| p.name)
+        .collect();
+    assert!(coming.len() >= 3, "{coming:?}");
+    for name in &coming {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}"))).execute(&mut *conn).await.unwrap();
+    }
+    let second = auth::partitions::maintain(&app.db, &settings(12)).await.unwrap();
+    let made: Vec<String> = second.created.iter().map(|p| p.name.clone()).collect();
+    assert!(coming.iter().all(|name| made.contains(name)), "{coming:?} made again: {made:?}");
+}
