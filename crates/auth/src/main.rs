@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&settings).await,
         Command::CreateSuperuser { email } => {
             let outcome = auth::superuser::run(&settings, &email, &mut std::io::stdin().lock()).await;
-            outcome.map(|outcome| match outcome {
+            outcome.map(|(outcome, email)| match outcome {
                 auth::superuser::Outcome::Created => println!("created admin {email}"),
                 auth::superuser::Outcome::Promoted => println!("promoted {email} to admin"),
                 auth::superuser::Outcome::AlreadyAdmin => println!("{email} is already an admin; nothing to do"),

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use crate::{
     config::Settings,
     domain::{Email, NewPassword, PasswordHasher},
+    error::ApiError,
     startup::connect_and_migrate,
     store::users::{self, NewUser},
 };
@@ -27,32 +28,60 @@ pub enum Outcome {
     AlreadyAdmin,
 }
 
-pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> anyhow::Result<Outcome> {
+/// Creates or promotes the admin of `email`; returns what it did and the address as
+/// stored (trimmed, lower-cased: what the operator signs in with).
+pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> anyhow::Result<(Outcome, Email)> {
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
     let db = connect_and_migrate(settings).await?;
-    if let Some(user) = users::find_by_email(&db, &email).await? {
-        if user.roles.iter().any(|r| r == "admin") {
-            return Ok(Outcome::AlreadyAdmin);
+    let mut password = None;
+    // Twice at most: a second run creating the same account at the same moment makes
+    // this one's insert conflict, and then the account is there to find.
+    for _ in 0..2 {
+        if let Some(user) = users::find_by_email(&db, &email).await? {
+            if user.roles.iter().any(|r| r == "admin") {
+                return Ok((Outcome::AlreadyAdmin, email));
+            }
+            let password = given(&mut password, stdin)?;
+            let hash = users::password_hash(&db, user.id).await?;
+            if !PasswordHasher::new(1)?.verify(password, hash.as_deref()).await? {
+                bail!(
+                    "{email} already has an account, and the password given is not its password: only an account you can sign in to is promoted (sign-up does not verify addresses)"
+                );
+            }
+            users::grant_built_in_role(&db, user.id, "admin").await?;
+            return Ok((Outcome::Promoted, email));
         }
-        let password = read_password(stdin)?;
-        let hash = users::password_hash(&db, user.id).await?;
-        if !PasswordHasher::new(1)?.verify(&password, hash.as_deref()).await? {
-            bail!(
-                "{email} already has an account, and the password given is not its password: only an account you can sign in to is promoted (sign-up does not verify addresses)"
-            );
-        }
-        users::grant_built_in_role(&db, user.id, "admin").await?;
-        return Ok(Outcome::Promoted);
+        let password = NewPassword::parse(given(&mut password, stdin)?, &email).map_err(|m| anyhow::anyhow!("the password {m}"))?;
+        let hash = PasswordHasher::new(1)?.hash(password.secret()).await?;
+        let mut tx = db.begin().await?;
+        let new = NewUser {
+            email: email.clone(),
+            email_verified: false,
+            login: None,
+            password_hash: Some(hash),
+            birth_date: None,
+            country: None,
+            region: None,
+        };
+        let id = match users::insert(&mut tx, new).await {
+            Ok(id) => id,
+            Err(ApiError::Conflict { .. }) => continue,
+            Err(e) => bail!("creating the account: {e}"),
+        };
+        users::grant_built_in_role(&mut *tx, id, "admin").await?;
+        tx.commit().await?;
+        return Ok((Outcome::Created, email));
     }
-    let password = read_password(stdin)?;
-    let password = NewPassword::parse(&password, &email).map_err(|m| anyhow::anyhow!("the password {m}"))?;
-    let hash = PasswordHasher::new(1)?.hash(password.secret()).await?;
-    let mut tx = db.begin().await?;
-    let new = NewUser { email, email_verified: false, login: None, password_hash: Some(hash), birth_date: None, country: None, region: None };
-    let id = users::insert(&mut tx, new).await.map_err(|e| anyhow::anyhow!("creating the account: {e}"))?;
-    users::grant_built_in_role(&mut *tx, id, "admin").await?;
-    tx.commit().await?;
-    Ok(Outcome::Created)
+    bail!("{email}: the account was created and removed again while this ran; run the command again")
+}
+
+/// The password, read on first use only: a second attempt must not wait for input
+/// that was consumed by the first.
+fn given<'a>(password: &'a mut Option<SecretString>, stdin: &mut dyn BufRead) -> anyhow::Result<&'a SecretString> {
+    if password.is_none() {
+        *password = Some(read_password(stdin)?);
+    }
+    Ok(password.as_ref().expect("just read"))
 }
 
 fn read_password(stdin: &mut dyn BufRead) -> anyhow::Result<SecretString> {

@@ -74,7 +74,10 @@ const FILL_CONNECTIONS: usize = 2;
 const HISTORY_MONTHS: i32 = 13;
 
 pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.users > 0 && args.history > 0 && args.samples > 0, "--users, --history and --samples must be positive");
+    anyhow::ensure!(
+        args.users > 0 && args.history > 0 && args.samples > 0 && args.insert_connections > 0,
+        "--users, --history, --samples and --insert-connections must be positive"
+    );
     // The service's connection settings, on both schemas alike.
     let server = crate::startup::database_options(settings)?
         .application_name("auth-bench-partitions")

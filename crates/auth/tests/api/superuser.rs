@@ -34,7 +34,7 @@ async fn create_superuser_creates_an_admin_from_stdin_and_is_harmless_twice() {
     let password = "root of all trust 42";
     let (ok, stdout, stderr) = create_superuser(&url, "Boss@Example.com", &format!("{password}\n"));
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("created admin"), "{stdout}");
+    assert!(stdout.contains("created admin boss@example.com"), "the address as stored: {stdout}");
     assert!(!stdout.contains(password) && !stderr.contains(password));
 
     let (ok, stdout, stderr) = create_superuser(&url, "boss@example.com", "");
@@ -87,4 +87,38 @@ async fn create_superuser_refuses_a_weak_or_missing_password_and_writes_nothing(
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap();
     assert_eq!(count, 0);
+}
+
+/// Two runs creating one admin at once: one creates it, the other finds it made
+/// (before, its insert conflicted and it failed with `email_taken`).
+#[tokio::test]
+async fn create_superuser_run_twice_at_once_creates_one_admin_and_both_succeed() {
+    let app = spawn_app().await;
+    let url = database_url(&app);
+    for round in 0..3 {
+        let email = format!("boss{round}@example.com");
+        let (first, second) = std::thread::scope(|s| {
+            let first = s.spawn(|| create_superuser(&url, &email, "root of all trust 42\n"));
+            let second = s.spawn(|| create_superuser(&url, &email, "root of all trust 42\n"));
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        for (ok, stdout, stderr) in [&first, &second] {
+            assert!(ok, "{stdout}{stderr}");
+        }
+        let outputs = [first.1.as_str(), second.1.as_str()];
+        assert!(outputs.iter().any(|o| o.contains("created admin")) && outputs.iter().any(|o| o.contains("already an admin")), "{outputs:?}");
+    }
+}
+
+#[test]
+fn bench_partitions_refuses_zero_insert_connections_without_a_panic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_auth"))
+        .args(["bench-partitions", "--users", "10", "--history", "10", "--samples", "1", "--inserts", "1", "--insert-connections", "0"])
+        .args(["--database", "auth_bench_never_made"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--insert-connections must be positive"), "{stderr}");
 }
