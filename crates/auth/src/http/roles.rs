@@ -72,18 +72,25 @@ pub struct NewRole {
 /// Creates a role.
 #[utoipa::path(post, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])), request_body = NewRole,
     responses(
-        (status = 201, description = "Created", body = Role),
+        (status = 201, description = "Created", body = Role,
+            headers(("Location" = String, description = "The new role's URL: `/api/v1/roles/{id}`"))),
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn create_role(State(state): State<AppState>, _: Authorized<ManageRoles>, Json(body): Json<NewRole>) -> Result<(StatusCode, Json<Role>)> {
+async fn create_role(
+    State(state): State<AppState>,
+    _: Authorized<ManageRoles>,
+    Json(body): Json<NewRole>,
+) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<Role>)> {
     let description = description(body.description)?.unwrap_or_default();
     let permissions = permissions(body.permissions)?;
     let role = roles::create(&state.db, &body.name, &description, &permissions).await?;
     tracing::info!(role = %role.name, "role created");
-    Ok((StatusCode::CREATED, Json(role)))
+    // RFC 9110 §15.3.2: a 201 names the resource it created.
+    let location = format!("/api/v1/roles/{}", role.id);
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(role)))
 }
 
 /// One role.

@@ -22,7 +22,10 @@ async fn custom_role(app: &TestApp, admin: &str, name: &str) -> Value {
     let response =
         app.send(Method::POST, "/api/v1/roles", Some(admin), Some(json!({"name": name, "description": "d", "permissions": ["x.y"]}))).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let role: Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/api/v1/roles/{}", role["id"].as_str().unwrap()), "a 201 names what it made");
+    role
 }
 
 #[tokio::test]
