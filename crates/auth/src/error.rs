@@ -186,7 +186,7 @@ pub fn form_rejection(rejection: FormRejection, field: &'static str) -> ApiError
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::Validation(vec![FieldError::new("query", strip_prefix(&rejection.body_text()))])
+        ApiError::Validation(vec![platform::http::query_field_error(&rejection.body_text())])
     }
 }
 

@@ -98,14 +98,7 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        let text = rejection.body_text();
-        let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
-        // serde_urlencoded names the parameter: "page[size]: invalid digit found in string".
-        let (field, message) = match detail.split_once(": ") {
-            Some((field, message)) if !field.contains(' ') => (field, message),
-            _ => ("query", detail),
-        };
-        ApiError::field(field, message.chars().take(200).collect::<String>())
+        ApiError::Validation(vec![platform::http::query_field_error(&rejection.body_text())])
     }
 }
 
