@@ -86,6 +86,13 @@ impl Breaker {
         }
     }
 
+    /// Open and still within its open window: calls failed just now. Past the window
+    /// the state stays `Open` until the next call probes, which without signed-in
+    /// traffic may be long after Auth is back, so this is what says "failing now".
+    pub fn refusing(&self) -> bool {
+        matches!(*self.state.lock().unwrap_or_else(|e| e.into_inner()), State::Open { until } if Instant::now() < until)
+    }
+
     pub fn state(&self) -> BreakerState {
         match *self.state.lock().unwrap_or_else(|e| e.into_inner()) {
             State::Closed { .. } => BreakerState::Closed,

@@ -116,7 +116,8 @@ struct Inner {
     breaker: Breaker,
     /// Introspection answers by token hash: `Some(roles)` live, `None` revoked.
     introspections: Cache<[u8; 32], Option<Vec<String>>>,
-    /// Whether the last JWKS fetch failed, to log outages once rather than per retry.
+    /// Whether the last JWKS fetch failed, to log outages once rather than per retry
+    /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
 }
 
@@ -167,6 +168,13 @@ impl AuthClient {
 
     pub fn has_keys(&self) -> bool {
         !self.inner.keys.is_empty()
+    }
+
+    /// Whether Auth answered when last asked: keys are held, the last JWKS fetch
+    /// succeeded and the breaker is not within an open window. Without signed-in
+    /// traffic the only asking is the key refresh, so this changes no sooner than it runs.
+    pub fn auth_reachable(&self) -> bool {
+        self.has_keys() && !self.inner.jwks_failing.load(Ordering::Relaxed) && !self.inner.breaker.refusing()
     }
 
     pub fn breaker_state(&self) -> BreakerState {

@@ -11,6 +11,7 @@ use axum::{
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+use platform::db::DatabaseFailure;
 pub use problem::{FieldError, PROBLEM_JSON, Problem, problem_response};
 
 #[derive(Debug, thiserror::Error)]
@@ -153,48 +154,6 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Database errors that are the database's state, not a bug: worth a retry (503).
-#[derive(Debug, PartialEq, Eq)]
-enum DatabaseFailure {
-    /// Unreachable, shutting down or starting up, out of connections or resources, or
-    /// the connection lost mid-statement (a stop or crash of PostgreSQL ends every
-    /// connection with 57P01 or 57P02, or just closes it).
-    Unavailable,
-    /// Cancelled by the statement timeout (or waited past `lock_timeout`).
-    TooSlow,
-    /// Aborted for a deadlock or a serialization failure with a concurrent transaction:
-    /// the request may succeed if sent again (409).
-    Contended,
-}
-
-impl DatabaseFailure {
-    fn of(e: &sqlx::Error) -> Option<Self> {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-                Some(Self::Unavailable)
-            }
-            sqlx::Error::Database(db) => {
-                let code = db.code()?;
-                // Class 08: connection exception; class 53: insufficient resources
-                // (too many connections, out of memory or disk); 57P01-57P03: admin
-                // shutdown, crash shutdown, cannot connect now.
-                if code.starts_with("08") || code.starts_with("53") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03") {
-                    Some(Self::Unavailable)
-                } else if matches!(code.as_ref(), "57014" | "55P03") {
-                    // query_canceled, lock_not_available.
-                    Some(Self::TooSlow)
-                } else if matches!(code.as_ref(), "40P01" | "40001") {
-                    // deadlock_detected, serialization_failure.
-                    Some(Self::Contended)
-                } else {
-                    None
-                }
-            }
-            _ => None,
-        }
-    }
-}
-
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         tracing::warn!(error = %e, "redis unavailable");
@@ -227,7 +186,7 @@ pub fn form_rejection(rejection: FormRejection, field: &'static str) -> ApiError
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::Validation(vec![FieldError::new("query", strip_prefix(&rejection.body_text()))])
+        ApiError::Validation(vec![platform::http::query_field_error(&rejection.body_text())])
     }
 }
 

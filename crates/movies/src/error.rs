@@ -5,6 +5,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use platform::db::DatabaseFailure;
 use problem::{FieldError, problem_response};
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -57,7 +58,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", None),
             ApiError::Internal(cause) => {
-                tracing::error!(error = ?cause, "request failed");
+                // The cause's chain of messages, without the backtrace anyhow captures
+                // when RUST_BACKTRACE is set (as Auth does).
+                tracing::error!(error = %format_args!("{cause:#}"), "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None)
             }
         };
@@ -75,26 +78,27 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+        match DatabaseFailure::of(&e) {
+            // Movies only reads: a deadlock or serialization failure is as retryable
+            // as a lost connection.
+            Some(DatabaseFailure::Unavailable | DatabaseFailure::Contended) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
-            _ => ApiError::Internal(e.into()),
+            // Movies sets no statement timeout; this is an operator's cancel, a
+            // `statement_timeout` set on the database or role, or `lock_timeout`.
+            Some(DatabaseFailure::TooSlow) => {
+                tracing::warn!(error = %e, "database statement cancelled");
+                ApiError::Timeout
+            }
+            None => ApiError::Internal(e.into()),
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        let text = rejection.body_text();
-        let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
-        // serde_urlencoded names the parameter: "page[size]: invalid digit found in string".
-        let (field, message) = match detail.split_once(": ") {
-            Some((field, message)) if !field.contains(' ') => (field, message),
-            _ => ("query", detail),
-        };
-        ApiError::field(field, message.chars().take(200).collect::<String>())
+        ApiError::Validation(vec![platform::http::query_field_error(&rejection.body_text())])
     }
 }
 

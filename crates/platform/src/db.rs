@@ -1,4 +1,5 @@
-//! Database bootstrap: create the database when it is missing, connect, migrate.
+//! Database bootstrap (create the database when it is missing, connect, migrate), and
+//! what a failed database call means for the answer, shared so the services agree.
 
 use std::time::Duration;
 
@@ -68,6 +69,51 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
     }
     admin.close().await?;
     Ok(())
+}
+
+/// Database errors that are the database's state, not a bug: each service answers them
+/// with a retryable status instead of a 500. One classification for every service, so a
+/// PostgreSQL restart or failover is answered the same way by all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFailure {
+    /// Unreachable, shutting down or starting up, out of connections or resources, or
+    /// the connection lost mid-statement (a stop or crash of PostgreSQL ends every
+    /// connection with 57P01 or 57P02, or just closes it; so does a failover).
+    Unavailable,
+    /// Cancelled by the statement timeout (or by an operator), or waited past `lock_timeout`.
+    TooSlow,
+    /// Aborted for a deadlock or a serialization failure with a concurrent transaction:
+    /// the request may succeed if sent again.
+    Contended,
+}
+
+impl DatabaseFailure {
+    /// `None` for every other error: a bug or a broken invariant, worth a 500.
+    pub fn of(e: &sqlx::Error) -> Option<Self> {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+                Some(Self::Unavailable)
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                // Class 08: connection exception; class 53: insufficient resources
+                // (too many connections, out of memory or disk); 57P01-57P03: admin
+                // shutdown, crash shutdown, cannot connect now.
+                if code.starts_with("08") || code.starts_with("53") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03") {
+                    Some(Self::Unavailable)
+                } else if matches!(code.as_ref(), "57014" | "55P03") {
+                    // query_canceled, lock_not_available.
+                    Some(Self::TooSlow)
+                } else if matches!(code.as_ref(), "40P01" | "40001") {
+                    // deadlock_detected, serialization_failure.
+                    Some(Self::Contended)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -239,6 +239,34 @@ impl http_body::Body for ClientBody {
     }
 }
 
+/// The `field` of a query-string error that concerns no one parameter: a name no
+/// parameter has, so a client cannot mistake it for one (a search's `query`).
+pub const QUERY_STRING_FIELD: &str = "(query string)";
+
+/// The field error for a query string the query extractor refused (axum's
+/// `QueryRejection` body text). The parameter is named in serde's path prefix
+/// (`page[size]: invalid digit found in string`) or, for errors about the whole set
+/// of parameters, inside the message (``duplicate field `page[size]` ``, `unknown
+/// field`, `missing field`); otherwise [`QUERY_STRING_FIELD`].
+pub fn query_field_error(rejection_text: &str) -> problem::FieldError {
+    let detail = rejection_text.strip_prefix("Failed to deserialize query string: ").unwrap_or(rejection_text);
+    let (field, message) = match detail.split_once(": ") {
+        Some((field, message)) if !field.is_empty() && !field.contains(' ') => (field, message),
+        _ => (named_in_message(detail).unwrap_or(QUERY_STRING_FIELD), detail),
+    };
+    // Bound what we echo: the input can be large.
+    problem::FieldError::new(field, message.chars().take(200).collect::<String>())
+}
+
+/// The parameter serde names in ``duplicate field `X` ``, ``unknown field `X`, expected ...``
+/// or ``missing field `X` ``.
+fn named_in_message(message: &str) -> Option<&str> {
+    ["duplicate field `", "unknown field `", "missing field `"].iter().find_map(|prefix| {
+        let rest = message.strip_prefix(prefix)?;
+        rest.split_once('`').map(|(name, _)| name).filter(|name| !name.is_empty())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use axum::{Router, body::Body, routing::post};
@@ -246,6 +274,20 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[test]
+    fn query_errors_name_the_parameter_or_no_parameter() {
+        let cases = [
+            ("Failed to deserialize query string: page[size]: invalid digit found in string", "page[size]"),
+            ("Failed to deserialize query string: duplicate field `page[size]`", "page[size]"),
+            ("Failed to deserialize query string: missing field `email`", "email"),
+            ("Failed to deserialize query string: unknown field `x`, expected `query`", "x"),
+            ("Failed to deserialize query string: something else went wrong", QUERY_STRING_FIELD),
+        ];
+        for (text, field) in cases {
+            assert_eq!(query_field_error(text).field, field, "{text}");
+        }
+    }
 
     async fn answer(router: &Router, body: Body) -> (StatusCode, String) {
         let response = router.clone().oneshot(Request::post("/").body(body).unwrap()).await.unwrap();

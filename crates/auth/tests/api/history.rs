@@ -113,9 +113,10 @@ async fn history_is_per_user_and_limits_and_cursors_are_validated() {
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=101", "limit"),
-        ("limit=abc", "query"),
+        ("limit=abc", "limit"),
         ("cursor=garbage", "cursor"),
-        ("limit=-1", "query"),
+        ("limit=-1", "limit"),
+        ("limit=1&limit=2", "limit"),
         // Found by fuzz/history_cursor: a well-formed cursor of a time before 4714-11-24 BC,
         // which PostgreSQL refuses to bind ("timestamp out of range"): was a 500.
         ("cursor=_RLZwnxXf_8AAAAAAAAAAAAAAAAAAAAA", "cursor"),

@@ -29,8 +29,9 @@ pub struct Paging {
 impl Paging {
     pub const MAX_SIZE: u32 = 100;
     pub const DEFAULT_SIZE: u32 = 50;
-    /// Deep pages cost a scan of everything before them: bound how deep.
-    pub const MAX_OFFSET: u32 = 10_000;
+    /// Deep pages cost a scan of everything before them: bound how deep. A page must
+    /// end within the first this many results (`number × size` at most this).
+    pub const MAX_RESULTS: u32 = 10_000;
 
     pub fn limit(self) -> i64 {
         i64::from(self.size)

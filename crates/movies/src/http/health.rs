@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use auth_client::BreakerState;
 use axum::{extract::State, http::StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,7 +19,10 @@ pub struct Health {
     #[schema(example = "ok")]
     status: &'static str,
     /// `ok`, or `degraded` while Auth is unreachable (tokens then accepted on their
-    /// signature alone); informational, never a reason to be unready.
+    /// signature alone): as last seen by the JWKS refresh (every
+    /// `MOVIES_AUTH_JWKS_REFRESH_SECONDS`, 300 s) or, within the breaker's open window,
+    /// by signed-in requests, so without signed-in traffic it may lag an outage or a
+    /// recovery by up to the refresh interval. Informational, never a reason to be unready.
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<&'static str>,
 }
@@ -43,9 +45,6 @@ async fn ready(State(state): State<AppState>) -> Result<(StatusCode, axum::Json<
     if !matches!(db, Ok(Ok(_))) {
         return Err(ApiError::Unavailable);
     }
-    let auth = match state.auth.breaker_state() {
-        BreakerState::Closed if state.auth.has_keys() => "ok",
-        _ => "degraded",
-    };
+    let auth = if state.auth.auth_reachable() { "ok" } else { "degraded" };
     Ok((StatusCode::OK, axum::Json(Health { status: "ok", auth: Some(auth) })))
 }

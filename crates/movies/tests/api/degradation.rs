@@ -283,3 +283,32 @@ async fn auth_killed_under_load_movies_keeps_serving() {
     assert!(degraded_after.clone().count() > 0 && degraded_after.clone().all(|s| s.degraded), "signed-in answers after the kill are degraded");
     eprintln!("auth killed under load: {} answers, {in_flight} in flight at the kill", served.len());
 }
+
+async fn readiness_says_auth_is(movies: &Movies, expected: &str) {
+    eventually(&format!("readiness to report auth {expected}"), Duration::from_secs(15), || async move {
+        let health: serde_json::Value = movies.json("/health/ready", None).await;
+        health["auth"] == expected
+    })
+    .await;
+}
+
+/// Readiness reports whether Auth answers, not only the breaker: an outage with no
+/// signed-in traffic shows once the key refresh fails, and a recovery with only
+/// anonymous traffic once it succeeds, though the breaker stays open for lack of a probe.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_reports_auth_unreachable_and_back_without_signed_in_traffic() {
+    let mut auth = Auth::process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_JWKS_REFRESH_SECONDS", "1".into())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 6).await;
+    readiness_says_auth_is(&movies, "ok").await;
+    auth.stop();
+    readiness_says_auth_is(&movies, "degraded").await;
+    // Signed-in requests open the breaker; from then on only anonymous traffic.
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open);
+    auth.start().await;
+    readiness_says_auth_is(&movies, "ok").await;
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open, "no signed-in request has probed Auth yet");
+}

@@ -3,6 +3,7 @@
 mod access;
 mod catalog;
 mod contract;
+mod database;
 mod degradation;
 mod helpers;
 mod ratelimit;
