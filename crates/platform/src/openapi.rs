@@ -44,18 +44,18 @@ impl Modify for BodyRejections {
                 "The body is not of a media type the operation reads (`unsupported_media_type`), or comes in a content coding (`unsupported_content_encoding`).",
             ),
         ];
-        document_answers(openapi, |operation| operation.request_body.is_some(), &ANSWERS);
+        document_answers(openapi, |_, operation| operation.request_body.is_some(), &ANSWERS);
     }
 }
 
 /// Adds each `(status, component name, description)` problem answer to every operation
 /// `applies` to (keeping an answer the operation documents itself), and the answers to
 /// the components when some operation uses them.
-fn document_answers(openapi: &mut OpenApi, applies: impl Fn(&utoipa::openapi::path::Operation) -> bool, answers: &[(&str, &str, &str)]) {
+fn document_answers(openapi: &mut OpenApi, applies: impl Fn(&str, &utoipa::openapi::path::Operation) -> bool, answers: &[(&str, &str, &str)]) {
     let mut used = false;
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
-        for operation in operations.into_iter().flatten().filter(|o| applies(o)) {
+        for operation in operations.into_iter().flatten().filter(|o| applies(path, o)) {
             used = true;
             for (status, name, _) in answers {
                 operation.responses.responses.entry((*status).into()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
@@ -85,7 +85,26 @@ impl Modify for QueryRejections {
         };
         const ANSWER: (&str, &str, &str) =
             ("400", "MalformedQuery", "Malformed request: the query string is not UTF-8 once percent-decoded (`malformed_query`).");
-        document_answers(openapi, reads_a_query, &[ANSWER]);
+        document_answers(openapi, |_, operation| reads_a_query(operation), &[ANSWER]);
+    }
+}
+
+/// Documents the 503 any operation can answer when the service cannot serve it now: a
+/// dependency it needs failed (`service_unavailable`: the database unreachable or
+/// restarting) or the request ran out of time (`timeout`: the request timeout of
+/// `crate::http`, or a statement cancelled by the database's). The liveness probe
+/// (`/health/live`) touches nothing that fails and is left out; a 503 an operation
+/// documents itself (readiness) is kept.
+pub struct ServiceUnavailable;
+
+impl Modify for ServiceUnavailable {
+    fn modify(&self, openapi: &mut OpenApi) {
+        const ANSWER: (&str, &str, &str) = (
+            "503",
+            "ServiceUnavailable",
+            "The service cannot answer now: a dependency failed (`service_unavailable`) or the request ran out of time (`timeout`). Nothing was changed half-way; retry later.",
+        );
+        document_answers(openapi, |path, _| path != "/health/live", &[ANSWER]);
     }
 }
 
@@ -117,7 +136,7 @@ impl Modify for TooManyRequests {
             )
             .header(
                 "RateLimit",
-                HeaderBuilder::new().schema(Some(string())).description(Some(r#"Their state, e.g. `"api-ip";r=0;t=2`: requests remaining and seconds until the full quota is back."#)).build(),
+                HeaderBuilder::new().schema(Some(string())).description(Some(r#"Their state, e.g. `"api-ip";r=0;t=2`: requests remaining and seconds until the full quota is back (for a policy that refused the request: until it allows one, as `Retry-After`)."#)).build(),
             )
             .build();
         doc.components.get_or_insert_with(Default::default).responses.insert("TooManyRequests".into(), RefOr::T(response));

@@ -51,6 +51,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // The 400/413/415 of every operation that reads a body (found by schema fuzzing).
     platform::openapi::BodyRejections.modify(&mut openapi);
     platform::openapi::QueryRejections.modify(&mut openapi);
+    platform::openapi::ServiceUnavailable.modify(&mut openapi);
     (router, openapi)
 }
 

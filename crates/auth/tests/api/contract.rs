@@ -49,3 +49,21 @@ async fn the_spec_documents_every_route_and_the_docs_page_works_offline() {
     let initializer = app.client.get(app.url("/api/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
     assert!(initializer.contains(r#""validatorUrl": "none""#), "{initializer}");
 }
+
+/// Any operation can answer 503 (a dependency down, the request timeout): the contract
+/// says so on each, but the liveness probe, which touches nothing that fails.
+#[tokio::test]
+async fn every_operation_but_liveness_documents_its_503() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.client.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let documented = operation["responses"].get("503").is_some();
+            assert_eq!(documented, path != "/health/live", "{method} {path}");
+        }
+    }
+    assert_eq!(
+        spec["components"]["responses"]["ServiceUnavailable"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+}

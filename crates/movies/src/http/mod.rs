@@ -37,6 +37,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::QueryRejections, &mut openapi);
+    utoipa::Modify::modify(&platform::openapi::ServiceUnavailable, &mut openapi);
     (router, openapi)
 }
 
