@@ -160,6 +160,9 @@ def main():
     subnet = ipaddress.ip_network(resolve(networks["edge"]["ipam"]["config"][0]["subnet"], example))
     nginx_ip = ipaddress.ip_address(resolve(services["nginx"]["networks"]["edge"]["ipv4_address"], example))
     check(nginx_ip in subnet, f"nginx's address {nginx_ip} is in the edge subnet {subnet}")
+    ip_range = ipaddress.ip_network(resolve(networks["edge"]["ipam"]["config"][0]["ip_range"], example))
+    check(ip_range.subnet_of(subnet) and nginx_ip not in ip_range,
+          f"containers get addresses from {ip_range}, inside {subnet} and never nginx's {nginx_ip}")
 
     # nginx: the template and every variable it uses.
     nginx = services["nginx"]
