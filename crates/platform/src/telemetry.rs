@@ -27,6 +27,7 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::Subscribe
 /// Where and how to export traces, from the standard OpenTelemetry variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceExport {
+    /// The URL spans are sent to, used as given: over HTTP the full `…/v1/traces` URL.
     pub endpoint: String,
     pub protocol: ExportProtocol,
     pub service_name: String,
@@ -41,17 +42,27 @@ pub enum ExportProtocol {
 impl TraceExport {
     /// `None` when no endpoint is configured: tracing is off.
     pub fn from_lookup(default_service: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let Some(endpoint) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
-            return Ok(None);
-        };
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
             None | Some("http/protobuf") => ExportProtocol::HttpProtobuf,
             Some("grpc") => ExportProtocol::Grpc,
             Some(other) => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {other:?} is not supported; use grpc or http/protobuf")),
         };
+        // The OTLP specification: the per-signal variable is the URL itself; the generic
+        // one is a base to which HTTP appends the signal's path (gRPC has no path).
+        let endpoint = if let Some(url) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            url
+        } else if let Some(base) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            let base = base.trim_end_matches('/');
+            match protocol {
+                ExportProtocol::HttpProtobuf => format!("{base}/v1/traces"),
+                ExportProtocol::Grpc => base.to_owned(),
+            }
+        } else {
+            return Ok(None);
+        };
         let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
-        Ok(Some(Self { endpoint: endpoint.trim_end_matches('/').to_owned(), protocol, service_name }))
+        Ok(Some(Self { endpoint, protocol, service_name }))
     }
 }
 
@@ -126,7 +137,7 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
         ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{}/v1/traces", export.endpoint))
+            .with_endpoint(&export.endpoint)
             .with_timeout(Duration::from_secs(3))
             .build(),
     }
@@ -164,5 +175,20 @@ mod tests {
                 .unwrap_err()
                 .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL")
         );
+    }
+
+    #[test]
+    fn only_the_generic_endpoint_gets_the_signal_path_appended() {
+        let endpoint = |vars: &[(&str, &str)]| from(vars).unwrap().unwrap().endpoint;
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]), "http://collector:4318/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/otlp")]), "http://collector:4318/otlp/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")]), "http://collector:4318/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/custom")]), "http://collector:4318/custom");
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")]),
+            "http://traces:4318/v1/traces",
+            "the per-signal variable wins"
+        );
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "http://jaeger:4317");
     }
 }
