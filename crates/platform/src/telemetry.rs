@@ -1,6 +1,7 @@
 //! Logs and traces.
 //!
-//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`); the fields of the
+//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`; a value that does not
+//! parse is a configuration error); the fields of the
 //! enclosing spans are flattened into each line, so every line of a request carries
 //! its `request_id`, `trace_id` and `span_id`.
 //!
@@ -106,7 +107,7 @@ pub fn init(default_service: &str) -> Result<Telemetry, String> {
 pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     // Every HTTP client of the process (the OTLP/HTTP exporter among them) uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var_os("RUST_LOG"))?;
     let logs = json_subscriber::fmt::layer().with_current_span(false).with_span_list(false).flatten_span_list_on_top_level(true).with_target(true);
     let provider = export.map(provider).transpose()?;
     // Without the per-span busy/idle timing (a clock read at every poll of every span),
@@ -127,6 +128,20 @@ pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     // Per-layer filters: RUST_LOG sets what is logged, never what is traced.
     tracing_subscriber::registry().with(otel).with(logs.with_filter(filter)).try_init().map_err(|e| e.to_string())?;
     Ok(Telemetry { provider })
+}
+
+/// What is logged: `RUST_LOG`, or `info` when it is unset or blank. A value that does
+/// not parse is a configuration error: falling back to `info` hid the typo, and with it
+/// the debug logs the operator asked for.
+pub fn log_filter(value: Option<std::ffi::OsString>) -> Result<EnvFilter, String> {
+    let Some(value) = value else {
+        return Ok(EnvFilter::new("info"));
+    };
+    let value = value.into_string().map_err(|_| "RUST_LOG: not valid UTF-8".to_owned())?;
+    if value.trim().is_empty() {
+        return Ok(EnvFilter::new("info"));
+    }
+    EnvFilter::builder().parse(value.trim()).map_err(|e| format!("RUST_LOG: {e}"))
 }
 
 fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
@@ -190,5 +205,17 @@ mod tests {
             "the per-signal variable wins"
         );
         assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "http://jaeger:4317");
+    }
+
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_refused() {
+        let filter = |v: Option<&str>| log_filter(v.map(Into::into)).map(|f| f.to_string());
+        assert_eq!(filter(None).unwrap(), "info");
+        assert_eq!(filter(Some("  ")).unwrap(), "info");
+        assert_eq!(filter(Some("warn,auth=debug")).unwrap(), "auth=debug,warn");
+        for bad in ["auth=loud", "info,[", "auth=debug,x=y=z"] {
+            let error = filter(Some(bad)).unwrap_err();
+            assert!(error.starts_with("RUST_LOG: ") && !error.contains('\n'), "{bad:?}: {error}");
+        }
     }
 }
