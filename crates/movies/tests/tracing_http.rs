@@ -15,6 +15,7 @@ async fn spans_are_exported_over_http_protobuf() {
         endpoint: format!("{}/v1/traces", receiver.endpoint),
         protocol: ExportProtocol::HttpProtobuf,
         service_name: "movies".into(),
+        sampling: Default::default(),
     }))
     .unwrap();
     let auth = helpers::Auth::in_process().await;

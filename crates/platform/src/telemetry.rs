@@ -21,7 +21,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
 };
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -32,6 +32,7 @@ pub struct TraceExport {
     pub endpoint: String,
     pub protocol: ExportProtocol,
     pub service_name: String,
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,71 @@ pub enum ExportProtocol {
     HttpProtobuf,
 }
 
+/// Which traces are recorded: `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, read
+/// here rather than by the SDK, which falls back to sampling everything on a bad value
+/// with a warning sent before any log is set up, so nobody sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Sampling {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    #[default]
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl Sampling {
+    const NAMES: &str = "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio";
+
+    /// The samplers of the OpenTelemetry specification that the SDK implements; the
+    /// remote ones (`jaeger_remote`, `xray`, …) are refused: they would need a sampling
+    /// server we do not run, and the SDK would silently sample everything instead.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let ratio = || -> Result<f64, String> {
+            let Some(arg) = var("OTEL_TRACES_SAMPLER_ARG") else {
+                return Ok(1.0); // the specification's default
+            };
+            match arg.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(format!("OTEL_TRACES_SAMPLER_ARG: {arg:?} is not a sampling ratio; expected a number from 0 to 1, e.g. 0.1")),
+            }
+        };
+        let Some(name) = var("OTEL_TRACES_SAMPLER") else {
+            return Ok(Self::default());
+        };
+        Ok(match name.as_str() {
+            "always_on" => Self::AlwaysOn,
+            "always_off" => Self::AlwaysOff,
+            "traceidratio" => Self::TraceIdRatio(ratio()?),
+            "parentbased_always_on" => Self::ParentBasedAlwaysOn,
+            "parentbased_always_off" => Self::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => Self::ParentBasedTraceIdRatio(ratio()?),
+            "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
+                return Err(format!("OTEL_TRACES_SAMPLER: {name:?} is not supported; use {}", Self::NAMES));
+            }
+            _ => return Err(format!("OTEL_TRACES_SAMPLER: unknown sampler {name:?}; use {}", Self::NAMES)),
+        })
+    }
+
+    fn sampler(self) -> Sampler {
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentBasedTraceIdRatio(r) => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r))),
+        }
+    }
+}
+
 impl TraceExport {
     /// `None` when no endpoint is configured: tracing is off.
     pub fn from_lookup(default_service: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        // Checked even when nothing is exported: a bad value is a mistake either way.
+        let sampling = Sampling::from_lookup(&lookup)?;
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
             None | Some("http/protobuf") => ExportProtocol::HttpProtobuf,
@@ -63,7 +126,7 @@ impl TraceExport {
             return Ok(None);
         };
         let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
-        Ok(Some(Self { endpoint, protocol, service_name }))
+        Ok(Some(Self { endpoint, protocol, service_name, sampling }))
     }
 }
 
@@ -161,7 +224,7 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
         .with_batch_config(BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build())
         .build();
     let resource = Resource::builder().with_service_name(export.service_name).with_attribute(KeyValue::new("service.namespace", "cinema")).build();
-    Ok(SdkTracerProvider::builder().with_span_processor(batch).with_resource(resource).build())
+    Ok(SdkTracerProvider::builder().with_sampler(export.sampling.sampler()).with_span_processor(batch).with_resource(resource).build())
 }
 
 #[cfg(test)]
@@ -182,7 +245,15 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(grpc, TraceExport { endpoint: "http://jaeger:4317".into(), protocol: ExportProtocol::Grpc, service_name: "auth-eu".into() });
+        assert_eq!(
+            grpc,
+            TraceExport {
+                endpoint: "http://jaeger:4317".into(),
+                protocol: ExportProtocol::Grpc,
+                service_name: "auth-eu".into(),
+                sampling: Sampling::ParentBasedAlwaysOn
+            }
+        );
         let http = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")]).unwrap().unwrap();
         assert_eq!((http.protocol, http.service_name.as_str()), (ExportProtocol::HttpProtobuf, "svc"));
         assert!(
@@ -217,5 +288,27 @@ mod tests {
             let error = filter(Some(bad)).unwrap_err();
             assert!(error.starts_with("RUST_LOG: ") && !error.contains('\n'), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn samplers_follow_the_specification_and_bad_values_are_refused() {
+        let sampling = |vars: &[(&str, &str)]| Sampling::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()));
+        assert_eq!(sampling(&[]).unwrap(), Sampling::ParentBasedAlwaysOn);
+        assert_eq!(sampling(&[("OTEL_TRACES_SAMPLER", "always_off"), ("OTEL_TRACES_SAMPLER_ARG", "junk")]).unwrap(), Sampling::AlwaysOff);
+        assert_eq!(sampling(&[("OTEL_TRACES_SAMPLER", "traceidratio")]).unwrap(), Sampling::TraceIdRatio(1.0));
+        assert_eq!(
+            sampling(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", " 0.1 ")]).unwrap(),
+            Sampling::ParentBasedTraceIdRatio(0.1)
+        );
+        for arg in ["0,0", "10%", "1.5", "-0.1", "NaN", "inf"] {
+            let error = sampling(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", arg)]).unwrap_err();
+            assert!(error.starts_with("OTEL_TRACES_SAMPLER_ARG: "), "{arg:?}: {error}");
+        }
+        for name in ["always", "AlwaysOn", "jaeger_remote", "parentbased_jaeger_remote", "xray"] {
+            let error = sampling(&[("OTEL_TRACES_SAMPLER", name)]).unwrap_err();
+            assert!(error.starts_with("OTEL_TRACES_SAMPLER: "), "{name:?}: {error}");
+        }
+        let refused = from(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "10%")]);
+        assert!(refused.unwrap_err().starts_with("OTEL_TRACES_SAMPLER_ARG: "), "refused without an endpoint too");
     }
 }
