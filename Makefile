@@ -42,7 +42,9 @@ fuzz:
 services:
 	@scripts/services.sh
 
-## Rewrites the committed OpenAPI contracts from the code.
+## Rewrites the committed OpenAPI contracts from the code. Each is written to a
+## temporary file and moved in place only when the command succeeded: a failed build
+## must not leave an empty contract behind.
 contracts:
-	@cargo run -q -p auth -- openapi > contracts/auth.openapi.json
-	@cargo run -q -p movies -- openapi > contracts/movies.openapi.json
+	@cargo run -q -p auth -- openapi > contracts/auth.openapi.json.tmp && mv contracts/auth.openapi.json.tmp contracts/auth.openapi.json || { rm -f contracts/auth.openapi.json.tmp; exit 1; }
+	@cargo run -q -p movies -- openapi > contracts/movies.openapi.json.tmp && mv contracts/movies.openapi.json.tmp contracts/movies.openapi.json || { rm -f contracts/movies.openapi.json.tmp; exit 1; }

@@ -35,7 +35,7 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
-        let mut auth = AuthClientConfig::new(env.string("AUTH_URL", "http://127.0.0.1:8000"));
+        let mut auth = AuthClientConfig::new(auth_url(&env)?);
         auth.issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
         auth.audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
         auth.introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
@@ -88,5 +88,46 @@ impl Settings {
             .collect::<Vec<_>>()
             .as_slice(),
         )
+    }
+}
+
+/// Auth's base URL. Checked here because a value reqwest cannot call (`auth:8000`, a
+/// typo) would otherwise leave the service degraded for good, with every token check
+/// failing. The value is never echoed: it may carry a password.
+fn auth_url(env: &Env) -> Result<String, ConfigError> {
+    let raw = env.string("AUTH_URL", "http://127.0.0.1:8000").trim().to_owned();
+    let invalid = |reason: String| ConfigError { name: "AUTH_URL".into(), reason };
+    let url = url::Url::parse(&raw).map_err(|e| invalid(format!("not an absolute URL ({e}); expected e.g. http://auth:8000")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("scheme {:?} is not supported; use http or https", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("the URL has no host".into()));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn auth_url_must_be_an_http_url_with_a_host() {
+        assert_eq!(with(&[]).unwrap().auth.auth_url, "http://127.0.0.1:8000");
+        assert_eq!(with(&[("AUTH_URL", "https://auth.internal:8443/")]).unwrap().auth.auth_url, "https://auth.internal:8443");
+        for bad in ["auth:8000", "not a url", "ftp://x", "http://", "file:///etc/passwd", "127.0.0.1:8000"] {
+            let error = with(&[("AUTH_URL", bad)]).unwrap_err().to_string();
+            assert!(error.starts_with("AUTH_URL: "), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_auth_url_does_not_echo_its_password() {
+        let error = with(&[("AUTH_URL", "ftp://admin:s3cret@auth:8000")]).unwrap_err().to_string();
+        assert!(error.starts_with("AUTH_URL: ") && !error.contains("s3cret") && !error.contains("admin"), "{error}");
     }
 }

@@ -20,6 +20,7 @@ async fn both_services_export_one_trace_per_request_with_request_ids() {
         endpoint: receiver.endpoint.clone(),
         protocol: ExportProtocol::Grpc,
         service_name: "movies".into(),
+        sampling: Default::default(),
     }))
     .unwrap();
     let log_file = std::env::temp_dir().join(format!("auth-log-{}.jsonl", uuid::Uuid::new_v4().simple()));

@@ -12,9 +12,10 @@ use platform::telemetry::{ExportProtocol, TraceExport};
 async fn spans_are_exported_over_http_protobuf() {
     let receiver = otlp::Receiver::http();
     let telemetry = platform::telemetry::init_with(Some(TraceExport {
-        endpoint: receiver.endpoint.clone(),
+        endpoint: format!("{}/v1/traces", receiver.endpoint),
         protocol: ExportProtocol::HttpProtobuf,
         service_name: "movies".into(),
+        sampling: Default::default(),
     }))
     .unwrap();
     let auth = helpers::Auth::in_process().await;

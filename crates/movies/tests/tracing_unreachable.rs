@@ -16,6 +16,7 @@ async fn an_unreachable_collector_leaves_requests_unaffected() {
         endpoint: format!("http://127.0.0.1:{port}"),
         protocol: ExportProtocol::Grpc,
         service_name: "movies".into(),
+        sampling: Default::default(),
     }))
     .unwrap();
     let auth = helpers::Auth::in_process().await;

@@ -1,6 +1,7 @@
 //! Logs and traces.
 //!
-//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`); the fields of the
+//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`; a value that does not
+//! parse is a configuration error); the fields of the
 //! enclosing spans are flattened into each line, so every line of a request carries
 //! its `request_id`, `trace_id` and `span_id`.
 //!
@@ -20,16 +21,18 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
 };
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Where and how to export traces, from the standard OpenTelemetry variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceExport {
+    /// The URL spans are sent to, used as given: over HTTP the full `…/v1/traces` URL.
     pub endpoint: String,
     pub protocol: ExportProtocol,
     pub service_name: String,
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +41,92 @@ pub enum ExportProtocol {
     HttpProtobuf,
 }
 
+/// Which traces are recorded: `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, read
+/// here rather than by the SDK, which falls back to sampling everything on a bad value
+/// with a warning sent before any log is set up, so nobody sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Sampling {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    #[default]
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl Sampling {
+    const NAMES: &str = "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio";
+
+    /// The samplers of the OpenTelemetry specification that the SDK implements; the
+    /// remote ones (`jaeger_remote`, `xray`, …) are refused: they would need a sampling
+    /// server we do not run, and the SDK would silently sample everything instead.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let ratio = || -> Result<f64, String> {
+            let Some(arg) = var("OTEL_TRACES_SAMPLER_ARG") else {
+                return Ok(1.0); // the specification's default
+            };
+            match arg.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(format!("OTEL_TRACES_SAMPLER_ARG: {arg:?} is not a sampling ratio; expected a number from 0 to 1, e.g. 0.1")),
+            }
+        };
+        let Some(name) = var("OTEL_TRACES_SAMPLER") else {
+            return Ok(Self::default());
+        };
+        Ok(match name.as_str() {
+            "always_on" => Self::AlwaysOn,
+            "always_off" => Self::AlwaysOff,
+            "traceidratio" => Self::TraceIdRatio(ratio()?),
+            "parentbased_always_on" => Self::ParentBasedAlwaysOn,
+            "parentbased_always_off" => Self::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => Self::ParentBasedTraceIdRatio(ratio()?),
+            "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
+                return Err(format!("OTEL_TRACES_SAMPLER: {name:?} is not supported; use {}", Self::NAMES));
+            }
+            _ => return Err(format!("OTEL_TRACES_SAMPLER: unknown sampler {name:?}; use {}", Self::NAMES)),
+        })
+    }
+
+    fn sampler(self) -> Sampler {
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentBasedTraceIdRatio(r) => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r))),
+        }
+    }
+}
+
 impl TraceExport {
     /// `None` when no endpoint is configured: tracing is off.
     pub fn from_lookup(default_service: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let Some(endpoint) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
-            return Ok(None);
-        };
+        // Checked even when nothing is exported: a bad value is a mistake either way.
+        let sampling = Sampling::from_lookup(&lookup)?;
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
             None | Some("http/protobuf") => ExportProtocol::HttpProtobuf,
             Some("grpc") => ExportProtocol::Grpc,
             Some(other) => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {other:?} is not supported; use grpc or http/protobuf")),
         };
+        // The OTLP specification: the per-signal variable is the URL itself; the generic
+        // one is a base to which HTTP appends the signal's path (gRPC has no path).
+        let endpoint = if let Some(url) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            url
+        } else if let Some(base) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            let base = base.trim_end_matches('/');
+            match protocol {
+                ExportProtocol::HttpProtobuf => format!("{base}/v1/traces"),
+                ExportProtocol::Grpc => base.to_owned(),
+            }
+        } else {
+            return Ok(None);
+        };
         let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
-        Ok(Some(Self { endpoint: endpoint.trim_end_matches('/').to_owned(), protocol, service_name }))
+        Ok(Some(Self { endpoint, protocol, service_name, sampling }))
     }
 }
 
@@ -95,7 +170,7 @@ pub fn init(default_service: &str) -> Result<Telemetry, String> {
 pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     // Every HTTP client of the process (the OTLP/HTTP exporter among them) uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var_os("RUST_LOG"))?;
     let logs = json_subscriber::fmt::layer().with_current_span(false).with_span_list(false).flatten_span_list_on_top_level(true).with_target(true);
     let provider = export.map(provider).transpose()?;
     // Without the per-span busy/idle timing (a clock read at every poll of every span),
@@ -118,6 +193,20 @@ pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
     Ok(Telemetry { provider })
 }
 
+/// What is logged: `RUST_LOG`, or `info` when it is unset or blank. A value that does
+/// not parse is a configuration error: falling back to `info` hid the typo, and with it
+/// the debug logs the operator asked for.
+pub fn log_filter(value: Option<std::ffi::OsString>) -> Result<EnvFilter, String> {
+    let Some(value) = value else {
+        return Ok(EnvFilter::new("info"));
+    };
+    let value = value.into_string().map_err(|_| "RUST_LOG: not valid UTF-8".to_owned())?;
+    if value.trim().is_empty() {
+        return Ok(EnvFilter::new("info"));
+    }
+    EnvFilter::builder().parse(value.trim()).map_err(|e| format!("RUST_LOG: {e}"))
+}
+
 fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
     let exporter = match export.protocol {
         ExportProtocol::Grpc => {
@@ -126,7 +215,7 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
         ExportProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{}/v1/traces", export.endpoint))
+            .with_endpoint(&export.endpoint)
             .with_timeout(Duration::from_secs(3))
             .build(),
     }
@@ -135,7 +224,7 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
         .with_batch_config(BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build())
         .build();
     let resource = Resource::builder().with_service_name(export.service_name).with_attribute(KeyValue::new("service.namespace", "cinema")).build();
-    Ok(SdkTracerProvider::builder().with_span_processor(batch).with_resource(resource).build())
+    Ok(SdkTracerProvider::builder().with_sampler(export.sampling.sampler()).with_span_processor(batch).with_resource(resource).build())
 }
 
 #[cfg(test)]
@@ -156,7 +245,15 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(grpc, TraceExport { endpoint: "http://jaeger:4317".into(), protocol: ExportProtocol::Grpc, service_name: "auth-eu".into() });
+        assert_eq!(
+            grpc,
+            TraceExport {
+                endpoint: "http://jaeger:4317".into(),
+                protocol: ExportProtocol::Grpc,
+                service_name: "auth-eu".into(),
+                sampling: Sampling::ParentBasedAlwaysOn
+            }
+        );
         let http = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")]).unwrap().unwrap();
         assert_eq!((http.protocol, http.service_name.as_str()), (ExportProtocol::HttpProtobuf, "svc"));
         assert!(
@@ -164,5 +261,54 @@ mod tests {
                 .unwrap_err()
                 .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL")
         );
+    }
+
+    #[test]
+    fn only_the_generic_endpoint_gets_the_signal_path_appended() {
+        let endpoint = |vars: &[(&str, &str)]| from(vars).unwrap().unwrap().endpoint;
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]), "http://collector:4318/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/otlp")]), "http://collector:4318/otlp/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")]), "http://collector:4318/v1/traces");
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/custom")]), "http://collector:4318/custom");
+        assert_eq!(
+            endpoint(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4318/v1/traces"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")]),
+            "http://traces:4318/v1/traces",
+            "the per-signal variable wins"
+        );
+        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "http://jaeger:4317");
+    }
+
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_refused() {
+        let filter = |v: Option<&str>| log_filter(v.map(Into::into)).map(|f| f.to_string());
+        assert_eq!(filter(None).unwrap(), "info");
+        assert_eq!(filter(Some("  ")).unwrap(), "info");
+        assert_eq!(filter(Some("warn,auth=debug")).unwrap(), "auth=debug,warn");
+        for bad in ["auth=loud", "info,[", "auth=debug,x=y=z"] {
+            let error = filter(Some(bad)).unwrap_err();
+            assert!(error.starts_with("RUST_LOG: ") && !error.contains('\n'), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn samplers_follow_the_specification_and_bad_values_are_refused() {
+        let sampling = |vars: &[(&str, &str)]| Sampling::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()));
+        assert_eq!(sampling(&[]).unwrap(), Sampling::ParentBasedAlwaysOn);
+        assert_eq!(sampling(&[("OTEL_TRACES_SAMPLER", "always_off"), ("OTEL_TRACES_SAMPLER_ARG", "junk")]).unwrap(), Sampling::AlwaysOff);
+        assert_eq!(sampling(&[("OTEL_TRACES_SAMPLER", "traceidratio")]).unwrap(), Sampling::TraceIdRatio(1.0));
+        assert_eq!(
+            sampling(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", " 0.1 ")]).unwrap(),
+            Sampling::ParentBasedTraceIdRatio(0.1)
+        );
+        for arg in ["0,0", "10%", "1.5", "-0.1", "NaN", "inf"] {
+            let error = sampling(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", arg)]).unwrap_err();
+            assert!(error.starts_with("OTEL_TRACES_SAMPLER_ARG: "), "{arg:?}: {error}");
+        }
+        for name in ["always", "AlwaysOn", "jaeger_remote", "parentbased_jaeger_remote", "xray"] {
+            let error = sampling(&[("OTEL_TRACES_SAMPLER", name)]).unwrap_err();
+            assert!(error.starts_with("OTEL_TRACES_SAMPLER: "), "{name:?}: {error}");
+        }
+        let refused = from(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "10%")]);
+        assert!(refused.unwrap_err().starts_with("OTEL_TRACES_SAMPLER_ARG: "), "refused without an endpoint too");
     }
 }

@@ -78,6 +78,16 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn a_log_filter_that_does_not_parse_stops_start_up() {
+    let output =
+        exit_of(std::process::Command::new(env!("CARGO_BIN_EXE_auth")).arg("serve").env("RUST_LOG", "auth=loud").env("AUTH_LISTEN", "127.0.0.1:0"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("auth: configuration error: RUST_LOG: "), "{stderr}");
+}
+
+#[test]
 fn migrate_creates_the_database_and_exits() {
     let name = format!("auth_test_migrate_{}", uuid::Uuid::new_v4().simple());
     let base = crate::helpers::admin_url();
@@ -99,4 +109,20 @@ fn migrate_creates_the_database_and_exits() {
         let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
         admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await.unwrap();
     });
+}
+
+/// The output of a process expected to stop by itself; one that still runs after the
+/// deadline (a setting accepted that should not have been) is killed and fails the test.
+fn exit_of(command: &mut std::process::Command) -> std::process::Output {
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!("still running after 30 s; stderr: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
