@@ -79,8 +79,19 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_the_variable() {
 
 #[test]
 fn a_log_filter_that_does_not_parse_stops_start_up() {
-    let output =
-        exit_of(std::process::Command::new(env!("CARGO_BIN_EXE_auth")).arg("serve").env("RUST_LOG", "auth=loud").env("AUTH_LISTEN", "127.0.0.1:0"));
+    // Nothing of the machine's is touched even if the filter were accepted: closed
+    // ports for the stores, a key file in the temporary directory.
+    let key = std::env::temp_dir().join(format!("auth-log-filter-{}.pem", uuid::Uuid::new_v4().simple()));
+    let output = exit_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+            .arg("serve")
+            .env("RUST_LOG", "auth=loud")
+            .env("AUTH_LISTEN", "127.0.0.1:0")
+            .env("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/auth_never_made")
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .env("AUTH_JWT_DEV_KEY_FILE", &key),
+    );
+    let _ = std::fs::remove_file(&key);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
