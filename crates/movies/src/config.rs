@@ -50,7 +50,7 @@ impl Settings {
             database_max_connections: env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?,
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
             redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
-            cache_ttl: Duration::from_secs(env.parse("MOVIES_CACHE_TTL_SECONDS", "60")?),
+            cache_ttl: Duration::from_secs(cache_ttl_seconds(&env)?),
             cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
             request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
             shutdown_timeout: env.seconds("MOVIES_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
@@ -107,9 +107,31 @@ fn auth_url(env: &Env) -> Result<String, ConfigError> {
     Ok(raw)
 }
 
+/// A year: Redis refuses an expiry past its limits, and the cache ignores a failed write
+/// (it is only a cache), so a huge value silently turned caching off.
+const MAX_CACHE_TTL_SECONDS: u64 = 31_536_000;
+
+/// `MOVIES_CACHE_TTL_SECONDS`: 0 turns the cache off; at most a year.
+fn cache_ttl_seconds(env: &Env) -> Result<u64, ConfigError> {
+    let name = "MOVIES_CACHE_TTL_SECONDS";
+    let seconds: u64 = env.parse(name, "60")?;
+    if seconds > MAX_CACHE_TTL_SECONDS {
+        return Err(ConfigError { name: name.into(), reason: format!("must be at most {MAX_CACHE_TTL_SECONDS} (a year); 0 turns the cache off") });
+    }
+    Ok(seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_ttl_is_at_most_a_year() {
+        assert_eq!(with(&[("MOVIES_CACHE_TTL_SECONDS", "0")]).unwrap().cache_ttl, Duration::ZERO);
+        assert_eq!(with(&[("MOVIES_CACHE_TTL_SECONDS", "31536000")]).unwrap().cache_ttl, Duration::from_secs(31_536_000));
+        let error = with(&[("MOVIES_CACHE_TTL_SECONDS", "100000000000000000")]).unwrap_err().to_string();
+        assert!(error.starts_with("MOVIES_CACHE_TTL_SECONDS: must be at most 31536000"), "{error}");
+    }
 
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
