@@ -94,7 +94,8 @@ impl Settings {
                     .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
                     .unwrap_or_default(),
             },
-            password_hash_concurrency: env.parse_positive("AUTH_PASSWORD_HASH_CONCURRENCY", cores)?,
+            // Each hashing thread maps its own 19 MiB: 256 of them are 4.75 GiB.
+            password_hash_concurrency: env.positive_at_most("AUTH_PASSWORD_HASH_CONCURRENCY", cores as u64, 256)? as usize,
             request_timeout: env.seconds("AUTH_REQUEST_TIMEOUT_SECONDS", 10)?,
             shutdown_timeout: env.seconds("AUTH_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
@@ -180,6 +181,9 @@ mod tests {
             ("AUTH_REFRESH_TOKEN_TTL_SECONDS", "10000000000000", "31622400"),
             ("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", "3000000000", "2147483647"),
             ("OAUTH_STATE_TTL_SECONDS", "86401", "86400"),
+            // Each hasher maps 19 MiB: a million failed at start with "Cannot allocate memory".
+            ("AUTH_PASSWORD_HASH_CONCURRENCY", "1000000", "256"),
+            ("AUTH_ENDED_SESSION_RETENTION_DAYS", "3661", "3660"),
         ] {
             let err = with(&[(name, too_big)]).unwrap_err();
             assert_eq!(err.to_string(), format!("{name}: must be at most {max}"));

@@ -29,9 +29,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // The keys first: a missing key file stops start-up before any database is made.
+        let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let db = connect_and_migrate(settings).await?;
         let redis = connect_redis(settings).await?;
-        let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let state = AppState::new(crate::state::Shared {
             db,
             revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),

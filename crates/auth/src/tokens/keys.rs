@@ -33,15 +33,19 @@ impl KeyRing {
     /// Loads the configured signing key (or the development key, created on first
     /// use) and the extra public keys.
     pub fn load(settings: &TokenSettings) -> anyhow::Result<Self> {
+        // Each error names the variable that points at the file.
         let signing = match &settings.signing_key_file {
-            Some(path) => read_signing_key(path)?,
-            None => dev_signing_key(&settings.dev_key_file)?,
+            Some(path) => read_signing_key(path).context("AUTH_JWT_PRIVATE_KEY_FILE")?,
+            None => dev_signing_key(&settings.dev_key_file).context("AUTH_JWT_DEV_KEY_FILE")?,
         };
         let mut extra = Vec::new();
         for path in &settings.extra_public_key_files {
-            let pem = std::fs::read_to_string(path).with_context(|| format!("reading public key {}", path.display()))?;
-            let key =
-                VerifyingKey::from_public_key_pem(&pem).map_err(|e| anyhow::anyhow!("{}: not an Ed25519 public key PEM: {e}", path.display()))?;
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading public key {}", path.display()))
+                .context("AUTH_JWT_EXTRA_PUBLIC_KEY_FILES")?;
+            let key = VerifyingKey::from_public_key_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: not an Ed25519 public key PEM: {e}", path.display()))
+                .context("AUTH_JWT_EXTRA_PUBLIC_KEY_FILES")?;
             extra.push(key);
         }
         Self::from_keys(&signing, &extra)

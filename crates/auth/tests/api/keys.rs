@@ -98,6 +98,25 @@ fn a_log_filter_that_does_not_parse_stops_start_up() {
     assert!(stderr.starts_with("auth: configuration error: RUST_LOG: "), "{stderr}");
 }
 
+/// A signing key file that cannot be read stops start-up with a line naming its
+/// variable, before any database is made or migrated (the database here is a closed
+/// port: reaching for it first would be another error).
+#[test]
+fn a_missing_signing_key_file_is_named_before_any_database_is_touched() {
+    let output = exit_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+            .arg("serve")
+            .env("RUST_LOG", "error")
+            .env("AUTH_LISTEN", "127.0.0.1:0")
+            .env("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/auth_never_made")
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .env("AUTH_JWT_PRIVATE_KEY_FILE", "/nonexistent/auth-signing.pem"),
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("auth: AUTH_JWT_PRIVATE_KEY_FILE: reading signing key /nonexistent/auth-signing.pem"), "{stderr}");
+}
+
 #[test]
 fn migrate_creates_the_database_and_exits() {
     let name = format!("auth_test_migrate_{}", uuid::Uuid::new_v4().simple());
