@@ -182,15 +182,67 @@ pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_filter(AskEveryTime(tracing_subscriber::filter::LevelFilter::INFO))
     });
     global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(p) = &provider {
         global::set_tracer_provider(p.clone());
     }
     // Per-layer filters: RUST_LOG sets what is logged, never what is traced.
-    tracing_subscriber::registry().with(otel).with(logs.with_filter(filter)).try_init().map_err(|e| e.to_string())?;
+    tracing_subscriber::registry().with(otel).with(logs.with_filter(AskEveryTime(filter))).try_init().map_err(|e| e.to_string())?;
     Ok(Telemetry { provider })
+}
+
+/// A per-layer filter whose callsites are never cached as always enabled, so it is
+/// asked about every span and event.
+///
+/// Works around tokio-rs/tracing#2519 (tracing-subscriber 0.3.23): a per-layer filter
+/// passes its verdict to the layer through a thread-local, and for a callsite cached as
+/// always enabled the verdict is never asked, so the layer reads what the last question
+/// on that thread left there. sqlx asks `log::log_enabled!` after every query (through
+/// the `log` bridge, with metadata of its own), so the next request span on that
+/// thread was dropped from the log layer: its lines lost `request_id`, `trace_id` and
+/// every other field of the request (seen on a worker's first request after a
+/// query). Asking every time costs one filter lookup per span and event.
+struct AskEveryTime<F>(F);
+
+impl<S, F: tracing_subscriber::layer::Filter<S>> tracing_subscriber::layer::Filter<S> for AskEveryTime<F> {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        let interest = self.0.callsite_enabled(meta);
+        if interest.is_always() { tracing::subscriber::Interest::sometimes() } else { interest }
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        self.0.max_level_hint()
+    }
+
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_new_span(attrs, id, cx);
+    }
+
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_record(id, values, cx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_enter(id, cx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_exit(id, cx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_close(id, cx);
+    }
 }
 
 /// What is logged: `RUST_LOG`, or `info` when it is unset or blank. A value that does

@@ -11,6 +11,7 @@ mod introspect;
 mod keys;
 mod login;
 mod logout;
+mod logs;
 mod migration;
 mod partitioning;
 mod plans;

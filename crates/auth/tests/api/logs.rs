@@ -1,0 +1,94 @@
+//! The log lines of the real binary, with trace export on.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::helpers::{admin_url, redis_url};
+
+/// Every request's log line carries its `request_id`, also right after database work
+/// on the same thread (here the partition upkeep, run every second). With trace export
+/// on, a per-layer filter bug of tracing-subscriber (tokio-rs/tracing#2519) dropped such
+/// request spans from the log layer: sqlx asks `log::log_enabled!` after its queries,
+/// and the next request span on that thread lost every field; 2 to 4 of these 24
+/// requests did (`platform::telemetry::AskEveryTime`).
+#[test]
+fn every_request_line_carries_its_request_id_with_trace_export_on() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("auth_test_logs_{id}");
+    let dir = std::env::temp_dir().join(format!("auth-logs-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("auth.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_auth"))
+        .arg("serve")
+        .env("AUTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AUTH_DATABASE_URL", format!("{}/{database}", admin_url().rsplit_once('/').unwrap().0))
+        .env("REDIS_URL", redis_url())
+        .env("AUTH_REDIS_KEY_PREFIX", format!("test:{id}"))
+        .env("AUTH_JWT_DEV_KEY_FILE", dir.join("key.pem"))
+        // Spans are exported (to a closed port: the export fails, which changes nothing).
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+        .env("RUST_LOG", "info,platform::http=debug")
+        // Bursts from one address, far beyond the anonymous limit.
+        .env("AUTH_RATE_LIMIT_ENABLED", "false")
+        // The upkeep's queries every second, on whichever worker thread runs it.
+        .env("AUTH_PARTITION_MAINTENANCE_INTERVAL_SECONDS", "1")
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let running = Running(child);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.get(url("/health/ready")).send().is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "auth did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Readiness queries PostgreSQL; requests beside it land on the threads it queried on.
+    let ids: Vec<String> = (0..24).map(|n| format!("logs-{id}-{n}")).collect();
+    for round in ids.chunks(4) {
+        // Part of the stimulus, not a wait: an upkeep run (queries) between rounds.
+        std::thread::sleep(Duration::from_millis(1200));
+        std::thread::scope(|s| {
+            let (client, url) = (&client, &url);
+            for request_id in round {
+                s.spawn(move || client.get(url("/health/ready")).send().unwrap());
+                s.spawn(move || {
+                    let answer = client.get(url("/api/v1/oauth/providers")).header("x-request-id", request_id).send().unwrap();
+                    assert!(answer.status().is_success(), "{answer:?}");
+                });
+            }
+        });
+    }
+    drop(running);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let answered: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|l| l["fields"]["message"] == "answered")
+        .collect();
+    let logged: Vec<&str> = answered.iter().filter_map(|l| l["request_id"].as_str()).collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !logged.contains(&id.as_str())).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    ratelimit::testing::delete_keys(&redis_url(), &format!("test:{id}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::{Connection, Executor};
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+            let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))).await;
+        }
+    });
+    assert!(missing.is_empty(), "{} of {} request lines without their request_id: {missing:?}", missing.len(), ids.len());
+}
