@@ -27,7 +27,8 @@ wait_for() {
 }
 
 need_install=()
-command -v pg_ctlcluster >/dev/null 2>&1 || need_install+=(postgresql postgresql-contrib)
+installed_postgres=no
+command -v pg_ctlcluster >/dev/null 2>&1 || { need_install+=(postgresql postgresql-contrib); installed_postgres=yes; }
 command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
 if [ ${#need_install[@]} -gt 0 ]; then
   echo "services: installing ${need_install[*]}"
@@ -48,18 +49,40 @@ if ! pg_ready; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start || true
   wait_for PostgreSQL pg_ready
 fi
-# Tests and the local run connect as postgres without a password over TCP.
-if ! psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
-  echo "services: PostgreSQL refuses postgres@$PG_HOST without a password." >&2
-  echo "services: allow it in pg_hba.conf (host all postgres 127.0.0.1/32 trust) for local development." >&2
-  exit 1
+# Tests and the local run connect as postgres without a password over TCP. Debian's
+# own cluster asks for one (scram): on a cluster this script just installed, it allows
+# postgres from 127.0.0.1 alone, first in pg_hba.conf, and reloads; on any other it
+# prints the line to add rather than edit a configuration it did not make.
+pg_trusts() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
+if ! pg_trusts; then
+  cluster_version=$(ls /etc/postgresql | sort -V | tail -n1)
+  hba=/etc/postgresql/$cluster_version/main/pg_hba.conf
+  if [ "$installed_postgres" = yes ] && [ "$(id -u)" = 0 ] && [ -w "$hba" ]; then
+    echo "services: allowing postgres from 127.0.0.1 without a password in $hba (local development)"
+    sed -i '1i host all postgres 127.0.0.1/32 trust  # added by scripts/services.sh for local development' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main reload
+    wait_for "PostgreSQL to accept postgres@$PG_HOST" pg_trusts
+  else
+    echo "services: PostgreSQL refuses postgres@$PG_HOST without a password." >&2
+    echo "services: allow it in pg_hba.conf (host all postgres 127.0.0.1/32 trust) for local development." >&2
+    exit 1
+  fi
 fi
 
 if ! redis_ready; then
   echo "services: starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  # Root uses the package's directories; anyone else a directory of their own (the
+  # package's belong to the redis user, and redis-server stops when it cannot open
+  # its log). Loopback IPv4 only: the optional-address form `-::1` is not understood by
+  # older Redis releases (Ubuntu 22.04 ships 6.0).
+  if [ "$(id -u)" = 0 ]; then
+    redis_dir=/var/lib/redis redis_log=/var/log/redis/ci.log
+  else
+    redis_dir=${XDG_RUNTIME_DIR:-/tmp}/cinema-redis-$(id -u) redis_log=$redis_dir/redis.log
+  fi
+  mkdir -p "$redis_dir" "$(dirname "$redis_log")"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$redis_dir" --logfile "$redis_log"
   wait_for Redis redis_ready
 fi
 echo "services: PostgreSQL on $PG_HOST:$PG_PORT and Redis on 127.0.0.1:$REDIS_PORT are ready"
