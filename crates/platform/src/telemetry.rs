@@ -107,10 +107,15 @@ impl TraceExport {
         // Checked even when nothing is exported: a bad value is a mistake either way.
         let sampling = Sampling::from_lookup(&lookup)?;
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
+        // The per-signal variable wins, and an error names the one that was set.
+        let (protocol_variable, protocol) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(value) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(value)),
+            None => ("OTEL_EXPORTER_OTLP_PROTOCOL", var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+        };
+        let protocol = match protocol.as_deref() {
             None | Some("http/protobuf") => ExportProtocol::HttpProtobuf,
             Some("grpc") => ExportProtocol::Grpc,
-            Some(other) => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {other:?} is not supported; use grpc or http/protobuf")),
+            Some(other) => return Err(format!("{protocol_variable}: {other:?} is not supported; use grpc or http/protobuf")),
         };
         // The OTLP specification: the per-signal variable is the URL itself; the generic
         // one is a base to which HTTP appends the signal's path (gRPC has no path).
@@ -271,7 +276,8 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
             .with_timeout(Duration::from_secs(3))
             .build(),
     }
-    .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    // The exporter's error quotes the URL: never with a password in it.
+    .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {}", e.to_string().replace(&export.endpoint, &without_userinfo(&export.endpoint))))?;
     let batch = BatchSpanProcessor::builder(exporter)
         .with_batch_config(BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build())
         .build();
@@ -279,9 +285,41 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
     Ok(SdkTracerProvider::builder().with_sampler(export.sampling.sampler()).with_span_processor(batch).with_resource(resource).build())
 }
 
+/// `url` with any `user:password@` after its scheme replaced by `…@`.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_variable_set_and_never_echo_a_password() {
+        let error = TraceExport::from_lookup("svc", |name| {
+            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_err();
+        assert!(error.starts_with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: \"http/json\""), "{error}");
+        let export = TraceExport {
+            endpoint: "http://user:tok3n@ex ample:4318/v1/traces".into(),
+            protocol: ExportProtocol::HttpProtobuf,
+            service_name: "svc".into(),
+            sampling: Sampling::default(),
+        };
+        let error = provider(export).err().expect("an invalid endpoint");
+        assert!(error.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: ") && !error.contains("tok3n"), "{error}");
+        assert_eq!(without_userinfo("http://u:p@h:1/a@b"), "http://…@h:1/a@b");
+        assert_eq!(without_userinfo("http://h:1/a@b"), "http://h:1/a@b");
+    }
 
     fn from(vars: &[(&str, &str)]) -> Result<Option<TraceExport>, String> {
         TraceExport::from_lookup("svc", |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
