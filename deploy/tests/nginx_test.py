@@ -416,6 +416,8 @@ def check_routing(stack):
         expect(response.status == status, f"{method} {path}: expected {status}, got {response!r}")
         expect(response.header("X-Request-Id") == request_id, f"{method} {path}: X-Request-Id not returned: {response!r}")
         entry = stack.access_entry(request_id)
+        expect(entry["path"] == path.split("?")[0] and "uri" not in entry,
+               f"{method} {path}: the access log keeps the path, never the query: {entry}")
         if service is None:
             expect(entry["upstream"] == "", f"{method} {path} must not reach a service: {entry}")
             problem(response, 404, "not_found")
