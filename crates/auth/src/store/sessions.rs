@@ -313,12 +313,11 @@ const PURGE_BATCH: i64 = 10_000;
 /// by a row per sign-in and one per refresh for good.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn purge(db: &PgPool, keep: std::time::Duration) -> Result<Purged> {
-    let mut purged = Purged::default();
     let keep_seconds = keep.as_secs_f64();
-    loop {
-        // A session dead `keep` ago was created at least `keep` ago: the BRIN index on
-        // `created_at` skips the rest of the table.
-        let deleted = sqlx::query(
+    // A session dead `keep` ago was created at least `keep` ago: the BRIN index on
+    // `created_at` skips the rest of the table.
+    let sessions = in_batches(|| {
+        sqlx::query(
             "DELETE FROM sessions WHERE id IN (
                  SELECT id FROM sessions
                   WHERE created_at < now() - make_interval(secs => $2)
@@ -328,24 +327,29 @@ pub async fn purge(db: &PgPool, keep: std::time::Duration) -> Result<Purged> {
         .bind(PURGE_BATCH)
         .bind(keep_seconds)
         .execute(db)
-        .await?
-        .rows_affected();
-        purged.sessions += deleted;
-        if deleted < PURGE_BATCH as u64 {
-            break;
-        }
-    }
+    })
+    .await?;
+    let refresh_tokens = in_batches(|| {
+        sqlx::query("DELETE FROM refresh_tokens WHERE token_hash IN (SELECT token_hash FROM refresh_tokens WHERE expires_at < now() LIMIT $1)")
+            .bind(PURGE_BATCH)
+            .execute(db)
+    })
+    .await?;
+    Ok(Purged { sessions, refresh_tokens })
+}
+
+/// Runs `delete` (at most [`PURGE_BATCH`] rows a time) until a run deletes fewer;
+/// returns the rows deleted in all.
+async fn in_batches<F>(delete: impl Fn() -> F) -> Result<u64>
+where
+    F: Future<Output = std::result::Result<sqlx::postgres::PgQueryResult, sqlx::Error>>,
+{
+    let mut deleted = 0;
     loop {
-        let deleted =
-            sqlx::query("DELETE FROM refresh_tokens WHERE token_hash IN (SELECT token_hash FROM refresh_tokens WHERE expires_at < now() LIMIT $1)")
-                .bind(PURGE_BATCH)
-                .execute(db)
-                .await?
-                .rows_affected();
-        purged.refresh_tokens += deleted;
-        if deleted < PURGE_BATCH as u64 {
-            break;
+        let batch = delete().await?.rows_affected();
+        deleted += batch;
+        if batch < PURGE_BATCH as u64 {
+            return Ok(deleted);
         }
     }
-    Ok(purged)
 }

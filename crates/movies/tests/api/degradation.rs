@@ -42,6 +42,23 @@ async fn assert_serves_degraded(movies: &Movies, tokens: &[Tokens]) {
     }
 }
 
+/// A stand-in for Auth that serves the real Auth's keys and answers every
+/// introspection with `answer`, and a movies API in front of it holding the keys.
+async fn auth_answering_introspection_with(answer: ResponseTemplate) -> (Auth, MockServer, Movies) {
+    let auth = Auth::in_process().await;
+    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
+    let stand_in = MockServer::start().await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
+        .mount(&stand_in)
+        .await;
+    Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(answer).mount(&stand_in).await;
+    let movies = Movies::start(&stand_in.uri()).await;
+    movies.wait_for_keys().await;
+    (auth, stand_in, movies)
+}
+
 async fn assert_breaker_open(movies: &Movies) {
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open);
     let health: serde_json::Value = movies.json("/health/ready", None).await;
@@ -102,21 +119,7 @@ async fn auth_hanging_then_thawed() {
 
 #[tokio::test]
 async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
-    let auth = Auth::in_process().await;
-    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
-    let broken = MockServer::start().await;
-    Mock::given(matchers::method("GET"))
-        .and(matchers::path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
-        .mount(&broken)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path("/api/v1/auth/introspect"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&broken)
-        .await;
-    let movies = Movies::start(&broken.uri()).await;
-    movies.wait_for_keys().await;
+    let (auth, broken, movies) = auth_answering_introspection_with(ResponseTemplate::new(500)).await;
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_breaker_open(&movies).await;
@@ -129,21 +132,7 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
 /// to present many distinct tokens at once could otherwise open it at will.
 #[tokio::test]
 async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
-    let auth = Auth::in_process().await;
-    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
-    let throttling = MockServer::start().await;
-    Mock::given(matchers::method("GET"))
-        .and(matchers::path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
-        .mount(&throttling)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path("/api/v1/auth/introspect"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .mount(&throttling)
-        .await;
-    let movies = Movies::start(&throttling.uri()).await;
-    movies.wait_for_keys().await;
+    let (auth, throttling, movies) = auth_answering_introspection_with(ResponseTemplate::new(429).insert_header("retry-after", "1")).await;
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
