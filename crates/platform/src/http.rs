@@ -254,6 +254,8 @@ pub fn query_field_error(rejection_text: &str) -> problem::FieldError {
         Some((field, message)) if !field.is_empty() && !field.contains(' ') => (field, message),
         _ => (named_in_message(detail).unwrap_or(QUERY_STRING_FIELD), detail),
     };
+    // A name serde quotes may be the client's own (an unknown parameter): bounded too.
+    let field = if field.chars().count() > 64 { QUERY_STRING_FIELD } else { field };
     // Bound what we echo: the input can be large.
     problem::FieldError::new(field, message.chars().take(200).collect::<String>())
 }
@@ -284,6 +286,8 @@ mod tests {
             ("Failed to deserialize query string: unknown field `x`, expected `query`", "x"),
             ("Failed to deserialize query string: something else went wrong", QUERY_STRING_FIELD),
         ];
+        let long = format!("Failed to deserialize query string: unknown field `{}`, expected `query`", "x".repeat(65));
+        assert_eq!(query_field_error(&long).field, QUERY_STRING_FIELD, "a client's name is echoed only when short");
         for (text, field) in cases {
             assert_eq!(query_field_error(text).field, field, "{text}");
         }
