@@ -39,15 +39,34 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed however the test ends.
-    struct Running(std::process::Child);
+    // However the test ends: the process killed, its database, keys and files removed.
+    struct Running {
+        child: std::process::Child,
+        database: String,
+        prefix: String,
+        dir: std::path::PathBuf,
+    }
     impl Drop for Running {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+            ratelimit::testing::delete_keys(&redis_url(), &self.prefix);
+            let database = self.database.clone();
+            // Outside any runtime, and maybe while unwinding: a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sqlx::{Connection, Executor};
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                        let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))).await;
+                    }
+                });
+            })
+            .join();
         }
     }
-    let running = Running(child);
+    let mut running = Running { child, database, prefix: format!("test:{id}"), dir: dir.clone() };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::blocking::Client::new();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
@@ -72,7 +91,9 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
             }
         });
     }
-    drop(running);
+    // Stopped before its log is read; the rest of the clean-up is the guard's.
+    let _ = running.child.kill();
+    let _ = running.child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     let answered: Vec<serde_json::Value> = text
         .lines()
@@ -81,14 +102,6 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
         .collect();
     let logged: Vec<&str> = answered.iter().filter_map(|l| l["request_id"].as_str()).collect();
     let missing: Vec<&String> = ids.iter().filter(|id| !logged.contains(&id.as_str())).collect();
-    let _ = std::fs::remove_dir_all(&dir);
-    ratelimit::testing::delete_keys(&redis_url(), &format!("test:{id}"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlx::{Connection, Executor};
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-            let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))).await;
-        }
-    });
+    drop(running);
     assert!(missing.is_empty(), "{} of {} request lines without their request_id: {missing:?}", missing.len(), ids.len());
 }
