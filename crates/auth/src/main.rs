@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use auth::{config::Settings, startup::Application};
 use clap::{Parser, Subcommand};
+use platform::telemetry::LogOutput;
 
 /// The identity service of the online cinema.
 #[derive(Parser)]
@@ -54,7 +55,8 @@ async fn main() -> ExitCode {
         };
     }
     let command = cli.command.unwrap_or(Command::Serve);
-    platform::service::run("auth", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
+    let logs = if matches!(command, Command::Serve) { LogOutput::Stdout } else { LogOutput::Stderr };
+    platform::service::run("auth", logs, Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Migrate => auth::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::Serve => serve(&settings).await,
         Command::CreateSuperuser { email } => {

@@ -2,6 +2,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use movies::{config::Settings, startup::Application};
+use platform::telemetry::LogOutput;
 
 /// The film catalogue API of the online cinema.
 #[derive(Parser)]
@@ -47,7 +48,8 @@ async fn main() -> ExitCode {
         };
     }
     let command = cli.command.unwrap_or(Command::Serve);
-    platform::service::run("movies", Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
+    let logs = if matches!(command, Command::Serve) { LogOutput::Stdout } else { LogOutput::Stderr };
+    platform::service::run("movies", logs, Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => movies::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::LoadDemo { file } => load_demo(&settings, file).await,

@@ -6,16 +6,17 @@ use std::{fmt::Display, process::ExitCode};
 /// Exit code of a configuration error: the process never started.
 pub const CONFIG_ERROR: u8 = 2;
 
-/// Sets up telemetry, reads the settings (a bad one stops with one line naming the
+/// Sets up telemetry (logs to `logs`), reads the settings (a bad one stops with one line naming the
 /// variable and exit code 2), warns about unknown variables, runs `command`, flushes
 /// the spans still queued, and maps the outcome to an exit code.
 pub async fn run<S, E: Display>(
     service: &str,
+    logs: crate::telemetry::LogOutput,
     settings: impl FnOnce() -> Result<S, E>,
     unknown_variables: impl FnOnce() -> Vec<String>,
     command: impl AsyncFnOnce(S) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let telemetry = match crate::telemetry::init(service) {
+    let telemetry = match crate::telemetry::init(service, logs) {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("{service}: configuration error: {e}");
@@ -38,7 +39,11 @@ pub async fn run<S, E: Display>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let error = one_line(&e);
-            tracing::error!(error, "{service} stopped");
+            // A service's log gets the line too; a command's log is stderr already,
+            // where the plain line below would repeat it.
+            if logs == crate::telemetry::LogOutput::Stdout {
+                tracing::error!(error, "{service} stopped");
+            }
             eprintln!("{service}: {error}");
             ExitCode::FAILURE
         }

@@ -1,6 +1,6 @@
 //! Logs and traces.
 //!
-//! Logs: JSON lines on stdout, level by `RUST_LOG` (default `info`; a value that does not
+//! Logs: JSON lines on stdout (a one-off command's on stderr), level by `RUST_LOG` (default `info`; a value that does not
 //! parse is a configuration error); the fields of the
 //! enclosing spans are flattened into each line, so every line of a request carries
 //! its `request_id`, `trace_id` and `span_id`.
@@ -165,18 +165,42 @@ impl Drop for Telemetry {
     }
 }
 
-/// Installs logging, and trace export when configured by the environment.
-pub fn init(default_service: &str) -> Result<Telemetry, String> {
-    let export = TraceExport::from_lookup(default_service, |name| std::env::var(name).ok())?;
-    init_with(export)
+/// Where the log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    /// A service: its lines are its output.
+    Stdout,
+    /// A one-off command (`migrate`, `create-superuser`, …): standard output is for its
+    /// result, which its log lines would otherwise be mixed into.
+    Stderr,
 }
 
-/// Installs logging, and trace export to `export` when given. Call once per process.
+/// Installs logging to `output`, and trace export when configured by the environment.
+pub fn init(default_service: &str, output: LogOutput) -> Result<Telemetry, String> {
+    let export = TraceExport::from_lookup(default_service, |name| std::env::var(name).ok())?;
+    init_to(export, output)
+}
+
+/// Installs logging on standard output, and trace export to `export` when given. Call
+/// once per process.
 pub fn init_with(export: Option<TraceExport>) -> Result<Telemetry, String> {
+    init_to(export, LogOutput::Stdout)
+}
+
+fn init_to(export: Option<TraceExport>, output: LogOutput) -> Result<Telemetry, String> {
     // Every HTTP client of the process (the OTLP/HTTP exporter among them) uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = log_filter(std::env::var_os("RUST_LOG"))?;
-    let logs = json_subscriber::fmt::layer().with_current_span(false).with_span_list(false).flatten_span_list_on_top_level(true).with_target(true);
+    let writer = match output {
+        LogOutput::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        LogOutput::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let logs = json_subscriber::fmt::layer()
+        .with_current_span(false)
+        .with_span_list(false)
+        .flatten_span_list_on_top_level(true)
+        .with_target(true)
+        .with_writer(writer);
     let provider = export.map(provider).transpose()?;
     // Without the per-span busy/idle timing (a clock read at every poll of every span),
     // thread names and source locations: attributes no dashboard of ours reads, and a
