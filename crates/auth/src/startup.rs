@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use platform::db::IfMissing;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -83,9 +84,19 @@ impl Application {
 /// slow or locked database fails requests within it rather than holding connections
 /// (the migrations run without it).
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    connect(settings, IfMissing::Create).await
+}
+
+/// [`connect_and_migrate`] for one-off administrative commands: a database that does
+/// not exist is an error naming `AUTH_DATABASE_URL`, not a new empty one.
+pub async fn connect_existing_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    connect(settings, IfMissing::Refuse { variable: "AUTH_DATABASE_URL", service: "auth" }).await
+}
+
+async fn connect(settings: &Settings, if_missing: IfMissing<'_>) -> anyhow::Result<PgPool> {
     let timeout_ms = settings.database_statement_timeout.as_millis().to_string();
     let options = database_options(settings)?.options([("statement_timeout", timeout_ms.as_str())]);
-    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR).await
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, if_missing).await
 }
 
 /// How Auth connects to PostgreSQL.

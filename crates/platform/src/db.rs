@@ -22,9 +22,34 @@ pub fn connect_options(variable: &str, url: &str, application: &str) -> anyhow::
 /// fail anyway; after it is back that takes an outage of under a second.
 const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
-/// Creates the database when it does not exist, connects a pool and applies `migrator`.
-pub async fn connect_and_migrate(options: PgConnectOptions, max_connections: u32, migrator: &Migrator) -> anyhow::Result<PgPool> {
-    ensure_database(&options).await?;
+/// What to do when the database of the URL does not exist.
+#[derive(Debug, Clone, Copy)]
+pub enum IfMissing<'a> {
+    /// Make it: the services and their `migrate` command.
+    Create,
+    /// Stop with an error naming the variable: one-off administrative commands, so a
+    /// mistyped URL does not hand them a new, empty database to work on (an admin
+    /// created where no service looks, or upkeep that reports nothing to do).
+    Refuse { variable: &'a str, service: &'a str },
+}
+
+/// Creates the database when it does not exist (or refuses, by `if_missing`), connects
+/// a pool and applies `migrator`.
+pub async fn connect_and_migrate(
+    options: PgConnectOptions,
+    max_connections: u32,
+    migrator: &Migrator,
+    if_missing: IfMissing<'_>,
+) -> anyhow::Result<PgPool> {
+    match if_missing {
+        IfMissing::Create => ensure_database(&options).await?,
+        IfMissing::Refuse { variable, service } => {
+            let name = options.get_database().unwrap_or("postgres");
+            if !database_exists(&options).await? {
+                anyhow::bail!("{variable}: the database \"{name}\" does not exist; start {service} or run `{service} migrate` to make it");
+            }
+        }
+    }
     // On a connection of their own, with no statement timeout: a migration rewriting
     // a large table may take long, and the pool's options may set one.
     let mut migrating = PgConnection::connect_with(&options).await.context("connecting to PostgreSQL")?;
@@ -52,6 +77,14 @@ fn pool_options(max_connections: u32, idle_before_check: Duration) -> PgPoolOpti
             })
         },
     )
+}
+
+async fn database_exists(options: &PgConnectOptions) -> anyhow::Result<bool> {
+    let name = options.get_database().unwrap_or("postgres");
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await.context("connecting to PostgreSQL")?;
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(name).fetch_one(&mut admin).await?;
+    admin.close().await?;
+    Ok(exists)
 }
 
 pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {

@@ -111,6 +111,26 @@ async fn create_superuser_run_twice_at_once_creates_one_admin_and_both_succeed()
     }
 }
 
+/// A mistyped database URL: the administrative commands stop, naming the variable,
+/// rather than make a new, empty database and report success there.
+#[tokio::test]
+async fn admin_commands_refuse_a_database_that_does_not_exist_and_make_none() {
+    let app = spawn_app().await;
+    let name = format!("auth_typo_{}", uuid::Uuid::new_v4().simple());
+    let url = database_url(&app);
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let typo = format!("{server}/{name}");
+    let (ok, stdout, stderr) = create_superuser(&typo, "boss@example.com", "root of all trust 42\n");
+    assert!(!ok && stdout.is_empty(), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("AUTH_DATABASE_URL: the database \"{name}\" does not exist")), "{stderr}");
+    let upkeep = Command::new(env!("CARGO_BIN_EXE_auth")).arg("maintain-partitions").env("AUTH_DATABASE_URL", &typo).output().unwrap();
+    let stderr = String::from_utf8_lossy(&upkeep.stderr);
+    assert!(!upkeep.status.success() && upkeep.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let made: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)").bind(&name).fetch_one(&app.db).await.unwrap();
+    assert!(!made, "{name} was created");
+}
+
 #[test]
 fn bench_partitions_refuses_zero_insert_connections_without_a_panic() {
     let output = Command::new(env!("CARGO_BIN_EXE_auth"))
