@@ -70,6 +70,13 @@ impl Email {
         if local.contains(['"', '\\']) {
             return Err("must not quote its local part: write name@example.com".into());
         }
+        // Compatibility forms (fullwidth `ｃ`, ligatures such as `ﬁ`, superscripts) look
+        // like the plain letters, or nearly, yet make another address: `ｃarol@…` beside
+        // `carol@…`. The domain needs no such rule: IDNA maps them (UTS #46). Refused
+        // rather than folded, so a stored address is always the one typed.
+        if !local.nfkc().eq(local.chars()) {
+            return Err("must not use compatibility forms such as fullwidth letters or ligatures: write name@example.com".into());
+        }
         // Letters of one script per part (UTS #39): a Cyrillic `о` among Latin letters
         // would make a second account that looks like the first.
         use unicode_security::MixedScript as _;
@@ -270,6 +277,11 @@ mod tests {
         for quoted in ["\"dave\"@example.com", "\"da\\ve\"@example.com"] {
             assert!(Email::parse(quoted).unwrap_err().contains("quote"), "{quoted:?} accepted");
         }
+        // Compatibility forms of Latin letters: fullwidth, a ligature, a superscript.
+        for compatibility in ["\u{ff43}arol@example.com", "\u{fb01}n@example.com", "x\u{00b2}@example.com"] {
+            assert!(Email::parse(compatibility).unwrap_err().contains("compatibility"), "{compatibility:?} accepted");
+        }
+        assert_eq!(plain("carol@\u{ff45}xample.com"), "carol@example.com", "IDNA maps the domain's");
         // One script per part is fine, whichever it is.
         assert!(Email::parse("\u{0430}\u{043d}\u{043d}\u{0430}@example.com").is_ok());
         assert!(Email::parse("ann.lee-2+tag@example.com").is_ok());
