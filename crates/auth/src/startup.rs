@@ -13,6 +13,7 @@ use crate::{
     config::Settings,
     domain::PasswordHasher,
     http,
+    limits::sign_in::IdentifierSecret,
     state::AppState,
     store::{Profiles, Revocations},
     tokens::{AccessTokens, KeyRing},
@@ -34,6 +35,7 @@ impl Application {
         let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let db = connect_and_migrate(settings).await?;
         let redis = connect_redis(settings).await?;
+        let identifier_secret = IdentifierSecret::new(keys.derived_secret(IdentifierSecret::PURPOSE));
         let state = AppState::new(crate::state::Shared {
             db,
             revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),
@@ -41,7 +43,7 @@ impl Application {
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,
-            limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?,
+            limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix, identifier_secret)?,
             oauth: crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?,
         });
         // Before serving: the first requests would otherwise fall back to the in-process

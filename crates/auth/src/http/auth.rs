@@ -190,8 +190,8 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     // Counted before the password is checked; see limits::sign_in.
     let key = match (&account, &identifier) {
         (Some(a), _) => AccountKey::account(a.id),
-        (None, SignInIdentifier::Email(email)) => AccountKey::unknown(email.as_ref()),
-        (None, SignInIdentifier::Login(login)) => AccountKey::unknown(login.as_ref()),
+        (None, SignInIdentifier::Email(email)) => AccountKey::unknown(email.as_ref(), &state.limits.identifier_secret),
+        (None, SignInIdentifier::Login(login)) => AccountKey::unknown(login.as_ref(), &state.limits.identifier_secret),
     };
     let attempt = match state.limits.admit_sign_in(&key, client.ip).await {
         Ok(attempt) => attempt,

@@ -87,11 +87,18 @@ pub struct RateLimits {
     pub limiter: Limiter,
     pub policies: Policies,
     pub trusted_proxies: TrustedProxies,
+    /// Keys the sign-in counts of identifiers that match no account.
+    pub identifier_secret: sign_in::IdentifierSecret,
 }
 
 impl RateLimits {
     /// Connects lazily: Auth starts, and limits on its own, while Redis is down.
-    pub fn new(settings: &RateLimitSettings, redis_url: &SecretString, key_prefix: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &RateLimitSettings,
+        redis_url: &SecretString,
+        key_prefix: &str,
+        identifier_secret: sign_in::IdentifierSecret,
+    ) -> anyhow::Result<Self> {
         let target = match &settings.redis_cluster_nodes {
             Some(nodes) => {
                 RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
@@ -110,6 +117,7 @@ impl RateLimits {
             enabled: s.enabled,
             limiter,
             trusted_proxies: s.trusted_proxies.clone(),
+            identifier_secret,
             policies: Policies {
                 api_anonymous: Policy::new("api-ip", s.api_anonymous),
                 api_user: Policy::new("api-user", s.api_user),

@@ -24,14 +24,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ratelimit::{Check, Verdict};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{RateLimits, ip_subject};
 use crate::error::{ApiError, problem_response};
 
 /// Whose attempts are counted: the account, or, when no account matches, the
-/// identifier typed (hashed: keys in Redis carry no email addresses).
+/// identifier typed (keyed-hashed: keys in Redis carry no email addresses).
 pub struct AccountKey(String);
 
 impl AccountKey {
@@ -40,10 +39,33 @@ impl AccountKey {
     }
 
     /// For an identifier that matches no account; `identifier` is already normalised.
-    pub fn unknown(identifier: &str) -> Self {
-        let digest = Sha256::digest(identifier.to_lowercase().as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    ///
+    /// An HMAC under a secret derived from the signing key, not a plain hash: anyone
+    /// able to read Redis could otherwise test a list of addresses against the keys and
+    /// learn who tried to sign in with them. Rotating the signing key starts these
+    /// counts over, which only concerns identifiers of no account.
+    pub fn unknown(identifier: &str, secret: &IdentifierSecret) -> Self {
+        let mac = crate::tokens::hmac_sha256(&secret.0, identifier.to_lowercase().as_bytes());
+        let hex: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
         Self(format!("acct:~{hex}"))
+    }
+}
+
+/// The key of [`AccountKey::unknown`]'s HMAC.
+pub struct IdentifierSecret(pub(super) [u8; 32]);
+
+impl IdentifierSecret {
+    /// What the signing keys derive it under (`KeyRing::derived_secret`).
+    pub const PURPOSE: &str = "rate-limit keys of unknown sign-in identifiers";
+
+    pub fn new(secret: [u8; 32]) -> Self {
+        Self(secret)
+    }
+}
+
+impl std::fmt::Debug for IdentifierSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentifierSecret(..)")
     }
 }
 
@@ -154,9 +176,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_identifiers_are_hashed_case_insensitively() {
-        let a = AccountKey::unknown("Viewer_42");
-        assert_eq!(a.0, AccountKey::unknown("viewer_42").0);
+    fn unknown_identifiers_are_hashed_case_insensitively_under_the_secret() {
+        let secret = IdentifierSecret::new([7; 32]);
+        let a = AccountKey::unknown("Viewer_42", &secret);
+        assert_eq!(a.0, AccountKey::unknown("viewer_42", &secret).0);
         assert!(a.0.starts_with("acct:~") && a.0.len() == 6 + 32 && !a.0.contains("viewer"));
+        // Not computable from the identifier alone: another secret, another key, and
+        // not the plain SHA-256 these keys once were.
+        assert_ne!(a.0, AccountKey::unknown("viewer_42", &IdentifierSecret::new([8; 32])).0);
+        use sha2::Digest as _;
+        let plain: String = sha2::Sha256::digest(b"viewer_42")[..16].iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!a.0.ends_with(&plain));
+        assert_eq!(format!("{secret:?}"), "IdentifierSecret(..)");
     }
 }

@@ -27,6 +27,9 @@ pub struct KeyRing {
     signing_key: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
     jwks: JwkSet,
+    /// Keys other secrets from the signing key: every instance holding the same signing
+    /// key derives the same ones, with no setting of their own.
+    derivation_key: [u8; 32],
 }
 
 impl KeyRing {
@@ -68,7 +71,15 @@ impl KeyRing {
                 keys.push(jwk);
             }
         }
-        Ok(Self { signing_kid, signing_key, verifying, jwks: JwkSet { keys } })
+        let derivation_key = hmac_sha256(&signing.to_bytes(), b"cinema-auth: derived secrets");
+        Ok(Self { signing_kid, signing_key, verifying, jwks: JwkSet { keys }, derivation_key })
+    }
+
+    /// A secret for `purpose`, derived from the signing key (HMAC-SHA256 as a PRF): it
+    /// tells nothing of the signing key, differs per purpose, and changes when the
+    /// signing key is rotated.
+    pub fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.derivation_key, purpose.as_bytes())
     }
 
     pub fn signing(&self) -> (&str, &EncodingKey) {
@@ -82,6 +93,13 @@ impl KeyRing {
     pub fn jwks(&self) -> &JwkSet {
         &self.jwks
     }
+}
+
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn public_jwk(key: &VerifyingKey) -> Jwk {
@@ -162,6 +180,22 @@ mod tests {
         assert_eq!(keys[0]["kid"], ring.signing().0);
         assert!(keys.iter().all(|k| k.get("d").is_none()), "private part leaked: {json}");
         assert_ne!(keys[0]["kid"], keys[1]["kid"]);
+    }
+
+    #[test]
+    fn derived_secrets_follow_the_signing_key_and_the_purpose() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let ring = KeyRing::from_keys(&key, &[]).unwrap();
+        let again = KeyRing::from_keys(&key, &[]).unwrap();
+        assert_eq!(ring.derived_secret("a"), again.derived_secret("a"), "every instance with the key agrees");
+        assert_ne!(ring.derived_secret("a"), ring.derived_secret("b"));
+        let other = KeyRing::from_keys(&SigningKey::generate(&mut rand::rngs::OsRng), &[]).unwrap();
+        assert_ne!(ring.derived_secret("a"), other.derived_secret("a"));
+        assert_ne!(ring.derived_secret("a"), key.to_bytes());
+        // RFC 4231, test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 
     #[test]

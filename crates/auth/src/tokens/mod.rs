@@ -5,4 +5,4 @@ pub mod keys;
 pub mod refresh;
 
 pub use access::{AccessClaims, AccessTokens};
-pub use keys::KeyRing;
+pub use keys::{KeyRing, hmac_sha256};
