@@ -266,6 +266,20 @@ mod tests {
         assert!(!hasher.verify(&secret, None).await.unwrap());
     }
 
+    /// ASVS V2.4.2: each hash has its own random salt of 128 bits, kept in the PHC string.
+    #[tokio::test]
+    async fn two_hashes_of_one_password_have_different_salts() {
+        let hasher = PasswordHasher::new(2).unwrap();
+        let secret = SecretString::from("correct horse battery");
+        let (a, b) = (hasher.hash(&secret).await.unwrap(), hasher.hash(&secret).await.unwrap());
+        let salt = |hash: &str| hash.split('$').nth(4).unwrap().to_owned();
+        assert_ne!(salt(&a), salt(&b));
+        assert_ne!(a, b);
+        use base64::Engine as _;
+        assert_eq!(base64::engine::general_purpose::STANDARD_NO_PAD.decode(salt(&a)).unwrap().len(), 16);
+        assert!(hasher.verify(&secret, Some(&a)).await.unwrap() && hasher.verify(&secret, Some(&b)).await.unwrap());
+    }
+
     /// The same text composed or decomposed is one password; a hash made from the
     /// decomposed bytes before passwords were normalised still verifies.
     #[tokio::test]

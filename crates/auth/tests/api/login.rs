@@ -92,3 +92,33 @@ async fn the_access_token_carries_the_age_class_only_when_the_birth_date_is_know
     let refreshed = tokens(app.refresh(&unknown.refresh).await).await;
     assert_eq!(app.state.tokens.verify(&refreshed.access).unwrap().age_class, Some(18));
 }
+
+/// ASVS V2.1.2 to V2.1.4: any printable characters, 64 and 128 long included, are
+/// kept whole: the exact password signs in; one character fewer or more does not.
+#[tokio::test]
+async fn long_and_unicode_passwords_sign_in_exactly_and_are_never_truncated() {
+    let app = spawn_app().await;
+    let passwords = [
+        ("sixty-four", "a quiet evening with a long film ".repeat(2)[..64].to_owned()),
+        ("max", "x".repeat(120) + "12345678"),
+        ("cyrillic", "пароль для кино и сериалов".to_owned()),
+        ("emoji", "🎬🍿🎞️ popcorn 🎥".to_owned()),
+    ];
+    for (i, (what, password)) in passwords.iter().enumerate() {
+        let email = format!("viewer{i}@example.com");
+        let signup = app.post_json("/api/v1/auth/signup", &json!({"email": email, "password": password})).await;
+        assert_eq!(signup.status(), StatusCode::CREATED, "{what}");
+        assert_eq!(app.login(&email, password).await.status(), StatusCode::OK, "{what}");
+        let mut shorter = password.clone();
+        shorter.pop();
+        for wrong in [shorter, format!("{password}!")] {
+            let response = app.login(&email, &wrong).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}: {wrong:?} signed in");
+        }
+    }
+    assert_eq!(passwords[0].1.chars().count(), 64);
+    assert_eq!(passwords[1].1.chars().count(), 128);
+    let too_long = app.post_json("/api/v1/auth/signup", &json!({"email": "long@example.com", "password": "x".repeat(121) + "12345678"})).await;
+    let problem = assert_problem(too_long, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(crate::helpers::error_fields(&problem), ["password"]);
+}
