@@ -2,11 +2,11 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{Authorized, Json, ManageRoles, Path, Query, ReadUsers};
+use super::extract::{Authorized, Json, ManageRoles, Path, ReadUsers};
 use crate::{
     domain::{Email, Permission, RoleName, role::permission_set},
     error::{ApiError, Problem, Result},
@@ -242,23 +242,24 @@ async fn revoke_role(State(state): State<AppState>, admin: Authorized<ManageRole
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Deserialize, ToSchema)]
 pub struct UserSearch {
     /// Exact email, any case.
-    #[param(example = "viewer@example.com", format = Email, max_length = 254)]
+    #[schema(example = "viewer@example.com", format = Email, max_length = 254)]
     email: String,
 }
 
-/// Finds a user by email, for support.
-#[utoipa::path(get, path = "/api/v1/users", tag = "roles", security(("bearer" = [])), params(UserSearch),
+/// Finds a user by email, for support. The address goes in the body, never the URL,
+/// which proxies, access logs and browser histories keep (ASVS V13.1.3).
+#[utoipa::path(post, path = "/api/v1/users/search", tag = "roles", security(("bearer" = [])), request_body = UserSearch,
     responses(
         (status = 200, description = "The matching users: none or one", body = Vec<User>),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed to read users", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or malformed email", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn find_users(State(state): State<AppState>, _: Authorized<ReadUsers>, Query(search): Query<UserSearch>) -> Result<Json<Vec<User>>> {
+async fn find_users(State(state): State<AppState>, _: Authorized<ReadUsers>, Json(search): Json<UserSearch>) -> Result<Json<Vec<User>>> {
     let email = Email::parse(&search.email).map_err(|m| ApiError::field("email", m))?;
     Ok(Json(users::find_by_email(&state.db, &email).await?.into_iter().collect()))
 }

@@ -31,7 +31,7 @@ async fn the_spec_documents_every_route_and_the_docs_page_works_offline() {
         "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/logout-all",
         "/api/v1/auth/sessions", "/api/v1/auth/sessions/{id}", "/api/v1/auth/introspect", "/api/v1/users/me",
         "/api/v1/users/me/password", "/api/v1/users/me/permissions", "/api/v1/users/me/login-history", "/api/v1/roles",
-        "/api/v1/roles/{id}", "/api/v1/users/{id}/roles", "/api/v1/users/{id}/roles/{name}", "/api/v1/users", "/.well-known/jwks.json", "/health/live", "/health/ready",
+        "/api/v1/roles/{id}", "/api/v1/users/{id}/roles", "/api/v1/users/{id}/roles/{name}", "/api/v1/users/search", "/.well-known/jwks.json", "/health/live", "/health/ready",
         "/api/v1/oauth/providers", "/api/v1/oauth/{provider}/authorize", "/api/v1/oauth/{provider}/callback", "/api/v1/oauth/exchange",
         "/api/v1/users/me/social", "/api/v1/users/me/social/{provider}",
     ];

@@ -14,7 +14,7 @@ fn admin_routes(role_id: &str, user_id: &str) -> Vec<(Method, String, Option<Val
         (Method::GET, format!("/api/v1/users/{user_id}/roles"), None),
         (Method::POST, format!("/api/v1/users/{user_id}/roles"), Some(json!({"role": "subscriber"}))),
         (Method::DELETE, format!("/api/v1/users/{user_id}/roles/subscriber"), None),
-        (Method::GET, "/api/v1/users?email=someone%40example.com".into(), None),
+        (Method::POST, "/api/v1/users/search".into(), Some(json!({"email": "someone@example.com"}))),
     ]
 }
 
@@ -196,14 +196,20 @@ async fn admins_find_a_user_by_email() {
     let app = spawn_app().await;
     let (_, admin) = app.signed_in_with_role("admin").await;
     let (email, _) = app.signed_in_user().await;
-    let found: Vec<Value> =
-        app.send(Method::GET, &format!("/api/v1/users?email={}", email.to_uppercase()), Some(&admin.access), None).await.json().await.unwrap();
+    let search = |body: Value| app.send(Method::POST, "/api/v1/users/search", Some(&admin.access), Some(body));
+    let found: Vec<Value> = search(json!({"email": email.to_uppercase()})).await.json().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["email"], email.as_str());
-    let none: Vec<Value> = app.send(Method::GET, "/api/v1/users?email=nobody%40example.com", Some(&admin.access), None).await.json().await.unwrap();
+    let none: Vec<Value> = search(json!({"email": "nobody@example.com"})).await.json().await.unwrap();
     assert!(none.is_empty());
-    let missing = app.send(Method::GET, "/api/v1/users", Some(&admin.access), None).await;
+    let missing = search(json!({})).await;
     assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let malformed = search(json!({"email": "not an address"})).await;
+    let problem = assert_problem(malformed, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["email"]);
+    // The address is no longer taken from the URL: the old lookup is gone.
+    let old = app.send(Method::GET, &format!("/api/v1/users?email={email}"), Some(&admin.access), None).await;
+    assert_eq!(old.status(), StatusCode::NOT_FOUND);
 }
 
 /// A grant racing the deletion of its role: the handler saw the role, the deletion
