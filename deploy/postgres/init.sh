@@ -11,8 +11,15 @@
 # names) and migrates and serves both services through the roles it makes.
 set -euo pipefail
 
-: "${AUTH_DB_PASSWORD:?AUTH_DB_PASSWORD must be set}"
-: "${MOVIES_DB_PASSWORD:?MOVIES_DB_PASSWORD must be set}"
+# No short or placeholder passwords: a deployment must choose its own (deploy/.env.example).
+for name in POSTGRES_PASSWORD AUTH_DB_PASSWORD MOVIES_DB_PASSWORD; do
+  value=${!name-}
+  if [ "$name" = POSTGRES_PASSWORD ] && [ -z "$value" ]; then continue; fi
+  if [ "${#value}" -lt 16 ]; then
+    echo "init: $name must be at least 16 characters (e.g. openssl rand -hex 24)" >&2
+    exit 1
+  fi
+done
 AUTH_DB_NAME=${AUTH_DB_NAME:-auth}
 AUTH_DB_USER=${AUTH_DB_USER:-auth}
 MOVIES_DB_NAME=${MOVIES_DB_NAME:-movies}

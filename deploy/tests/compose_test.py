@@ -14,8 +14,10 @@ Run by deploy/tests/run.sh (make test). Exit status 0 when every check holds.
 """
 
 import ipaddress
+import os
 import pathlib
 import re
+import subprocess
 import sys
 
 import yaml
@@ -95,7 +97,15 @@ def main():
         check(name in example, f"compose.yaml interpolates ${{{name}}}, missing from deploy/.env.example")
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
-        check(example.get(name) == "change-me", f"deploy/.env.example must hold a placeholder for {name}, not a value")
+        check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
+    check("$${#REDIS_PASSWORD} -ge 16" in compose_text, "the redis container refuses a password shorter than 16 characters")
+    # The init script refuses short passwords before it touches the database.
+    for short in ("AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "POSTGRES_PASSWORD"):
+        env = {"PATH": os.environ["PATH"], "AUTH_DB_PASSWORD": "a" * 24, "MOVIES_DB_PASSWORD": "b" * 24, "POSTGRES_PASSWORD": "c" * 24, short: "change-me"}
+        init = subprocess.run(["bash", str(DEPLOY / "postgres/init.sh")], env=env | {"PGHOST": "/nonexistent"}, capture_output=True, text=True)
+        check(init.returncode == 1 and f"{short} must be at least 16 characters" in init.stderr, f"init.sh accepted a short {short}: {init.returncode} {init.stderr}")
+    # The values an operator fills in, for resolving the services' settings below.
+    deployed = {k: (v or "0123456789abcdef0123") if k.endswith("PASSWORD") else v for k, v in example.items()}
     gitignore = (DEPLOY / ".gitignore").read_text().split()
     check(".env" in gitignore and "secrets/*" in gitignore, "deploy/.gitignore must keep .env and secrets/ out of git")
 
@@ -172,13 +182,13 @@ def main():
     used = interpolations(template)
     provided = set(nginx.get("environment", {}))
     check(used == provided, f"the template uses {sorted(used)}, compose provides {sorted(provided)}")
-    nenv = {k: resolve(v, example) for k, v in nginx.get("environment", {}).items()}
+    nenv = {k: resolve(v, deployed) for k, v in nginx.get("environment", {}).items()}
     check(nenv.get("NGINX_LISTEN") == "80", "nginx listens on 80 in the container")
 
     # The services' environment.
-    auth = {k: resolve(v, example) for k, v in services["auth"].get("environment", {}).items()}
-    movies = {k: resolve(v, example) for k, v in services["movies"].get("environment", {}).items()}
-    demo = {k: resolve(v, example) for k, v in services["catalogue-demo"].get("environment", {}).items()}
+    auth = {k: resolve(v, deployed) for k, v in services["auth"].get("environment", {}).items()}
+    movies = {k: resolve(v, deployed) for k, v in services["movies"].get("environment", {}).items()}
+    demo = {k: resolve(v, deployed) for k, v in services["catalogue-demo"].get("environment", {}).items()}
     auth_port = auth.get("AUTH_LISTEN", "").rsplit(":", 1)[-1]
     movies_port = movies.get("MOVIES_LISTEN", "").rsplit(":", 1)[-1]
     check(auth.get("AUTH_LISTEN") == "0.0.0.0:8000", "auth listens on all interfaces, port 8000")
@@ -207,7 +217,7 @@ def main():
         drain = int((auth if name == "auth" else movies).get(f"{name.upper()}_SHUTDOWN_TIMEOUT_SECONDS", "15"))
         check(grace > drain, f"{name}: stop_grace_period ({grace}s) must exceed the drain ({drain}s)")
         check(services[name].get("read_only") is True, f"{name}: read-only root filesystem")
-    pg = {k: resolve(v, example) for k, v in services["postgres"].get("environment", {}).items()}
+    pg = {k: resolve(v, deployed) for k, v in services["postgres"].get("environment", {}).items()}
     check({"POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD"} <= set(pg), "postgres gets the passwords its init script needs")
     check(services["catalogue-demo"].get("command") == ["load-demo"], "catalogue-demo runs `movies load-demo`")
     check(services["catalogue-demo"].get("image") == services["movies"].get("image"), "catalogue-demo uses the movies image")
