@@ -21,6 +21,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: SecretString,
     pub database_max_connections: u32,
+    /// Client connections served at once (`AUTH_MAX_CONNECTIONS`), within the
+    /// open-file limit; more wait in the listen backlog.
+    pub max_connections: platform::connections::ConnectionCap,
     /// PostgreSQL cancels a statement of the service's pool that runs longer (waiting
     /// for a lock included); the request is answered 503 `timeout`. Migrations and
     /// partition upkeep are not bound by it.
@@ -64,8 +67,10 @@ impl Settings {
         platform::http::HttpSettings { request_timeout: self.request_timeout, require_request_id: self.require_request_id }
     }
 
-    /// Reads the settings from the process environment.
+    /// Reads the settings from the process environment, after raising the process's
+    /// open-file limit, which bounds `AUTH_MAX_CONNECTIONS`.
     pub fn from_env() -> Result<Self, ConfigError> {
+        platform::connections::raise_open_files_limit();
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -73,10 +78,12 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let database_max_connections = env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?;
         Ok(Self {
             listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
             database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
-            database_max_connections: env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?,
+            database_max_connections,
+            max_connections: platform::connections::max_connections(&env, "AUTH_MAX_CONNECTIONS", database_max_connections)?,
             // PostgreSQL's statement_timeout is at most 2^31 - 1 ms.
             database_statement_timeout: Duration::from_millis(env.positive_at_most("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", 5000, i32::MAX as u64)?),
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
@@ -112,6 +119,7 @@ impl Settings {
             "AUTH_LISTEN",
             "AUTH_DATABASE_URL",
             "AUTH_DATABASE_MAX_CONNECTIONS",
+            "AUTH_MAX_CONNECTIONS",
             "AUTH_DATABASE_STATEMENT_TIMEOUT_MS",
             "AUTH_REDIS_KEY_PREFIX",
             "AUTH_JWT_ISSUER",
@@ -188,6 +196,25 @@ mod tests {
             let err = with(&[(name, too_big)]).unwrap_err();
             assert_eq!(err.to_string(), format!("{name}: must be at most {max}"));
             assert!(with(&[(name, max)]).is_ok(), "{name}={max}");
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_is_ten_thousand_or_what_the_open_file_limit_allows() {
+        let default = with(&[]).unwrap().max_connections;
+        match platform::connections::open_files_limit() {
+            // 256 reserved, 16 for the database pool.
+            Some(limit) if limit < 10_000 + 272 => assert_eq!((default.max, default.lowered), (limit as usize - 272, true)),
+            _ => assert_eq!((default.max, default.lowered), (10_000, false)),
+        }
+        assert_eq!(with(&[("AUTH_MAX_CONNECTIONS", "200")]).unwrap().max_connections.max, 200);
+        for (value, error) in [
+            ("1000000000000", "AUTH_MAX_CONNECTIONS: must be at most "),
+            ("0", "AUTH_MAX_CONNECTIONS: must be greater than zero"),
+            ("many", "AUTH_MAX_CONNECTIONS: cannot parse \"many\""),
+        ] {
+            let got = with(&[("AUTH_MAX_CONNECTIONS", value)]).unwrap_err().to_string();
+            assert!(got.starts_with(error), "{value}: {got}");
         }
     }
 

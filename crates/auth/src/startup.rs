@@ -27,6 +27,7 @@ pub struct Application {
     state: AppState,
     partitions: crate::partitions::PartitionSettings,
     shutdown_timeout: Duration,
+    max_connections: platform::connections::ConnectionCap,
 }
 
 impl Application {
@@ -51,7 +52,14 @@ impl Application {
         state.limits.limiter.warm_up(Duration::from_secs(2)).await;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
-        Ok(Self { listener, router, state, partitions: settings.partitions.clone(), shutdown_timeout: settings.shutdown_timeout })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            partitions: settings.partitions.clone(),
+            shutdown_timeout: settings.shutdown_timeout,
+            max_connections: settings.max_connections,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -73,7 +81,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Login history partitions ahead of the clock, expired months dropped.
         let maintenance = tokio::spawn(crate::partitions::run_periodically(self.state.db.clone(), self.partitions));
-        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await;
+        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
         maintenance.abort();
         platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;

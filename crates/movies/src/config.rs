@@ -13,6 +13,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: SecretString,
     pub database_max_connections: u32,
+    /// Client connections served at once (`MOVIES_MAX_CONNECTIONS`), within the
+    /// open-file limit; more wait in the listen backlog.
+    pub max_connections: platform::connections::ConnectionCap,
     pub redis_url: SecretString,
     pub redis_key_prefix: String,
     /// Lifetime of cached answers that are the same for everyone; zero disables the cache.
@@ -29,7 +32,10 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Reads the settings from the process environment, after raising the process's
+    /// open-file limit, which bounds `MOVIES_MAX_CONNECTIONS`.
     pub fn from_env() -> Result<Self, ConfigError> {
+        platform::connections::raise_open_files_limit();
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -44,10 +50,12 @@ impl Settings {
         auth.breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
         auth.jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
         auth.jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+        let database_max_connections = env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?;
         Ok(Self {
             listen: env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?,
             database_url: env.string("MOVIES_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/movies").into(),
-            database_max_connections: env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?,
+            database_max_connections,
+            max_connections: platform::connections::max_connections(&env, "MOVIES_MAX_CONNECTIONS", database_max_connections)?,
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
             redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
             cache_ttl: Duration::from_secs(cache_ttl_seconds(&env)?),
@@ -71,6 +79,7 @@ impl Settings {
                 "MOVIES_LISTEN",
                 "MOVIES_DATABASE_URL",
                 "MOVIES_DATABASE_MAX_CONNECTIONS",
+                "MOVIES_MAX_CONNECTIONS",
                 "MOVIES_REDIS_KEY_PREFIX",
                 "MOVIES_CACHE_TTL_SECONDS",
                 "MOVIES_CACHE_TIMEOUT_MS",
@@ -135,6 +144,25 @@ mod tests {
 
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_connection_cap_is_ten_thousand_or_what_the_open_file_limit_allows() {
+        let default = with(&[]).unwrap().max_connections;
+        match platform::connections::open_files_limit() {
+            // 256 reserved, 16 for the database pool.
+            Some(limit) if limit < 10_000 + 272 => assert_eq!((default.max, default.lowered), (limit as usize - 272, true)),
+            _ => assert_eq!((default.max, default.lowered), (10_000, false)),
+        }
+        assert_eq!(with(&[("MOVIES_MAX_CONNECTIONS", "200")]).unwrap().max_connections.max, 200);
+        for (value, error) in [
+            ("1000000000000", "MOVIES_MAX_CONNECTIONS: must be at most "),
+            ("0", "MOVIES_MAX_CONNECTIONS: must be greater than zero"),
+            ("many", "MOVIES_MAX_CONNECTIONS: cannot parse \"many\""),
+        ] {
+            let got = with(&[("MOVIES_MAX_CONNECTIONS", value)]).unwrap_err().to_string();
+            assert!(got.starts_with(error), "{value}: {got}");
+        }
     }
 
     #[test]

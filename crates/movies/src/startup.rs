@@ -21,6 +21,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     shutdown_timeout: Duration,
+    max_connections: platform::connections::ConnectionCap,
 }
 
 impl Application {
@@ -37,7 +38,7 @@ impl Application {
         let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits) };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http());
-        Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout })
+        Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout, max_connections: settings.max_connections })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -56,7 +57,7 @@ impl Application {
     /// flight up to `MOVIES_SHUTDOWN_TIMEOUT_SECONDS` to finish and closes the pool.
     /// (The caller flushes the spans: `platform::service::run`.)
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout).await;
+        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
         platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;
         Ok(())

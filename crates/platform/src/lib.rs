@@ -1,6 +1,7 @@
 //! Plumbing shared by the cinema's services, so each service's own code is about its
 //! domain: typed settings from the environment, database bootstrap, logging, metrics, shutdown.
 
+pub mod connections;
 pub mod db;
 pub mod env;
 pub mod http;

@@ -11,6 +11,9 @@
 //! | `http_server_requests_in_flight` | gauge | |
 //! | `db_pool_connections` | gauge, read at scrape time | `pool`, `state` = `idle` or `in_use` |
 //! | `db_pool_max_connections` | gauge | `pool` |
+//! | `http_server_connections_open` | gauge | |
+//! | `http_server_connections_max` | gauge | |
+//! | `http_server_connection_cap_reached_total` | counter | |
 //!
 //! Requests that match no route count under `route="unmatched"`, and requests with a
 //! method of their own making (HTTP lets a client send any token) under
@@ -40,6 +43,9 @@ pub const DURATION: &str = "http_server_request_duration_seconds";
 pub const IN_FLIGHT: &str = "http_server_requests_in_flight";
 pub const POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+pub const OPEN_CONNECTIONS: &str = "http_server_connections_open";
+pub const MAX_CONNECTIONS: &str = "http_server_connections_max";
+pub const CONNECTION_CAP_REACHED: &str = "http_server_connection_cap_reached_total";
 
 /// Upper bounds of the latency buckets, seconds: from a cached read to the request timeout.
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -99,6 +105,9 @@ fn describe() {
     describe_gauge!(IN_FLIGHT, "HTTP requests being answered now.");
     describe_gauge!(POOL_CONNECTIONS, "PostgreSQL pool connections, idle or in use, read at scrape time.");
     describe_gauge!(POOL_MAX_CONNECTIONS, "Configured size of the PostgreSQL pool.");
+    describe_gauge!(OPEN_CONNECTIONS, "Client connections open now.");
+    describe_gauge!(MAX_CONNECTIONS, "Client connections served at once (the connection cap); more wait in the listen backlog.");
+    describe_counter!(CONNECTION_CAP_REACHED, "Times every connection allowed was open and accepting stopped until one closed.");
     // Emitted by the shared crates (ratelimit, auth-client); described here so every
     // series on /metrics has its help text.
     describe_counter!("ratelimit_requests_total", "Rate-limit checks by policy and outcome (allowed or limited).");

@@ -36,22 +36,30 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// deployment. Returns whether everything finished in time. Each request carries its
 /// peer's address as axum's `ConnectInfo<SocketAddr>`; a client slower than
 /// [`HEADER_READ_TIMEOUT`] with its headers is disconnected.
+///
+/// At most `cap.max` connections are open at once. At the cap the loop stops
+/// accepting: new connections wait in the kernel's listen backlog (they are not
+/// reset) until an open one closes. Without it, enough clients exhausted the open-file
+/// limit, and then `accept` failed with EMFILE and the pool could not reach PostgreSQL.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
     drain: std::time::Duration,
+    cap: crate::connections::ConnectionCap,
 ) -> std::io::Result<Drained> {
-    serve_with(listener, router, stop, drain, HEADER_READ_TIMEOUT).await
+    cap.log();
+    serve_with(listener, router, stop, drain, HEADER_READ_TIMEOUT, cap.max).await
 }
 
-/// [`serve`] with another header timeout (tests).
+/// [`serve`] with another header timeout and a bare cap (tests).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
     drain: std::time::Duration,
     header_read_timeout: std::time::Duration,
+    max_connections: usize,
 ) -> std::io::Result<Drained> {
     use axum::extract::ConnectInfo;
     use hyper_util::{
@@ -63,18 +71,24 @@ pub async fn serve_with(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let connections = GracefulShutdown::new();
+    let mut slots = ConnectionSlots::new(max_connections);
     let mut stop = std::pin::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
+    'serve: loop {
+        // A place first, then the connection: at the cap nothing is accepted.
+        let place = tokio::select! {
+            place = slots.next() => place,
             () = &mut stop => break,
         };
+        let (stream, peer) = loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => break accepted,
+                    Err(e) => accept_failed(e).await,
+                },
+                () = &mut stop => break 'serve,
+            }
+        };
+        let open = OpenConnection::new(place);
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
@@ -83,6 +97,8 @@ pub async fn serve_with(
         });
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
+            // Held until the connection ends, however it ends.
+            let _open = open;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -97,6 +113,72 @@ pub async fn serve_with(
             tracing::warn!(drain_seconds = drain.as_secs_f64(), in_flight, "requests still running at the shutdown deadline are abandoned");
             Ok(Drained::DeadlinePassed)
         }
+    }
+}
+
+/// How long the warning that the cap is reached stays quiet after it was logged: a
+/// service held at its cap would otherwise log at every connection that closes.
+const CAP_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The permits of the connection cap, and the metrics and the warning that go with it.
+struct ConnectionSlots {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    max: usize,
+    last_warning: Option<tokio::time::Instant>,
+    /// Times the cap was reached since the last warning.
+    unwarned: u64,
+}
+
+impl ConnectionSlots {
+    fn new(max: usize) -> Self {
+        metrics::gauge!(crate::metrics::MAX_CONNECTIONS).set(max as f64);
+        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, last_warning: None, unwarned: 0 }
+    }
+
+    /// A place for one more connection, waiting for one to close when all are open.
+    async fn next(&mut self) -> tokio::sync::OwnedSemaphorePermit {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(place) => place,
+            Err(_) => {
+                self.cap_reached();
+                self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+            }
+        }
+    }
+
+    fn cap_reached(&mut self) {
+        metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(1);
+        self.unwarned += 1;
+        let now = tokio::time::Instant::now();
+        if self.last_warning.is_some_and(|at| now.duration_since(at) < CAP_WARNING_INTERVAL) {
+            return;
+        }
+        tracing::warn!(
+            max_connections = self.max,
+            times_reached = self.unwarned,
+            "connection cap reached: new connections wait in the listen backlog until one closes (logged at most once a minute)"
+        );
+        self.last_warning = Some(now);
+        self.unwarned = 0;
+    }
+}
+
+/// An accepted connection's place under the cap, counted as open; dropping it frees
+/// the place.
+struct OpenConnection {
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(place: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).increment(1.0);
+        Self { _place: place }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).decrement(1.0);
     }
 }
 
@@ -144,16 +226,83 @@ mod tests {
 
     use super::*;
 
-    async fn server(header_read_timeout: Duration) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    /// A server under test. `GET /peer` answers the client's address; `GET /wait`
+    /// reports on `started` that it runs, then answers once `release` is sent true.
+    /// Dropping it stops the server.
+    struct TestServer {
+        addr: SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        served: tokio::task::JoinHandle<std::io::Result<Drained>>,
+        started: tokio::sync::mpsc::UnboundedReceiver<()>,
+        release: tokio::sync::watch::Sender<bool>,
+    }
+
+    async fn server(header_read_timeout: Duration, max_connections: usize) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }));
+        let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let wait = move || {
+            let started = started_tx.clone();
+            let mut released = released.clone();
+            async move {
+                let _ = started.send(());
+                let _ = released.wait_for(|released| *released).await;
+                "released"
+            }
+        };
+        let router =
+            Router::new().route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() })).route("/wait", get(wait));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let stop_signal = async move {
             let _ = stopped.await;
         };
-        tokio::spawn(serve_with(listener, router, stop_signal, Duration::from_secs(1), header_read_timeout));
-        (addr, stop)
+        let served = tokio::spawn(serve_with(listener, router, stop_signal, Duration::from_secs(5), header_read_timeout, max_connections));
+        TestServer { addr, stop, served, started, release }
+    }
+
+    /// Reads one response (headers and a `Content-Length` body) from a kept-alive
+    /// connection; a panic if it has not come whole within `within`.
+    async fn response(socket: &mut TcpStream, within: Duration) -> String {
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                let text = String::from_utf8_lossy(&received).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse::<usize>().unwrap()))
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        return text;
+                    }
+                }
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => panic!("the connection closed before a whole response: {text:?}"),
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
+    }
+
+    /// A request is answered on a connection being served within microseconds here:
+    /// one not answered in this time is waiting to be accepted. (A bounded wait, as
+    /// what it shows is that something does not happen.)
+    const NOT_ANSWERED_WITHIN: Duration = Duration::from_millis(300);
+
+    /// Whether the server sent anything on `socket` within [`NOT_ANSWERED_WITHIN`].
+    async fn answered_soon(socket: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 1];
+        tokio::time::timeout(NOT_ANSWERED_WITHIN, socket.peek(&mut buf)).await.is_ok()
+    }
+
+    /// The value of an unlabelled series on the process's `/metrics`.
+    fn metric(name: &str) -> f64 {
+        let text = crate::metrics::install().expect("no other recorder in this test process").render();
+        text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap())).unwrap_or(0.0)
     }
 
     /// Reads until the server closes the connection; what it sent before, or a panic
@@ -176,7 +325,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_slow_with_its_headers_or_idle_is_disconnected() {
-        let (addr, _stop) = server(Duration::from_millis(300)).await;
+        let server = server(Duration::from_millis(300), 100).await;
+        let addr = server.addr;
         // Sends nothing.
         let mut silent = TcpStream::connect(addr).await.unwrap();
         until_closed(&mut silent, Duration::from_secs(10)).await;
@@ -204,7 +354,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_prompt_client_keeps_its_connection_for_several_requests() {
-        let (addr, _stop) = server(Duration::from_secs(5)).await;
+        let server = server(Duration::from_secs(5), 100).await;
+        let addr = server.addr;
         let mut socket = TcpStream::connect(addr).await.unwrap();
         for _ in 0..3 {
             socket.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -212,5 +363,84 @@ mod tests {
             let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await.unwrap().unwrap();
             assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
         }
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_new_connection_waits_until_an_open_one_closes() {
+        const CAP: usize = 3;
+        crate::metrics::install();
+        let server = server(Duration::from_secs(30), CAP).await;
+        // CAP connections, each answered, then idle on keep-alive.
+        let mut open = Vec::new();
+        for _ in 0..CAP {
+            let mut socket = TcpStream::connect(server.addr).await.unwrap();
+            socket.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            assert!(response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+            open.push(socket);
+        }
+        // Other tests of this process serve connections too: the gauge is at least ours.
+        assert!(metric(crate::metrics::OPEN_CONNECTIONS) >= CAP as f64);
+        // One more: the kernel completes its handshake, the server does not accept it.
+        let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+        waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(!answered_soon(&mut waiting).await, "a connection over the cap was served");
+        assert!(metric(crate::metrics::CONNECTION_CAP_REACHED) >= 1.0);
+        // A client closes one of its connections: the waiting one is served.
+        drop(open.pop());
+        assert!(response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+        // The others were kept open all along.
+        for socket in &mut open {
+            socket.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            assert!(response(socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_by_the_header_timeout_frees_its_place() {
+        const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+        let server = server(HEADER_TIMEOUT, 1).await;
+        let silent_since = std::time::Instant::now();
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+        waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
+        // Served only once the silent connection was closed, which the server does no
+        // sooner than the header timeout after accepting it.
+        let waited = silent_since.elapsed();
+        assert!(waited >= HEADER_TIMEOUT, "served after {waited:?}, before the silent connection timed out");
+        until_closed(&mut silent, Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_client_closes_before_any_request_frees_its_place() {
+        let server = server(Duration::from_secs(30), 1).await;
+        let silent = TcpStream::connect(server.addr).await.unwrap();
+        let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+        waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(!answered_soon(&mut waiting).await, "a connection over the cap was served");
+        drop(silent);
+        assert!(response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_at_the_cap_drains_the_requests_in_flight_and_serves_no_waiting_connection() {
+        let TestServer { addr, stop, served, mut started, release } = server(Duration::from_secs(30), 1).await;
+        let mut in_flight = TcpStream::connect(addr).await.unwrap();
+        in_flight.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), started.recv()).await.expect("the request started").unwrap();
+        let mut waiting = TcpStream::connect(addr).await.unwrap();
+        waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(!answered_soon(&mut waiting).await, "a connection over the cap was served");
+
+        stop.send(()).unwrap();
+        // The connection waiting for a place is never accepted: the listener closes.
+        let answer = until_closed(&mut waiting, Duration::from_secs(5)).await;
+        assert_eq!(answer, "", "a connection that was waiting for a place was served during shutdown");
+        // The request in flight finishes, and then the server returns.
+        release.send(true).unwrap();
+        let answer = until_closed(&mut in_flight, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("released"), "{answer}");
+        let drained = tokio::time::timeout(Duration::from_secs(5), served).await.expect("the server returned").unwrap().unwrap();
+        assert_eq!(drained, Drained::Completely);
     }
 }
