@@ -108,7 +108,10 @@ AUTH_URL=http://$AUTH_ADDR
 # its routes do real work) but every call to it fails fast, which the contract
 # documents as 502.
 DEAD=http://127.0.0.1:$(free_port)
+# The movies API's credentials for Auth's introspection: a fresh secret per run.
+INTROSPECTION_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 AUTH_ENV=(
+  AUTH_INTROSPECTION_CLIENTS="movies:$INTROSPECTION_SECRET"
   AUTH_LISTEN="$AUTH_ADDR"
   AUTH_DATABASE_URL="$PG_BASE/$AUTH_DB"
   AUTH_DATABASE_MAX_CONNECTIONS=8
@@ -144,6 +147,7 @@ MOVIES_ENV=(
   REDIS_URL=redis://127.0.0.1:6379
   MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
   AUTH_URL="$AUTH_URL"
+  MOVIES_AUTH_CLIENT_SECRET="$INTROSPECTION_SECRET"
   MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS=2000
   "MOVIES_RATE_LIMIT_API_ANONYMOUS=100000/s burst 100000"
   "MOVIES_RATE_LIMIT_API_USER=100000/s burst 100000"

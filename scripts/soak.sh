@@ -108,8 +108,11 @@ for database in "$AUTH_DATABASE" "$MOVIES_DATABASE"; do
   PGOPTIONS='-c client_min_messages=warning' "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
 done
 AUTH_ADDR=127.0.0.1:$(free_port)
+# The movies API's credentials for Auth's introspection: a fresh secret per run.
+INTROSPECTION_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 say "starting auth on $AUTH_ADDR"
 env "${RATE_LIMIT_ENV[@]}" \
+  AUTH_INTROSPECTION_CLIENTS="movies:$INTROSPECTION_SECRET" \
   AUTH_LISTEN="$AUTH_ADDR" \
   AUTH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$AUTH_DATABASE?sslmode=$PG_SSLMODE" \
   REDIS_URL=redis://127.0.0.1:6379 \
@@ -131,6 +134,7 @@ MOVIES_ENV=(
   REDIS_URL=redis://127.0.0.1:6379
   MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
   AUTH_URL="http://$AUTH_ADDR"
+  MOVIES_AUTH_CLIENT_SECRET="$INTROSPECTION_SECRET"
   RUST_LOG=warn
 )
 # Movies' limits as Auth's per-address and per-user ones (builds without limits know none

@@ -96,6 +96,9 @@ def main():
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "change-me", f"deploy/.env.example must hold a placeholder for {name}, not a value")
+    # The introspection secret: required, and a placeholder the services refuse to start with.
+    check("${INTROSPECTION_SECRET:?" in compose_text, "INTROSPECTION_SECRET must be required (${INTROSPECTION_SECRET:?...}), never defaulted")
+    check(example.get("INTROSPECTION_SECRET", "").startswith("change-me"), "deploy/.env.example must hold a change-me placeholder for INTROSPECTION_SECRET")
     gitignore = (DEPLOY / ".gitignore").read_text().split()
     check(".env" in gitignore and "secrets/*" in gitignore, "deploy/.gitignore must keep .env and secrets/ out of git")
 
@@ -198,6 +201,8 @@ def main():
         check(env.get("OTEL_SERVICE_NAME") == who, f"{who}: OTEL_SERVICE_NAME")
         check(env.get("REQUIRE_REQUEST_ID") == "true", f"{who}: REQUIRE_REQUEST_ID=true behind nginx")
     check(auth.get("AUTH_TRUSTED_PROXIES") == str(nginx_ip), "auth trusts exactly nginx's address")
+    client = f"{movies.get('MOVIES_AUTH_CLIENT_ID')}:{movies.get('MOVIES_AUTH_CLIENT_SECRET')}"
+    check(auth.get("AUTH_INTROSPECTION_CLIENTS") == client, "auth lists movies' introspection client id and secret, and nothing else")
     check(auth.get("AUTH_JWT_PRIVATE_KEY_FILE") == "/run/secrets/auth_jwt_signing_key", "auth reads its signing key from the secret")
     check(services["auth"].get("secrets") == ["auth_jwt_signing_key"], "auth gets the signing key secret")
     secret = compose.get("secrets", {}).get("auth_jwt_signing_key", {})

@@ -205,7 +205,10 @@ class Stack:
 
     def start_services(self):
         self.auth_port, self.movies_port = free_port(), free_port()
+        # The movies API's credentials for Auth's introspection, as compose.yaml passes them.
+        introspection_secret = secrets.token_hex(32)
         self.auth_env = self.service_env({
+            "AUTH_INTROSPECTION_CLIENTS": f"movies:{introspection_secret}",
             "AUTH_LISTEN": f"127.0.0.1:{self.auth_port}",
             "AUTH_DATABASE_URL": self.db_url(self.auth_role, self.auth_password, self.auth_db),
             "AUTH_DATABASE_MAX_CONNECTIONS": "4",
@@ -226,6 +229,7 @@ class Stack:
             "MOVIES_DATABASE_MAX_CONNECTIONS": "4",
             "MOVIES_REDIS_KEY_PREFIX": f"{self.redis_prefix}:movies",
             "AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
+            "MOVIES_AUTH_CLIENT_SECRET": introspection_secret,
             "MOVIES_TRUSTED_PROXIES": "127.0.0.1",
             # nginx's own limit_req is what check_limit_req measures: the movies API's
             # per-address limit (20/s, burst 40 by default) would refuse first.

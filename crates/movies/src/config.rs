@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use auth_client::AuthClientConfig;
-use platform::env::{ConfigError, Env};
+use platform::{
+    credentials::{ClientId, parse_client_secret},
+    env::{ConfigError, Env},
+};
 use secrecy::SecretString;
 
 const PREFIX: &str = "MOVIES_";
@@ -35,7 +38,9 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
-        let mut auth = AuthClientConfig::new(auth_url(&env)?);
+        let (client_id, client_secret) = auth_client_credentials(&env)?;
+        let mut auth = AuthClientConfig::new(auth_url(&env)?, client_id.as_str(), client_secret);
+        auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
         auth.issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
         auth.audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
         auth.introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
@@ -82,6 +87,8 @@ impl Settings {
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
+                CLIENT_ID,
+                CLIENT_SECRET,
             ]
             .into_iter()
             .chain(crate::limits::RateLimitSettings::VARIABLES)
@@ -89,6 +96,22 @@ impl Settings {
             .as_slice(),
         )
     }
+}
+
+const CLIENT_ID: &str = "MOVIES_AUTH_CLIENT_ID";
+const CLIENT_SECRET: &str = "MOVIES_AUTH_CLIENT_SECRET";
+
+/// This service's credentials for Auth's token introspection. The secret has no
+/// default: Auth refuses introspection without it, and a service that started without
+/// it would serve every signed-in viewer degraded. Neither value is echoed.
+fn auth_client_credentials(env: &Env) -> Result<(ClientId, SecretString), ConfigError> {
+    let invalid = |name: &str, reason: &str| ConfigError { name: name.into(), reason: reason.into() };
+    let id = ClientId::parse(env.string(CLIENT_ID, "movies").trim()).map_err(|reason| invalid(CLIENT_ID, reason))?;
+    let Some(secret) = env.optional(CLIENT_SECRET).map(SecretString::from) else {
+        return Err(invalid(CLIENT_SECRET, "must be set: the secret Auth lists for this client in AUTH_INTROSPECTION_CLIENTS"));
+    };
+    let secret = parse_client_secret(secrecy::ExposeSecret::expose_secret(&secret).trim()).map_err(|reason| invalid(CLIENT_SECRET, reason))?;
+    Ok((id, secret))
 }
 
 /// Auth's base URL. Checked here because a value reqwest cannot call (`auth:8000`, a
@@ -133,8 +156,39 @@ mod tests {
         assert!(error.starts_with("MOVIES_CACHE_TTL_SECONDS: must be at most 31536000"), "{error}");
     }
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// With a valid client secret unless `vars` sets one (the first entry of a name wins).
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: Vec<(&str, &str)> = vars.iter().copied().chain([(CLIENT_SECRET, SECRET)]).collect();
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_auth_client_credentials_default_to_movies_and_need_a_secret() {
+        let settings = with(&[]).unwrap();
+        assert_eq!(settings.auth.client_id, "movies");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&settings.auth.client_secret), SECRET);
+        assert_eq!(with(&[(CLIENT_ID, "movies-eu")]).unwrap().auth.client_id, "movies-eu");
+        let missing = Settings::from_lookup(|_| None).unwrap_err();
+        assert_eq!(missing.name, CLIENT_SECRET);
+        assert!(missing.to_string().starts_with("MOVIES_AUTH_CLIENT_SECRET: must be set"), "{missing}");
+        assert_eq!(with(&[(CLIENT_SECRET, "  ")]).unwrap_err().name, CLIENT_SECRET);
+        assert_eq!(with(&[(CLIENT_ID, "Movies EU")]).unwrap_err().name, CLIENT_ID);
+    }
+
+    /// A bad secret stops start-up with one line naming the variable, never its value;
+    /// Debug output hides the good one.
+    #[test]
+    fn the_auth_client_secret_is_never_shown() {
+        for bad in ["short-hunter2", "hunter2-hunter2-hunter2-hunter2-hunter2!", "change-me-hunter2-hunter2-hunter2-hunter2"] {
+            let error = with(&[(CLIENT_SECRET, bad)]).unwrap_err();
+            assert_eq!(error.name, CLIENT_SECRET);
+            let line = error.to_string();
+            assert!(line.starts_with("MOVIES_AUTH_CLIENT_SECRET: ") && !line.contains("hunter2") && !line.contains('\n'), "{line}");
+        }
+        let debug = format!("{:?}", with(&[(CLIENT_SECRET, "hunter2-hunter2-hunter2-hunter2-hunter2")]).unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]
