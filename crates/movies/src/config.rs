@@ -27,7 +27,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
-    pub auth: AuthClientConfig,
+    /// How this service reaches Auth, with its introspection credentials. `None` when
+    /// `MOVIES_AUTH_CLIENT_SECRET` is unset: the commands that never call Auth (migrate,
+    /// load-demo, healthcheck) run without the secret; `serve` does not
+    /// ([`Settings::auth_client`]).
+    pub auth: Option<AuthClientConfig>,
     pub rate_limits: crate::limits::RateLimitSettings,
 }
 
@@ -38,17 +42,7 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
-        let (client_id, client_secret) = auth_client_credentials(&env)?;
-        let mut auth = AuthClientConfig::new(auth_url(&env)?, client_id.as_str(), client_secret);
-        auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
-        auth.issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
-        auth.audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
-        auth.introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
-        auth.introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
-        auth.breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
-        auth.breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
-        auth.jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
-        auth.jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+        let auth = auth_client(&env)?;
         Ok(Self {
             listen: env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?,
             database_url: env.string("MOVIES_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/movies").into(),
@@ -62,6 +56,15 @@ impl Settings {
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
             rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
+        })
+    }
+
+    /// The Auth client's settings, which `serve` needs: without the client secret Auth
+    /// refuses every introspection, and every signed-in viewer would be served degraded.
+    pub fn auth_client(&self) -> Result<&AuthClientConfig, ConfigError> {
+        self.auth.as_ref().ok_or_else(|| ConfigError {
+            name: CLIENT_SECRET.into(),
+            reason: "must be set: the secret Auth lists for this client in AUTH_INTROSPECTION_CLIENTS".into(),
         })
     }
 
@@ -101,16 +104,43 @@ impl Settings {
 const CLIENT_ID: &str = "MOVIES_AUTH_CLIENT_ID";
 const CLIENT_SECRET: &str = "MOVIES_AUTH_CLIENT_SECRET";
 
-/// This service's credentials for Auth's token introspection. The secret has no
-/// default: Auth refuses introspection without it, and a service that started without
-/// it would serve every signed-in viewer degraded. Neither value is echoed.
-fn auth_client_credentials(env: &Env) -> Result<(ClientId, SecretString), ConfigError> {
+/// How this service reaches Auth. Every value is checked, whatever the command; `None`
+/// when the client secret is unset.
+fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
+    let url = auth_url(env)?;
+    let (client_id, client_secret) = auth_client_credentials(env)?;
+    let issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
+    let audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
+    let introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
+    let introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
+    let breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
+    let breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
+    let jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
+    let jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+    let Some(client_secret) = client_secret else { return Ok(None) };
+    let mut auth = AuthClientConfig::new(url, client_id.as_str(), client_secret);
+    auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
+    auth.issuer = issuer;
+    auth.audience = audience;
+    auth.introspection_timeout = introspection_timeout;
+    auth.introspection_cache_ttl = introspection_cache_ttl;
+    auth.breaker_failure_threshold = breaker_failure_threshold;
+    auth.breaker_open_for = breaker_open_for;
+    auth.jwks_refresh_interval = jwks_refresh_interval;
+    auth.jwks_retry_interval = jwks_retry_interval;
+    Ok(Some(auth))
+}
+
+/// This service's credentials for Auth's token introspection: the id (default
+/// `movies`) and the secret, which has no default. Neither value is echoed.
+fn auth_client_credentials(env: &Env) -> Result<(ClientId, Option<SecretString>), ConfigError> {
     let invalid = |name: &str, reason: &str| ConfigError { name: name.into(), reason: reason.into() };
     let id = ClientId::parse(env.string(CLIENT_ID, "movies").trim()).map_err(|reason| invalid(CLIENT_ID, reason))?;
-    let Some(secret) = env.optional(CLIENT_SECRET).map(SecretString::from) else {
-        return Err(invalid(CLIENT_SECRET, "must be set: the secret Auth lists for this client in AUTH_INTROSPECTION_CLIENTS"));
-    };
-    let secret = parse_client_secret(secrecy::ExposeSecret::expose_secret(&secret).trim()).map_err(|reason| invalid(CLIENT_SECRET, reason))?;
+    let secret = env
+        .optional(CLIENT_SECRET)
+        .map(SecretString::from)
+        .map(|raw| parse_client_secret(secrecy::ExposeSecret::expose_secret(&raw).trim()).map_err(|reason| invalid(CLIENT_SECRET, reason)))
+        .transpose()?;
     Ok((id, secret))
 }
 
@@ -165,16 +195,23 @@ mod tests {
     }
 
     #[test]
-    fn the_auth_client_credentials_default_to_movies_and_need_a_secret() {
+    fn the_auth_client_credentials_default_to_movies_and_serving_needs_a_secret() {
         let settings = with(&[]).unwrap();
-        assert_eq!(settings.auth.client_id, "movies");
-        assert_eq!(secrecy::ExposeSecret::expose_secret(&settings.auth.client_secret), SECRET);
-        assert_eq!(with(&[(CLIENT_ID, "movies-eu")]).unwrap().auth.client_id, "movies-eu");
-        let missing = Settings::from_lookup(|_| None).unwrap_err();
-        assert_eq!(missing.name, CLIENT_SECRET);
-        assert!(missing.to_string().starts_with("MOVIES_AUTH_CLIENT_SECRET: must be set"), "{missing}");
-        assert_eq!(with(&[(CLIENT_SECRET, "  ")]).unwrap_err().name, CLIENT_SECRET);
+        let auth = settings.auth_client().unwrap();
+        assert_eq!(auth.client_id, "movies");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&auth.client_secret), SECRET);
+        assert_eq!(with(&[(CLIENT_ID, "movies-eu")]).unwrap().auth_client().unwrap().client_id, "movies-eu");
         assert_eq!(with(&[(CLIENT_ID, "Movies EU")]).unwrap_err().name, CLIENT_ID);
+        // Unset (or blank): the settings read, for the commands that never call Auth;
+        // serving is refused with one line naming the variable.
+        for unset in [Settings::from_lookup(|_| None).unwrap(), with(&[(CLIENT_SECRET, "  ")]).unwrap()] {
+            assert!(unset.auth.is_none());
+            let missing = unset.auth_client().unwrap_err();
+            assert_eq!(missing.name, CLIENT_SECRET);
+            assert!(missing.to_string().starts_with("MOVIES_AUTH_CLIENT_SECRET: must be set"), "{missing}");
+        }
+        // A bad AUTH_URL is refused whether the secret is set or not.
+        assert_eq!(Settings::from_lookup(|name| (name == "AUTH_URL").then(|| "auth:8000".into())).unwrap_err().name, "AUTH_URL");
     }
 
     /// A bad secret stops start-up with one line naming the variable, never its value;
@@ -193,8 +230,8 @@ mod tests {
 
     #[test]
     fn auth_url_must_be_an_http_url_with_a_host() {
-        assert_eq!(with(&[]).unwrap().auth.auth_url, "http://127.0.0.1:8000");
-        assert_eq!(with(&[("AUTH_URL", "https://auth.internal:8443/")]).unwrap().auth.auth_url, "https://auth.internal:8443");
+        assert_eq!(with(&[]).unwrap().auth_client().unwrap().auth_url, "http://127.0.0.1:8000");
+        assert_eq!(with(&[("AUTH_URL", "https://auth.internal:8443/")]).unwrap().auth_client().unwrap().auth_url, "https://auth.internal:8443");
         for bad in ["auth:8000", "not a url", "ftp://x", "http://", "file:///etc/passwd", "127.0.0.1:8000"] {
             let error = with(&[("AUTH_URL", bad)]).unwrap_err().to_string();
             assert!(error.starts_with("AUTH_URL: "), "{bad:?}: {error}");
