@@ -186,6 +186,9 @@ signup "$VIEWER"
 printf '%s\n' "$PASSWORD" | env "${AUTH_ENV[@]}" "$AUTH" create-superuser --email "$ADMIN" >/dev/null
 
 # --- the runs --------------------------------------------------------------
+# The movies API's introspection credentials, for `auth.toml`: token introspection is
+# fuzzed as a registered client, beyond the 401 a caller without credentials gets.
+export SCHEMATHESIS_INTROSPECTION_CLIENT_ID=movies SCHEMATHESIS_INTROSPECTION_SECRET=$INTROSPECTION_SECRET
 SEED_ARGS=()
 if [ "$SEED" != random ]; then SEED_ARGS=(--seed "$SEED"); fi
 failures=()
