@@ -97,7 +97,7 @@ case $RATE_LIMITS in
     for policy in API_ANONYMOUS API_USER SIGNUP REFRESH PASSWORD_CHANGE LOGIN_IP INTROSPECT; do
       RATE_LIMIT_ENV+=("AUTH_RATE_LIMIT_$policy=1000000/s burst 1000000")
     done
-    RATE_LIMIT_NOTE="Auth's rate limits on, the per-address and per-user ones raised to 1,000,000/s so that they never reject the load (which all comes from one address), the per-account sign-in limits at their defaults (\`5/15m\` per account and address, \`50/h\` per account), which only the wrong-password sign-ins meet" ;;
+    RATE_LIMIT_NOTE="Auth's rate limits on, the per-address, per-user and per-client (introspection) ones raised to 1,000,000/s so that they never reject the load (which all comes from one address and one Movies client), the per-account sign-in limits at their defaults (\`5/15m\` per account and address, \`50/h\` per account), which only the wrong-password sign-ins meet" ;;
   off)
     RATE_LIMIT_ENV=(AUTH_RATE_LIMIT_ENABLED=false)
     RATE_LIMIT_NOTE="Auth's rate limits off (\`AUTH_RATE_LIMIT_ENABLED=false\`)" ;;
