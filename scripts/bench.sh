@@ -108,8 +108,11 @@ ADDR=127.0.0.1:$(free_port)
 MOVIES_ADDR=127.0.0.1:$(free_port)
 SEARCH_ADDR=127.0.0.1:$(free_port)
 SINK_ADDR=127.0.0.1:$(free_port)
+# The movies API's credentials for Auth's introspection: a fresh secret per run.
+INTROSPECTION_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 AUTH_ENV=(
   "${RATE_LIMIT_ENV[@]}"
+  AUTH_INTROSPECTION_CLIENTS="movies:$INTROSPECTION_SECRET"
   AUTH_LISTEN=$ADDR
   AUTH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DATABASE?sslmode=$PG_SSLMODE
   REDIS_URL=redis://127.0.0.1:6379
@@ -124,6 +127,7 @@ MOVIES_ENV=(
   REDIS_URL=redis://127.0.0.1:6379
   MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
   AUTH_URL=http://$ADDR
+  MOVIES_AUTH_CLIENT_SECRET="$INTROSPECTION_SECRET"
   RUST_LOG=warn
 )
 for policy in API_ANONYMOUS API_USER; do

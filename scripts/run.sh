@@ -8,6 +8,17 @@ scripts/services.sh
 # Settings come from .env when present (see .env.example), else the defaults.
 if [ -f .env ]; then set -a; . ./.env; set +a; fi
 export RUST_LOG=${RUST_LOG:-info}
+# The movies API authenticates to Auth's token introspection with a client id and
+# secret (docs/auth.md, "Introspection"). Unless .env sets both sides, a random secret
+# for this run only, given to both services.
+if [ -z "${MOVIES_AUTH_CLIENT_SECRET:-}" ] && [ -z "${AUTH_INTROSPECTION_CLIENTS:-}" ]; then
+  MOVIES_AUTH_CLIENT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  AUTH_INTROSPECTION_CLIENTS="${MOVIES_AUTH_CLIENT_ID:-movies}:$MOVIES_AUTH_CLIENT_SECRET"
+elif [ -z "${MOVIES_AUTH_CLIENT_SECRET:-}" ] || [ -z "${AUTH_INTROSPECTION_CLIENTS:-}" ]; then
+  echo "run: .env sets only one of MOVIES_AUTH_CLIENT_SECRET and AUTH_INTROSPECTION_CLIENTS; set both, or neither" >&2
+  exit 1
+fi
+export MOVIES_AUTH_CLIENT_SECRET AUTH_INTROSPECTION_CLIENTS
 AUTH_LISTEN=${AUTH_LISTEN:-127.0.0.1:8000}
 MOVIES_LISTEN=${MOVIES_LISTEN:-127.0.0.1:8001}
 

@@ -108,7 +108,10 @@ AUTH_URL=http://$AUTH_ADDR
 # its routes do real work) but every call to it fails fast, which the contract
 # documents as 502.
 DEAD=http://127.0.0.1:$(free_port)
+# The movies API's credentials for Auth's introspection: a fresh secret per run.
+INTROSPECTION_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 AUTH_ENV=(
+  AUTH_INTROSPECTION_CLIENTS="movies:$INTROSPECTION_SECRET"
   AUTH_LISTEN="$AUTH_ADDR"
   AUTH_DATABASE_URL="$PG_BASE/$AUTH_DB"
   AUTH_DATABASE_MAX_CONNECTIONS=8
@@ -144,6 +147,7 @@ MOVIES_ENV=(
   REDIS_URL=redis://127.0.0.1:6379
   MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
   AUTH_URL="$AUTH_URL"
+  MOVIES_AUTH_CLIENT_SECRET="$INTROSPECTION_SECRET"
   MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS=2000
   "MOVIES_RATE_LIMIT_API_ANONYMOUS=100000/s burst 100000"
   "MOVIES_RATE_LIMIT_API_USER=100000/s burst 100000"
@@ -182,6 +186,9 @@ signup "$VIEWER"
 printf '%s\n' "$PASSWORD" | env "${AUTH_ENV[@]}" "$AUTH" create-superuser --email "$ADMIN" >/dev/null
 
 # --- the runs --------------------------------------------------------------
+# The movies API's introspection credentials, for `auth.toml`: token introspection is
+# fuzzed as a registered client, beyond the 401 a caller without credentials gets.
+export SCHEMATHESIS_INTROSPECTION_CLIENT_ID=movies SCHEMATHESIS_INTROSPECTION_SECRET=$INTROSPECTION_SECRET
 SEED_ARGS=()
 if [ "$SEED" != random ]; then SEED_ARGS=(--seed "$SEED"); fi
 failures=()

@@ -97,7 +97,7 @@ case $RATE_LIMITS in
     for policy in API_ANONYMOUS API_USER SIGNUP REFRESH PASSWORD_CHANGE LOGIN_IP INTROSPECT; do
       RATE_LIMIT_ENV+=("AUTH_RATE_LIMIT_$policy=1000000/s burst 1000000")
     done
-    RATE_LIMIT_NOTE="Auth's rate limits on, the per-address and per-user ones raised to 1,000,000/s so that they never reject the load (which all comes from one address), the per-account sign-in limits at their defaults (\`5/15m\` per account and address, \`50/h\` per account), which only the wrong-password sign-ins meet" ;;
+    RATE_LIMIT_NOTE="Auth's rate limits on, the per-address, per-user and per-client (introspection) ones raised to 1,000,000/s so that they never reject the load (which all comes from one address and one Movies client), the per-account sign-in limits at their defaults (\`5/15m\` per account and address, \`50/h\` per account), which only the wrong-password sign-ins meet" ;;
   off)
     RATE_LIMIT_ENV=(AUTH_RATE_LIMIT_ENABLED=false)
     RATE_LIMIT_NOTE="Auth's rate limits off (\`AUTH_RATE_LIMIT_ENABLED=false\`)" ;;
@@ -108,8 +108,11 @@ for database in "$AUTH_DATABASE" "$MOVIES_DATABASE"; do
   PGOPTIONS='-c client_min_messages=warning' "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
 done
 AUTH_ADDR=127.0.0.1:$(free_port)
+# The movies API's credentials for Auth's introspection: a fresh secret per run.
+INTROSPECTION_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 say "starting auth on $AUTH_ADDR"
 env "${RATE_LIMIT_ENV[@]}" \
+  AUTH_INTROSPECTION_CLIENTS="movies:$INTROSPECTION_SECRET" \
   AUTH_LISTEN="$AUTH_ADDR" \
   AUTH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$AUTH_DATABASE?sslmode=$PG_SSLMODE" \
   REDIS_URL=redis://127.0.0.1:6379 \
@@ -131,6 +134,7 @@ MOVIES_ENV=(
   REDIS_URL=redis://127.0.0.1:6379
   MOVIES_REDIS_KEY_PREFIX="$REDIS_PREFIX-movies"
   AUTH_URL="http://$AUTH_ADDR"
+  MOVIES_AUTH_CLIENT_SECRET="$INTROSPECTION_SECRET"
   RUST_LOG=warn
 )
 # Movies' limits as Auth's per-address and per-user ones (builds without limits know none

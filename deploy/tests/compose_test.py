@@ -104,8 +104,12 @@ def main():
         env = {"PATH": os.environ["PATH"], "AUTH_DB_PASSWORD": "a" * 24, "MOVIES_DB_PASSWORD": "b" * 24, "POSTGRES_PASSWORD": "c" * 24, short: "change-me"}
         init = subprocess.run(["bash", str(DEPLOY / "postgres/init.sh")], env=env | {"PGHOST": "/nonexistent"}, capture_output=True, text=True)
         check(init.returncode == 1 and f"{short} must be at least 16 characters" in init.stderr, f"init.sh accepted a short {short}: {init.returncode} {init.stderr}")
+    # The introspection secret: required, and left empty like the passwords.
+    check("${INTROSPECTION_SECRET:?" in compose_text, "INTROSPECTION_SECRET must be required (${INTROSPECTION_SECRET:?...}), never defaulted")
+    check(example.get("INTROSPECTION_SECRET") == "", "deploy/.env.example must leave INTROSPECTION_SECRET empty (compose then refuses to start)")
     # The values an operator fills in, for resolving the services' settings below.
-    deployed = {k: (v or "0123456789abcdef0123") if k.endswith("PASSWORD") else v for k, v in example.items()}
+    fill = {"INTROSPECTION_SECRET": "0123456789abcdef0123456789abcdef"}
+    deployed = {k: (v or fill.get(k, "0123456789abcdef0123")) if k.endswith("PASSWORD") or k in fill else v for k, v in example.items()}
     gitignore = (DEPLOY / ".gitignore").read_text().split()
     check(".env" in gitignore and "secrets/*" in gitignore, "deploy/.gitignore must keep .env and secrets/ out of git")
 
@@ -208,6 +212,8 @@ def main():
         check(env.get("OTEL_SERVICE_NAME") == who, f"{who}: OTEL_SERVICE_NAME")
         check(env.get("REQUIRE_REQUEST_ID") == "true", f"{who}: REQUIRE_REQUEST_ID=true behind nginx")
     check(auth.get("AUTH_TRUSTED_PROXIES") == str(nginx_ip), "auth trusts exactly nginx's address")
+    client = f"{movies.get('MOVIES_AUTH_CLIENT_ID')}:{movies.get('MOVIES_AUTH_CLIENT_SECRET')}"
+    check(auth.get("AUTH_INTROSPECTION_CLIENTS") == client, "auth lists movies' introspection client id and secret, and nothing else")
     check(auth.get("AUTH_JWT_PRIVATE_KEY_FILE") == "/run/secrets/auth_jwt_signing_key", "auth reads its signing key from the secret")
     check(services["auth"].get("secrets") == ["auth_jwt_signing_key"], "auth gets the signing key secret")
     secret = compose.get("secrets", {}).get("auth_jwt_signing_key", {})

@@ -15,7 +15,8 @@ nginx's address (127.0.0.1 here) as Auth's only trusted proxy.
 Asserted: each routed prefix reaches the right service and the rest none (nginx's
 access log names the upstream of every request); a generated X-Request-Id reaches the
 service (its own log line carries it) and comes back, a well-formed client one passes
-through, a malformed one is replaced; the client's address (and not a made-up
+through, a malformed one is replaced; the movies API's introspection, with its client
+credentials, confirms a viewer while a caller without them is refused; the client's address (and not a made-up
 X-Forwarded-For) reaches Auth's rate limiter (its Redis keys) and the login history;
 limit_req answers 429 problem+json when one address floods; nginx's own errors are
 problem+json with the request id while the services' error bodies pass unchanged; the
@@ -205,7 +206,10 @@ class Stack:
 
     def start_services(self):
         self.auth_port, self.movies_port = free_port(), free_port()
+        # The movies API's credentials for Auth's introspection, as compose.yaml passes them.
+        introspection_secret = secrets.token_hex(32)
         self.auth_env = self.service_env({
+            "AUTH_INTROSPECTION_CLIENTS": f"movies:{introspection_secret}",
             "AUTH_LISTEN": f"127.0.0.1:{self.auth_port}",
             "AUTH_DATABASE_URL": self.db_url(self.auth_role, self.auth_password, self.auth_db),
             "AUTH_DATABASE_MAX_CONNECTIONS": "4",
@@ -226,6 +230,7 @@ class Stack:
             "MOVIES_DATABASE_MAX_CONNECTIONS": "4",
             "MOVIES_REDIS_KEY_PREFIX": f"{self.redis_prefix}:movies",
             "AUTH_URL": f"http://127.0.0.1:{self.auth_port}",
+            "MOVIES_AUTH_CLIENT_SECRET": introspection_secret,
             "MOVIES_TRUSTED_PROXIES": "127.0.0.1",
             # nginx's own limit_req is what check_limit_req measures: the movies API's
             # per-address limit (20/s, burst 40 by default) would refuse first.
@@ -530,6 +535,11 @@ def check_client_address(stack):
     response = viewer.request("GET", f"/api/v1/films/{film}", {"Authorization": f"Bearer {token}", "X-Request-Id": f"film-token-{stack.suffix}"})
     expect(response.status == 200 and response.header("X-Auth-Degraded") is None, f"a signed-in viewer's film through nginx, confirmed by Auth: {response!r}")
     expect(stack.service_saw("auth", f"film-token-{stack.suffix}"), "the movies API forwarded the request id to Auth")
+    # Introspection is routed to Auth like the rest of /api/v1/auth, but answers only
+    # registered services: a caller without client credentials learns nothing.
+    response = viewer.request("POST", "/api/v1/auth/introspect", {"X-Request-Id": f"introspect-{stack.suffix}"}, {"token": token})
+    problem(response, 401, "invalid_client")
+    expect(response.header("WWW-Authenticate") == 'Basic realm="introspection"', f"a Basic challenge: {response!r}")
 
     # Auth's per-address signup limit (5/m, burst 10) counts the real address: a
     # different made-up X-Forwarded-For on each request does not escape it.

@@ -3,14 +3,15 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
 use moka::future::Cache;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -119,7 +120,15 @@ struct Inner {
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
+    /// `Authorization: Basic` of every introspection, built once (marked sensitive).
+    credentials: reqwest::header::HeaderValue,
+    /// When Auth's refusal of our credentials was last logged: at most once a minute.
+    refused_logged: Mutex<Option<Instant>>,
 }
+
+/// How often, at most, Auth's refusal of our credentials is logged: each signed-in
+/// request meets it until the breaker opens, then each probe.
+const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 enum Revocation {
     Live(Vec<String>),
@@ -141,6 +150,8 @@ impl AuthClient {
         Self {
             inner: Arc::new(Inner {
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
+                credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
+                refused_logged: Mutex::new(None),
                 config,
                 http,
                 keys: KeyCache::default(),
@@ -302,12 +313,36 @@ impl AuthClient {
                 call.succeeded();
                 Revocation::Unknown
             }
+            // Auth is up but refuses our credentials: a configuration error no retry
+            // fixes. Counted as a failure, so the breaker opens and signed-in requests
+            // are served degraded without each waiting for a refusal.
+            Err(IntrospectionError::Unauthorized) => {
+                self.log_refused_credentials();
+                call.failed();
+                Revocation::Unknown
+            }
             Err(IntrospectionError::Failed(e)) => {
                 tracing::warn!(error = %e, "introspection failed; token accepted on its signature");
                 call.failed();
                 Revocation::Unknown
             }
         }
+    }
+
+    fn log_refused_credentials(&self) {
+        let now = Instant::now();
+        let mut last = self.inner.refused_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < REFUSED_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        let config = &self.inner.config;
+        tracing::error!(
+            client_id = %config.client_id,
+            "Auth refused this service's introspection credentials (401): check {} against Auth's AUTH_INTROSPECTION_CLIENTS; \
+             tokens are accepted on their signature until then (logged at most once a minute)",
+            config.credential_settings,
+        );
     }
 
     async fn introspect(&self, token: &str, request_id: Option<&str>) -> Result<IntrospectionResponse, IntrospectionError> {
@@ -327,6 +362,7 @@ impl AuthClient {
                 .http
                 .post(&url)
                 .headers(headers)
+                .header(reqwest::header::AUTHORIZATION, self.inner.credentials.clone())
                 .timeout(self.inner.config.introspection_timeout)
                 .json(&IntrospectionRequest { token })
                 .send()
@@ -335,6 +371,9 @@ impl AuthClient {
             tracing::Span::current().record("http.response.status_code", response.status().as_u16());
             if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
                 return Err(IntrospectionError::Throttled);
+            }
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(IntrospectionError::Unauthorized);
             }
             if !response.status().is_success() {
                 return Err(IntrospectionError::Failed(format!("answered {}", response.status())));
@@ -354,6 +393,8 @@ impl AuthClient {
 enum IntrospectionError {
     /// Auth's rate limit refused the call (429): Auth is up.
     Throttled,
+    /// Auth refused our client credentials (401): a wrong id or secret.
+    Unauthorized,
     /// Auth could not be reached, timed out, failed (5xx) or answered nonsense.
     Failed(String),
 }
@@ -364,6 +405,19 @@ enum KeyLookup {
     Unknown,
     /// Auth could not be asked.
     Unreachable,
+}
+
+/// RFC 6749 §2.3.1 `client_secret_basic`: Base64 of the form-urlencoded id and secret.
+/// (The ids and secrets Auth accepts are unreserved characters, which the encoding
+/// leaves as they are; other values are still sent correctly, and refused by Auth.)
+fn basic_credentials(id: &str, secret: &str) -> reqwest::header::HeaderValue {
+    use base64::Engine;
+    const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let plain = format!("{}:{}", percent_encoding::utf8_percent_encode(id, FORM), percent_encoding::utf8_percent_encode(secret, FORM));
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain)))
+        .expect("Base64 is a valid header value");
+    value.set_sensitive(true);
+    value
 }
 
 /// Headers of an outgoing call: W3C `traceparent` of its client span, so Auth's spans
@@ -401,6 +455,19 @@ mod tests {
         let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
         let claims = json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp});
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    /// RFC 6749 §2.3.1 and RFC 7617: `Basic base64(urlencode(id) ":" urlencode(secret))`.
+    #[test]
+    fn credentials_are_sent_as_basic_with_form_urlencoded_parts() {
+        use base64::Engine;
+        let value = basic_credentials("movies", "A-Za-z0-9._~secret");
+        assert!(value.is_sensitive());
+        let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap(), b"movies:A-Za-z0-9._~secret");
+        let value = basic_credentials("a:b", "p w+%");
+        let encoded = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap(), b"a%3Ab:p%20w%2B%25");
     }
 
     #[test]

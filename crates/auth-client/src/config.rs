@@ -1,10 +1,21 @@
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 /// Settings of the Auth client. Defaults suit a service next to Auth on the same network.
+/// `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct AuthClientConfig {
     /// Base URL of Auth, for example `http://127.0.0.1:8000`.
     pub auth_url: String,
+    /// This service's id among Auth's introspection clients (`AUTH_INTROSPECTION_CLIENTS`).
+    pub client_id: String,
+    /// Its secret, sent with the id as HTTP Basic credentials on every introspection.
+    pub client_secret: SecretString,
+    /// The settings that hold `client_id` and `client_secret`, named in the error
+    /// logged when Auth refuses them, for example
+    /// `MOVIES_AUTH_CLIENT_ID and MOVIES_AUTH_CLIENT_SECRET`.
+    pub credential_settings: String,
     /// Expected `iss` and `aud` of access tokens.
     pub issuer: String,
     pub audience: String,
@@ -27,9 +38,12 @@ pub struct AuthClientConfig {
 }
 
 impl AuthClientConfig {
-    pub fn new(auth_url: impl Into<String>) -> Self {
+    pub fn new(auth_url: impl Into<String>, client_id: impl Into<String>, client_secret: SecretString) -> Self {
         Self {
             auth_url: auth_url.into().trim_end_matches('/').to_owned(),
+            client_id: client_id.into(),
+            client_secret,
+            credential_settings: "the client id and secret of this service's AuthClientConfig".into(),
             issuer: "cinema-auth".into(),
             audience: "cinema".into(),
             introspection_timeout: Duration::from_millis(100),
@@ -41,5 +55,18 @@ impl AuthClientConfig {
             unknown_kid_refetch_interval: Duration::from_secs(5),
             jwks_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_secret_stays_out_of_debug_output() {
+        let config = AuthClientConfig::new("http://auth:8000", "movies", "s3cret-s3cret-s3cret-s3cret-s3cret".into());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains(r#"client_id: "movies""#), "{debug}");
     }
 }

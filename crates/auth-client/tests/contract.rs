@@ -44,6 +44,20 @@ fn the_introspection_request_we_send_matches_the_contract() {
     }
 }
 
+/// We send HTTP Basic client credentials (`client_secret_basic`): the contract must ask
+/// for exactly that on introspection.
+#[test]
+fn introspection_requires_the_basic_client_credentials_we_send() {
+    let spec = contract();
+    let operation = &spec["paths"]["/api/v1/auth/introspect"]["post"];
+    let requirements = operation["security"].as_array().expect("introspection declares its security");
+    assert_eq!(requirements.len(), 1, "one way to authenticate: {requirements:?}");
+    let name = requirements[0].as_object().unwrap().keys().next().unwrap();
+    let scheme = &spec["components"]["securitySchemes"][name];
+    assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("basic")), "{scheme}");
+    assert!(operation["responses"]["401"].is_object(), "a refusal of our credentials is documented");
+}
+
 #[test]
 fn the_introspection_fields_we_read_exist_with_compatible_types() {
     let spec = contract();

@@ -40,6 +40,9 @@ pub struct Settings {
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
     pub body_limit_bytes: usize,
+    /// The services allowed to introspect tokens, and their secrets' digests
+    /// (`AUTH_INTROSPECTION_CLIENTS`; docs/auth.md, "Introspection").
+    pub introspection_clients: crate::introspection_clients::IntrospectionClients,
     /// Request rate limits and the trusted proxies (docs/rate-limiting.md).
     pub rate_limits: crate::limits::RateLimitSettings,
     /// Social sign-in: providers, public address, front-end redirects.
@@ -107,6 +110,7 @@ impl Settings {
             shutdown_timeout: env.seconds("AUTH_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             body_limit_bytes: env.parse_positive("AUTH_BODY_LIMIT_BYTES", 16 * 1024)?,
+            introspection_clients: crate::introspection_clients::IntrospectionClients::from_env(&env)?,
             rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
             oauth: crate::oauth::OAuthSettings::from_lookup(&lookup)?,
             partitions: crate::partitions::PartitionSettings::from_env(&env)?,
@@ -133,6 +137,7 @@ impl Settings {
             "AUTH_REQUEST_TIMEOUT_SECONDS",
             "AUTH_SHUTDOWN_TIMEOUT_SECONDS",
             "AUTH_BODY_LIMIT_BYTES",
+            crate::introspection_clients::VARIABLE,
             "AUTH_URL",
             "AUTH_TRUSTED_PROXIES",
             "AUTH_RATE_LIMIT_ENABLED",
@@ -220,8 +225,14 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let s = with(&[("AUTH_DATABASE_URL", "postgres://u:hunter2@db/auth"), ("REDIS_URL", "redis://:pw-s3cret@r")]).unwrap();
+        let s = with(&[
+            ("AUTH_DATABASE_URL", "postgres://u:hunter2@db/auth"),
+            ("REDIS_URL", "redis://:pw-s3cret@r"),
+            ("AUTH_INTROSPECTION_CLIENTS", "movies:introspection-s3cret-0123456789abcdef"),
+        ])
+        .unwrap();
         let debug = format!("{s:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("pw-s3cret"), "{debug}");
+        assert!(!debug.contains("hunter2") && !debug.contains("pw-s3cret") && !debug.contains("introspection-s3cret"), "{debug}");
+        assert!(debug.contains(r#"introspection_clients: ["movies"]"#), "{debug}");
     }
 }

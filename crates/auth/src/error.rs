@@ -22,6 +22,11 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("unauthorized: {code}")]
     Unauthorized { code: &'static str, detail: &'static str },
+    /// A service calling introspection sent no, malformed or wrong client credentials:
+    /// 401 `invalid_client` (RFC 6749 §5.2) with a `Basic` challenge. One answer for
+    /// every reason, so it tells a guesser nothing.
+    #[error("unauthorized: invalid_client")]
+    InvalidClient,
     #[error("forbidden")]
     Forbidden(&'static str),
     #[error("not found")]
@@ -76,6 +81,12 @@ impl ApiError {
                 Some("One or more fields are invalid; see `errors`.".into()),
             ),
             Unauthorized { code, detail } => (StatusCode::UNAUTHORIZED, code, "Unauthorized", Some((*detail).into())),
+            InvalidClient => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Unauthorized",
+                Some("Introspection is for registered services: send their client id and secret as HTTP Basic credentials.".into()),
+            ),
             Forbidden(detail) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", Some((*detail).into())),
             NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", Some((*detail).into())),
             Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", Some((*detail).into())),
@@ -127,12 +138,19 @@ impl IntoResponse for ApiError {
         };
         let mut response = problem_response(status, code, title, detail, errors);
         if status == StatusCode::UNAUTHORIZED {
-            let challenge = if code == "invalid_token" { r#"Bearer error="invalid_token""# } else { "Bearer" };
+            let challenge = match code {
+                "invalid_token" => r#"Bearer error="invalid_token""#,
+                "invalid_client" => INTROSPECTION_CHALLENGE,
+                _ => "Bearer",
+            };
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
 }
+
+/// The `WWW-Authenticate` of a refused introspection client (RFC 7617).
+const INTROSPECTION_CHALLENGE: &str = r#"Basic realm="introspection""#;
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod introspection_clients;
 pub mod limits;
 pub mod oauth;
 pub mod partitions;

@@ -35,6 +35,15 @@ impl Application {
         // The keys first: a missing key file stops start-up before any database is made.
         let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let db = connect_and_migrate(settings).await?;
+        if settings.introspection_clients.is_empty() {
+            tracing::warn!(
+                "{} is empty: no service may introspect tokens, and every call to POST /api/v1/auth/introspect is refused with 401",
+                crate::introspection_clients::VARIABLE
+            );
+        } else {
+            let clients: Vec<&str> = settings.introspection_clients.ids().map(|id| id.as_str()).collect();
+            tracing::info!(?clients, "introspection clients registered");
+        }
         let redis = connect_redis(settings).await?;
         let identifier_secret = IdentifierSecret::new(keys.derived_secret(IdentifierSecret::PURPOSE));
         let state = AppState::new(crate::state::Shared {
@@ -44,6 +53,7 @@ impl Application {
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,
+            introspection_clients: settings.introspection_clients.clone(),
             limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix, identifier_secret)?,
             oauth: crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?,
         });

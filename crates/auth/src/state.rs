@@ -23,6 +23,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,
+    /// The services allowed to introspect tokens.
+    pub introspection_clients: crate::introspection_clients::IntrospectionClients,
     /// Request rate limits and the sign-in rules.
     pub limits: crate::limits::RateLimits,
     /// Social sign-in: enabled providers and the flows in progress.

@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use auth_client::AuthClientConfig;
-use platform::env::{ConfigError, Env};
+use platform::{
+    credentials::{ClientId, parse_client_secret},
+    env::{ConfigError, Env},
+};
 use secrecy::SecretString;
 
 const PREFIX: &str = "MOVIES_";
@@ -27,7 +30,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Refuse requests without `X-Request-Id` (deployments behind nginx).
     pub require_request_id: bool,
-    pub auth: AuthClientConfig,
+    /// How this service reaches Auth, with its introspection credentials. `None` when
+    /// `MOVIES_AUTH_CLIENT_SECRET` is unset: the commands that never call Auth (migrate,
+    /// load-demo, healthcheck) run without the secret; `serve` does not
+    /// ([`Settings::auth_client`]).
+    pub auth: Option<AuthClientConfig>,
     pub rate_limits: crate::limits::RateLimitSettings,
 }
 
@@ -41,15 +48,7 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
-        let mut auth = AuthClientConfig::new(auth_url(&env)?);
-        auth.issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
-        auth.audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
-        auth.introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
-        auth.introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
-        auth.breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
-        auth.breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
-        auth.jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
-        auth.jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+        let auth = auth_client(&env)?;
         let database_max_connections = env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?;
         Ok(Self {
             listen: env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?,
@@ -65,6 +64,15 @@ impl Settings {
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
             rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
+        })
+    }
+
+    /// The Auth client's settings, which `serve` needs: without the client secret Auth
+    /// refuses every introspection, and every signed-in viewer would be served degraded.
+    pub fn auth_client(&self) -> Result<&AuthClientConfig, ConfigError> {
+        self.auth.as_ref().ok_or_else(|| ConfigError {
+            name: CLIENT_SECRET.into(),
+            reason: "must be set: the secret Auth lists for this client in AUTH_INTROSPECTION_CLIENTS".into(),
         })
     }
 
@@ -91,6 +99,8 @@ impl Settings {
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
+                CLIENT_ID,
+                CLIENT_SECRET,
             ]
             .into_iter()
             .chain(crate::limits::RateLimitSettings::VARIABLES)
@@ -98,6 +108,49 @@ impl Settings {
             .as_slice(),
         )
     }
+}
+
+const CLIENT_ID: &str = "MOVIES_AUTH_CLIENT_ID";
+const CLIENT_SECRET: &str = "MOVIES_AUTH_CLIENT_SECRET";
+
+/// How this service reaches Auth. Every value is checked, whatever the command; `None`
+/// when the client secret is unset.
+fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
+    let url = auth_url(env)?;
+    let (client_id, client_secret) = auth_client_credentials(env)?;
+    let issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
+    let audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
+    let introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
+    let introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
+    let breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
+    let breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
+    let jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
+    let jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+    let Some(client_secret) = client_secret else { return Ok(None) };
+    let mut auth = AuthClientConfig::new(url, client_id.as_str(), client_secret);
+    auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
+    auth.issuer = issuer;
+    auth.audience = audience;
+    auth.introspection_timeout = introspection_timeout;
+    auth.introspection_cache_ttl = introspection_cache_ttl;
+    auth.breaker_failure_threshold = breaker_failure_threshold;
+    auth.breaker_open_for = breaker_open_for;
+    auth.jwks_refresh_interval = jwks_refresh_interval;
+    auth.jwks_retry_interval = jwks_retry_interval;
+    Ok(Some(auth))
+}
+
+/// This service's credentials for Auth's token introspection: the id (default
+/// `movies`) and the secret, which has no default. Neither value is echoed.
+fn auth_client_credentials(env: &Env) -> Result<(ClientId, Option<SecretString>), ConfigError> {
+    let invalid = |name: &str, reason: &str| ConfigError { name: name.into(), reason: reason.into() };
+    let id = ClientId::parse(env.string(CLIENT_ID, "movies").trim()).map_err(|reason| invalid(CLIENT_ID, reason))?;
+    let secret = env
+        .optional(CLIENT_SECRET)
+        .map(SecretString::from)
+        .map(|raw| parse_client_secret(secrecy::ExposeSecret::expose_secret(&raw).trim()).map_err(|reason| invalid(CLIENT_SECRET, reason)))
+        .transpose()?;
+    Ok((id, secret))
 }
 
 /// Auth's base URL. Checked here because a value reqwest cannot call (`auth:8000`, a
@@ -142,7 +195,11 @@ mod tests {
         assert!(error.starts_with("MOVIES_CACHE_TTL_SECONDS: must be at most 31536000"), "{error}");
     }
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// With a valid client secret unless `vars` sets one (the first entry of a name wins).
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: Vec<(&str, &str)> = vars.iter().copied().chain([(CLIENT_SECRET, SECRET)]).collect();
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
@@ -166,9 +223,43 @@ mod tests {
     }
 
     #[test]
+    fn the_auth_client_credentials_default_to_movies_and_serving_needs_a_secret() {
+        let settings = with(&[]).unwrap();
+        let auth = settings.auth_client().unwrap();
+        assert_eq!(auth.client_id, "movies");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&auth.client_secret), SECRET);
+        assert_eq!(with(&[(CLIENT_ID, "movies-eu")]).unwrap().auth_client().unwrap().client_id, "movies-eu");
+        assert_eq!(with(&[(CLIENT_ID, "Movies EU")]).unwrap_err().name, CLIENT_ID);
+        // Unset (or blank): the settings read, for the commands that never call Auth;
+        // serving is refused with one line naming the variable.
+        for unset in [Settings::from_lookup(|_| None).unwrap(), with(&[(CLIENT_SECRET, "  ")]).unwrap()] {
+            assert!(unset.auth.is_none());
+            let missing = unset.auth_client().unwrap_err();
+            assert_eq!(missing.name, CLIENT_SECRET);
+            assert!(missing.to_string().starts_with("MOVIES_AUTH_CLIENT_SECRET: must be set"), "{missing}");
+        }
+        // A bad AUTH_URL is refused whether the secret is set or not.
+        assert_eq!(Settings::from_lookup(|name| (name == "AUTH_URL").then(|| "auth:8000".into())).unwrap_err().name, "AUTH_URL");
+    }
+
+    /// A bad secret stops start-up with one line naming the variable, never its value;
+    /// Debug output hides the good one.
+    #[test]
+    fn the_auth_client_secret_is_never_shown() {
+        for bad in ["short-hunter2", "hunter2-hunter2-hunter2-hunter2-hunter2!", "change-me-hunter2-hunter2-hunter2-hunter2"] {
+            let error = with(&[(CLIENT_SECRET, bad)]).unwrap_err();
+            assert_eq!(error.name, CLIENT_SECRET);
+            let line = error.to_string();
+            assert!(line.starts_with("MOVIES_AUTH_CLIENT_SECRET: ") && !line.contains("hunter2") && !line.contains('\n'), "{line}");
+        }
+        let debug = format!("{:?}", with(&[(CLIENT_SECRET, "hunter2-hunter2-hunter2-hunter2-hunter2")]).unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
     fn auth_url_must_be_an_http_url_with_a_host() {
-        assert_eq!(with(&[]).unwrap().auth.auth_url, "http://127.0.0.1:8000");
-        assert_eq!(with(&[("AUTH_URL", "https://auth.internal:8443/")]).unwrap().auth.auth_url, "https://auth.internal:8443");
+        assert_eq!(with(&[]).unwrap().auth_client().unwrap().auth_url, "http://127.0.0.1:8000");
+        assert_eq!(with(&[("AUTH_URL", "https://auth.internal:8443/")]).unwrap().auth_client().unwrap().auth_url, "https://auth.internal:8443");
         for bad in ["auth:8000", "not a url", "ftp://x", "http://", "file:///etc/passwd", "127.0.0.1:8000"] {
             let error = with(&[("AUTH_URL", bad)]).unwrap_err().to_string();
             assert!(error.starts_with("AUTH_URL: "), "{bad:?}: {error}");

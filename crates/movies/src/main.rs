@@ -49,7 +49,17 @@ async fn main() -> ExitCode {
     }
     let command = cli.command.unwrap_or(Command::Serve);
     let logs = if matches!(command, Command::Serve) { LogOutput::Stdout } else { LogOutput::Stderr };
-    platform::service::run("movies", logs, Settings::from_env, Settings::unknown_variables, async |settings: Settings| match command {
+    // Serving calls Auth, with the introspection secret; the one-off commands never do,
+    // and run without it (least privilege: the catalogue loader need not hold it).
+    let serving = matches!(command, Command::Serve);
+    let settings = move || {
+        let settings = Settings::from_env()?;
+        if serving {
+            settings.auth_client()?;
+        }
+        Ok::<_, platform::env::ConfigError>(settings)
+    };
+    platform::service::run("movies", logs, settings, Settings::unknown_variables, async |settings: Settings| match command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => movies::startup::connect_and_migrate(&settings).await.map(|_| tracing::info!("migrations applied")),
         Command::LoadDemo { file } => load_demo(&settings, file).await,

@@ -29,7 +29,7 @@ impl Application {
     /// background, and anonymous traffic is served meanwhile.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let db = connect_and_migrate(settings).await?;
-        let auth = AuthClient::new(settings.auth.clone());
+        let auth = AuthClient::new(settings.auth_client()?.clone());
         auth.spawn_key_refresh();
         let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?;
         // Before serving: the first requests would otherwise fall back to the in-process

@@ -1,7 +1,9 @@
 //! Plumbing shared by the cinema's services, so each service's own code is about its
-//! domain: typed settings from the environment, database bootstrap, logging, metrics, shutdown.
+//! domain: typed settings from the environment, the rules for service credentials,
+//! database bootstrap, logging, metrics, shutdown.
 
 pub mod connections;
+pub mod credentials;
 pub mod db;
 pub mod env;
 pub mod http;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{AuthUser, ClientInfo, Json};
+use super::extract::{AuthUser, ClientInfo, IntrospectionClient, Json};
 use crate::{
     domain::{BirthDate, Country, Email, Login, NewPassword, Region},
     error::{ApiError, Problem, Result},
@@ -383,7 +383,11 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
 
 /// Authoritative token check for other services: signature, expiry, revocation, and
 /// the user's current roles.
-#[utoipa::path(post, path = "/api/v1/auth/introspect", tag = "auth",
+///
+/// Only for services registered in `AUTH_INTROSPECTION_CLIENTS`, which authenticate
+/// with their client id and secret as HTTP Basic credentials (RFC 7662 §2.1, RFC 6749
+/// §2.3.1). Each client's calls count against its own quota.
+#[utoipa::path(post, path = "/api/v1/auth/introspect", tag = "auth", security(("introspection_client" = [])),
     request_body(content(
         (IntrospectionRequest = "application/json"),
         (IntrospectionRequest = "application/x-www-form-urlencoded"),
@@ -391,9 +395,15 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
     responses(
         (status = 200, description = "Whether the token is active, and its claims", body = Introspection),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No, malformed or wrong client credentials (`invalid_client`), with `WWW-Authenticate: Basic realm=\"introspection\"`. The same answer for an unknown client id and a wrong secret.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"introspection\"`"))),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn introspect(State(state): State<AppState>, IntrospectionBody(body): IntrospectionBody) -> Result<Json<Introspection>> {
+async fn introspect(
+    State(state): State<AppState>,
+    IntrospectionClient(_client): IntrospectionClient,
+    IntrospectionBody(body): IntrospectionBody,
+) -> Result<Json<Introspection>> {
     let inactive = || Json(Introspection::default());
     let Some(claims) = state.tokens.verify(&body.token) else { return Ok(inactive()) };
     // PostgreSQL alone: every revocation ends a session there (a denylisted `jti` always

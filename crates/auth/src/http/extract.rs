@@ -1,5 +1,6 @@
 //! Extractors: JSON bodies with problem+json rejections, the client's address and
-//! agent, and the authenticated user behind a bearer token.
+//! agent, the authenticated user behind a bearer token, and the service calling
+//! introspection.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,10 +9,12 @@ use axum::{
     http::{header, request::Parts},
     response::{IntoResponse, Response},
 };
+use platform::credentials::ClientId;
 use uuid::Uuid;
 
 use crate::{
     error::ApiError,
+    introspection_clients::{ClientCheck, Refusal},
     state::AppState,
     store::{
         Profiles, profiles,
@@ -206,6 +209,37 @@ impl FromRequestParts<AppState> for Me {
             });
         }
         Ok(Self(user))
+    }
+}
+
+/// The service calling token introspection, authenticated by its client credentials
+/// (HTTP Basic, RFC 6749 §2.3.1). Anything else is 401 `invalid_client` with a `Basic`
+/// challenge: no credentials, malformed ones, an unknown id or a wrong secret alike.
+#[derive(Debug, Clone)]
+pub struct IntrospectionClient(pub ClientId);
+
+impl FromRequestParts<AppState> for IntrospectionClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // The rate-limit layer checked them already, unless limits are off.
+        let check = match parts.extensions.get::<crate::limits::requests::CheckedClient>() {
+            Some(checked) => checked.0.clone(),
+            None => state.introspection_clients.check(&parts.headers),
+        };
+        match check {
+            ClientCheck::Authenticated(id) => Ok(Self(id)),
+            ClientCheck::Refused(refusal) => {
+                // The id is logged only when it is registered: the log holds no stranger's
+                // text, which might be a secret typed in the wrong place.
+                let client_id = match &refusal {
+                    Refusal::WrongSecret(id) => Some(id.as_str()),
+                    _ => None,
+                };
+                tracing::info!(reason = refusal.as_str(), client_id, "introspection client refused");
+                Err(ApiError::InvalidClient)
+            }
+        }
     }
 }
 

@@ -48,11 +48,35 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     // After the merge: it documents the 429 of every operation the layer limits.
     crate::limits::requests::TOO_MANY_REQUESTS_DOC.modify(&mut openapi);
+    IntrospectionClientAuth.modify(&mut openapi);
     // The 400/413/415 of every operation that reads a body (found by schema fuzzing).
     platform::openapi::BodyRejections.modify(&mut openapi);
     platform::openapi::QueryRejections.modify(&mut openapi);
     platform::openapi::ServiceUnavailable.modify(&mut openapi);
     (router, openapi)
+}
+
+/// Declares the `introspection_client` security scheme (HTTP Basic with a registered
+/// client's id and secret), and says on introspection's 429 which quotas apply there.
+struct IntrospectionClientAuth;
+
+impl Modify for IntrospectionClientAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            Ref, RefOr,
+            security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        };
+        let basic = HttpBuilder::new().scheme(HttpAuthScheme::Basic).description(Some(
+            "A service registered in Auth's `AUTH_INTROSPECTION_CLIENTS`: `Basic base64(urlencode(client_id) \":\" urlencode(secret))` (RFC 6749 §2.3.1).",
+        ));
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("introspection_client", SecurityScheme::Http(basic.build()));
+        let route = crate::limits::requests::INTROSPECTION_ROUTE;
+        if let Some(operation) = openapi.paths.paths.get_mut(route).and_then(|item| item.post.as_mut()) {
+            let mut too_many = Ref::from_response_name("TooManyRequests");
+            too_many.description = "Too many requests (`rate_limited`): the calling client's `introspect-client` quota, shared by all its instances (`AUTH_RATE_LIMIT_INTROSPECT`), or, for a call without valid client credentials, the caller's address's `api-ip` quota. See docs/rate-limiting.md.".into();
+            operation.responses.responses.insert("429".into(), RefOr::Ref(too_many));
+        }
+    }
 }
 
 /// The OpenAPI document as committed in `contracts/auth.openapi.json`.

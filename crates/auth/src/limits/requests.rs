@@ -4,8 +4,10 @@
 //! limit: per user when it carries a valid access token, else per client address.
 //! Some routes also count against their own per-address policy: sign-in (and the
 //! social sign-in callbacks), signup, refresh and the password change. Token
-//! introspection, which other services call on behalf of many viewers from one
-//! address, counts against its own, larger per-address policy instead.
+//! introspection, which other services call on behalf of many viewers, counts per
+//! calling service (its client id) against its own, larger policy instead, once the
+//! service's credentials check out; without valid credentials it counts by address
+//! like any anonymous request, so guessing a client secret is as slow as anything else.
 
 use std::sync::Arc;
 
@@ -17,13 +19,25 @@ use axum::{
 use ratelimit::{Check, ClientIp, RateLimitLayer, Verdict};
 
 use super::{RateLimits, ip_subject};
-use crate::{http::extract::bearer_token, tokens::AccessClaims};
+use crate::{
+    http::extract::bearer_token,
+    introspection_clients::{ClientCheck, IntrospectionClients},
+    tokens::AccessClaims,
+};
 
 /// The claims of the request's access token, verified (signature and expiry, not
 /// revocation) by the rate-limit layer, so the handler's extractor does not verify
 /// the signature a second time.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken(pub AccessClaims);
+
+/// The introspection caller's credentials, checked by the rate-limit layer, so the
+/// handler's extractor does not check them a second time.
+#[derive(Debug, Clone)]
+pub struct CheckedClient(pub ClientCheck);
+
+/// The introspection route, whose callers are services with client credentials.
+pub const INTROSPECTION_ROUTE: &str = "/api/v1/auth/introspect";
 
 /// Routes never limited: probes must answer whatever the load.
 fn is_unlimited(route: &str) -> bool {
@@ -44,7 +58,7 @@ fn route_policy<'a>(limits: &'a RateLimits, method: &Method, route: &str) -> Opt
 }
 
 /// What a request counts against. Needs the [`ClientIp`] extension (see `ratelimit::ClientIpLayer`).
-pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: &mut Parts) -> Vec<Check> {
+pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, clients: &IntrospectionClients, parts: &mut Parts) -> Vec<Check> {
     if !limits.enabled {
         return Vec::new();
     }
@@ -54,8 +68,14 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: 
         return Vec::new();
     }
     let ip = ip_subject(ClientIp::of(&parts.extensions));
-    if parts.method == Method::POST && route.as_deref() == Some("/api/v1/auth/introspect") {
-        return vec![Check::new(&limits.policies.introspect, &ip)];
+    if parts.method == Method::POST && route.as_deref() == Some(INTROSPECTION_ROUTE) {
+        let check = clients.check(&parts.headers);
+        let counted = match &check {
+            ClientCheck::Authenticated(id) => Check::new(&limits.policies.introspect_client, format_args!("client:{id}")),
+            ClientCheck::Refused(_) => Check::new(&limits.policies.api_anonymous, &ip),
+        };
+        parts.extensions.insert(CheckedClient(check));
+        return vec![counted];
     }
     let claims = bearer_token(parts).ok().flatten().and_then(|token| tokens.verify(token));
     let mut checks = Vec::with_capacity(2);
@@ -79,7 +99,8 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, parts: 
 /// them this closure, for every request.
 pub fn layer(state: crate::state::AppState) -> RateLimitLayer<impl Fn(&mut Parts) -> Vec<Check> + Clone + Send + Sync + 'static> {
     let limiter = state.limits.limiter.clone();
-    RateLimitLayer::new(limiter, move |parts: &mut Parts| checks(&state.limits, &state.tokens, parts)).on_refused(refusal)
+    RateLimitLayer::new(limiter, move |parts: &mut Parts| checks(&state.limits, &state.tokens, &state.introspection_clients, parts))
+        .on_refused(refusal)
 }
 
 fn refusal(_: &Verdict) -> Response {

@@ -90,7 +90,10 @@ async fn a_body_in_a_content_coding_is_415_and_identity_is_read() {
 async fn an_introspection_form_over_the_limit_is_413_and_a_bad_one_names_the_field() {
     let app = spawn_app().await;
     let url = app.url("/api/v1/auth/introspect");
-    let form = |body: String| app.client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body).send();
+    let form = |body: String| {
+        let request = app.client.post(&url).basic_auth(crate::helpers::CLIENT_ID, Some(crate::helpers::CLIENT_SECRET));
+        request.header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
     let response = form(format!("token={}", "x".repeat(64 * 1024))).await.unwrap();
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     let problem = assert_problem(form("nothing=here".into()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;

@@ -13,6 +13,9 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The introspection client every test app registers (`AUTH_INTROSPECTION_CLIENTS`).
+pub const CLIENT_ID: &str = "movies";
+pub const CLIENT_SECRET: &str = "tests-introspection-secret-0123456789abcdef";
 pub const DESKTOP_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 pub fn admin_url() -> String {
@@ -76,6 +79,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     for name in auth::limits::POLICY_VARIABLES {
         vars.push((name, "100000/s".into()));
     }
+    vars.push(("AUTH_INTROSPECTION_CLIENTS", format!("{CLIENT_ID}:{CLIENT_SECRET}")));
     vars.extend(options.extra_vars);
     // Later entries override earlier ones.
     let settings = Settings::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
@@ -175,10 +179,16 @@ impl TestApp {
         self.post_json("/api/v1/auth/refresh", &json!({"refresh_token": refresh_token})).await
     }
 
+    /// Introspects `token` as the registered client; panics unless 200.
     pub async fn introspect(&self, token: &str) -> Value {
-        let response = self.post_json("/api/v1/auth/introspect", &json!({"token": token})).await;
+        let response = self.introspect_as(CLIENT_ID, CLIENT_SECRET, token).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    /// `POST /api/v1/auth/introspect` (JSON) with these client credentials.
+    pub async fn introspect_as(&self, client_id: &str, secret: &str, token: &str) -> Response {
+        self.client.post(self.url("/api/v1/auth/introspect")).basic_auth(client_id, Some(secret)).json(&json!({"token": token})).send().await.unwrap()
     }
 }
 

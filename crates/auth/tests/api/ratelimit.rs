@@ -442,19 +442,58 @@ async fn limits_and_sign_in_rules_work_on_a_three_node_redis_cluster() {
     assert!(spread.iter().filter(|&&n| n > 0).count() >= 2, "keys on several nodes: {spread:?}");
 }
 
+/// Introspection counts per client id against `introspect-client`, not by address
+/// against the general limit: each calling service has its own quota, shared by its
+/// instances. A call without valid credentials counts by address against `api-ip`
+/// like any anonymous request, so guessing a client secret is throttled.
 #[tokio::test]
-async fn introspection_has_its_own_per_address_limit_instead_of_the_general_one() {
-    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/h"), ("AUTH_RATE_LIMIT_INTROSPECT", "1/2s burst 2")]).await;
-    assert_eq!(app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().status(), StatusCode::OK);
-    let spent = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
-    assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS, "the general limit is spent");
-    // Services introspecting for many viewers are not held to the general limit.
-    assert_policy("introspect-ip", 2, "rate_limited", || async {
-        let response = app.post_json("/api/v1/auth/introspect", &json!({"token": "not-a-token"})).await;
-        assert!(!header(&response, "ratelimit").contains("api-ip"));
-        response
-    })
+async fn introspection_counts_per_client_and_calls_without_valid_credentials_count_against_api_ip() {
+    const BILLING_SECRET: &str = "billing-introspection-secret-0123456789";
+    let clients = format!("{}:{},billing:{BILLING_SECRET}", crate::helpers::CLIENT_ID, crate::helpers::CLIENT_SECRET);
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/h burst 3"),
+        ("AUTH_RATE_LIMIT_INTROSPECT", "1/2s burst 2"),
+        ("AUTH_INTROSPECTION_CLIENTS", &clients),
+    ])
     .await;
+    let movies = || app.introspect_as(crate::helpers::CLIENT_ID, crate::helpers::CLIENT_SECRET, "not-a-token");
+    // The first two calls of `movies` spend its burst; billing's quota is untouched.
+    for _ in 0..2 {
+        let response = movies().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!header(&response, "ratelimit").contains("api-ip"), "{}", header(&response, "ratelimit"));
+    }
+    assert_eq!(movies().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let billing = app.introspect_as("billing", BILLING_SECRET, "not-a-token").await;
+    assert_eq!(billing.status(), StatusCode::OK, "another client's quota is its own");
+    assert!(header(&billing, "ratelimit").starts_with("\"introspect-client\";r=1;"), "{}", header(&billing, "ratelimit"));
+    // Refused, allowed again after the interval: the policy's own cycle.
+    assert_policy("introspect-client", 1, "rate_limited", || async { app.introspect_as("billing", BILLING_SECRET, "not-a-token").await }).await;
+
+    // Without valid credentials: by address, against api-ip (burst 3), answered 401.
+    let wrong = app.introspect_as(crate::helpers::CLIENT_ID, "wrong-secret-wrong-secret-wrong-secret", "not-a-token").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(header(&wrong, "ratelimit").starts_with("\"api-ip\";r=2;"), "{}", header(&wrong, "ratelimit"));
+    for _ in 0..2 {
+        let unknown = app.introspect_as("guess", "guess-guess-guess-guess-guess-guess-guess", "not-a-token").await;
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    }
+    let anonymous = app.post_json("/api/v1/auth/introspect", &json!({"token": "not-a-token"})).await;
+    assert!(header(&anonymous, "ratelimit").contains("\"api-ip\";r=0;"), "{}", header(&anonymous, "ratelimit"));
+    assert_problem(anonymous, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The clients' quotas are not the address's: a valid call still passes.
+    let response = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let response = movies().await;
+            if response.status() != StatusCode::TOO_MANY_REQUESTS {
+                break response;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("movies' quota comes back");
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]

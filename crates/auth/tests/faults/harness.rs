@@ -15,6 +15,9 @@ use uuid::Uuid;
 use crate::servers::{free_port, tail, temp_dir};
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The introspection client every Auth here registers.
+const CLIENT_ID: &str = "faults";
+const CLIENT_SECRET: &str = "faults-introspection-secret-0123456789abcdef";
 
 /// The Redis every test shares (only for tests whose fault is elsewhere); keys under
 /// a prefix of the test's own.
@@ -63,6 +66,7 @@ impl Auth {
             ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
         ];
         env.extend(auth::limits::POLICY_VARIABLES.iter().map(|name| (name.to_string(), "100000/s".to_string())));
+        env.push(("AUTH_INTROSPECTION_CLIENTS".into(), format!("{CLIENT_ID}:{CLIENT_SECRET}")));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
@@ -151,7 +155,8 @@ impl Auth {
 
     /// `POST /api/v1/auth/introspect`: whether Auth calls the token active.
     pub async fn introspect(&self, token: &str) -> bool {
-        let response = self.client.post(self.url("/api/v1/auth/introspect")).json(&json!({"token": token})).send().await.unwrap();
+        let request = self.client.post(self.url("/api/v1/auth/introspect")).basic_auth(CLIENT_ID, Some(CLIENT_SECRET));
+        let response = request.json(&json!({"token": token})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.json::<Value>().await.unwrap()["active"].as_bool().unwrap()
     }

@@ -8,7 +8,7 @@ use auth_client::BreakerState;
 use reqwest::StatusCode;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
-use crate::helpers::{Auth, Movies, MoviesOptions, Tokens, eventually};
+use crate::helpers::{Auth, INTROSPECTION_SECRET, Movies, MoviesOptions, Tokens, eventually};
 
 /// Longest any request may take while Auth misbehaves: well above the 100 ms
 /// introspection timeout, far below a hang.
@@ -138,6 +138,55 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
     let introspections = throttling.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
     assert_eq!(introspections, 8, "every token was asked about");
+}
+
+/// What this thread logs, for tests on the current-thread runtime, where the services'
+/// tasks run on the test's own thread.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Auth up, but refusing the movies API's introspection credentials (401): a
+/// configuration error. Signed-in viewers are served degraded, as while Auth is down,
+/// rather than refused; the breaker opens; and one error names the settings to check,
+/// not once per call, and never the secret.
+#[tokio::test]
+async fn a_wrong_client_secret_serves_signed_in_viewers_degraded_and_logs_one_error() {
+    const WRONG_SECRET: &str = "not-the-secret-auth-knows-0123456789abcdef";
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(tracing::Level::WARN).finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let auth = Auth::in_process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 8).await;
+    assert_serves_degraded(&movies, &tokens).await;
+    assert_breaker_open(&movies).await;
+    let text = logs.text();
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("refused this service's introspection credentials")).collect();
+    assert_eq!(errors.len(), 1, "one error for five refused calls:\n{text}");
+    for expected in ["ERROR", "client_id=movies", "MOVIES_AUTH_CLIENT_ID and MOVIES_AUTH_CLIENT_SECRET", "AUTH_INTROSPECTION_CLIENTS"] {
+        assert!(errors[0].contains(expected), "{expected}: {}", errors[0]);
+    }
+    assert!(!text.contains(WRONG_SECRET) && !text.contains(INTROSPECTION_SECRET), "a secret in the log:\n{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,8 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The movies API's introspection secret, as both services are given it.
+pub const INTROSPECTION_SECRET: &str = "movies-tests-introspection-secret-0123456789";
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/movies-small.json");
 
 pub fn admin_url() -> String {
@@ -103,6 +105,7 @@ impl Auth {
             ("REDIS_URL".into(), redis_url()),
             ("AUTH_REDIS_KEY_PREFIX".into(), format!("test:{id}")),
             ("AUTH_JWT_DEV_KEY_FILE".into(), key.display().to_string()),
+            ("AUTH_INTROSPECTION_CLIENTS".into(), format!("movies:{INTROSPECTION_SECRET}")),
             ("RUST_LOG".into(), "error".into()),
         ]
     }
@@ -289,6 +292,7 @@ impl Movies {
             ("REDIS_URL", redis_url()),
             ("MOVIES_REDIS_KEY_PREFIX", format!("test:{}", Uuid::new_v4().simple())),
             ("AUTH_URL", auth_url.to_owned()),
+            ("MOVIES_AUTH_CLIENT_SECRET", INTROSPECTION_SECRET.into()),
             ("MOVIES_AUTH_JWKS_RETRY_MS", "100".into()),
             // Every test's requests come from one address; `ratelimit.rs` turns them on.
             ("MOVIES_RATE_LIMIT_ENABLED", "false".into()),

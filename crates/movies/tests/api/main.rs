@@ -1,6 +1,7 @@
 //! Integration tests of the movies API with a real Auth, PostgreSQL and Redis.
 
 mod access;
+mod auth_client;
 mod catalog;
 mod contract;
 mod database;
