@@ -19,6 +19,8 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// Longest wait for Redis before answering from the database.
     pub cache_timeout: Duration,
+    /// Signed playback URLs.
+    pub stream: crate::playback::StreamSettings,
     pub request_timeout: Duration,
     /// On SIGTERM/SIGINT, how long the requests in flight may take to finish.
     pub shutdown_timeout: Duration,
@@ -26,17 +28,6 @@ pub struct Settings {
     pub require_request_id: bool,
     pub auth: AuthClientConfig,
     pub rate_limits: crate::limits::RateLimitSettings,
-    pub stream: StreamSettings,
-}
-
-/// Signed playback URLs (`crate::playback`, docs/movies.md).
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// How long a signed manifest URL plays.
-    pub url_ttl: Duration,
-    /// Shared with the media server that verifies the URLs (the stack's nginx). None: a
-    /// random one per start, which nothing else knows.
-    pub signing_secret: Option<SecretString>,
 }
 
 impl Settings {
@@ -63,12 +54,12 @@ impl Settings {
             redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
             cache_ttl: Duration::from_secs(cache_ttl_seconds(&env)?),
             cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
+            stream: crate::playback::StreamSettings::from_env(&env)?,
             request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
             shutdown_timeout: env.seconds("MOVIES_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
             auth,
             rate_limits: crate::limits::RateLimitSettings::from_env(&env)?,
-            stream: StreamSettings { url_ttl: stream_url_ttl(&env)?, signing_secret: stream_signing_secret(&env)? },
         })
     }
 
@@ -94,11 +85,10 @@ impl Settings {
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
-                "MOVIES_STREAM_URL_TTL_SECONDS",
-                "MOVIES_STREAM_SIGNING_SECRET",
             ]
             .into_iter()
             .chain(crate::limits::RateLimitSettings::VARIABLES)
+            .chain(crate::playback::StreamSettings::VARIABLES)
             .collect::<Vec<_>>()
             .as_slice(),
         )
@@ -135,46 +125,8 @@ fn cache_ttl_seconds(env: &Env) -> Result<u64, ConfigError> {
     Ok(seconds)
 }
 
-/// A minute to a day: shorter would expire before a player fetched the manifest on a
-/// slow start; longer makes a leaked URL a lasting free pass.
-const STREAM_URL_TTL_SECONDS: std::ops::RangeInclusive<u64> = 60..=86_400;
-
-/// `MOVIES_STREAM_URL_TTL_SECONDS`: 600 (10 minutes) by default.
-fn stream_url_ttl(env: &Env) -> Result<Duration, ConfigError> {
-    let name = "MOVIES_STREAM_URL_TTL_SECONDS";
-    let seconds: u64 = env.parse(name, "600")?;
-    if !STREAM_URL_TTL_SECONDS.contains(&seconds) {
-        let (min, max) = (STREAM_URL_TTL_SECONDS.start(), STREAM_URL_TTL_SECONDS.end());
-        return Err(ConfigError { name: name.into(), reason: format!("must be {min} to {max} seconds (a minute to a day)") });
-    }
-    Ok(Duration::from_secs(seconds))
-}
-
-/// The shortest signing secret: 32 hex digits are 128 bits (`openssl rand -hex 32` prints 64).
-const MIN_STREAM_SECRET_CHARS: usize = 32;
-
-/// `MOVIES_STREAM_SIGNING_SECRET`: unset or blank is `None`. The value is never echoed.
-/// Only letters, digits and `+/=-_.` (what `openssl rand -hex` or `-base64` print): the
-/// same value is written into nginx's configuration inside a quoted string, where `$`
-/// starts a variable, `\` an escape and `"` ends the string, and compose's `.env` reads
-/// `$` too; nginx would then hash another secret and refuse every URL.
-fn stream_signing_secret(env: &Env) -> Result<Option<SecretString>, ConfigError> {
-    let name = "MOVIES_STREAM_SIGNING_SECRET";
-    let Some(secret) = env.optional(name) else { return Ok(None) };
-    let invalid = |reason: &str| ConfigError { name: name.into(), reason: reason.into() };
-    if secret.chars().count() < MIN_STREAM_SECRET_CHARS {
-        return Err(invalid("must be at least 32 characters, e.g. `openssl rand -hex 32`"));
-    }
-    if !secret.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_.".contains(c)) {
-        return Err(invalid("only letters, digits and + / = - _ . are allowed (nginx reads it in its configuration), e.g. `openssl rand -hex 32`"));
-    }
-    Ok(Some(secret.into()))
-}
-
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use super::*;
 
     #[test]
@@ -196,38 +148,6 @@ mod tests {
         for bad in ["auth:8000", "not a url", "ftp://x", "http://", "file:///etc/passwd", "127.0.0.1:8000"] {
             let error = with(&[("AUTH_URL", bad)]).unwrap_err().to_string();
             assert!(error.starts_with("AUTH_URL: "), "{bad:?}: {error}");
-        }
-    }
-
-    #[test]
-    fn the_stream_url_lifetime_is_ten_minutes_by_default_and_a_minute_to_a_day() {
-        assert_eq!(with(&[]).unwrap().stream.url_ttl, Duration::from_secs(600));
-        assert_eq!(with(&[("MOVIES_STREAM_URL_TTL_SECONDS", "60")]).unwrap().stream.url_ttl, Duration::from_secs(60));
-        assert_eq!(with(&[("MOVIES_STREAM_URL_TTL_SECONDS", "86400")]).unwrap().stream.url_ttl, Duration::from_secs(86_400));
-        for bad in ["59", "0", "86401", "-1", "ten", "1e3", "18446744073709551616"] {
-            let error = with(&[("MOVIES_STREAM_URL_TTL_SECONDS", bad)]).unwrap_err().to_string();
-            assert!(error.starts_with("MOVIES_STREAM_URL_TTL_SECONDS: "), "{bad:?}: {error}");
-            assert!(!error.contains('\n'), "one line: {error}");
-        }
-    }
-
-    #[test]
-    fn the_stream_signing_secret_is_optional_but_long_and_plain_when_set() {
-        assert!(with(&[]).unwrap().stream.signing_secret.is_none());
-        assert!(with(&[("MOVIES_STREAM_SIGNING_SECRET", "  ")]).unwrap().stream.signing_secret.is_none(), "blank is unset");
-        let hex = "0123456789abcdef0123456789abcdef";
-        let base64 = "q83vEjRWeJA+/w==q83vEjRWeJA-_.Zm9v";
-        for good in [hex, base64] {
-            let secret = with(&[("MOVIES_STREAM_SIGNING_SECRET", good)]).unwrap().stream.signing_secret.unwrap();
-            assert_eq!(secret.expose_secret(), good);
-        }
-        let short = "0123456789abcdef0123456789abcde"; // 31
-        let nginx_would_read_otherwise =
-            ["0123456789abcdef0123456789abcdef$x", "0123456789abcdef\"0123456789abcdef", "0123456789abcdef 0123456789abcdef"];
-        for bad in std::iter::once(short).chain(nginx_would_read_otherwise) {
-            let error = with(&[("MOVIES_STREAM_SIGNING_SECRET", bad)]).unwrap_err().to_string();
-            assert!(error.starts_with("MOVIES_STREAM_SIGNING_SECRET: "), "{bad:?}: {error}");
-            assert!(!error.contains("0123456789abcde") && !error.contains(bad), "the value is never echoed: {error}");
         }
     }
 

@@ -15,11 +15,64 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
+use platform::env::{ConfigError, Env};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::config::StreamSettings;
+/// The settings of signed playback URLs.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// How long a signed manifest URL plays.
+    pub url_ttl: Duration,
+    /// Shared with the media server that verifies the URLs (the stack's nginx). None: a
+    /// random one per start, which nothing else knows.
+    pub signing_secret: Option<SecretString>,
+}
+
+/// A minute to a day: shorter would expire before a player fetched the manifest on a
+/// slow start; longer makes a leaked URL a lasting free pass.
+const URL_TTL_SECONDS: std::ops::RangeInclusive<u64> = 60..=86_400;
+
+/// The shortest signing secret: 32 hex digits are 128 bits (`openssl rand -hex 32` prints 64).
+const MIN_SECRET_CHARS: usize = 32;
+
+impl StreamSettings {
+    pub const VARIABLES: [&str; 2] = ["MOVIES_STREAM_URL_TTL_SECONDS", "MOVIES_STREAM_SIGNING_SECRET"];
+
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { url_ttl: url_ttl(env)?, signing_secret: signing_secret(env)? })
+    }
+}
+
+/// `MOVIES_STREAM_URL_TTL_SECONDS`: 600 (10 minutes) by default.
+fn url_ttl(env: &Env) -> Result<Duration, ConfigError> {
+    let name = "MOVIES_STREAM_URL_TTL_SECONDS";
+    let seconds: u64 = env.parse(name, "600")?;
+    if !URL_TTL_SECONDS.contains(&seconds) {
+        let (min, max) = (URL_TTL_SECONDS.start(), URL_TTL_SECONDS.end());
+        return Err(ConfigError { name: name.into(), reason: format!("must be {min} to {max} seconds (a minute to a day)") });
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// `MOVIES_STREAM_SIGNING_SECRET`: unset or blank is `None`. The value is never echoed.
+/// Only letters, digits and `+/=-_.` (what `openssl rand -hex` or `-base64` print): the
+/// same value is written into nginx's configuration inside a quoted string, where `$`
+/// starts a variable, `\` an escape and `"` ends the string, and compose's `.env` reads
+/// `$` too; nginx would then hash another secret and refuse every URL.
+fn signing_secret(env: &Env) -> Result<Option<SecretString>, ConfigError> {
+    let name = "MOVIES_STREAM_SIGNING_SECRET";
+    let Some(secret) = env.optional(name) else { return Ok(None) };
+    let invalid = |reason: &str| ConfigError { name: name.into(), reason: reason.into() };
+    if secret.chars().count() < MIN_SECRET_CHARS {
+        return Err(invalid("must be at least 32 characters, e.g. `openssl rand -hex 32`"));
+    }
+    if !secret.chars().all(|c| c.is_ascii_alphanumeric() || "+/=-_.".contains(c)) {
+        return Err(invalid("only letters, digits and + / = - _ . are allowed (nginx reads it in its configuration), e.g. `openssl rand -hex 32`"));
+    }
+    Ok(Some(secret.into()))
+}
 
 /// Signs media paths for a fixed lifetime with the secret the media server shares.
 #[derive(Debug, Clone)]
@@ -162,6 +215,43 @@ mod tests {
         assert_eq!(a.secret.expose_secret().len(), 43, "256 bits in base64url");
         assert_ne!(a.secret.expose_secret(), b.secret.expose_secret());
         assert_ne!(a.sign_at(PATH, at(0)).url, b.sign_at(PATH, at(0)).url);
+    }
+
+    #[test]
+    fn the_stream_url_lifetime_is_ten_minutes_by_default_and_a_minute_to_a_day() {
+        assert_eq!(with(&[]).unwrap().url_ttl, Duration::from_secs(600));
+        assert_eq!(with(&[("MOVIES_STREAM_URL_TTL_SECONDS", "60")]).unwrap().url_ttl, Duration::from_secs(60));
+        assert_eq!(with(&[("MOVIES_STREAM_URL_TTL_SECONDS", "86400")]).unwrap().url_ttl, Duration::from_secs(86_400));
+        for bad in ["59", "0", "86401", "-1", "ten", "1e3", "18446744073709551616"] {
+            let error = with(&[("MOVIES_STREAM_URL_TTL_SECONDS", bad)]).unwrap_err().to_string();
+            assert!(error.starts_with("MOVIES_STREAM_URL_TTL_SECONDS: "), "{bad:?}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+    }
+
+    #[test]
+    fn the_stream_signing_secret_is_optional_but_long_and_plain_when_set() {
+        assert!(with(&[]).unwrap().signing_secret.is_none());
+        assert!(with(&[("MOVIES_STREAM_SIGNING_SECRET", "  ")]).unwrap().signing_secret.is_none(), "blank is unset");
+        let hex = "0123456789abcdef0123456789abcdef";
+        let base64 = "q83vEjRWeJA+/w==q83vEjRWeJA-_.Zm9v";
+        for good in [hex, base64] {
+            let secret = with(&[("MOVIES_STREAM_SIGNING_SECRET", good)]).unwrap().signing_secret.unwrap();
+            assert_eq!(secret.expose_secret(), good);
+        }
+        let short = "0123456789abcdef0123456789abcde"; // 31
+        let nginx_would_read_otherwise =
+            ["0123456789abcdef0123456789abcdef$x", "0123456789abcdef\"0123456789abcdef", "0123456789abcdef 0123456789abcdef"];
+        for bad in std::iter::once(short).chain(nginx_would_read_otherwise) {
+            let error = with(&[("MOVIES_STREAM_SIGNING_SECRET", bad)]).unwrap_err().to_string();
+            assert!(error.starts_with("MOVIES_STREAM_SIGNING_SECRET: "), "{bad:?}: {error}");
+            assert!(!error.contains("0123456789abcde") && !error.contains(bad), "the value is never echoed: {error}");
+        }
+    }
+
+    /// The settings read through the service's own (`Settings::from_lookup` names the variable).
+    fn with(vars: &[(&str, &str)]) -> Result<StreamSettings, ConfigError> {
+        crate::config::Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).map(|s| s.stream)
     }
 
     #[test]
