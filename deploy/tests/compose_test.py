@@ -4,7 +4,8 @@
 Parses the compose file and asserts its structure and wiring: every service, its
 image or build, healthcheck, dependencies and their conditions, ports, networks, and
 the environment that connects the services to each other (database and Redis URLs,
-Jaeger, nginx's upstreams and trusted address, the request-id requirement). Every
+Jaeger, nginx's upstreams and trusted address, the request-id requirement, the one
+secret with which the movies API signs playback URLs and nginx verifies them). Every
 service variable it sets must be one the service reads (documented in the root
 .env.example), every ${...} it interpolates must be in deploy/.env.example, and no
 secret value is written in it. The Dockerfiles are read for the stages compose
@@ -99,6 +100,16 @@ def main():
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
     check("$${#REDIS_PASSWORD} -ge 16" in compose_text, "the redis container refuses a password shorter than 16 characters")
+    # One secret signs playback URLs in the movies API and verifies them in nginx: both get
+    # the same required interpolation, and the template hashes exactly what Movies signs.
+    required_secret = "${STREAM_SIGNING_SECRET:?set STREAM_SIGNING_SECRET in deploy/.env}"
+    check(services["movies"].get("environment", {}).get("MOVIES_STREAM_SIGNING_SECRET") == required_secret,
+          f"movies gets MOVIES_STREAM_SIGNING_SECRET as {required_secret}, never defaulted")
+    check(services["nginx"].get("environment", {}).get("STREAM_SIGNING_SECRET") == required_secret,
+          f"nginx gets STREAM_SIGNING_SECRET as {required_secret}, never defaulted")
+    check(example.get("STREAM_SIGNING_SECRET") == "", "deploy/.env.example must leave STREAM_SIGNING_SECRET empty (compose then refuses to start)")
+    check(not any("STREAM_SIGNING_SECRET" in str(v) for v in services["catalogue-demo"].get("environment", {}).values()),
+          "catalogue-demo signs nothing and does not get the stream secret")
     # The init script refuses short passwords before it touches the database.
     for short in ("AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "POSTGRES_PASSWORD"):
         env = {"PATH": os.environ["PATH"], "AUTH_DB_PASSWORD": "a" * 24, "MOVIES_DB_PASSWORD": "b" * 24, "POSTGRES_PASSWORD": "c" * 24, short: "change-me"}
@@ -108,7 +119,7 @@ def main():
     check("${INTROSPECTION_SECRET:?" in compose_text, "INTROSPECTION_SECRET must be required (${INTROSPECTION_SECRET:?...}), never defaulted")
     check(example.get("INTROSPECTION_SECRET") == "", "deploy/.env.example must leave INTROSPECTION_SECRET empty (compose then refuses to start)")
     # The values an operator fills in, for resolving the services' settings below.
-    fill = {"INTROSPECTION_SECRET": "0123456789abcdef0123456789abcdef"}
+    fill = {"INTROSPECTION_SECRET": "0123456789abcdef0123456789abcdef", "STREAM_SIGNING_SECRET": "fedcba9876543210fedcba9876543210"}
     deployed = {k: (v or fill.get(k, "0123456789abcdef0123")) if k.endswith("PASSWORD") or k in fill else v for k, v in example.items()}
     gitignore = (DEPLOY / ".gitignore").read_text().split()
     check(".env" in gitignore and "secrets/*" in gitignore, "deploy/.gitignore must keep .env and secrets/ out of git")
@@ -186,6 +197,12 @@ def main():
     used = interpolations(template)
     provided = set(nginx.get("environment", {}))
     check(used == provided, f"the template uses {sorted(used)}, compose provides {sorted(provided)}")
+    media = re.search(r"location /media/ \{\n(.*?)^    \}", template, re.M | re.S)
+    check(media is not None, "the template has a location /media/")
+    if media:
+        check("secure_link $arg_sig,$arg_expires;" in media.group(1)
+              and 'secure_link_md5 "$secure_link_expires$uri ${STREAM_SIGNING_SECRET}";' in media.group(1),
+              "location /media/ checks secure_link in the movies API's format (crates/movies/src/playback.rs)")
     nenv = {k: resolve(v, deployed) for k, v in nginx.get("environment", {}).items()}
     check(nenv.get("NGINX_LISTEN") == "80", "nginx listens on 80 in the container")
 

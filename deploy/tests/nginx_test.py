@@ -20,13 +20,18 @@ credentials, confirms a viewer while a caller without them is refused; the clien
 X-Forwarded-For) reaches Auth's rate limiter (its Redis keys) and the login history;
 limit_req answers 429 problem+json when one address floods; nginx's own errors are
 problem+json with the request id while the services' error bodies pass unchanged; the
-docs pages work under their prefixes; a stopped service is a 502, and the services exit
-cleanly on SIGTERM.
+docs pages work under their prefixes; a playback URL from the movies API's real answer
+plays at /media/, the same URL with its signature, film or expiry changed is 403 and
+one past its expiry (signed here with the same secret) is 410, its signature in no
+log; a stopped service is a 502, and the services exit cleanly on SIGTERM.
 
 Needs: nginx and envsubst (deploy/tests/run.sh installs them), PostgreSQL and Redis
 on their usual loopback ports, the debug binaries (cargo build -p auth -p movies).
 """
 
+import base64
+import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -58,7 +63,7 @@ FIXTURE = ROOT / "crates/movies/tests/fixtures/movies-small.json"
 LIMIT_RATE, LIMIT_BURST = "1r/m", 100
 # Client addresses (all of 127.0.0.0/8 is loopback): one per scenario, so the
 # per-address limit of one does not touch the others.
-CLIENT, VIEWER, FLOODER = "127.0.0.5", "127.0.0.7", "127.0.0.99"
+CLIENT, VIEWER, FLOODER, PLAYER = "127.0.0.5", "127.0.0.7", "127.0.0.99", "127.0.0.11"
 
 
 class Failure(Exception):
@@ -168,6 +173,8 @@ class Stack:
         self.movies_db, self.movies_role = f"deploytest_movies_{suffix}", f"deploytest_movies_{suffix}"
         self.auth_password, self.movies_password = secrets.token_hex(16), secrets.token_hex(16)
         self.redis_prefix = f"deploytest:{suffix}"
+        # Shared by the movies API (signs playback URLs) and nginx (verifies them).
+        self.stream_secret = secrets.token_hex(32)
         self.processes = {}
         self.logs = {}
         self.initialised = False
@@ -235,6 +242,7 @@ class Stack:
             # nginx's own limit_req is what check_limit_req measures: the movies API's
             # per-address limit (20/s, burst 40 by default) would refuse first.
             "MOVIES_RATE_LIMIT_API_ANONYMOUS": "1000/s burst 1000",
+            "MOVIES_STREAM_SIGNING_SECRET": self.stream_secret,
         })
         auth = self.start("auth", [str(BIN / "auth"), "serve"], self.auth_env)
         # As the catalogue-demo one-shot does (with the small test fixture): migrate, load.
@@ -251,7 +259,8 @@ class Stack:
         variables = dict(compose["services"]["nginx"]["environment"])
         self.nginx_port = free_port()
         variables.update({"NGINX_LISTEN": f"127.0.0.1:{self.nginx_port}", "AUTH_UPSTREAM": f"127.0.0.1:{self.auth_port}",
-                          "MOVIES_UPSTREAM": f"127.0.0.1:{self.movies_port}", "NGINX_LIMIT_RATE": LIMIT_RATE, "NGINX_LIMIT_BURST": str(LIMIT_BURST)})
+                          "MOVIES_UPSTREAM": f"127.0.0.1:{self.movies_port}", "NGINX_LIMIT_RATE": LIMIT_RATE, "NGINX_LIMIT_BURST": str(LIMIT_BURST),
+                          "STREAM_SIGNING_SECRET": self.stream_secret})
         # What the image's 20-envsubst-on-templates.sh does: envsubst restricted to the
         # names of the defined variables.
         shell_format = " ".join(f"${{{name}}}" for name in variables)
@@ -566,6 +575,86 @@ def check_client_address(stack):
     print(f"nginx_test: the client's address ({VIEWER}) reaches Auth's rate limiter and login history; a forged X-Forwarded-For does not")
 
 
+def media_signature(secret, path, expires):
+    """What nginx's `secure_link_md5 "$secure_link_expires$uri <secret>"` expects in `sig`."""
+    digest = hashlib.md5(f"{expires}{path} {secret}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def check_signed_playback(stack):
+    client = Client(stack.nginx_port, source=PLAYER)
+    films = client.request("GET", "/api/v1/films", {"X-Request-Id": f"play-films-{stack.suffix}"}).json()["items"]
+    free = [f["id"] for f in films if f["access_tier"] == "free"]
+    expect(len(free) >= 2, f"two free films for an anonymous viewer: {films}")
+    film, other = free[0], free[1]
+    # The movies API's real answer, through nginx.
+    answer = client.request("GET", f"/api/v1/films/{film}/stream", {"X-Request-Id": f"play-stream-{stack.suffix}"})
+    expect(answer.status == 200, f"the stream answer of a free film: {answer!r}")
+    descriptor = answer.json()
+    url = descriptor["manifest_url"]
+    parts = urllib.parse.urlsplit(url)
+    path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+    expect(path == f"/media/films/{film.replace('-', '')}/master.m3u8" and set(query) == {"expires", "sig"}, f"a signed manifest URL: {url}")
+    expires, sig = int(query["expires"]), query["sig"]
+    expires_at = datetime.datetime.fromisoformat(descriptor["expires_at"].replace("Z", "+00:00"))
+    expect(expires_at.timestamp() == expires, f"expires_at is the signed expires: {descriptor}")
+
+    # It plays: the placeholder playlist, private, with the request id.
+    request_id = f"play-{stack.suffix}"
+    response = client.request("GET", url, {"X-Request-Id": request_id})
+    expect(response.status == 200 and response.body.startswith(b"#EXTM3U\n"), f"the signed URL plays: {response!r}")
+    expect(response.header("Content-Type") == "application/vnd.apple.mpegurl", f"an HLS playlist: {response!r}")
+    expect(response.header("Cache-Control") == "private", f"no shared cache keeps it: {response!r}")
+    expect(response.header("X-Request-Id") == request_id, f"the request id comes back: {response!r}")
+    entry = stack.access_entry(request_id)
+    expect(entry["path"] == path and entry["status"] == 200 and entry["upstream"] == "", f"served by nginx, logged by path: {entry}")
+
+    # Anything changed is 403. (The signature's first character: its last one holds two
+    # bits only, and the other four may change without changing the decoded MD5.)
+    tampered = ("A" if sig[0] != "A" else "B") + sig[1:]
+    other_path = f"/media/films/{other.replace('-', '')}/master.m3u8"
+    refused = [
+        ("the signature changed", f"{path}?expires={expires}&sig={tampered}"),
+        ("another film's path with this signature", f"{other_path}?expires={expires}&sig={sig}"),
+        ("a later expiry with this signature", f"{path}?expires={expires + 3600}&sig={sig}"),
+        ("signed under another secret", f"{path}?expires={expires}&sig={media_signature('0' * 64, path, expires)}"),
+        ("no signature", f"{path}?expires={expires}"),
+        ("no expiry", f"{path}?sig={sig}"),
+        ("no query", path),
+    ]
+    for n, (what, target) in enumerate(refused):
+        request_id = f"play-bad-{stack.suffix}-{n}"
+        response = client.request("GET", target, {"X-Request-Id": request_id})
+        expect(response.status == 403, f"{what}: 403 expected, got {response!r}")
+        problem(response, 403, "media_link_invalid")
+        expect(response.header("X-Request-Id") == request_id, f"{what}: nginx's 403 carries the request id")
+
+    # Signed here with the same secret: in the future it plays (so nginx and this test
+    # agree on the signature), in the past it is 410; a wrong signature is 403 either way.
+    now = int(time.time())
+    future, past = now + 300, now - 60
+    response = client.request("GET", f"{path}?expires={future}&sig={media_signature(stack.stream_secret, path, future)}")
+    expect(response.status == 200, f"a URL signed by the test with the stack's secret plays: {response!r}")
+    request_id = f"play-expired-{stack.suffix}"
+    response = client.request("GET", f"{path}?expires={past}&sig={media_signature(stack.stream_secret, path, past)}", {"X-Request-Id": request_id})
+    problem(response, 410, "media_link_expired")
+    expect(response.header("X-Request-Id") == request_id, "nginx's 410 carries the request id")
+    response = client.request("GET", f"{path}?expires={past}&sig={media_signature('0' * 64, path, past)}")
+    problem(response, 403, "media_link_invalid")
+    # The location's own error pages keep the server's 413 as problem+json. (No query:
+    # nginx's error log line of a refused body holds the request line, query included.)
+    response = client.request("POST", path, {"Content-Type": "application/octet-stream"}, b"x" * 100_000)
+    problem(response, 413, "body_too_large")
+
+    # The signatures never reach a log: nginx logs the path only.
+    logs = {"nginx's access log": stack.access_log, "nginx's error log": stack.dir / "error.log", "the movies API's log": stack.logs["movies"]}
+    for name, log in logs.items():
+        text = log.read_text() if log.exists() else ""
+        expect(sig not in text and "sig=" not in text, f"a playback signature in {name}")
+    client.close()
+    print("nginx_test: a signed playback URL plays at /media/; changed ones are 403, expired ones 410; no signature is logged")
+
+
 def check_limit_req(stack):
     flooder = Client(stack.nginx_port, source=FLOODER)
     statuses = []
@@ -655,6 +744,7 @@ def main():
         check_routing(stack)
         check_request_ids(stack)
         check_trace_context(stack)
+        check_signed_playback(stack)
         check_client_address(stack)
         check_limit_req(stack)
         check_nginx_errors_and_docs(stack)

@@ -25,6 +25,8 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// Longest wait for Redis before answering from the database.
     pub cache_timeout: Duration,
+    /// Signed playback URLs.
+    pub stream: crate::playback::StreamSettings,
     pub request_timeout: Duration,
     /// On SIGTERM/SIGINT, how long the requests in flight may take to finish.
     pub shutdown_timeout: Duration,
@@ -59,6 +61,7 @@ impl Settings {
             redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
             cache_ttl: Duration::from_secs(cache_ttl_seconds(&env)?),
             cache_timeout: env.millis("MOVIES_CACHE_TIMEOUT_MS", 50)?,
+            stream: crate::playback::StreamSettings::from_env(&env)?,
             request_timeout: env.seconds("MOVIES_REQUEST_TIMEOUT_SECONDS", 10)?,
             shutdown_timeout: env.seconds("MOVIES_SHUTDOWN_TIMEOUT_SECONDS", 15)?,
             require_request_id: env.flag("REQUIRE_REQUEST_ID", false)?,
@@ -104,6 +107,7 @@ impl Settings {
             ]
             .into_iter()
             .chain(crate::limits::RateLimitSettings::VARIABLES)
+            .chain(crate::playback::StreamSettings::VARIABLES)
             .collect::<Vec<_>>()
             .as_slice(),
         )
@@ -264,6 +268,18 @@ mod tests {
             let error = with(&[("AUTH_URL", bad)]).unwrap_err().to_string();
             assert!(error.starts_with("AUTH_URL: "), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let settings = with(&[
+            ("MOVIES_STREAM_SIGNING_SECRET", "stream-secret-0123456789abcdef0123"),
+            ("MOVIES_DATABASE_URL", "postgres://u:hunter2@db/movies"),
+            ("REDIS_URL", "redis://:pw-s3cret@r"),
+        ])
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("stream-secret") && !debug.contains("hunter2") && !debug.contains("pw-s3cret"), "{debug}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! `http` holds the routes, `access` the rules deciding what each viewer may see,
 //! `catalog` the SQL, `cache` the Redis cache in front of it, `demo` the loader of the
-//! demo catalogue, `limits` the request rate limits. Who the viewer is comes from Auth through the `auth-client` crate.
+//! demo catalogue, `limits` the request rate limits, `playback` the signed playback
+//! URLs. Who the viewer is comes from Auth through the `auth-client` crate.
 
 pub mod access;
 pub mod cache;
@@ -12,5 +13,6 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod playback;
 pub mod startup;
 pub mod state;

@@ -35,7 +35,8 @@ impl Application {
         // Before serving: the first requests would otherwise fall back to the in-process
         // limits while the connection opens.
         limits.limiter.warm_up(Duration::from_secs(2)).await;
-        let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits) };
+        let playback = std::sync::Arc::new(crate::playback::UrlSigner::from_settings(&settings.stream));
+        let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits), playback };
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http());
         Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout, max_connections: settings.max_connections })

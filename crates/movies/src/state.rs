@@ -10,4 +10,5 @@ pub struct AppState {
     pub cache: Cache,
     pub auth: AuthClient,
     pub limits: std::sync::Arc<crate::limits::RateLimits>,
+    pub playback: std::sync::Arc<crate::playback::UrlSigner>,
 }

@@ -16,6 +16,7 @@ use crate::{
     access,
     catalog::films::{self, FilmDetail, FilmPage, Sort},
     error::{ApiError, Result},
+    playback::UrlSigner,
     state::AppState,
 };
 use problem::Problem;
@@ -140,19 +141,24 @@ async fn get_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlaybackDescriptor {
     pub film_id: Uuid,
-    /// HLS master playlist of the film.
-    #[schema(example = "/media/films/3f1c…/master.m3u8")]
+    /// HLS master playlist of the film: a path on this site, signed for a limited time.
+    /// The media server checks `expires` (Unix seconds) and `sig`: a missing or wrong
+    /// signature, or any other part of the URL changed, is 403; a URL past its
+    /// `expires` is 410. Use it exactly as given.
+    #[schema(example = "/media/films/3f1c2d4e5a6b47c8a9d0e1f2a3b4c5d6/master.m3u8?expires=1767225600&sig=5XPm8jwnslJjpdpZwgUwJA")]
     pub manifest_url: String,
     #[schema(example = "hls")]
     pub protocol: &'static str,
     pub access_tier: String,
-    /// The descriptor is valid until then; ask again afterwards.
+    /// When `manifest_url` stops being served: the `expires` it carries, in whole
+    /// seconds (by default 10 minutes after this answer). Ask again for a fresh URL.
+    #[schema(example = "2026-01-01T00:00:00Z")]
     pub expires_at: DateTime<Utc>,
 }
 
 /// A playback descriptor for a viewer entitled to the film: anonymous viewers may
 /// play free films, subscription films need the `subscriber` role; never above the
-/// viewer's age class.
+/// viewer's age class. The manifest URL is signed and expires (10 minutes by default).
 #[utoipa::path(get, path = "/api/v1/films/{id}/stream", tag = "films", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Film id")),
     responses(
@@ -165,11 +171,12 @@ pub struct PlaybackDescriptor {
 async fn stream_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<PlaybackDescriptor>> {
     let film = film(&state, id).await?;
     access::check_stream(&viewer, film.age_class as u8, &film.access_tier)?;
+    let signed = state.playback.sign(&UrlSigner::manifest_path(film.id));
     Ok(axum::Json(PlaybackDescriptor {
         film_id: film.id,
-        manifest_url: format!("/media/films/{}/master.m3u8", film.id.simple()),
+        manifest_url: signed.url,
         protocol: "hls",
         access_tier: film.access_tier,
-        expires_at: Utc::now() + chrono::Duration::minutes(10),
+        expires_at: signed.expires_at,
     }))
 }

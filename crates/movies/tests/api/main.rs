@@ -7,5 +7,6 @@ mod contract;
 mod database;
 mod degradation;
 mod helpers;
+mod playback;
 mod ratelimit;
 mod schema_fuzzing;
