@@ -207,23 +207,12 @@ mod tests {
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
+    /// The cap's rules (default, lowering, bounds) are `platform::connections`'s, tested
+    /// there; this is the wiring of the variable.
     #[test]
-    fn the_connection_cap_is_ten_thousand_or_what_the_open_file_limit_allows() {
-        let default = with(&[]).unwrap().max_connections;
-        match platform::connections::open_files_limit() {
-            // 256 reserved, 16 for the database pool.
-            Some(limit) if limit < 10_000 + 272 => assert_eq!((default.max, default.lowered), (limit as usize - 272, true)),
-            _ => assert_eq!((default.max, default.lowered), (10_000, false)),
-        }
+    fn the_connection_cap_is_read_from_its_variable() {
         assert_eq!(with(&[("MOVIES_MAX_CONNECTIONS", "200")]).unwrap().max_connections.max, 200);
-        for (value, error) in [
-            ("1000000000000", "MOVIES_MAX_CONNECTIONS: must be at most "),
-            ("0", "MOVIES_MAX_CONNECTIONS: must be greater than zero"),
-            ("many", "MOVIES_MAX_CONNECTIONS: cannot parse \"many\""),
-        ] {
-            let got = with(&[("MOVIES_MAX_CONNECTIONS", value)]).unwrap_err().to_string();
-            assert!(got.starts_with(error), "{value}: {got}");
-        }
+        assert_eq!(with(&[("MOVIES_MAX_CONNECTIONS", "0")]).unwrap_err().name, "MOVIES_MAX_CONNECTIONS");
     }
 
     #[test]

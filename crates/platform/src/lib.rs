@@ -13,3 +13,5 @@ pub mod probe;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -133,32 +133,15 @@ async fn basic_credentials_with_percent_encoded_parts_are_decoded() {
     assert_eq!(response.json::<Value>().await.unwrap()["active"], true);
 }
 
-/// What this thread logs while the guard lives (Auth's start-up runs on the test's thread).
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Without `AUTH_INTROSPECTION_CLIENTS`, no one may introspect, and start-up warns
 /// once; with the rate limits off, the handler checks the credentials itself.
 #[tokio::test]
 async fn with_no_client_registered_every_call_is_refused_and_with_limits_off_credentials_are_still_checked() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(tracing::Level::WARN).finish();
-    let logging = tracing::subscriber::set_default(subscriber);
+    // Auth's start-up runs on this thread: its logs are captured.
+    let (logs, logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
     let none = spawn_app_with(Options { extra_vars: vec![("AUTH_INTROSPECTION_CLIENTS", "".into())], ..Default::default() }).await;
     drop(logging);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warnings: Vec<&str> = text.lines().filter(|line| line.contains("AUTH_INTROSPECTION_CLIENTS is empty")).collect();
     assert_eq!(warnings.len(), 1, "{text}");
     assert!(warnings[0].contains("WARN") && warnings[0].contains("refused"), "{}", warnings[0]);

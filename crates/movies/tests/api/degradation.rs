@@ -140,28 +140,6 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     assert_eq!(introspections, 8, "every token was asked about");
 }
 
-/// What this thread logs, for tests on the current-thread runtime, where the services'
-/// tasks run on the test's own thread.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Auth up, but refusing the movies API's introspection credentials (401): a
 /// configuration error. Signed-in viewers are served degraded, as while Auth is down,
 /// rather than refused; the breaker opens; and one error names the settings to check,
@@ -169,10 +147,8 @@ impl CapturedLogs {
 #[tokio::test]
 async fn a_wrong_client_secret_serves_signed_in_viewers_degraded_and_logs_one_error() {
     const WRONG_SECRET: &str = "not-the-secret-auth-knows-0123456789abcdef";
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(tracing::Level::WARN).finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    // The services' tasks run on this thread (current-thread runtime): their logs are captured.
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
     let auth = Auth::in_process().await;
     let options = MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] };
     let movies = Movies::start_with(&auth.url, options).await;
