@@ -124,11 +124,27 @@ struct Inner {
     credentials: reqwest::header::HeaderValue,
     /// When Auth's refusal of our credentials was last logged: at most once a minute.
     refused_logged: Mutex<Option<Instant>>,
+    /// Places for introspection calls in flight (`max_concurrent_introspections`).
+    introspection_slots: tokio::sync::Semaphore,
+    /// When a call was last not made for want of a place: logged at most once a minute.
+    shed_logged: Mutex<Option<Instant>>,
 }
 
-/// How often, at most, Auth's refusal of our credentials is logged: each signed-in
-/// request meets it until the breaker opens, then each probe.
-const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How often, at most, a repeated condition is logged: Auth's refusal of our
+/// credentials (each signed-in request meets it until the breaker opens, then each
+/// probe) and calls not made for want of a place.
+const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whether a condition last logged at `*last` may be logged now; if so, notes it.
+fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
+    let now = Instant::now();
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|at| now.duration_since(at) < REPEAT_LOG_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
 
 enum Revocation {
     Live(Vec<String>),
@@ -152,6 +168,8 @@ impl AuthClient {
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
                 credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
                 refused_logged: Mutex::new(None),
+                introspection_slots: tokio::sync::Semaphore::new(config.max_concurrent_introspections.max(1)),
+                shed_logged: Mutex::new(None),
                 config,
                 http,
                 keys: KeyCache::default(),
@@ -294,6 +312,11 @@ impl AuthClient {
         if let Some(cached) = self.inner.introspections.get(&key).await {
             return cached.map_or(Revocation::Revoked, Revocation::Live);
         }
+        // A place before the breaker: a call not made must not hold the breaker's probe.
+        let Ok(_place) = self.inner.introspection_slots.try_acquire() else {
+            self.shed();
+            return Revocation::Unknown;
+        };
         let Some(call) = self.inner.breaker.try_acquire() else {
             return Revocation::Unknown;
         };
@@ -329,13 +352,23 @@ impl AuthClient {
         }
     }
 
+    /// Every place is taken: Auth is slow or a burst of new tokens came. This token goes
+    /// unconfirmed rather than waiting or opening another connection; it is no failure
+    /// of Auth, so the breaker is not told.
+    fn shed(&self) {
+        metrics::counter!("auth_client_introspections_shed_total").increment(1);
+        if once_a_minute(&self.inner.shed_logged) {
+            tracing::warn!(
+                max = self.inner.config.max_concurrent_introspections,
+                "every introspection place is taken; tokens are accepted on their signature meanwhile (logged at most once a minute)"
+            );
+        }
+    }
+
     fn log_refused_credentials(&self) {
-        let now = Instant::now();
-        let mut last = self.inner.refused_logged.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| now.duration_since(at) < REFUSED_LOG_INTERVAL) {
+        if !once_a_minute(&self.inner.refused_logged) {
             return;
         }
-        *last = Some(now);
         let config = &self.inner.config;
         tracing::error!(
             client_id = %config.client_id,

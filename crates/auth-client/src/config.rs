@@ -27,6 +27,10 @@ pub struct AuthClientConfig {
     pub breaker_failure_threshold: u32,
     /// How long the breaker stays open before one probe request is let through.
     pub breaker_open_for: Duration,
+    /// Introspection calls in flight at most. One more is not made: its token goes
+    /// unconfirmed (served on its signature, degraded), so a burst of new tokens never
+    /// opens more connections to Auth than this (a bulkhead).
+    pub max_concurrent_introspections: usize,
     /// How often the JWKS is refetched while keys are known.
     pub jwks_refresh_interval: Duration,
     /// How often the JWKS fetch is retried while no key is known (Auth down at start).
@@ -50,6 +54,7 @@ impl AuthClientConfig {
             introspection_cache_ttl: Duration::from_secs(2),
             breaker_failure_threshold: 5,
             breaker_open_for: Duration::from_secs(5),
+            max_concurrent_introspections: 128,
             jwks_refresh_interval: Duration::from_secs(300),
             jwks_retry_interval: Duration::from_secs(2),
             unknown_kid_refetch_interval: Duration::from_secs(5),

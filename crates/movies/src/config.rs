@@ -99,6 +99,7 @@ impl Settings {
                 "MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS",
                 "MOVIES_AUTH_INTROSPECTION_CACHE_MS",
                 "MOVIES_AUTH_BREAKER_FAILURES",
+                "MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS",
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
@@ -128,6 +129,7 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     let introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
     let breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
     let breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
+    let max_concurrent_introspections = max_concurrent_introspections(env)?;
     let jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
     let jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
     let Some(client_secret) = client_secret else { return Ok(None) };
@@ -139,9 +141,25 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     auth.introspection_cache_ttl = introspection_cache_ttl;
     auth.breaker_failure_threshold = breaker_failure_threshold;
     auth.breaker_open_for = breaker_open_for;
+    auth.max_concurrent_introspections = max_concurrent_introspections;
     auth.jwks_refresh_interval = jwks_refresh_interval;
     auth.jwks_retry_interval = jwks_retry_interval;
     Ok(Some(auth))
+}
+
+/// `MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS`, 128 by default: each call in flight
+/// holds a connection to Auth, so it stays within the files kept for outgoing HTTP.
+fn max_concurrent_introspections(env: &Env) -> Result<usize, ConfigError> {
+    let name = "MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS";
+    let max = platform::connections::OUTGOING_HTTP_FILES;
+    let value = env.parse_positive(name, 128)?;
+    if value > max {
+        return Err(ConfigError {
+            name: name.into(),
+            reason: format!("must be at most {max}: each call holds a connection, within the files kept for outgoing HTTP"),
+        });
+    }
+    Ok(value)
 }
 
 /// This service's credentials for Auth's token introspection: the id (default
@@ -205,6 +223,16 @@ mod tests {
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars: Vec<(&str, &str)> = vars.iter().copied().chain([(CLIENT_SECRET, SECRET)]).collect();
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn introspections_in_flight_are_128_by_default_and_at_most_200() {
+        let name = "MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS";
+        assert_eq!(with(&[]).unwrap().auth_client().unwrap().max_concurrent_introspections, 128);
+        assert_eq!(with(&[(name, "200")]).unwrap().auth_client().unwrap().max_concurrent_introspections, 200);
+        for bad in ["0", "201", "many"] {
+            assert_eq!(with(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
     }
 
     /// The cap's rules (default, lowering, bounds) are `platform::connections`'s, tested

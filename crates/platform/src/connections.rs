@@ -14,8 +14,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// node of a Redis Cluster; the OTLP exporter's connection; and outgoing HTTP, the
 /// largest and least even share: the movies API's pooled connections to Auth, Auth's
 /// calls to the sign-in providers, and the DNS lookups before them. 256 leaves about
-/// 200 of them for outgoing HTTP.
+/// 200 of them for outgoing HTTP ([`OUTGOING_HTTP_FILES`]).
 pub const RESERVED_FILES: u64 = 256;
+
+/// The share of [`RESERVED_FILES`] for outgoing HTTP: a bound for settings that size
+/// outgoing connections, such as the movies API's introspection calls in flight.
+pub const OUTGOING_HTTP_FILES: usize = 200;
 
 /// The cap on client connections, as read from the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,6 +140,39 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     assert_eq!(introspections, 8, "every token was asked about");
 }
 
+/// A slow Auth and a burst of new tokens: no more introspection calls are in flight
+/// than `MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS` (each holds a connection to Auth);
+/// the tokens beyond it are served on their signature at once, degraded, and the
+/// breaker, told of no failure, stays closed.
+#[tokio::test]
+async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_at_once() {
+    let auth = Auth::in_process().await;
+    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
+    let slow = MockServer::start().await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
+        .mount(&slow)
+        .await;
+    // Slower than the burst takes to arrive, within the introspection timeout set below.
+    let live =
+        ResponseTemplate::new(200).set_delay(Duration::from_millis(700)).set_body_json(serde_json::json!({"active": true, "roles": ["subscriber"]}));
+    Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(live).mount(&slow).await;
+    let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "2".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "5000".into())];
+    let movies = Movies::start_with(&slow.uri(), MoviesOptions { vars }).await;
+    movies.wait_for_keys().await;
+    let tokens = subscribers(&auth, 6).await;
+    let matrix = movies.film_id("The Matrix").await;
+    let path = format!("/api/v1/films/{matrix}/stream");
+    let answers = futures::future::join_all(tokens.iter().map(|t| movies.get(&path, Some(&t.access)))).await;
+    let degraded = answers.iter().filter(|r| r.headers().get("x-auth-degraded").is_some()).count();
+    assert!(answers.iter().all(|r| r.status() == StatusCode::OK), "every viewer is served");
+    let introspections = slow.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    assert_eq!(introspections, 2, "no more calls than places");
+    assert_eq!(degraded, 4, "the tokens without a place are served on their signature");
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
+}
+
 /// Auth up, but refusing the movies API's introspection credentials (401): a
 /// configuration error. Signed-in viewers are served degraded, as while Auth is down,
 /// rather than refused; the breaker opens; and one error names the settings to check,
