@@ -56,7 +56,11 @@ pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub access_ttl: Duration,
+    /// How long a session lasts unused: each refresh renews it by this much.
     pub refresh_ttl: Duration,
+    /// How long a session lasts however much it is used: no refresh renews it past its
+    /// sign-in plus this, and the viewer signs in again (ASVS V3.3.2).
+    pub session_lifetime: Duration,
     /// PEM (PKCS#8) Ed25519 private key that signs access tokens. When unset, a
     /// development key is generated once into `dev_key_file` and reused.
     pub signing_key_file: Option<PathBuf>,
@@ -97,6 +101,11 @@ impl Settings {
                 // Bounded: both are added to the clock, and larger values overflowed it.
                 access_ttl: Duration::from_secs(env.positive_at_most("AUTH_ACCESS_TOKEN_TTL_SECONDS", 15 * 60, MAX_ACCESS_TTL_SECONDS)?),
                 refresh_ttl: Duration::from_secs(env.positive_at_most("AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, MAX_REFRESH_TTL_SECONDS)?),
+                session_lifetime: Duration::from_secs(env.positive_at_most(
+                    "AUTH_SESSION_MAX_LIFETIME_SECONDS",
+                    30 * 24 * 3600,
+                    MAX_REFRESH_TTL_SECONDS,
+                )?),
                 signing_key_file: env.optional("AUTH_JWT_PRIVATE_KEY_FILE").map(PathBuf::from),
                 dev_key_file: PathBuf::from(env.string("AUTH_JWT_DEV_KEY_FILE", ".dev-keys/auth-ed25519.pem")),
                 extra_public_key_files: env
@@ -130,6 +139,7 @@ impl Settings {
             "AUTH_JWT_AUDIENCE",
             "AUTH_ACCESS_TOKEN_TTL_SECONDS",
             "AUTH_REFRESH_TOKEN_TTL_SECONDS",
+            "AUTH_SESSION_MAX_LIFETIME_SECONDS",
             "AUTH_JWT_PRIVATE_KEY_FILE",
             "AUTH_JWT_DEV_KEY_FILE",
             "AUTH_JWT_EXTRA_PUBLIC_KEY_FILES",
@@ -173,6 +183,7 @@ mod tests {
         assert_eq!(s.database_url.expose_secret(), "postgres://postgres@127.0.0.1:5432/auth");
         assert_eq!(s.tokens.access_ttl, Duration::from_secs(900));
         assert_eq!(s.tokens.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.tokens.session_lifetime, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(s.database_statement_timeout, Duration::from_secs(5));
     }
 

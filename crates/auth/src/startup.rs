@@ -53,6 +53,7 @@ impl Application {
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,
+            session_lifetime: settings.tokens.session_lifetime,
             introspection_clients: settings.introspection_clients.clone(),
             limits: crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix, identifier_secret)?,
             oauth: crate::oauth::OAuth::new(&settings.oauth, redis, &settings.redis_key_prefix)?,

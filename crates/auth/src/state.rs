@@ -23,6 +23,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,
+    /// No session outlives its sign-in by more (`TokenSettings::session_lifetime`).
+    pub session_lifetime: Duration,
     /// The services allowed to introspect tokens.
     pub introspection_clients: crate::introspection_clients::IntrospectionClients,
     /// Request rate limits and the sign-in rules.

@@ -246,7 +246,7 @@ async fn try_open_session(
     method: Method,
 ) -> Result<Option<TokenPair>> {
     let refresh = refresh::generate();
-    let expires_at = Utc::now() + state.refresh_ttl;
+    let expires_at = Utc::now() + state.refresh_ttl.min(state.session_lifetime);
     let Some((session_id, subject)) = sessions::open(&state.db, user_id, verified_hash, client, method, &refresh.hash, expires_at).await? else {
         return Ok(None);
     };
@@ -279,7 +279,13 @@ async fn refresh_tokens(State(state): State<AppState>, ClientInfo(client): Clien
     }
     let next = refresh::generate();
     let expires_at = Utc::now() + state.refresh_ttl;
-    match sessions::rotate(&state.db, &refresh::hash(&body.refresh_token), &next.hash, &client, expires_at).await? {
+    let rotating = sessions::Rotating {
+        presented_hash: &refresh::hash(&body.refresh_token),
+        next_hash: &next.hash,
+        expires_at,
+        lifetime: state.session_lifetime,
+    };
+    match sessions::rotate(&state.db, &rotating, &client).await? {
         Rotation::Rotated { session_id, subject } => issue_pair(&state, subject, session_id, next.token),
         Rotation::Reused { session_id } => {
             tracing::warn!(%session_id, "refresh token reused; session ended");

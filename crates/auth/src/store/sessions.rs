@@ -131,21 +131,32 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A refresh: the token presented, its successor, and how far the session may live.
+pub struct Rotating<'a> {
+    pub presented_hash: &'a [u8],
+    pub next_hash: &'a [u8],
+    /// When the successor expires unused; never past the session's sign-in plus `lifetime`.
+    pub expires_at: DateTime<Utc>,
+    pub lifetime: std::time::Duration,
+}
+
 /// Exchanges a refresh token for its successor. The happy path is one round trip.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client: &Client, expires_at: DateTime<Utc>) -> Result<Rotation> {
+/// A session past its lifetime is not renewed: its token is invalid, as if expired.
+pub async fn rotate(db: &PgPool, rotating: &Rotating<'_>, client: &Client) -> Result<Rotation> {
     let rotated: Option<(Uuid, Uuid, Vec<String>, Option<chrono::NaiveDate>)> = sqlx::query_as(concat!(
         "WITH old AS (
              UPDATE refresh_tokens rt SET rotated_at = now()
                FROM sessions s
               WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > now()
                 AND s.id = rt.session_id AND s.ended_at IS NULL
-          RETURNING rt.session_id, s.user_id
+                AND s.created_at + make_interval(secs => $6) > now()
+          RETURNING rt.session_id, s.user_id, LEAST($3, s.created_at + make_interval(secs => $6)) AS expires_at
          ), successor AS (
              INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
-             SELECT $2, session_id, $3 FROM old
+             SELECT $2, session_id, expires_at FROM old
          ), touched AS (
-             UPDATE sessions SET last_used_at = now(), expires_at = $3,
+             UPDATE sessions SET last_used_at = now(), expires_at = (SELECT expires_at FROM old),
                     ip = COALESCE($4, ip), user_agent = COALESCE($5, user_agent)
               WHERE id = (SELECT session_id FROM old)
          )
@@ -154,11 +165,12 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
         ", (SELECT birth_date FROM users WHERE id = old.user_id)
            FROM old"
     ))
-    .bind(presented_hash)
-    .bind(next_hash)
-    .bind(expires_at)
+    .bind(rotating.presented_hash)
+    .bind(rotating.next_hash)
+    .bind(rotating.expires_at)
     .bind(client.ip)
     .bind(client.user_agent.as_deref())
+    .bind(rotating.lifetime.as_secs_f64())
     .fetch_optional(db)
     .await?;
     if let Some((session_id, user_id, roles, birth_date)) = rotated {
@@ -166,7 +178,7 @@ pub async fn rotate(db: &PgPool, presented_hash: &[u8], next_hash: &[u8], client
     }
     // Not rotatable: find out whether it was a replay of a rotated token.
     let reused: Option<Uuid> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND rotated_at IS NOT NULL")
-        .bind(presented_hash)
+        .bind(rotating.presented_hash)
         .fetch_optional(db)
         .await?;
     match reused {

@@ -88,3 +88,32 @@ async fn futures_join(app: &crate::helpers::TestApp, token: &str, n: usize) -> V
     }
     set.join_all().await
 }
+
+/// ASVS V3.3.2: a session used every day still ends at its sign-in plus
+/// `AUTH_SESSION_MAX_LIFETIME_SECONDS` (30 days): no refresh renews it past that, and
+/// once there its refresh token is refused and the viewer signs in again.
+#[tokio::test]
+async fn refreshing_never_renews_a_session_past_its_lifetime_from_sign_in() {
+    let app = spawn_app().await;
+    let (_, first) = app.signed_in_user().await;
+    let lifetime = chrono::Duration::days(30);
+    let expiry = || async {
+        sqlx::query_as::<_, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>("SELECT created_at, expires_at FROM sessions")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    // Signed in 29 days ago (moved back in the real table): a refresh now renews the
+    // session by the refresh lifetime, but only up to a day from now.
+    sqlx::query("UPDATE sessions SET created_at = created_at - interval '29 days'").execute(&app.db).await.unwrap();
+    let second = tokens(app.refresh(&first.refresh).await).await;
+    let (created, expires) = expiry().await;
+    assert_eq!(expires, created + lifetime, "capped at sign-in plus the lifetime, not 30 days from now");
+    let token_expiry: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT expires_at FROM refresh_tokens WHERE rotated_at IS NULL").fetch_one(&app.db).await.unwrap();
+    assert_eq!(token_expiry, created + lifetime, "the successor refresh token too");
+    // A day later, the lifetime is over: the refresh token is refused.
+    sqlx::query("UPDATE sessions SET created_at = created_at - interval '1 day 1 second'").execute(&app.db).await.unwrap();
+    let refused = app.refresh(&second.refresh).await;
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
