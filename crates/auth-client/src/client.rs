@@ -309,23 +309,34 @@ impl AuthClient {
 
     async fn revocation(&self, token: &str, request_id: Option<&str>) -> Revocation {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(cached) = self.inner.introspections.get(&key).await {
-            return cached.map_or(Revocation::Revoked, Revocation::Live);
+        // Concurrent requests with one token make one call, the others waiting for its
+        // answer (the cache runs one initialisation per key): a burst of requests with
+        // one token holds one place, not one each. No answer is not cached.
+        match self.inner.introspections.try_get_with(key, self.ask(token, request_id)).await {
+            Ok(live) => live.map_or(Revocation::Revoked, Revocation::Live),
+            Err(_) => Revocation::Unknown,
         }
+    }
+
+    /// One introspection call, within a place and the breaker: `Some(roles)` live,
+    /// `None` revoked, `Err` when Auth gave no answer.
+    async fn ask(&self, token: &str, request_id: Option<&str>) -> Result<Option<Vec<String>>, Unconfirmed> {
         // A place before the breaker: a call not made must not hold the breaker's probe.
-        let Ok(_place) = self.inner.introspection_slots.try_acquire() else {
+        // Waited for up to the introspection timeout: under a burst of new tokens places
+        // free within milliseconds; when a slow Auth holds them all, the token goes
+        // unconfirmed rather than wait longer or open another connection.
+        let waited = tokio::time::timeout(self.inner.config.introspection_timeout, self.inner.introspection_slots.acquire()).await;
+        let Ok(Ok(_place)) = waited else {
             self.shed();
-            return Revocation::Unknown;
+            return Err(Unconfirmed);
         };
         let Some(call) = self.inner.breaker.try_acquire() else {
-            return Revocation::Unknown;
+            return Err(Unconfirmed);
         };
         match self.introspect(token, request_id).await {
             Ok(answer) => {
                 call.succeeded();
-                let live = answer.active.then(|| answer.roles.unwrap_or_default());
-                self.inner.introspections.insert(key, live.clone()).await;
-                live.map_or(Revocation::Revoked, Revocation::Live)
+                Ok(answer.active.then(|| answer.roles.unwrap_or_default()))
             }
             // Auth is up and answering: its rate limit refused this one call. Counted as
             // a failure it would open the breaker, and turn revocation checks off for
@@ -334,7 +345,7 @@ impl AuthClient {
             Err(IntrospectionError::Throttled) => {
                 tracing::warn!("introspection refused by Auth's rate limit; token accepted on its signature");
                 call.succeeded();
-                Revocation::Unknown
+                Err(Unconfirmed)
             }
             // Auth is up but refuses our credentials: a configuration error no retry
             // fixes. Counted as a failure, so the breaker opens and signed-in requests
@@ -342,19 +353,20 @@ impl AuthClient {
             Err(IntrospectionError::Unauthorized) => {
                 self.log_refused_credentials();
                 call.failed();
-                Revocation::Unknown
+                Err(Unconfirmed)
             }
             Err(IntrospectionError::Failed(e)) => {
                 tracing::warn!(error = %e, "introspection failed; token accepted on its signature");
                 call.failed();
-                Revocation::Unknown
+                Err(Unconfirmed)
             }
         }
     }
 
-    /// Every place is taken: Auth is slow or a burst of new tokens came. This token goes
-    /// unconfirmed rather than waiting or opening another connection; it is no failure
-    /// of Auth, so the breaker is not told.
+    /// Every place stayed taken for the introspection timeout: a slow Auth holds them,
+    /// or a flood of new tokens came. This token goes unconfirmed rather than waiting
+    /// longer or opening another connection; the breaker is told of no failure (the
+    /// calls holding the places tell it of theirs).
     fn shed(&self) {
         metrics::counter!("auth_client_introspections_shed_total").increment(1);
         if once_a_minute(&self.inner.shed_logged) {
@@ -421,6 +433,10 @@ impl AuthClient {
         result
     }
 }
+
+/// Auth gave no answer about a token: it is served on its signature, degraded.
+#[derive(Debug)]
+struct Unconfirmed;
 
 /// Why an introspection call gave no answer.
 enum IntrospectionError {

@@ -27,9 +27,10 @@ pub struct AuthClientConfig {
     pub breaker_failure_threshold: u32,
     /// How long the breaker stays open before one probe request is let through.
     pub breaker_open_for: Duration,
-    /// Introspection calls in flight at most. One more is not made: its token goes
-    /// unconfirmed (served on its signature, degraded), so a burst of new tokens never
-    /// opens more connections to Auth than this (a bulkhead).
+    /// Introspection calls in flight at most (a bulkhead), so a burst of new tokens never
+    /// opens more connections to Auth than this. A call waits for a place up to the
+    /// introspection timeout; past it its token goes unconfirmed (served on its
+    /// signature, degraded). Requests with one token share one call.
     pub max_concurrent_introspections: usize,
     /// How often the JWKS is refetched while keys are known.
     pub jwks_refresh_interval: Duration,

@@ -140,12 +140,9 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     assert_eq!(introspections, 8, "every token was asked about");
 }
 
-/// A slow Auth and a burst of new tokens: no more introspection calls are in flight
-/// than `MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS` (each holds a connection to Auth);
-/// the tokens beyond it are served on their signature at once, degraded, and the
-/// breaker, told of no failure, stays closed.
-#[tokio::test]
-async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_at_once() {
+/// A stand-in for Auth serving the real Auth's keys and answering every
+/// introspection "active" after `delay`, and a movies API in front of it with `vars`.
+async fn slow_auth(delay: Duration, vars: Vec<(&'static str, String)>) -> (Auth, MockServer, Movies) {
     let auth = Auth::in_process().await;
     let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
     let slow = MockServer::start().await;
@@ -154,23 +151,72 @@ async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_a
         .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
         .mount(&slow)
         .await;
-    // Slower than the burst takes to arrive, within the introspection timeout set below.
-    let live =
-        ResponseTemplate::new(200).set_delay(Duration::from_millis(700)).set_body_json(serde_json::json!({"active": true, "roles": ["subscriber"]}));
+    let live = ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({"active": true, "roles": ["subscriber"]}));
     Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(live).mount(&slow).await;
-    let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "2".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "5000".into())];
     let movies = Movies::start_with(&slow.uri(), MoviesOptions { vars }).await;
     movies.wait_for_keys().await;
-    let tokens = subscribers(&auth, 6).await;
+    (auth, slow, movies)
+}
+
+/// Streams of a subscription film for each token, all at once; the answers and the
+/// introspection calls Auth received.
+async fn burst(movies: &Movies, stand_in: &MockServer, tokens: &[&Tokens]) -> (Vec<reqwest::Response>, usize) {
     let matrix = movies.film_id("The Matrix").await;
     let path = format!("/api/v1/films/{matrix}/stream");
     let answers = futures::future::join_all(tokens.iter().map(|t| movies.get(&path, Some(&t.access)))).await;
-    let degraded = answers.iter().filter(|r| r.headers().get("x-auth-degraded").is_some()).count();
     assert!(answers.iter().all(|r| r.status() == StatusCode::OK), "every viewer is served");
-    let introspections = slow.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
-    assert_eq!(introspections, 2, "no more calls than places");
-    assert_eq!(degraded, 4, "the tokens without a place are served on their signature");
-    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
+    let calls = stand_in.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    (answers, calls)
+}
+
+fn degraded(answers: &[reqwest::Response]) -> usize {
+    answers.iter().filter(|r| r.headers().get("x-auth-degraded").is_some()).count()
+}
+
+/// A slow Auth and a burst of new tokens: no more introspection calls are in flight
+/// than `MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS` (each holds a connection to Auth).
+/// A token waits for a place up to the introspection timeout, then is served on its
+/// signature, degraded; the breaker counts only the calls made.
+#[tokio::test]
+async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_after_the_timeout() {
+    // Auth answers after the timeout: every call made times out, and no token is confirmed.
+    let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "2".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "1000".into())];
+    let (auth, slow, movies) = slow_auth(Duration::from_millis(1500), vars).await;
+    let tokens = subscribers(&auth, 6).await;
+    let calls_now = || async { slow.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count() };
+    let watch = async {
+        eventually("two calls to reach Auth", Duration::from_secs(5), || async { calls_now().await == 2 }).await;
+        // A bounded look for a third call while both places are held (they are for a
+        // second): none may come. 400 ms is well inside that second.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(calls_now().await, 2, "no more calls in flight than places");
+    };
+    let tokens: Vec<&Tokens> = tokens.iter().collect();
+    let ((answers, _), ()) = tokio::join!(burst(&movies, &slow, &tokens), watch);
+    assert_eq!(degraded(&answers), 6, "no answer came for any token");
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed, "at most four calls failed, under the threshold of five");
+}
+
+/// Places free as answers come: within the timeout, every token is asked about in
+/// turn, two at a time, and none is degraded.
+#[tokio::test]
+async fn a_token_waits_for_a_place_within_the_introspection_timeout() {
+    let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "2".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "5000".into())];
+    let (auth, slow, movies) = slow_auth(Duration::from_millis(300), vars).await;
+    let tokens = subscribers(&auth, 6).await;
+    let (answers, calls) = burst(&movies, &slow, &tokens.iter().collect::<Vec<_>>()).await;
+    assert_eq!((calls, degraded(&answers)), (6, 0));
+}
+
+/// Requests with one token at once make one call, whatever their number: a burst of
+/// one token cannot take every place (and leave other viewers' tokens unconfirmed).
+#[tokio::test]
+async fn concurrent_requests_with_one_token_make_one_introspection_call() {
+    let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "1".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "5000".into())];
+    let (auth, slow, movies) = slow_auth(Duration::from_millis(300), vars).await;
+    let viewer = auth.viewer(&["subscriber"], None).await;
+    let (answers, calls) = burst(&movies, &slow, &[&viewer; 8]).await;
+    assert_eq!((calls, degraded(&answers)), (1, 0));
 }
 
 /// Auth up, but refusing the movies API's introspection credentials (401): a
