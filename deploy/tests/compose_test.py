@@ -100,6 +100,18 @@ def main():
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
     check("$${#REDIS_PASSWORD} -ge 16" in compose_text, "the redis container refuses a password shorter than 16 characters")
+    # The postgres container checks its passwords at every start, then runs the image's entrypoint.
+    entrypoint = services["postgres"].get("entrypoint", [])
+    check(entrypoint[:2] == ["bash", "-c"] and entrypoint[2].endswith("exec docker-entrypoint.sh postgres"), "postgres checks its passwords, then execs the image's entrypoint")
+    if entrypoint[:2] == ["bash", "-c"]:
+        script = entrypoint[2].replace("$$", "$").replace("exec docker-entrypoint.sh postgres", "echo started")
+        good = {"PATH": os.environ["PATH"], "POSTGRES_PASSWORD": "a" * 16, "AUTH_DB_PASSWORD": "b" * 24, "MOVIES_DB_PASSWORD": "c" * 24}
+        run = subprocess.run(["bash", "-c", script], env=good, capture_output=True, text=True)
+        check(run.returncode == 0 and run.stdout == "started\n", f"postgres refused good passwords: {run.stderr}")
+        for short in good.keys() - {"PATH"}:
+            run = subprocess.run(["bash", "-c", script], env=good | {short: "change-me"}, capture_output=True, text=True)
+            check(run.returncode == 1 and f"{short} must be at least 16 characters" in run.stderr and "started" not in run.stdout,
+                  f"the postgres container started with a short {short}")
     # One secret signs playback URLs in the movies API and verifies them in nginx: both get
     # the same required interpolation, and the template hashes exactly what Movies signs.
     required_secret = "${STREAM_SIGNING_SECRET:?set STREAM_SIGNING_SECRET in deploy/.env}"
