@@ -49,20 +49,15 @@ impl Email {
         Self(email)
     }
 
+    /// A new address (sign-up, a change, an admin made by command): normalised, and
+    /// held to every rule above.
     pub fn parse(raw: &str) -> Result<Self, String> {
         use unicode_normalization::UnicodeNormalization as _;
-        let invalid = || Err("must be an email address such as name@example.com".to_owned());
-        let email: String = raw.trim().nfc().collect::<String>().to_lowercase();
-        if email.len() > 254 {
-            return Err("must be at most 254 characters".into());
-        }
+        let normal = Normalised::of(raw)?;
+        let (local, domain) = (normal.local.as_str(), normal.unicode_domain.as_str());
         // Invisible characters would make distinct accounts of addresses that look the same.
-        if email.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible(c)) {
-            return invalid();
-        }
-        let Some((local, domain)) = email.split_once('@') else { return invalid() };
-        if local.is_empty() || local.len() > 64 || domain.contains('@') {
-            return invalid();
+        if normal.local.chars().chain(domain.chars()).any(|c| c.is_whitespace() || c.is_control() || is_invisible(c)) {
+            return Err(INVALID.into());
         }
         // RFC 5322 makes `"ann"@example.com` the mailbox `ann@example.com`: a quoted
         // local part would make a second account of one mailbox. No mail provider
@@ -83,17 +78,53 @@ impl Email {
         if !local.is_single_script() || !domain.split('.').all(|label| label.is_single_script()) {
             return Err("must not mix letters of different scripts (such as Latin and Cyrillic) in one part".into());
         }
-        // STD3 rules: letters, digits and inner hyphens, labels of 1 to 63, 253 in all.
-        let Ok(domain) = idna::domain_to_ascii_strict(domain) else { return invalid() };
-        let top = domain.rsplit('.').next().unwrap_or_default();
-        if !domain.contains('.') || top.is_empty() || top.chars().all(|c| c.is_ascii_digit()) {
-            return invalid();
-        }
-        let email = format!("{local}@{domain}");
+        Ok(normal.into_email())
+    }
+
+    /// An address to look an account up by (sign-in, the admin search): normalised as
+    /// [`Email::parse`] normalises, without the rules for new addresses, which have
+    /// grown stricter over time: an account made before a rule still signs in with the
+    /// address it has. An address no rule would accept matches no account anyway.
+    pub fn lookup(raw: &str) -> Result<Self, String> {
+        Ok(Normalised::of(raw)?.into_email())
+    }
+}
+
+const INVALID: &str = "must be an email address such as name@example.com";
+
+/// An address trimmed, in NFC and lower-cased, split at its `@`, its domain in ASCII.
+struct Normalised {
+    local: String,
+    /// As typed (normalised), for the rules on its letters.
+    unicode_domain: String,
+    /// By UTS-46 with STD3 rules: letters, digits and inner hyphens, labels of 1 to 63.
+    ascii_domain: String,
+}
+
+impl Normalised {
+    fn of(raw: &str) -> Result<Self, String> {
+        use unicode_normalization::UnicodeNormalization as _;
+        let email: String = raw.trim().nfc().collect::<String>().to_lowercase();
         if email.len() > 254 {
             return Err("must be at most 254 characters".into());
         }
-        Ok(Self(email))
+        let Some((local, domain)) = email.split_once('@') else { return Err(INVALID.into()) };
+        if local.is_empty() || local.len() > 64 || domain.contains('@') {
+            return Err(INVALID.into());
+        }
+        let Ok(ascii_domain) = idna::domain_to_ascii_strict(domain) else { return Err(INVALID.into()) };
+        let top = ascii_domain.rsplit('.').next().unwrap_or_default();
+        if !ascii_domain.contains('.') || top.is_empty() || top.chars().all(|c| c.is_ascii_digit()) {
+            return Err(INVALID.into());
+        }
+        if local.len() + 1 + ascii_domain.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        Ok(Self { local: local.to_owned(), unicode_domain: domain.to_owned(), ascii_domain })
+    }
+
+    fn into_email(self) -> Email {
+        Email(format!("{}@{}", self.local, self.ascii_domain))
     }
 }
 
@@ -285,6 +316,22 @@ mod tests {
         // One script per part is fine, whichever it is.
         assert!(Email::parse("\u{0430}\u{043d}\u{043d}\u{0430}@example.com").is_ok());
         assert!(Email::parse("ann.lee-2+tag@example.com").is_ok());
+    }
+
+    /// Looking up normalises as `parse` does, without the rules for new addresses.
+    #[test]
+    fn lookups_normalise_like_parse_but_apply_no_rule_for_new_addresses() {
+        for older in ["\u{ff43}arol@example.com", "\"dave\"@example.com", "b\u{043e}b@example.com"] {
+            assert!(Email::parse(older).is_err(), "{older:?}");
+            assert_eq!(Email::lookup(older).unwrap().as_ref(), older, "{older:?}");
+        }
+        assert_eq!(
+            Email::lookup("  Ann@\u{043f}\u{0440}\u{0438}\u{043c}\u{0435}\u{0440}.\u{0440}\u{0444} ").unwrap().as_ref(),
+            "ann@xn--e1afmkfd.xn--p1ai"
+        );
+        for bad in ["plain", "a@b", "@example.com", "a@b.123"] {
+            assert!(Email::lookup(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -142,8 +142,8 @@ impl utoipa::ToSchema for LoginRequest {}
 impl LoginRequest {
     fn identifier(&self) -> Result<SignInIdentifier> {
         match (self.email.as_deref(), self.login.as_deref()) {
-            (Some(email), None) => Email::parse(email).map(SignInIdentifier::Email).map_err(|m| ApiError::field("email", m)),
-            (None, Some(login)) if login.contains('@') => Email::parse(login).map(SignInIdentifier::Email).map_err(|m| ApiError::field("login", m)),
+            (Some(email), None) => Email::lookup(email).map(SignInIdentifier::Email).map_err(|m| ApiError::field("email", m)),
+            (None, Some(login)) if login.contains('@') => Email::lookup(login).map(SignInIdentifier::Email).map_err(|m| ApiError::field("login", m)),
             (None, Some(login)) => Login::parse(login).map(SignInIdentifier::Login).map_err(|m| ApiError::field("login", m)),
             (Some(_), Some(_)) => Err(ApiError::field("login", "send either email or login, not both")),
             (None, None) => Err(ApiError::field("email", "send email or login")),

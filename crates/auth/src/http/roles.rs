@@ -260,6 +260,6 @@ pub struct UserSearch {
         (status = 422, description = "Missing or malformed email", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn find_users(State(state): State<AppState>, _: Authorized<ReadUsers>, Json(search): Json<UserSearch>) -> Result<Json<Vec<User>>> {
-    let email = Email::parse(&search.email).map_err(|m| ApiError::field("email", m))?;
+    let email = Email::lookup(&search.email).map_err(|m| ApiError::field("email", m))?;
     Ok(Json(users::find_by_email(&state.db, &email).await?.into_iter().collect()))
 }

@@ -122,3 +122,31 @@ async fn long_and_unicode_passwords_sign_in_exactly_and_are_never_truncated() {
     let problem = assert_problem(too_long, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(crate::helpers::error_fields(&problem), ["password"]);
 }
+
+/// An account whose address an older, laxer rule accepted (a fullwidth letter here,
+/// refused at sign-up since) still signs in with it, and the admin search finds it:
+/// looking an account up applies no rule for new addresses.
+#[tokio::test]
+async fn an_address_accepted_before_a_rule_still_signs_in() {
+    let app = spawn_app().await;
+    app.signup("carol@example.com").await;
+    let older = "\u{ff43}arol@example.com";
+    let refused = app.post_json("/api/v1/auth/signup", &json!({"email": older, "password": PASSWORD})).await;
+    assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // As an account made before the rule holds it.
+    for table in ["users", "user_emails"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET email = $1 WHERE email = 'carol@example.com'")))
+            .bind(older)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.login(older, PASSWORD).await.status(), StatusCode::OK);
+    let by_login_field = app.post_json("/api/v1/auth/login", &json!({"login": older, "password": PASSWORD})).await;
+    assert_eq!(by_login_field.status(), StatusCode::OK);
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let found: Vec<serde_json::Value> =
+        app.send(reqwest::Method::POST, "/api/v1/users/search", Some(&admin.access), Some(json!({"email": older}))).await.json().await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["email"], older);
+}
