@@ -43,8 +43,9 @@ async fn assert_serves_degraded(movies: &Movies, tokens: &[Tokens]) {
 }
 
 /// A stand-in for Auth that serves the real Auth's keys and answers every
-/// introspection with `answer`, and a movies API in front of it holding the keys.
-async fn auth_answering_introspection_with(answer: ResponseTemplate) -> (Auth, MockServer, Movies) {
+/// introspection with `answer`, and a movies API in front of it, with `vars`, holding
+/// the keys.
+async fn auth_answering_introspection_with(answer: ResponseTemplate, vars: Vec<(&'static str, String)>) -> (Auth, MockServer, Movies) {
     let auth = Auth::in_process().await;
     let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
     let stand_in = MockServer::start().await;
@@ -54,7 +55,7 @@ async fn auth_answering_introspection_with(answer: ResponseTemplate) -> (Auth, M
         .mount(&stand_in)
         .await;
     Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(answer).mount(&stand_in).await;
-    let movies = Movies::start(&stand_in.uri()).await;
+    let movies = Movies::start_with(&stand_in.uri(), MoviesOptions { vars }).await;
     movies.wait_for_keys().await;
     (auth, stand_in, movies)
 }
@@ -119,7 +120,7 @@ async fn auth_hanging_then_thawed() {
 
 #[tokio::test]
 async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
-    let (auth, broken, movies) = auth_answering_introspection_with(ResponseTemplate::new(500)).await;
+    let (auth, broken, movies) = auth_answering_introspection_with(ResponseTemplate::new(500), vec![]).await;
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_breaker_open(&movies).await;
@@ -132,7 +133,7 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
 /// to present many distinct tokens at once could otherwise open it at will.
 #[tokio::test]
 async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
-    let (auth, throttling, movies) = auth_answering_introspection_with(ResponseTemplate::new(429).insert_header("retry-after", "1")).await;
+    let (auth, throttling, movies) = auth_answering_introspection_with(ResponseTemplate::new(429).insert_header("retry-after", "1"), vec![]).await;
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
@@ -140,22 +141,10 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     assert_eq!(introspections, 8, "every token was asked about");
 }
 
-/// A stand-in for Auth serving the real Auth's keys and answering every
-/// introspection "active" after `delay`, and a movies API in front of it with `vars`.
+/// Auth answering every introspection "active" after `delay`, through a stand-in.
 async fn slow_auth(delay: Duration, vars: Vec<(&'static str, String)>) -> (Auth, MockServer, Movies) {
-    let auth = Auth::in_process().await;
-    let jwks: serde_json::Value = auth.client.get(format!("{}/.well-known/jwks.json", auth.url)).send().await.unwrap().json().await.unwrap();
-    let slow = MockServer::start().await;
-    Mock::given(matchers::method("GET"))
-        .and(matchers::path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
-        .mount(&slow)
-        .await;
     let live = ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({"active": true, "roles": ["subscriber"]}));
-    Mock::given(matchers::method("POST")).and(matchers::path("/api/v1/auth/introspect")).respond_with(live).mount(&slow).await;
-    let movies = Movies::start_with(&slow.uri(), MoviesOptions { vars }).await;
-    movies.wait_for_keys().await;
-    (auth, slow, movies)
+    auth_answering_introspection_with(live, vars).await
 }
 
 /// Streams of a subscription film for each token, all at once; the answers and the
