@@ -26,6 +26,23 @@ fn config(redis: RedisTarget) -> LimiterConfig {
     config
 }
 
+/// Deletes a test's keys from the machine's Redis when dropped, however the test ends:
+/// some last a day or more before they expire.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        ratelimit::testing::delete_keys(&redis_url(), &self.0);
+    }
+}
+
+/// [`config`] on the machine's Redis, with the guard that deletes its keys.
+fn on_machine_redis() -> (LimiterConfig, Cleanup) {
+    let config = config(RedisTarget::Single(redis_url()));
+    let cleanup = Cleanup(config.key_prefix.clone());
+    (config, cleanup)
+}
+
 async fn wait_for(deadline: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let start = tokio::time::Instant::now();
     while !condition().await {
@@ -36,7 +53,8 @@ async fn wait_for(deadline: Duration, what: &str, mut condition: impl AsyncFnMut
 
 #[tokio::test]
 async fn redis_and_the_in_process_store_give_the_same_answers() {
-    let shared = Limiter::new(config(RedisTarget::Single(redis_url()))).unwrap();
+    let (shared, _cleanup) = on_machine_redis();
+    let shared = Limiter::new(shared).unwrap();
     let local = Limiter::local(prefix());
     let policy = Policy::new("p", "3/m burst 4".parse().unwrap());
     let check = [Check::new(&policy, "ip:198.51.100.1")];
@@ -54,7 +72,8 @@ async fn redis_and_the_in_process_store_give_the_same_answers() {
 
 #[tokio::test]
 async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or_reset() {
-    let limiter = Limiter::new(config(RedisTarget::Single(redis_url()))).unwrap();
+    let (config, _cleanup) = on_machine_redis();
+    let limiter = Limiter::new(config).unwrap();
     let per_ip = Policy::new("account-ip", "2/h".parse().unwrap());
     let per_account = Policy::new("account", "10/h".parse().unwrap());
     let from = |ip: &str| [Check::new(&per_ip, "acct:7").within(ip), Check::new(&per_account, "acct:7")];
@@ -76,7 +95,7 @@ async fn checks_of_one_subject_are_charged_all_or_nothing_and_can_be_refunded_or
 
 #[tokio::test]
 async fn warming_up_opens_the_connection_so_the_first_check_is_shared() {
-    let mut cfg = config(RedisTarget::Single(redis_url()));
+    let (mut cfg, _cleanup) = on_machine_redis();
     // A deadline a first check that had to open the connection would miss.
     cfg.redis_timeout = Duration::from_millis(5);
     let limiter = Limiter::new(cfg).unwrap();
@@ -95,7 +114,7 @@ async fn warming_up_opens_the_connection_so_the_first_check_is_shared() {
 /// Redis in the background; near it, it waits for Redis. The shared limit stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_from_the_limit_redis_is_charged_in_the_background_and_the_limit_stays_exact() {
-    let first = config(RedisTarget::Single(redis_url()));
+    let (first, _cleanup) = on_machine_redis();
     let mut second = config(RedisTarget::Single(redis_url()));
     second.key_prefix = first.key_prefix.clone();
     let key = format!("{}:rl:{{user:1}}:api", first.key_prefix);
