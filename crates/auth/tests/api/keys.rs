@@ -82,15 +82,7 @@ fn a_log_filter_that_does_not_parse_stops_start_up() {
     // Nothing of the machine's is touched even if the filter were accepted: closed
     // ports for the stores, a key file in the temporary directory.
     let key = std::env::temp_dir().join(format!("auth-log-filter-{}.pem", uuid::Uuid::new_v4().simple()));
-    let output = exit_of(
-        std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
-            .arg("serve")
-            .env("RUST_LOG", "auth=loud")
-            .env("AUTH_LISTEN", "127.0.0.1:0")
-            .env("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/auth_never_made")
-            .env("REDIS_URL", "redis://127.0.0.1:1")
-            .env("AUTH_JWT_DEV_KEY_FILE", &key),
-    );
+    let output = exit_of(serve_against_closed_ports().env("RUST_LOG", "auth=loud").env("AUTH_JWT_DEV_KEY_FILE", &key));
     let _ = std::fs::remove_file(&key);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -103,15 +95,7 @@ fn a_log_filter_that_does_not_parse_stops_start_up() {
 /// port: reaching for it first would be another error).
 #[test]
 fn a_missing_signing_key_file_is_named_before_any_database_is_touched() {
-    let output = exit_of(
-        std::process::Command::new(env!("CARGO_BIN_EXE_auth"))
-            .arg("serve")
-            .env("RUST_LOG", "error")
-            .env("AUTH_LISTEN", "127.0.0.1:0")
-            .env("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/auth_never_made")
-            .env("REDIS_URL", "redis://127.0.0.1:1")
-            .env("AUTH_JWT_PRIVATE_KEY_FILE", "/nonexistent/auth-signing.pem"),
-    );
+    let output = exit_of(serve_against_closed_ports().env("RUST_LOG", "error").env("AUTH_JWT_PRIVATE_KEY_FILE", "/nonexistent/auth-signing.pem"));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.starts_with("auth: AUTH_JWT_PRIVATE_KEY_FILE: reading signing key /nonexistent/auth-signing.pem"), "{stderr}");
@@ -143,6 +127,18 @@ fn migrate_creates_the_database_and_exits() {
 
 /// The output of a process expected to stop by itself; one that still runs after the
 /// deadline (a setting accepted that should not have been) is killed and fails the test.
+/// `auth serve` with closed ports for PostgreSQL and Redis: a test that expects it to
+/// stop early touches nothing of the machine's even if it went on.
+fn serve_against_closed_ports() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auth"));
+    command
+        .arg("serve")
+        .env("AUTH_LISTEN", "127.0.0.1:0")
+        .env("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/auth_never_made")
+        .env("REDIS_URL", "redis://127.0.0.1:1");
+    command
+}
+
 fn exit_of(command: &mut std::process::Command) -> std::process::Output {
     let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
