@@ -124,6 +124,9 @@ struct Inner {
     credentials: reqwest::header::HeaderValue,
     /// When Auth's refusal of our credentials was last logged: at most once a minute.
     refused_logged: Mutex<Option<Instant>>,
+    /// Whether Auth's last answer to an introspection was a refusal of our credentials
+    /// (reported by readiness, cleared by the next answer).
+    credentials_refused: AtomicBool,
     /// Places for introspection calls in flight (`max_concurrent_introspections`).
     introspection_slots: tokio::sync::Semaphore,
     /// When a call was last not made for want of a place: logged at most once a minute.
@@ -168,6 +171,7 @@ impl AuthClient {
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
                 credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
                 refused_logged: Mutex::new(None),
+                credentials_refused: AtomicBool::new(false),
                 introspection_slots: tokio::sync::Semaphore::new(config.max_concurrent_introspections.max(1)),
                 shed_logged: Mutex::new(None),
                 config,
@@ -208,6 +212,29 @@ impl AuthClient {
 
     pub fn breaker_state(&self) -> BreakerState {
         self.inner.breaker.state()
+    }
+
+    /// Whether Auth refused this service's introspection credentials at its last
+    /// answer: a configuration error, reported apart from an unreachable Auth.
+    pub fn credentials_refused(&self) -> bool {
+        self.inner.credentials_refused.load(Ordering::Relaxed)
+    }
+
+    /// Asks Auth once whether it accepts this service's introspection credentials, by
+    /// introspecting a string that is no token (Auth answers `active: false` to a
+    /// client it knows). Waits up to the JWKS timeout, not the introspection one: this
+    /// runs once, at start, on a cold connection. Meant for start-up, where a refusal
+    /// is a configuration error worth stopping for; a running service that meets one
+    /// degrades instead (see [`AuthClient::authenticate`]).
+    pub async fn check_credentials(&self) -> CredentialCheck {
+        match self.introspect(CREDENTIAL_CHECK_TOKEN, None, self.inner.config.jwks_timeout).await {
+            Ok(_) => CredentialCheck::Accepted,
+            Err(IntrospectionError::Unauthorized) => CredentialCheck::Refused,
+            // Auth counts accepted credentials against their client's quota and refused
+            // ones against the caller's address: a 429 does not say which it was.
+            Err(IntrospectionError::Throttled) => CredentialCheck::Unanswered("answered 429 Too Many Requests".into()),
+            Err(IntrospectionError::Failed(why)) => CredentialCheck::Unanswered(why),
+        }
     }
 
     /// Fetches the JWKS now; true when keys were loaded.
@@ -333,8 +360,9 @@ impl AuthClient {
         let Some(call) = self.inner.breaker.try_acquire() else {
             return Err(Unconfirmed);
         };
-        match self.introspect(token, request_id).await {
+        match self.introspect(token, request_id, self.inner.config.introspection_timeout).await {
             Ok(answer) => {
+                self.inner.credentials_refused.store(false, Ordering::Relaxed);
                 call.succeeded();
                 Ok(answer.active.then(|| answer.roles.unwrap_or_default()))
             }
@@ -351,6 +379,7 @@ impl AuthClient {
             // fixes. Counted as a failure, so the breaker opens and signed-in requests
             // are served degraded without each waiting for a refusal.
             Err(IntrospectionError::Unauthorized) => {
+                self.inner.credentials_refused.store(true, Ordering::Relaxed);
                 self.log_refused_credentials();
                 call.failed();
                 Err(Unconfirmed)
@@ -390,7 +419,7 @@ impl AuthClient {
         );
     }
 
-    async fn introspect(&self, token: &str, request_id: Option<&str>) -> Result<IntrospectionResponse, IntrospectionError> {
+    async fn introspect(&self, token: &str, request_id: Option<&str>, timeout: Duration) -> Result<IntrospectionResponse, IntrospectionError> {
         let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
         let span = tracing::info_span!(
             "POST /api/v1/auth/introspect",
@@ -408,7 +437,7 @@ impl AuthClient {
                 .post(&url)
                 .headers(headers)
                 .header(reqwest::header::AUTHORIZATION, self.inner.credentials.clone())
-                .timeout(self.inner.config.introspection_timeout)
+                .timeout(timeout)
                 .json(&IntrospectionRequest { token })
                 .send()
                 .await
@@ -433,6 +462,21 @@ impl AuthClient {
         result
     }
 }
+
+/// What Auth said of this service's introspection credentials ([`AuthClient::check_credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialCheck {
+    /// Auth answered an introspection made with them.
+    Accepted,
+    /// Auth refused them (401): a wrong client id or secret.
+    Refused,
+    /// Auth could not be asked, or its answer said nothing of them: why.
+    Unanswered(String),
+}
+
+/// What [`AuthClient::check_credentials`] introspects: not a JWT, so Auth answers
+/// `active: false` without a database query.
+pub const CREDENTIAL_CHECK_TOKEN: &str = "credential-check";
 
 /// Auth gave no answer about a token: it is served on its signature, degraded.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use auth_client::AuthClient;
+use auth_client::{AuthClient, CredentialCheck};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -26,10 +26,14 @@ pub struct Application {
 
 impl Application {
     /// Connects, migrates and binds. Auth need not be up: the keys are fetched in the
-    /// background, and anonymous traffic is served meanwhile.
+    /// background, and anonymous traffic is served meanwhile. An Auth that is up and
+    /// refuses this service's introspection credentials stops the start
+    /// ([`check_auth_credentials`]).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let auth_config = settings.auth_client()?;
+        let auth = AuthClient::new(auth_config.clone());
+        check_auth_credentials(&auth, &auth_config.credential_settings).await?;
         let db = connect_and_migrate(settings).await?;
-        let auth = AuthClient::new(settings.auth_client()?.clone());
         auth.spawn_key_refresh();
         let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?;
         // Before serving: the first requests would otherwise fall back to the in-process
@@ -63,6 +67,24 @@ impl Application {
         served?;
         Ok(())
     }
+}
+
+/// Asks Auth whether it accepts the introspection credentials. A refusal stops the
+/// start: a service started with a wrong secret would serve every signed-in viewer on
+/// the token's signature alone, revocations unseen, while reporting itself ready. An
+/// Auth that does not answer does not stop it: the site must start without Auth.
+async fn check_auth_credentials(auth: &AuthClient, settings: &str) -> anyhow::Result<()> {
+    match auth.check_credentials().await {
+        CredentialCheck::Accepted => tracing::info!("Auth accepts this service's introspection credentials"),
+        CredentialCheck::Refused => anyhow::bail!(
+            "{settings}: Auth refused these introspection credentials (401); they must match an entry of Auth's AUTH_INTROSPECTION_CLIENTS"
+        ),
+        CredentialCheck::Unanswered(why) => tracing::warn!(
+            error = %why,
+            "could not check the introspection credentials with Auth; starting anyway, and signed-in requests are served on their token's signature until Auth answers"
+        ),
+    }
+    Ok(())
 }
 
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {

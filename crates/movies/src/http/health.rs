@@ -18,11 +18,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Health {
     #[schema(example = "ok")]
     status: &'static str,
-    /// `ok`, or `degraded` while Auth is unreachable (tokens then accepted on their
+    /// `ok`; `degraded` while Auth is unreachable (tokens then accepted on their
     /// signature alone): as last seen by the JWKS refresh (every
     /// `MOVIES_AUTH_JWKS_REFRESH_SECONDS`, 300 s) or, within the breaker's open window,
     /// by signed-in requests, so without signed-in traffic it may lag an outage or a
-    /// recovery by up to the refresh interval. Informational, never a reason to be unready.
+    /// recovery by up to the refresh interval; `credentials_refused` while Auth's last
+    /// answer to an introspection refused this service's client credentials (a
+    /// configuration error; tokens are accepted on their signature alone, as when
+    /// degraded). Informational, never a reason to be unready.
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<&'static str>,
 }
@@ -45,6 +48,12 @@ async fn ready(State(state): State<AppState>) -> Result<(StatusCode, axum::Json<
     if !matches!(db, Ok(Ok(_))) {
         return Err(ApiError::Unavailable);
     }
-    let auth = if state.auth.auth_reachable() { "ok" } else { "degraded" };
+    let auth = if state.auth.credentials_refused() {
+        "credentials_refused"
+    } else if state.auth.auth_reachable() {
+        "ok"
+    } else {
+        "degraded"
+    };
     Ok((StatusCode::OK, axum::Json(Health { status: "ok", auth: Some(auth) })))
 }

@@ -60,6 +60,15 @@ async fn auth_answering_introspection_with(answer: ResponseTemplate, vars: Vec<(
     (auth, stand_in, movies)
 }
 
+/// The introspection calls a stand-in received about viewers' tokens: all but the
+/// start-up check of the credentials.
+async fn token_introspections(stand_in: &MockServer) -> usize {
+    let requests = stand_in.received_requests().await.unwrap();
+    let check = serde_json::json!({ "token": auth_client::CREDENTIAL_CHECK_TOKEN });
+    let is_check = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|b| b == check);
+    requests.iter().filter(|r| r.url.path() == "/api/v1/auth/introspect" && !is_check(&r.body)).count()
+}
+
 async fn assert_breaker_open(movies: &Movies) {
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open);
     let health: serde_json::Value = movies.json("/health/ready", None).await;
@@ -124,7 +133,7 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_breaker_open(&movies).await;
-    let introspections = broken.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    let introspections = token_introspections(&broken).await;
     assert_eq!(introspections, 5, "the breaker opens after 5 failures; no further call waits on Auth");
 }
 
@@ -137,7 +146,7 @@ async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
-    let introspections = throttling.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    let introspections = token_introspections(&throttling).await;
     assert_eq!(introspections, 8, "every token was asked about");
 }
 
@@ -154,7 +163,7 @@ async fn burst(movies: &Movies, stand_in: &MockServer, tokens: &[&Tokens]) -> (V
     let path = format!("/api/v1/films/{matrix}/stream");
     let answers = futures::future::join_all(tokens.iter().map(|t| movies.get(&path, Some(&t.access)))).await;
     assert!(answers.iter().all(|r| r.status() == StatusCode::OK), "every viewer is served");
-    let calls = stand_in.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count();
+    let calls = token_introspections(&stand_in).await;
     (answers, calls)
 }
 
@@ -172,7 +181,7 @@ async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_a
     let vars = vec![("MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS", "2".into()), ("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", "1000".into())];
     let (auth, slow, movies) = slow_auth(Duration::from_millis(1500), vars).await;
     let tokens = subscribers(&auth, 6).await;
-    let calls_now = || async { slow.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/api/v1/auth/introspect").count() };
+    let calls_now = || async { token_introspections(&slow).await };
     let watch = async {
         eventually("two calls to reach Auth", Duration::from_secs(5), || async { calls_now().await == 2 }).await;
         // A bounded look for a third call while both places are held (they are for a
@@ -208,22 +217,29 @@ async fn concurrent_requests_with_one_token_make_one_introspection_call() {
     assert_eq!((calls, degraded(&answers)), (1, 0));
 }
 
-/// Auth up, but refusing the movies API's introspection credentials (401): a
-/// configuration error. Signed-in viewers are served degraded, as while Auth is down,
-/// rather than refused; the breaker opens; and one error names the settings to check,
-/// not once per call, and never the secret.
+/// Auth up, but refusing the movies API's introspection credentials (401), as when
+/// Auth's list of clients changes under a running fleet (a wrong secret at start stops
+/// the start instead: `a_wrong_client_secret_stops_the_start_while_auth_is_up`). Here
+/// Auth is down when the movies API starts, so the start-up check cannot see the
+/// secret is wrong. Signed-in viewers are served degraded, as while Auth is down, rather
+/// than refused; the breaker opens; readiness names the cause; and one error names the
+/// settings to check, not once per call, and never the secret.
 #[tokio::test]
-async fn a_wrong_client_secret_serves_signed_in_viewers_degraded_and_logs_one_error() {
+async fn auth_refusing_a_running_services_credentials_serves_viewers_degraded_and_logs_one_error() {
     const WRONG_SECRET: &str = "not-the-secret-auth-knows-0123456789abcdef";
-    // The services' tasks run on this thread (current-thread runtime): their logs are captured.
+    // The movies API's tasks run on this thread (current-thread runtime): its logs are captured.
     let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
-    let auth = Auth::in_process().await;
+    let mut auth = Auth::process().await;
+    let tokens = subscribers(&auth, 8).await;
+    auth.stop();
     let options = MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] };
     let movies = Movies::start_with(&auth.url, options).await;
+    auth.start().await;
     movies.wait_for_keys().await;
-    let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
-    assert_breaker_open(&movies).await;
+    assert_eq!(movies.state.auth.breaker_state(), BreakerState::Open);
+    let health: serde_json::Value = movies.json("/health/ready", None).await;
+    assert_eq!(health["auth"], "credentials_refused");
     let text = logs.text();
     let errors: Vec<&str> = text.lines().filter(|line| line.contains("refused this service's introspection credentials")).collect();
     assert_eq!(errors.len(), 1, "one error for five refused calls:\n{text}");
@@ -231,6 +247,24 @@ async fn a_wrong_client_secret_serves_signed_in_viewers_degraded_and_logs_one_er
         assert!(errors[0].contains(expected), "{expected}: {}", errors[0]);
     }
     assert!(!text.contains(WRONG_SECRET) && !text.contains(INTROSPECTION_SECRET), "a secret in the log:\n{text}");
+}
+
+/// A wrong secret while Auth is up stops the start with one line naming the settings
+/// (not the secret): a fleet started so would serve every signed-in viewer without
+/// revocation checks while reporting itself ready.
+#[tokio::test]
+async fn a_wrong_client_secret_stops_the_start_while_auth_is_up() {
+    const WRONG_SECRET: &str = "not-the-secret-auth-knows-0123456789abcdef";
+    let auth = Auth::in_process().await;
+    let error = Movies::try_start_with(&auth.url, MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] })
+        .await
+        .err()
+        .expect("the start must fail");
+    let message = format!("{error:#}");
+    for expected in ["MOVIES_AUTH_CLIENT_ID and MOVIES_AUTH_CLIENT_SECRET", "refused", "AUTH_INTROSPECTION_CLIENTS"] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    assert!(!message.contains(WRONG_SECRET), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
