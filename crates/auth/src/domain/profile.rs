@@ -78,6 +78,14 @@ impl Email {
         if !local.is_single_script() || !domain.split('.').all(|label| label.is_single_script()) {
             return Err("must not mix letters of different scripts (such as Latin and Cyrillic) in one part".into());
         }
+        // A whole-script confusable (UTS #39 §4): a part written wholly in letters of
+        // another script that each look like a Latin one (Cyrillic `рор` beside `pop`).
+        // One script, so the rule above lets it by. Domain labels are taken as UTS-46
+        // maps them: fullwidth `ｅxample` is `example`.
+        let mapped_labels = domain.split('.').map(|label| label.nfkc().collect::<String>());
+        if looks_latin(local) || mapped_labels.into_iter().any(|label| looks_latin(&label)) {
+            return Err("must not be written in letters of another script that look like Latin ones (such as Cyrillic р and о)".into());
+        }
         Ok(normal.into_email())
     }
 
@@ -91,6 +99,13 @@ impl Email {
 }
 
 const INVALID: &str = "must be an email address such as name@example.com";
+
+/// Whether `part` holds letters outside ASCII, yet its UTS #39 skeleton (each character
+/// replaced by the one it is confused with) is all ASCII: it would show as a Latin part.
+/// `анна` keeps `н` (its prototype is `ʜ`), so real Cyrillic names pass.
+fn looks_latin(part: &str) -> bool {
+    !part.is_ascii() && unicode_security::skeleton(part).all(|c| c.is_ascii())
+}
 
 /// An address trimmed, in NFC and lower-cased, split at its `@`, its domain in ASCII.
 struct Normalised {
@@ -313,15 +328,28 @@ mod tests {
             assert!(Email::parse(compatibility).unwrap_err().contains("compatibility"), "{compatibility:?} accepted");
         }
         assert_eq!(plain("carol@\u{ff45}xample.com"), "carol@example.com", "IDNA maps the domain's");
-        // One script per part is fine, whichever it is.
-        assert!(Email::parse("\u{0430}\u{043d}\u{043d}\u{0430}@example.com").is_ok());
+        // Whole-script look-alikes: every letter Cyrillic, and each like a Latin one.
+        for look_alike in
+            ["\u{0440}\u{043e}\u{0440}@example.com", "ann@\u{0440}\u{0430}\u{0441}\u{0435}.com", "\u{0441}\u{0430}\u{0440}\u{0435}@example.com"]
+        {
+            assert!(Email::parse(look_alike).unwrap_err().contains("look like Latin"), "{look_alike:?} accepted");
+        }
+        // One script per part is fine, whichever it is: real Cyrillic names, and Latin
+        // letters with accents.
+        for fine in [
+            "\u{0430}\u{043d}\u{043d}\u{0430}@example.com",
+            "\u{0438}\u{0432}\u{0430}\u{043d}@\u{043f}\u{043e}\u{0447}\u{0442}\u{0430}.\u{0440}\u{0444}",
+            "jos\u{00e9}@example.com",
+        ] {
+            assert!(Email::parse(fine).is_ok(), "{fine:?} refused");
+        }
         assert!(Email::parse("ann.lee-2+tag@example.com").is_ok());
     }
 
     /// Looking up normalises as `parse` does, without the rules for new addresses.
     #[test]
     fn lookups_normalise_like_parse_but_apply_no_rule_for_new_addresses() {
-        for older in ["\u{ff43}arol@example.com", "\"dave\"@example.com", "b\u{043e}b@example.com"] {
+        for older in ["\u{ff43}arol@example.com", "\"dave\"@example.com", "b\u{043e}b@example.com", "\u{0440}\u{043e}\u{0440}@example.com"] {
             assert!(Email::parse(older).is_err(), "{older:?}");
             assert_eq!(Email::lookup(older).unwrap().as_ref(), older, "{older:?}");
         }
