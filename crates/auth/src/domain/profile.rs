@@ -123,6 +123,11 @@ impl Normalised {
         if email.len() > 254 {
             return Err("must be at most 254 characters".into());
         }
+        // No address holds a control character, and PostgreSQL's text cannot hold NUL:
+        // a lookup with one would fail in the database, a 500, rather than match nothing.
+        if email.chars().any(char::is_control) {
+            return Err(INVALID.into());
+        }
         let Some((local, domain)) = email.split_once('@') else { return Err(INVALID.into()) };
         if local.is_empty() || local.len() > 64 || domain.contains('@') {
             return Err(INVALID.into());
@@ -357,7 +362,7 @@ mod tests {
             Email::lookup("  Ann@\u{043f}\u{0440}\u{0438}\u{043c}\u{0435}\u{0440}.\u{0440}\u{0444} ").unwrap().as_ref(),
             "ann@xn--e1afmkfd.xn--p1ai"
         );
-        for bad in ["plain", "a@b", "@example.com", "a@b.123"] {
+        for bad in ["plain", "a@b", "@example.com", "a@b.123", "a\u{0}b@example.com", "a@exa\u{0}mple.com", "a\u{7f}@example.com"] {
             assert!(Email::lookup(bad).is_err(), "{bad:?}");
         }
     }

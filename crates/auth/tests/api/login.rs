@@ -54,6 +54,9 @@ async fn login_needs_exactly_one_identifier() {
         json!({"password": PASSWORD}),
         json!({"email": "a@example.com", "login": "ann", "password": PASSWORD}),
         json!({"email": "not an email", "password": PASSWORD}),
+        // PostgreSQL's text holds no NUL: looked up, it was a 500.
+        json!({"email": "a\u{0}b@example.com", "password": PASSWORD}),
+        json!({"login": "a\u{0}b@example.com", "password": PASSWORD}),
     ] {
         let response = app.post_json("/api/v1/auth/login", &body).await;
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
