@@ -370,13 +370,17 @@ pub struct IntrospectionBody(IntrospectionRequest);
 impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+            // Media types are case-insensitive (RFC 9110 §8.3.1); parameters may follow.
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
         if is_form {
+            // axum's `Form` matches the media type case-sensitively: given it as written.
+            req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
             let axum::Form(body) =
                 axum::Form::<IntrospectionRequest>::from_request(req, state).await.map_err(|e| crate::error::form_rejection(e, "token"))?;
             Ok(Self(body))

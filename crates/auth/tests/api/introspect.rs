@@ -55,6 +55,21 @@ async fn introspection_accepts_the_rfc7662_form_encoding() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["active"], true);
+    // Media types are case-insensitive, and may carry parameters.
+    for content_type in ["Application/X-WWW-Form-Urlencoded", "application/x-www-form-urlencoded ; charset=UTF-8"] {
+        let response = app
+            .client
+            .post(app.url("/api/v1/auth/introspect"))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(format!("token={}", tokens.access))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["active"], true, "{content_type}");
+    }
 }
 
 #[tokio::test]
