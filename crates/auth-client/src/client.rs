@@ -131,11 +131,14 @@ struct Inner {
     introspection_slots: tokio::sync::Semaphore,
     /// When a call was last not made for want of a place: logged at most once a minute.
     shed_logged: Mutex<Option<Instant>>,
+    /// When Auth's rate limit last refused a call: logged at most once a minute.
+    throttled_logged: Mutex<Option<Instant>>,
 }
 
 /// How often, at most, a repeated condition is logged: Auth's refusal of our
 /// credentials (each signed-in request meets it until the breaker opens, then each
-/// probe) and calls not made for want of a place.
+/// probe), its rate limit's refusals and calls not made for want of a place. Each is
+/// driven by requests, so whoever holds many tokens would otherwise choose the log's volume.
 const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Whether a condition last logged at `*last` may be logged now; if so, notes it.
@@ -174,6 +177,7 @@ impl AuthClient {
                 credentials_refused: AtomicBool::new(false),
                 introspection_slots: tokio::sync::Semaphore::new(config.max_concurrent_introspections.max(1)),
                 shed_logged: Mutex::new(None),
+                throttled_logged: Mutex::new(None),
                 config,
                 http,
                 keys: KeyCache::default(),
@@ -371,7 +375,12 @@ impl AuthClient {
             // every viewer while Auth is healthy: anyone able to present many distinct
             // tokens at once could do that at will. This token alone goes unconfirmed.
             Err(IntrospectionError::Throttled) => {
-                tracing::warn!("introspection refused by Auth's rate limit; token accepted on its signature");
+                metrics::counter!("auth_client_introspections_throttled_total").increment(1);
+                if once_a_minute(&self.inner.throttled_logged) {
+                    tracing::warn!(
+                        "introspection refused by Auth's rate limit; tokens are accepted on their signature meanwhile (logged at most once a minute)"
+                    );
+                }
                 call.succeeded();
                 Err(Unconfirmed)
             }

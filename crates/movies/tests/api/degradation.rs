@@ -142,12 +142,17 @@ async fn auth_answering_500_opens_the_breaker_and_stops_the_calls() {
 /// to present many distinct tokens at once could otherwise open it at will.
 #[tokio::test]
 async fn auth_refusing_introspection_with_429_does_not_open_the_breaker() {
+    // The movies API's tasks run on this thread (current-thread runtime): its logs are captured.
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
     let (auth, throttling, movies) = auth_answering_introspection_with(ResponseTemplate::new(429).insert_header("retry-after", "1"), vec![]).await;
     let tokens = subscribers(&auth, 8).await;
     assert_serves_degraded(&movies, &tokens).await;
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed);
     let introspections = token_introspections(&throttling).await;
     assert_eq!(introspections, 8, "every token was asked about");
+    // Whoever holds many tokens does not choose the log's volume: one line, not eight.
+    let text = logs.text();
+    assert_eq!(text.matches("introspection refused by Auth's rate limit").count(), 1, "{text}");
 }
 
 /// Auth answering every introspection "active" after `delay`, through a stand-in.
@@ -163,7 +168,7 @@ async fn burst(movies: &Movies, stand_in: &MockServer, tokens: &[&Tokens]) -> (V
     let path = format!("/api/v1/films/{matrix}/stream");
     let answers = futures::future::join_all(tokens.iter().map(|t| movies.get(&path, Some(&t.access)))).await;
     assert!(answers.iter().all(|r| r.status() == StatusCode::OK), "every viewer is served");
-    let calls = token_introspections(&stand_in).await;
+    let calls = token_introspections(stand_in).await;
     (answers, calls)
 }
 
