@@ -199,6 +199,7 @@ pub struct RoleGrant {
         (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`too_many_roles`: the user holds 32 roles already, the most one may hold (each goes into the access token)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No such role, or the id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn grant_role(
@@ -209,8 +210,15 @@ async fn grant_role(
 ) -> Result<Json<Vec<Role>>> {
     existing_user(&state, id).await?;
     let Some(role) = role_name(&body.role) else { return Err(ApiError::field("role", "no role has this name")) };
-    match users::grant_role(&state.db, id, role.as_ref()).await? {
+    let grant = users::grant_role_within_limit(&state.db, id, role.as_ref()).await?.ok_or(ApiError::NotFound("No user with this id."))?;
+    match grant {
         users::Grant::NoSuchRole => return Err(ApiError::field("role", "no role has this name")),
+        users::Grant::TooManyRoles => {
+            return Err(ApiError::Conflict {
+                code: "too_many_roles",
+                detail: "The user holds 32 roles, the most one may hold: every role goes into the access token, which must stay small. Take one away first.",
+            });
+        }
         users::Grant::AlreadyHeld => {}
         users::Grant::Granted => {
             tracing::info!(user_id = %id, role = %body.role, by = %admin.0.id(), "role granted");
@@ -243,6 +251,7 @@ async fn revoke_role(State(state): State<AppState>, admin: Authorized<ManageRole
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserSearch {
     /// Exact email, any case.
     #[schema(example = "viewer@example.com", format = Email, max_length = 254)]

@@ -86,7 +86,14 @@ async fn patch_me(State(state): State<AppState>, user: AuthUser, Json(patch): Js
         other => other.flatten(),
     };
     let change = ProfileChange { email, login: patch.login, birth_date: patch.birth_date, country: patch.country, region: patch.region };
-    let updated = users::update_profile(&state.db, user.id(), change).await?.ok_or_else(ApiError::invalid_token)?;
+    let mut tx = state.db.begin().await?;
+    let updated = users::update_profile(&mut tx, user.id(), change).await?.ok_or_else(ApiError::invalid_token)?;
+    // The session that authorises the change (of the sign-in address, perhaps) must
+    // still be live when it commits, as for a password change: see `sessions::hold_live`.
+    if !sessions::hold_live(&mut tx, user.session_id()).await? {
+        return Err(ApiError::invalid_token());
+    }
+    tx.commit().await?;
     state.profiles.forget(user.id()).await;
     Ok(Json(updated))
 }

@@ -239,7 +239,8 @@ pub async fn end_all(db: impl PgExecutor<'_>, user_id: Uuid, keep: Option<Uuid>,
 }
 
 /// Whether a session is live, keeping it so until the caller's transaction ends: an
-/// account change that a session authorises (the password) holds its session this way.
+/// account change that a session authorises (the password, the profile) holds its
+/// session this way.
 ///
 /// The account's row orders such a change against the endings of its sessions. The
 /// change updates that row first, then holds its session, then ends the others;

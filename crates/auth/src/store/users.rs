@@ -122,6 +122,37 @@ pub enum Grant {
     Granted,
     AlreadyHeld,
     NoSuchRole,
+    /// The user holds [`MAX_ROLES_PER_USER`] roles already.
+    TooManyRoles,
+}
+
+/// Roles one user may hold at most, granted by an admin. Every role goes into the
+/// access token, which both services accept up to 4,096 characters: 32 names of 50
+/// characters make a token of about 2,900 (`tokens::access`'s test), and more would
+/// make tokens that Auth issues and then refuses.
+pub const MAX_ROLES_PER_USER: i64 = 32;
+
+/// [`grant_role`], unless the user already holds [`MAX_ROLES_PER_USER`] other roles.
+/// The account's row is locked first, so two grants at once cannot both pass the count.
+pub async fn grant_role_within_limit(db: &PgPool, user_id: Uuid, role: &str) -> Result<Option<Grant>> {
+    let mut tx = db.begin().await?;
+    let exists = sqlx::query_scalar::<_, i32>("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user_id).fetch_optional(&mut *tx).await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let (held, has_it): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), COALESCE(bool_or(r.name = $2), false) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1",
+    )
+    .bind(user_id)
+    .bind(role)
+    .fetch_one(&mut *tx)
+    .await?;
+    if held >= MAX_ROLES_PER_USER && !has_it {
+        return Ok(Some(Grant::TooManyRoles));
+    }
+    let grant = grant_role(&mut *tx, user_id, role).await?;
+    tx.commit().await?;
+    Ok(Some(grant))
 }
 
 /// Grants a role by name, in one statement: the role is looked up and key-share locked
@@ -156,7 +187,7 @@ pub async fn grant_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> R
 pub async fn grant_built_in_role(db: impl PgExecutor<'_>, user_id: Uuid, role: &str) -> Result<()> {
     match grant_role(db, user_id, role).await? {
         Grant::NoSuchRole => Err(anyhow::anyhow!("the built-in role {role:?} is missing").into()),
-        Grant::Granted | Grant::AlreadyHeld => Ok(()),
+        Grant::Granted | Grant::AlreadyHeld | Grant::TooManyRoles => Ok(()),
     }
 }
 
@@ -227,7 +258,7 @@ pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, checked: Optio
 }
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Result<Option<User>> {
+pub async fn update_profile(db: &mut sqlx::PgConnection, id: Uuid, change: ProfileChange) -> Result<Option<User>> {
     fn set<T: AsRef<str>>(field: &Option<Option<T>>) -> (bool, Option<String>) {
         (field.is_some(), field.as_ref().and_then(|v| v.as_ref().map(|v| v.as_ref().to_owned())))
     }
@@ -258,7 +289,7 @@ pub async fn update_profile(db: &PgPool, id: Uuid, change: ProfileChange) -> Res
     .bind(country)
     .bind(set_region)
     .bind(region)
-    .execute(db)
+    .execute(&mut *db)
     .await
     .on_constraints(UNIQUE_ACCOUNT)?;
     if updated.rows_affected() == 0 {

@@ -207,9 +207,52 @@ async fn admins_find_a_user_by_email() {
     let malformed = search(json!({"email": "not an address"})).await;
     let problem = assert_problem(malformed, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["email"]);
+    // PostgreSQL's text holds no NUL: looked up, it was a 500.
+    let nul = search(json!({"email": "a\u{0}b@example.com"})).await;
+    let problem = assert_problem(nul, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["email"]);
+    // A field the search does not know is refused, not ignored.
+    let unknown = search(json!({"email": email, "is_admin": true})).await;
+    assert_problem(unknown, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     // The address is no longer taken from the URL: the old lookup is gone.
     let old = app.send(Method::GET, &format!("/api/v1/users?email={email}"), Some(&admin.access), None).await;
     assert_eq!(old.status(), StatusCode::NOT_FOUND);
+}
+
+/// Every role goes into the access token, which both services accept up to 4,096
+/// characters: a user holding as many roles as allowed, each with the longest name,
+/// still gets a token that works, and one more grant is refused. (Without the cap, 61
+/// such roles made a token of 4,801 characters that Auth issued and then refused.)
+#[tokio::test]
+async fn a_user_holds_at_most_32_roles_and_their_token_still_works() {
+    use auth::store::users::MAX_ROLES_PER_USER;
+    let app = spawn_app().await;
+    let (_, admin) = app.signed_in_with_role("admin").await;
+    let email = format!("many-roles-{}@example.com", uuid::Uuid::new_v4().simple());
+    let id = app.signup(&email).await["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/users/{id}/roles");
+    let grant = |role: String| app.send(Method::POST, &path, Some(&admin.access), Some(json!({"role": role})));
+    // Signing up granted `user`: the rest up to the cap are custom roles of 50 characters.
+    let name = |i: i64| format!("r{i:02}{}", "x".repeat(47));
+    for i in 1..MAX_ROLES_PER_USER {
+        custom_role(&app, &admin.access, &name(i)).await;
+        assert_eq!(grant(name(i)).await.status(), StatusCode::OK, "grant {i}");
+    }
+    custom_role(&app, &admin.access, &name(MAX_ROLES_PER_USER)).await;
+    let refused = grant(name(MAX_ROLES_PER_USER)).await;
+    let problem = assert_problem(refused, StatusCode::CONFLICT, "too_many_roles").await;
+    assert!(problem["detail"].as_str().unwrap().contains(&MAX_ROLES_PER_USER.to_string()), "{problem}");
+    // Granting one already held is still fine at the cap.
+    assert_eq!(grant(name(1)).await.status(), StatusCode::OK);
+
+    let tokens = app.sign_in(&email).await;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let payload = URL_SAFE_NO_PAD.decode(tokens.access.split('.').nth(1).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(claims["roles"].as_array().unwrap().len() as i64, MAX_ROLES_PER_USER);
+    assert!(tokens.access.len() <= 4096, "{} characters", tokens.access.len());
+    let me = app.send(Method::GET, "/api/v1/users/me/permissions", Some(&tokens.access), None).await;
+    assert_eq!(me.status(), StatusCode::OK);
 }
 
 /// A grant racing the deletion of its role: the handler saw the role, the deletion

@@ -1,5 +1,6 @@
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::helpers::{DESKTOP_UA, assert_problem, spawn_app, tokens};
 
@@ -192,6 +193,28 @@ async fn a_password_change_whose_session_is_ended_meanwhile_changes_nothing() {
     assert!(!live, "the change went on with an ended session");
     let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, old_hash);
+}
+
+/// A profile change (here of the sign-in address) racing logout-all: its token was
+/// checked while the session was live, then logout-all commits while the change waits
+/// for the account's row. The change must not commit under an ended session.
+#[tokio::test]
+async fn a_profile_change_whose_session_is_ended_meanwhile_changes_nothing() {
+    use auth::store::sessions::{self, EndReason};
+    let app = spawn_app().await;
+    let (email, tokens) = app.signed_in_user().await;
+    let user_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
+    let mut logout_all = app.db.begin().await.unwrap();
+    assert_eq!(sessions::end_all(&mut *logout_all, user_id, None, EndReason::LogoutAll).await.unwrap().len(), 1);
+    let change = app.send(Method::PATCH, "/api/v1/users/me", Some(&tokens.access), Some(json!({"email": "moved-meanwhile@example.com"})));
+    let commit_when_the_change_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        logout_all.commit().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(change, commit_when_the_change_waits);
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let stored: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, email);
 }
 
 /// The other order: logout-all reaches the database while a password change holds its
