@@ -76,6 +76,28 @@ async fn linking_can_return_to_the_front_end() {
     assert_eq!(linked(&app, &tokens.access).await.as_array().unwrap().len(), 1);
 }
 
+/// Under `OAUTH_MAILRU_VIA_VKID` the Mail.ru button links a VK ID identity: the front
+/// end hears the provider that was stored, as the list shows it.
+#[tokio::test]
+async fn linking_through_the_mailru_button_via_vk_id_reports_the_vk_link_it_made() {
+    let vk = Stub::start(Kind::Vk).await;
+    let app = app_with(&[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
+    let (_, tokens) = app.signed_in_user().await;
+    let response = browser()
+        .post(app.url("/api/v1/users/me/social/mailru"))
+        .query(&[("redirect_uri", FRONTEND)])
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
+    let flow = started("mailru", response).await;
+    vk.expect_sign_in(&flow, "c", &Person::new("4242", "x@mail.ru")).await;
+    let response = callback(&app, &flow, "c").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], format!("{FRONTEND}?linked=vk").as_str());
+    assert_eq!(linked(&app, &tokens.access).await[0]["provider"], "vk");
+}
+
 #[tokio::test]
 async fn an_identity_owned_by_someone_else_cannot_be_linked() {
     let stub = Stub::start(Kind::Vk).await;
