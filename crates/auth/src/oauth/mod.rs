@@ -169,6 +169,15 @@ impl OAuth {
         Ok(url)
     }
 
+    /// The origins of the front-end return addresses, each once: the front ends that
+    /// may call the API from another origin (`http::cors`).
+    pub fn frontend_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self.settings.frontend_redirects.iter().map(|url| url.origin().ascii_serialization()).collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
     /// The provider's authorization address for a flow that was just stored under `state`.
     pub async fn authorization_url(&self, provider: Provider, state: &str, flow: &FlowState) -> Result<Url> {
         let redirect_uri = self.callback_url(provider);
