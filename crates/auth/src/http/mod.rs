@@ -2,6 +2,7 @@
 //! the middleware every request goes through.
 
 pub mod auth;
+pub mod cors;
 pub mod extract;
 pub mod health;
 pub mod oauth;
@@ -98,6 +99,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         metrics::counter!("ratelimit_fallbacks_total").increment(0);
         metrics::gauge!("ratelimit_fallback_active").increment(0.0);
     }
+    let frontend_origins = state.oauth.frontend_origins();
     let router = api
         .route("/metrics", metrics)
         .merge(platform::openapi::docs_routes(openapi))
@@ -108,7 +110,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
         .layer(rate_limits)
         .layer(client_ip);
-    platform::http::standard_layers(router, http)
+    cors::allow_frontends(platform::http::standard_layers(router, http), &frontend_origins)
 }
 
 /// Bodies Auth will not read, refused before a handler waits for them:

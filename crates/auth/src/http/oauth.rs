@@ -7,6 +7,8 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use url::Url;
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +20,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, Problem, Result},
-    oauth::{Callback, FlowState, LinkTarget, LoginGrant, Provider, invalid_state, linking, pkce, provider_error},
+    oauth::{Callback, FlowState, LinkTarget, LoginGrant, Provider, flow::LOGIN_CODE_TTL, invalid_state, linking, pkce, provider_error},
     state::AppState,
     store::{roles, sessions, social::SocialAccount},
 };
@@ -110,11 +112,14 @@ pub async fn start_flow(
     let flow = FlowState::new(provider, &browser, frontend.map(String::from), link);
     let flow_state = state.oauth.flows.start(&flow).await?;
     let url = state.oauth.authorization_url(provider, &flow_state, &flow).await?;
+    Ok((url, browser_cookie_header(state, &browser, state.oauth.state_ttl())?))
+}
+
+/// `Set-Cookie` of the browser binding, kept for `lifetime`.
+fn browser_cookie_header(state: &AppState, browser: &str, lifetime: Duration) -> Result<HeaderValue> {
     let secure = if state.oauth.secure_cookies() { "; Secure" } else { "" };
-    let cookie =
-        format!("{BROWSER_COOKIE}={browser}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}", state.oauth.state_ttl().as_secs());
-    let cookie = HeaderValue::from_str(&cookie).map_err(|e| anyhow::anyhow!("cookie header: {e}"))?;
-    Ok((url, cookie))
+    let cookie = format!("{BROWSER_COOKIE}={browser}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}", lifetime.as_secs());
+    Ok(HeaderValue::from_str(&cookie).map_err(|e| anyhow::anyhow!("cookie header: {e}"))?)
 }
 
 /// The browser-binding cookie, when the request has a well-formed one.
@@ -159,8 +164,8 @@ pub enum CallbackResult {
     params(("provider" = Provider, Path, description = "The provider"), CallbackQuery),
     responses(
         (status = 200, description = "Signed in (a token pair), or linked (the linked account)", body = CallbackResult),
-        (status = 302, description = "With a front-end `redirect_uri`: to it with `login_code` (sign-in) or `linked=<provider>` (linking); never tokens",
-            headers(("location" = String))),
+        (status = 302, description = "With a front-end `redirect_uri`: to it with `login_code` (sign-in; the browser-binding cookie is set again to outlive the code) or `linked=<provider>` (linking; the provider stored, `vk` for Mail.ru through VK ID); never tokens",
+            headers(("location" = String), ("set-cookie" = String, description = "Sign-in: the browser-binding cookie, again"))),
         (status = 400, description = "`invalid_state`: missing, unknown, used, expired, or from another flow or browser", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Linking: the session that started it has ended", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`provider_denied`: the person declined at the provider", body = Problem, content_type = "application/problem+json"),
@@ -193,7 +198,9 @@ async fn callback(
         let account = linking::link(&state.db, link.user_id, &identity).await?;
         tracing::info!(user_id = %link.user_id, provider = provider.as_str(), "social account linked");
         return Ok(match &flow.frontend_redirect {
-            Some(to) => redirect(&with_query(to, "linked", provider.as_str())?),
+            // The provider stored, which is not the button's under OAUTH_MAILRU_VIA_VKID
+            // (Mail.ru through VK ID links a `vk` identity).
+            Some(to) => redirect(&with_query(to, "linked", account.provider.as_str())?),
             None => Json(account).into_response(),
         });
     }
@@ -204,7 +211,14 @@ async fn callback(
     match &flow.frontend_redirect {
         Some(to) => {
             let code = state.oauth.flows.issue_login_code(&LoginGrant::new(user_id, provider, &flow)).await?;
-            Ok(redirect(&with_query(to, "login_code", &code)?))
+            let mut response = redirect(&with_query(to, "login_code", &code)?);
+            // The exchange needs the cookie, whose Max-Age counted from authorize may end
+            // before the code's 60 s: sent again, it outlives the code (and, as at
+            // authorize, any flow another tab started before).
+            let browser = browser_cookie(&headers).ok_or_else(invalid_state)?;
+            let lifetime = state.oauth.state_ttl().max(LOGIN_CODE_TTL);
+            response.headers_mut().insert(header::SET_COOKIE, browser_cookie_header(&state, browser, lifetime)?);
+            Ok(response)
         }
         None => Ok(open_session(&state, user_id, &client, provider.method()).await?.into_response()),
     }

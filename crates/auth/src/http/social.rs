@@ -79,7 +79,7 @@ async fn start_link(
 }
 
 /// Unlinks the caller's account of a provider. Refused when it is the last way to
-/// sign in (no password and no other linked account).
+/// sign in (no password and no other linked account that can still sign in).
 #[utoipa::path(delete, path = "/api/v1/users/me/social/{provider}", tag = "users", security(("bearer" = [])),
     params(("provider" = Provider, Path, description = "The provider")),
     responses(
@@ -91,7 +91,7 @@ async fn start_link(
 async fn unlink(State(state): State<AppState>, user: AuthUser, Path(provider): Path<String>) -> Result<StatusCode> {
     // A provider disabled since it was linked can still be unlinked.
     let provider = Provider::parse(&provider).ok_or_else(social::not_linked)?;
-    linking::unlink(&state.db, user.id(), provider).await?;
+    linking::unlink(&state.db, user.id(), provider, |p| state.oauth.signs_in_linked(p)).await?;
     tracing::info!(user_id = %user.id(), provider = provider.as_str(), "social account unlinked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,8 @@
 //!   proven if the provider verifies it.
 //! - A verified identity of the account's own address proves it, when it is linked or
 //!   signs in.
-//! - An account keeps at least one way to sign in: a password or an identity.
+//! - An account keeps at least one way to sign in: a password or an identity that can
+//!   still sign in (its provider enabled, and its rows looked up).
 
 use axum::http::StatusCode;
 use sqlx::PgPool;
@@ -138,8 +139,10 @@ async fn confirm_if_verified(tx: &mut sqlx::PgConnection, user_id: Uuid, identit
     }
 }
 
-/// Unlinks the caller's identity of a provider, unless it is their last way to sign in.
-pub async fn unlink(db: &PgPool, user_id: Uuid, provider: Provider) -> Result<()> {
+/// Unlinks the caller's identity of a provider, unless the account would be left
+/// without a way to sign in: no password, and no other identity that `signs_in` (one of
+/// a disabled provider, or one Auth no longer looks up, is not a way in).
+pub async fn unlink(db: &PgPool, user_id: Uuid, provider: Provider, signs_in: impl Fn(Provider) -> bool) -> Result<()> {
     let mut tx = db.begin().await?;
     // The account row stays locked until commit: two concurrent unlinks of the last
     // two identities cannot both see "another one remains".
@@ -148,7 +151,8 @@ pub async fn unlink(db: &PgPool, user_id: Uuid, provider: Provider) -> Result<()
     if !linked.iter().any(|a| a.provider == provider) {
         return Err(social::not_linked());
     }
-    if !has_password && linked.len() == 1 {
+    let another_way_in = linked.iter().any(|a| a.provider != provider && signs_in(a.provider));
+    if !has_password && !another_way_in {
         return Err(ApiError::Conflict {
             code: "last_sign_in_method",
             detail: "This is your only way to sign in. Set a password or link another account first.",

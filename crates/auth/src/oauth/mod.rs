@@ -130,6 +130,14 @@ impl OAuth {
         }
     }
 
+    /// Whether a linked identity of `provider` can sign its account in now: the provider
+    /// is enabled, and its identities are looked up. Under `OAUTH_MAILRU_VIA_VKID` the
+    /// Mail.ru button signs in VK ID identities (linked as `vk`), so a `mailru` row left
+    /// from `oauth.mail.ru` is never found again.
+    pub fn signs_in_linked(&self, provider: Provider) -> bool {
+        self.is_enabled(provider) && !(provider == Provider::Mailru && matches!(self.settings.mailru, Some(MailruSettings::ViaVkId)))
+    }
+
     /// The provider named in a path, if it is one of ours and enabled; else 404.
     pub fn provider(&self, raw: &str) -> Result<Provider> {
         Provider::parse(raw).filter(|p| self.is_enabled(*p)).ok_or(ApiError::NotFound("No such sign-in provider, or it is not enabled."))
@@ -159,6 +167,15 @@ impl OAuth {
             return Err(invalid());
         }
         Ok(url)
+    }
+
+    /// The origins of the front-end return addresses, each once: the front ends that
+    /// may call the API from another origin (`http::cors`).
+    pub fn frontend_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self.settings.frontend_redirects.iter().map(|url| url.origin().ascii_serialization()).collect();
+        origins.sort();
+        origins.dedup();
+        origins
     }
 
     /// The provider's authorization address for a flow that was just stored under `state`.

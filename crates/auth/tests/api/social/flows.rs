@@ -184,6 +184,30 @@ async fn a_front_end_gets_a_one_time_login_code_never_tokens() {
     assert_problem(exchange(&app, "made-up", Some(&flow.cookie)).await, StatusCode::BAD_REQUEST, "invalid_login_code").await;
 }
 
+/// The flow cookie's Max-Age counts from authorize: someone who finishes at the provider
+/// near the end of the state's lifetime would lose the cookie before their 60 s login
+/// code, and the exchange would fail. The callback sets it again to outlive the code.
+#[tokio::test]
+async fn the_callback_renews_the_browser_cookie_to_outlive_the_login_code() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![("OAUTH_STATE_TTL_SECONDS", "10".into())]).await;
+    let flow = authorize(&app, "yandex", Some(FRONTEND)).await;
+    stub.expect_sign_in(&flow, "late", &Person::new("43", "late@yandex.ru")).await;
+    let response = callback(&app, &flow, "late").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let set_cookie = response.headers().get("set-cookie").expect("the callback sets the cookie again").to_str().unwrap().to_owned();
+    let attributes: Vec<&str> = set_cookie.split("; ").collect();
+    assert_eq!(attributes[0], flow.cookie, "the same binding: {set_cookie}");
+    for expected in ["Path=/api/v1", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(attributes.contains(&expected), "{expected} missing: {set_cookie}");
+    }
+    let max_age: u64 = attributes.iter().find_map(|a| a.strip_prefix("Max-Age=")).expect("a Max-Age").parse().unwrap();
+    assert!(max_age >= 60, "the cookie ends before the 60 s login code: {set_cookie}");
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "login_code").unwrap().1.into_owned();
+    assert_eq!(exchange(&app, &code, Some(attributes[0])).await.status(), StatusCode::OK);
+}
+
 /// `POST /api/v1/oauth/exchange`, with or without a browser cookie.
 async fn exchange(app: &crate::helpers::TestApp, code: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = app.client.post(app.url("/api/v1/oauth/exchange")).json(&json!({"login_code": code}));

@@ -76,6 +76,28 @@ async fn linking_can_return_to_the_front_end() {
     assert_eq!(linked(&app, &tokens.access).await.as_array().unwrap().len(), 1);
 }
 
+/// Under `OAUTH_MAILRU_VIA_VKID` the Mail.ru button links a VK ID identity: the front
+/// end hears the provider that was stored, as the list shows it.
+#[tokio::test]
+async fn linking_through_the_mailru_button_via_vk_id_reports_the_vk_link_it_made() {
+    let vk = Stub::start(Kind::Vk).await;
+    let app = app_with(&[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
+    let (_, tokens) = app.signed_in_user().await;
+    let response = browser()
+        .post(app.url("/api/v1/users/me/social/mailru"))
+        .query(&[("redirect_uri", FRONTEND)])
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
+    let flow = started("mailru", response).await;
+    vk.expect_sign_in(&flow, "c", &Person::new("4242", "x@mail.ru")).await;
+    let response = callback(&app, &flow, "c").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], format!("{FRONTEND}?linked=vk").as_str());
+    assert_eq!(linked(&app, &tokens.access).await[0]["provider"], "vk");
+}
+
 #[tokio::test]
 async fn an_identity_owned_by_someone_else_cannot_be_linked() {
     let stub = Stub::start(Kind::Vk).await;
@@ -192,6 +214,58 @@ async fn with_two_identities_one_can_go_but_not_the_other() {
     assert_eq!(unlink(&app, "yandex", &access).await.status(), StatusCode::NO_CONTENT);
     assert_problem(unlink(&app, "vk", &access).await, StatusCode::CONFLICT, "last_sign_in_method").await;
     assert_eq!(linked(&app, &access).await[0]["provider"], "vk");
+}
+
+/// Links `person` of `stub`'s provider to the holder of `access`.
+async fn link(app: &TestApp, stub: &Stub, person: &Person, code: &str, access: &str) {
+    let flow = start_link(app, stub.kind.name(), access).await;
+    stub.expect_sign_in(&flow, code, person).await;
+    let response = callback(app, &flow, code).await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+}
+
+/// After the switch to `OAUTH_MAILRU_VIA_VKID` the Mail.ru button signs in VK ID
+/// identities, and a `mailru` row from oauth.mail.ru is never looked up again: it is no
+/// way in, and the account's VK ID identity is its last one.
+#[tokio::test]
+async fn a_mailru_identity_is_no_way_in_once_mailru_goes_through_vk_id() {
+    let (mailru, vk) = (Stub::start(Kind::Mailru).await, Stub::start(Kind::Vk).await);
+    let database = shared_database();
+    let before = app_on(&database, &[&mailru, &vk], vec![]).await;
+    let access = sign_in(&before, &mailru, &Person::new("555000", "legacy@mail.ru"), "m").await;
+    let person = Person::new("777001", "legacy@vk.example");
+    link(&before, &vk, &person, "v", &access).await;
+
+    let after = app_on(&database, &[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
+    let access = sign_in(&after, &vk, &person, "after").await;
+    assert_problem(unlink(&after, "vk", &access).await, StatusCode::CONFLICT, "last_sign_in_method").await;
+    // The dead identity may go; the live one still may not.
+    assert_eq!(unlink(&after, "mailru", &access).await.status(), StatusCode::NO_CONTENT);
+    assert_problem(unlink(&after, "vk", &access).await, StatusCode::CONFLICT, "last_sign_in_method").await;
+    assert_eq!(linked(&after, &access).await[0]["provider"], "vk");
+    // Still linked and signing in with Mail.ru through VK ID: the VK ID identity counts.
+    let flow = authorize(&after, "mailru", None).await;
+    vk.expect_sign_in(&flow, "via", &person).await;
+    assert_eq!(callback(&after, &flow, "via").await.status(), StatusCode::OK);
+}
+
+/// An identity of a provider the deployment no longer enables signs no one in.
+#[tokio::test]
+async fn an_identity_of_a_disabled_provider_is_no_way_in() {
+    let (yandex, vk) = (Stub::start(Kind::Yandex).await, Stub::start(Kind::Vk).await);
+    let database = shared_database();
+    let before = app_on(&database, &[&yandex, &vk], vec![]).await;
+    let access = sign_in(&before, &yandex, &Person::new("1", "gone@yandex.ru"), "y").await;
+    let person = Person::new("2", "gone@vk.example");
+    link(&before, &vk, &person, "v", &access).await;
+
+    let after = app_on(&database, &[&vk], vec![]).await;
+    let access = sign_in(&after, &vk, &person, "after").await;
+    assert_problem(unlink(&after, "vk", &access).await, StatusCode::CONFLICT, "last_sign_in_method").await;
+    assert_eq!(linked(&after, &access).await.as_array().unwrap().len(), 2);
+    // The disabled provider's identity can still be unlinked.
+    assert_eq!(unlink(&after, "yandex", &access).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(linked(&after, &access).await[0]["provider"], "vk");
 }
 
 #[tokio::test]

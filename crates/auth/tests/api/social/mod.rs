@@ -1,6 +1,7 @@
 //! Social sign-in (Yandex ID, VK ID, Google, Mail.ru) against local stand-ins that
 //! speak each provider's wire format, and Google against a real OpenID provider.
 
+mod cors;
 mod failures;
 mod flows;
 mod id_tokens;

@@ -451,12 +451,27 @@ pub async fn me(app: &TestApp, access: &str) -> Value {
 
 /// An app with these stand-ins enabled, `AUTH_PUBLIC_URL` and the front-end allow-list set.
 pub async fn app_with(stubs: &[&Stub], extra: Vec<(&'static str, String)>) -> TestApp {
+    spawn(None, stubs, extra).await
+}
+
+/// A fresh name for a database that two apps of one test share (`app_on`).
+pub fn shared_database() -> String {
+    format!("auth_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Like `app_with`, on `database`, which another app of the test may use too: the same
+/// accounts under other settings, as after a restart. The first app to end drops it.
+pub async fn app_on(database: &str, stubs: &[&Stub], extra: Vec<(&'static str, String)>) -> TestApp {
+    spawn(Some(database.to_owned()), stubs, extra).await
+}
+
+async fn spawn(database: Option<String>, stubs: &[&Stub], extra: Vec<(&'static str, String)>) -> TestApp {
     let mut vars = vec![("AUTH_PUBLIC_URL", PUBLIC_URL.to_owned()), ("OAUTH_FRONTEND_REDIRECT_URIS", format!("https://other.example/x,{FRONTEND}"))];
     for stub in stubs {
         vars.extend(stub.vars());
     }
     vars.extend(extra);
-    crate::helpers::spawn_app_with(crate::helpers::Options { extra_vars: vars, ..Default::default() }).await
+    crate::helpers::spawn_app_with(crate::helpers::Options { extra_vars: vars, database, ..Default::default() }).await
 }
 
 /// The user's login history, newest first, as `method` or `method:failure_reason`.
