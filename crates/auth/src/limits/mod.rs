@@ -13,7 +13,7 @@ use ratelimit::{Limiter, LimiterConfig, Policy, Rate, RedisTarget, TrustedProxie
 use secrecy::{ExposeSecret, SecretString};
 
 /// The variable of every rate-limit policy (rate and burst), as `RateLimitSettings` reads them.
-pub const POLICY_VARIABLES: [&str; 9] = [
+pub const POLICY_VARIABLES: [&str; 11] = [
     "AUTH_RATE_LIMIT_API_ANONYMOUS",
     "AUTH_RATE_LIMIT_API_USER",
     "AUTH_RATE_LIMIT_SIGNUP",
@@ -23,6 +23,8 @@ pub const POLICY_VARIABLES: [&str; 9] = [
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
     "AUTH_RATE_LIMIT_INTROSPECT",
+    "AUTH_RATE_LIMIT_OAUTH_AUTHORIZE",
+    "AUTH_RATE_LIMIT_OAUTH_EXCHANGE",
 ];
 
 /// Rates are written `20/s burst 40` (see `ratelimit::Rate`).
@@ -46,6 +48,11 @@ pub struct RateLimitSettings {
     pub login_account: Rate,
     /// Token introspection, per client id: every instance of one calling service together.
     pub introspect_client: Rate,
+    /// Social sign-in starts, per address: each stores a flow in Redis for
+    /// `OAUTH_STATE_TTL_SECONDS`, and needs no login.
+    pub oauth_authorize: Rate,
+    /// Exchanges of a social sign-in's one-time login code, per address.
+    pub oauth_exchange: Rate,
 }
 
 impl RateLimitSettings {
@@ -67,6 +74,10 @@ impl RateLimitSettings {
             // Twice the former per-address default, which each instance of a caller had to
             // itself: this one quota now covers all of them. docs/rate-limiting.md.
             introspect_client: env.parse("AUTH_RATE_LIMIT_INTROSPECT", "1000/s burst 2000")?,
+            // A viewer starts a social sign-in once, or a few times; what an address can
+            // keep stored is bounded by it (docs/rate-limiting.md).
+            oauth_authorize: env.parse("AUTH_RATE_LIMIT_OAUTH_AUTHORIZE", "10/m burst 20")?,
+            oauth_exchange: env.parse("AUTH_RATE_LIMIT_OAUTH_EXCHANGE", "10/m burst 20")?,
         })
     }
 }
@@ -82,6 +93,8 @@ pub struct Policies {
     pub login_account_ip: Arc<Policy>,
     pub login_account: Arc<Policy>,
     pub introspect_client: Arc<Policy>,
+    pub oauth_authorize: Arc<Policy>,
+    pub oauth_exchange: Arc<Policy>,
 }
 
 /// Everything the layer and the sign-in handler need, shared through `AppState`.
@@ -131,6 +144,8 @@ impl RateLimits {
                 login_account_ip: Policy::new("login-account-ip", s.login_account_ip),
                 login_account: Policy::new("login-account", s.login_account),
                 introspect_client: Policy::new("introspect-client", s.introspect_client),
+                oauth_authorize: Policy::new("oauth-authorize-ip", s.oauth_authorize),
+                oauth_exchange: Policy::new("oauth-exchange-ip", s.oauth_exchange),
             },
         })
     }
@@ -161,10 +176,24 @@ mod tests {
             s.login_account_ip,
             s.login_account,
             s.introspect_client,
+            s.oauth_authorize,
+            s.oauth_exchange,
         ];
         assert_eq!(
             rates.map(|r| r.to_string()),
-            ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h", "1000/s burst 2000"]
+            [
+                "20/s burst 40",
+                "50/s burst 100",
+                "5/m burst 10",
+                "30/m burst 60",
+                "5/15m",
+                "30/m",
+                "5/15m",
+                "50/h",
+                "1000/s burst 2000",
+                "10/m burst 20",
+                "10/m burst 20"
+            ]
         );
         assert_eq!(s.redis_timeout, Duration::from_millis(25));
         assert_eq!(s.trusted_proxies, TrustedProxies::default());
