@@ -34,8 +34,12 @@ pub struct RateLimitSettings {
     /// Proxies whose `X-Forwarded-For`/`X-Real-IP` are believed; also used for the
     /// addresses in sessions and the login history, whether limits are on or not.
     pub trusted_proxies: TrustedProxies,
-    /// Seed nodes of a Redis Cluster holding the limits; None: the Redis of `REDIS_URL`.
+    /// Seed nodes of a Redis Cluster holding the limits; None: `redis_url`.
     pub redis_cluster_nodes: Option<SecretString>,
+    /// A Redis of their own for the limits (`AUTH_RATE_LIMIT_REDIS_URL`); None: the
+    /// Redis of `REDIS_URL`. One that never evicts: Auth's other keys (OAuth flows,
+    /// caches) can fill the shared one, and an evicting Redis then drops counters.
+    pub redis_url: Option<SecretString>,
     pub redis_timeout: Duration,
     pub redis_probe_interval: Duration,
     pub api_anonymous: Rate,
@@ -61,6 +65,7 @@ impl RateLimitSettings {
             enabled: env.flag("AUTH_RATE_LIMIT_ENABLED", true)?,
             trusted_proxies: env.parse("AUTH_TRUSTED_PROXIES", "")?,
             redis_cluster_nodes: env.optional("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES").map(Into::into),
+            redis_url: env.optional("AUTH_RATE_LIMIT_REDIS_URL").map(Into::into),
             redis_timeout: env.millis("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", 25)?,
             redis_probe_interval: env.millis("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
             api_anonymous: env.parse("AUTH_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
@@ -108,7 +113,9 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Connects lazily: Auth starts, and limits on its own, while Redis is down.
+    /// Connects lazily: Auth starts, and limits on its own, while Redis is down. The
+    /// limits' Redis is, in order, the cluster of `AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES`,
+    /// the Redis of `AUTH_RATE_LIMIT_REDIS_URL`, or `redis_url` (`REDIS_URL`).
     pub fn new(
         settings: &RateLimitSettings,
         redis_url: &SecretString,
@@ -119,13 +126,17 @@ impl RateLimits {
             Some(nodes) => {
                 RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
             }
-            None => RedisTarget::Single(redis_url.expose_secret().to_owned()),
+            None => RedisTarget::Single(settings.redis_url.as_ref().unwrap_or(redis_url).expose_secret().to_owned()),
         };
         let mut config = LimiterConfig::new(key_prefix, Some(target));
         config.redis_timeout = settings.redis_timeout;
         config.probe_interval = settings.redis_probe_interval;
         let limiter = Limiter::new(config).map_err(|_| {
-            let name = if settings.redis_cluster_nodes.is_some() { "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES" } else { "REDIS_URL" };
+            let name = match (&settings.redis_cluster_nodes, &settings.redis_url) {
+                (Some(_), _) => "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES",
+                (None, Some(_)) => "AUTH_RATE_LIMIT_REDIS_URL",
+                (None, None) => "REDIS_URL",
+            };
             anyhow::anyhow!("{name}: not a valid Redis URL")
         })?;
         let s = settings;

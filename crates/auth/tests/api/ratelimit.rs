@@ -384,6 +384,33 @@ async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit()
     assert_problem(app.login(&owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
 }
 
+/// The limits can live in a Redis of their own (the deployment's never evicts):
+/// whatever happens to the keys of `REDIS_URL` — an evicting Redis filled by OAuth
+/// flows dropped them — the sign-in counters stay, and a guesser stays refused.
+#[tokio::test]
+async fn with_a_redis_of_their_own_the_sign_in_counters_survive_the_loss_of_the_shared_redis_keys() {
+    let limits = RedisServer::start();
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_REDIS_URL", limits.url().as_str()),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "2/h"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let email = email();
+    app.signup(&email).await;
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "198.51.100.40", &email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_problem(login_from(&app, "198.51.100.40", &email, "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts")
+        .await;
+    let prefix = &app.settings.redis_key_prefix;
+    assert!(limits.command("KEYS *").contains(&format!("{prefix}:rl:")), "the limits' own Redis holds the counts");
+    // What an evicting shared Redis does at worst: every key of this instance gone.
+    ratelimit::testing::delete_keys(&crate::helpers::redis_url(), prefix);
+    assert_problem(login_from(&app, "198.51.100.40", &email, "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts")
+        .await;
+}
+
 #[tokio::test]
 async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter() {
     let mut redis = RedisServer::start();
