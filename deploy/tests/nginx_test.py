@@ -25,7 +25,7 @@ plays at /media/, the same URL with its signature, film or expiry changed is 403
 one past its expiry (signed here with the same secret) is 410, its signature in no
 log; a stopped service is a 502, and the services exit cleanly on SIGTERM; a social
 sign-in callback's code and state are in no log, the error log included, on a 502 or
-a 429.
+a 429; nginx's 413 has Auth's code, payload_too_large.
 
 Needs: nginx and envsubst (deploy/tests/run.sh installs them), PostgreSQL and Redis
 on their usual loopback ports, the debug binaries (cargo build -p auth -p movies).
@@ -647,7 +647,7 @@ def check_signed_playback(stack):
     # The location's own error pages keep the server's 413 as problem+json. (No query:
     # nginx's error log line of a refused body holds the request line, query included.)
     response = client.request("POST", path, {"Content-Type": "application/octet-stream"}, b"x" * 100_000)
-    problem(response, 413, "body_too_large")
+    problem(response, 413, "payload_too_large")
 
     # The signatures never reach a log: nginx logs the path only.
     logs = {"nginx's access log": stack.access_log, "nginx's error log": stack.dir / "error.log", "the movies API's log": stack.logs["movies"]}
@@ -688,7 +688,8 @@ def check_limit_req(stack):
 def check_nginx_errors_and_docs(stack):
     client = Client(stack.nginx_port)
     response = client.request("POST", "/api/v1/auth/login", {"X-Request-Id": f"big-{stack.suffix}", "Content-Type": "application/json"}, b"x" * 100_000)
-    problem(response, 413, "body_too_large")
+    # The code Auth answers its own 413 with (and the contract names): one code for one error.
+    problem(response, 413, "payload_too_large")
     expect(response.header("X-Request-Id") == f"big-{stack.suffix}", "nginx's 413 carries the request id")
     for service, title in (("auth", "Cinema Auth API"), ("movies", "Cinema Movies API")):
         page = client.request("GET", f"/docs/{service}/")
