@@ -5,7 +5,8 @@ Parses the compose file and asserts its structure and wiring: every service, its
 image or build, healthcheck, dependencies and their conditions, ports, networks, and
 the environment that connects the services to each other (database and Redis URLs,
 Jaeger, nginx's upstreams and trusted address, the request-id requirement, the one
-secret with which the movies API signs playback URLs and nginx verifies them). Every
+secret with which the movies API signs playback URLs and nginx verifies them; Auth's
+rate limits in a Redis that never evicts, the caches in one that does). Every
 service variable it sets must be one the service reads (documented in the root
 .env.example), every ${...} it interpolates must be in deploy/.env.example, and no
 secret value is written in it. The Dockerfiles are read for the stages compose
@@ -20,6 +21,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import urllib.parse
 
 import yaml
 
@@ -69,6 +71,13 @@ def documented_names(path):
     return set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b", path.read_text()))
 
 
+def redis_option(service, name):
+    """The value of `--<name>` on a Redis service's redis-server command line, or None."""
+    command = " ".join(service.get("command", []))
+    match = re.search(rf"redis-server .*--{re.escape(name)} (\S+)", command)
+    return match.group(1) if match else None
+
+
 def dockerfile_stages(path):
     stages = {}
     current = None
@@ -89,7 +98,7 @@ def main():
     services = compose.get("services", {})
     example = env_file_names(DEPLOY / ".env.example")
 
-    expected = {"nginx", "auth", "movies", "catalogue-demo", "postgres", "redis", "jaeger"}
+    expected = {"nginx", "auth", "movies", "catalogue-demo", "postgres", "redis", "redis-limits", "jaeger"}
     check(set(services) == expected, f"services are {sorted(services)}, expected {sorted(expected)}")
     long_running = expected - {"catalogue-demo"}
 
@@ -99,7 +108,8 @@ def main():
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
-    check("$${#REDIS_PASSWORD} -ge 16" in compose_text, "the redis container refuses a password shorter than 16 characters")
+    for name in ("redis", "redis-limits"):
+        check("$${#REDIS_PASSWORD} -ge 16" in " ".join(services.get(name, {}).get("command", [])), f"the {name} container refuses a password shorter than 16 characters")
     # The postgres container checks its passwords at every start, then runs the image's entrypoint.
     entrypoint = services["postgres"].get("entrypoint", [])
     check(entrypoint[:2] == ["bash", "-c"] and entrypoint[2].endswith("exec docker-entrypoint.sh postgres"), "postgres checks its passwords, then execs the image's entrypoint")
@@ -160,7 +170,7 @@ def main():
     optional = ("service_started", False)
     wanted = {
         "nginx": {"auth": optional, "movies": optional},
-        "auth": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "jaeger": optional},
+        "auth": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "redis-limits": ("service_healthy", True), "jaeger": optional},
         "movies": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "jaeger": optional,
                    "catalogue-demo": ("service_completed_successfully", True)},
         "catalogue-demo": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True)},
@@ -170,7 +180,7 @@ def main():
         check(isinstance(actual, dict), f"{name}: depends_on must use the long form with conditions")
         got = {dep: ((spec or {}).get("condition"), (spec or {}).get("required", True)) for dep, spec in actual.items()}
         check(got == deps, f"{name}: depends_on {got}, expected {deps}")
-    for name in ("postgres", "redis", "jaeger"):
+    for name in ("postgres", "redis", "redis-limits", "jaeger"):
         check(not services[name].get("depends_on"), f"{name} depends on nothing")
 
     # Ports: nginx is the public entry; the rest only on the host's loopback.
@@ -181,7 +191,7 @@ def main():
         check(len(ports) == 1 and ports[0].startswith("127.0.0.1:") and ports[0].endswith(f":{port}"),
               f"{name} publishes {port} on 127.0.0.1 only: {ports}")
     check({"4317", "4318"} <= {str(p) for p in services["jaeger"].get("expose", [])}, "jaeger exposes OTLP 4317 and 4318")
-    for name in ("postgres", "redis", "catalogue-demo"):
+    for name in ("postgres", "redis", "redis-limits", "catalogue-demo"):
         check(not services[name].get("ports"), f"{name} publishes no port")
 
     # Networks: nginx cannot reach the data stores; its address is fixed and trusted by Auth.
@@ -192,7 +202,7 @@ def main():
     check(nets["nginx"] == {"edge"}, "nginx is on edge only")
     for name in ("auth", "movies"):
         check(nets[name] == {"edge", "backend"}, f"{name} is on edge and backend")
-    for name in ("postgres", "redis", "jaeger", "catalogue-demo"):
+    for name in ("postgres", "redis", "redis-limits", "jaeger", "catalogue-demo"):
         check(nets[name] == {"backend"}, f"{name} is on backend only")
     subnet = ipaddress.ip_network(resolve(networks["edge"]["ipam"]["config"][0]["subnet"], example))
     nginx_ip = ipaddress.ip_address(resolve(services["nginx"]["networks"]["edge"]["ipv4_address"], example))
@@ -235,6 +245,18 @@ def main():
         check(re.fullmatch(r"redis://:[^@]+@redis:6379", env.get("REDIS_URL", "")), f"{who}: Redis with its password")
         check(env.get("MOVIES_REDIS_KEY_PREFIX") == "movies", f"{who}: the movies key prefix (load-demo clears that cache)")
     check(re.fullmatch(r"redis://:[^@]+@redis:6379", auth.get("REDIS_URL", "")), "auth: Redis with its password")
+    # The Redis holding Auth's rate limits never evicts: an evicting one, filled by
+    # other keys (OAuth flows), dropped the sign-in counters. The cache Redis evicts.
+    check(not auth.get("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES"), "auth: the limits on the compose Redis, not a cluster")
+    limits_url = auth.get("AUTH_RATE_LIMIT_REDIS_URL") or auth.get("REDIS_URL", "")
+    check(re.fullmatch(r"redis://:[^@]+@redis-limits:6379", limits_url), f"auth: the limits in redis-limits, with its password: {limits_url}")
+    limits_host = urllib.parse.urlsplit(limits_url).hostname
+    check(limits_host in services and redis_option(services[limits_host], "maxmemory-policy") == "noeviction",
+          f"the Redis holding Auth's limits ({limits_host}) must run with --maxmemory-policy noeviction")
+    check(redis_option(services["redis"], "maxmemory-policy") in ("volatile-lru", "allkeys-lru", "volatile-lfu", "allkeys-lfu"),
+          "the cache Redis evicts (an LRU or LFU policy) rather than refuse writes")
+    for name in ("redis", "redis-limits"):
+        check(redis_option(services.get(name, {}), "maxmemory") is not None, f"{name}: bounded with --maxmemory")
     for env, who in ((auth, "auth"), (movies, "movies")):
         check(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "http://jaeger:4317", f"{who}: traces to Jaeger's OTLP/gRPC port")
         check(env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc", f"{who}: OTLP over gRPC")
@@ -278,7 +300,8 @@ def main():
               f"{name}: built from the repository root with deploy/service.Dockerfile, target {target}")
     pg_build = services["postgres"].get("build", {})
     check(pg_build.get("context") == "." and pg_build.get("dockerfile") == "postgres.Dockerfile", "postgres: built from deploy/postgres.Dockerfile")
-    check(services["redis"]["image"].startswith("redis:7"), "Redis 7")
+    for name in ("redis", "redis-limits"):
+        check(services.get(name, {}).get("image", "").startswith("redis:7"), f"{name}: Redis 7")
     check(services["jaeger"]["image"].startswith("jaegertracing/jaeger:2."), "Jaeger v2 all-in-one")
 
     stages = dockerfile_stages(DEPLOY / "service.Dockerfile")

@@ -23,7 +23,9 @@ problem+json with the request id while the services' error bodies pass unchanged
 docs pages work under their prefixes; a playback URL from the movies API's real answer
 plays at /media/, the same URL with its signature, film or expiry changed is 403 and
 one past its expiry (signed here with the same secret) is 410, its signature in no
-log; a stopped service is a 502, and the services exit cleanly on SIGTERM.
+log; a stopped service is a 502, and the services exit cleanly on SIGTERM; a social
+sign-in callback's code and state are in no log, the error log included, on a 502 or
+a 429; nginx's 413 has Auth's code, payload_too_large.
 
 Needs: nginx and envsubst (deploy/tests/run.sh installs them), PostgreSQL and Redis
 on their usual loopback ports, the debug binaries (cargo build -p auth -p movies).
@@ -275,6 +277,7 @@ class Stack:
         (self.dir / "nginx.conf").write_text(f"""
 worker_processes 1;
 pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log notice;
 events {{ worker_connections 512; }}
 http {{
     include /etc/nginx/mime.types;
@@ -644,7 +647,7 @@ def check_signed_playback(stack):
     # The location's own error pages keep the server's 413 as problem+json. (No query:
     # nginx's error log line of a refused body holds the request line, query included.)
     response = client.request("POST", path, {"Content-Type": "application/octet-stream"}, b"x" * 100_000)
-    problem(response, 413, "body_too_large")
+    problem(response, 413, "payload_too_large")
 
     # The signatures never reach a log: nginx logs the path only.
     logs = {"nginx's access log": stack.access_log, "nginx's error log": stack.dir / "error.log", "the movies API's log": stack.logs["movies"]}
@@ -685,7 +688,8 @@ def check_limit_req(stack):
 def check_nginx_errors_and_docs(stack):
     client = Client(stack.nginx_port)
     response = client.request("POST", "/api/v1/auth/login", {"X-Request-Id": f"big-{stack.suffix}", "Content-Type": "application/json"}, b"x" * 100_000)
-    problem(response, 413, "body_too_large")
+    # The code Auth answers its own 413 with (and the contract names): one code for one error.
+    problem(response, 413, "payload_too_large")
     expect(response.header("X-Request-Id") == f"big-{stack.suffix}", "nginx's 413 carries the request id")
     for service, title in (("auth", "Cinema Auth API"), ("movies", "Cinema Movies API")):
         page = client.request("GET", f"/docs/{service}/")
@@ -730,6 +734,36 @@ def check_upstream_down(stack):
     print("nginx_test: a stopped service is a 502 problem; the services exit 0 on SIGTERM")
 
 
+def check_callback_codes_stay_out_of_the_error_log(stack):
+    """nginx's error log writes the whole request line, query included, with every
+    upstream error and limit_req refusal: a social sign-in callback's code and state
+    must not be in it. Run with Auth stopped (a 502), and from the address the flood
+    used up (a 429, unless a minute gave it one more request: then a 502 too)."""
+    expect(stack.processes["auth"].poll() is not None, "Auth is stopped for this check")
+    code, state = f"SECRETCODE{secrets.token_hex(8)}", f"STATE{secrets.token_hex(8)}"
+    marker = f"control{secrets.token_hex(8)}"
+    client, flooder = Client(stack.nginx_port), Client(stack.nginx_port, source=FLOODER)
+    for who, expected in ((client, (502,)), (flooder, (429, 502))):
+        for provider in ("yandex", "vk"):
+            response = who.request("GET", f"/api/v1/oauth/{provider}/callback?code={code}&state={state}")
+            expect(response.status in expected, f"a callback from {who.source}: {expected} expected, got {response!r}")
+            problem(response, response.status, "upstream_unavailable" if response.status == 502 else "rate_limited")
+        # The same errors elsewhere are logged with their request line: the log is
+        # written, so the absence below means something.
+        response = who.request("GET", f"/api/v1/oauth/providers?{marker}={who.source}")
+        expect(response.status in expected, f"another Auth path from {who.source}: {response!r}")
+    error_log = stack.dir / "error.log"
+    for source in (CLIENT, FLOODER):
+        wait_until(f"nginx's error-log line of the control request from {source}", lambda: f"{marker}={source}" in error_log.read_text(), timeout=10)
+    logs = {"nginx's error log": error_log, "nginx's standard output and error": stack.access_log}
+    for name, log in logs.items():
+        text = log.read_text()
+        expect(code not in text and state not in text, f"a callback's code or state in {name}")
+    client.close()
+    flooder.close()
+    print("nginx_test: a social sign-in callback's code and state reach no log, on a 502 or a 429 either")
+
+
 def main():
     for binary in ("auth", "movies"):
         if not (BIN / binary).exists():
@@ -750,6 +784,7 @@ def main():
         check_nginx_errors_and_docs(stack)
         check_upstream_keepalive_ends_first()
         check_upstream_down(stack)
+        check_callback_codes_stay_out_of_the_error_log(stack)
         ok = True
     except Failure as e:
         print(f"nginx_test: FAILED: {e}", file=sys.stderr)

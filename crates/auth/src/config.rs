@@ -152,6 +152,7 @@ impl Settings {
             "AUTH_TRUSTED_PROXIES",
             "AUTH_RATE_LIMIT_ENABLED",
             "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES",
+            "AUTH_RATE_LIMIT_REDIS_URL",
             "AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS",
             "AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS",
             "AUTH_PUBLIC_URL",

@@ -8,7 +8,8 @@
 //! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
 //!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
 //!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
-//!    response carries its `traceparent`.
+//!    response carries its `traceparent`. What the client chose (path, Host,
+//!    User-Agent) goes into it bounded, cut with a marker.
 //! 3. Metrics: requests counted by route template and status, and timed
 //!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
 //! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem, or
@@ -113,6 +114,29 @@ fn generated() -> HeaderValue {
     HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value")
 }
 
+/// The most of a client-chosen text the request span keeps: the span is repeated in
+/// every log line and exported span of the request, so a 60 KB `User-Agent` made each
+/// of them 60 KB. The User-Agent as sessions keep it (512 characters); a host name is
+/// at most 253; our paths are far shorter than 1024.
+const SPAN_USER_AGENT_CHARS: usize = 512;
+const SPAN_HOST_CHARS: usize = 256;
+const SPAN_PATH_CHARS: usize = 1024;
+/// Ends a text that was cut, so a reader knows there was more.
+pub const CUT_MARKER: &str = "…[cut]";
+
+/// `text`, or its first `max_chars` characters followed by [`CUT_MARKER`].
+pub fn bounded(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}{CUT_MARKER}", &text[..end])),
+    }
+}
+
+/// A header's value when it is visible ASCII, else empty.
+fn header_text(headers: &HeaderMap, name: HeaderName) -> &str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
 async fn traced(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = req.method().as_str().to_owned();
@@ -123,10 +147,10 @@ async fn traced(req: Request, next: Next) -> Response {
         otel.status_code = Empty,
         http.request.method = %method,
         http.route = %route,
-        url.path = req.uri().path(),
+        url.path = &*bounded(req.uri().path(), SPAN_PATH_CHARS),
         url.scheme = "http",
-        server.address = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-        user_agent.original = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        server.address = &*bounded(header_text(req.headers(), header::HOST), SPAN_HOST_CHARS),
+        user_agent.original = &*bounded(header_text(req.headers(), header::USER_AGENT), SPAN_USER_AGENT_CHARS),
         http.request_id = request_id(req.headers()).unwrap_or_default(),
         http.response.status_code = Empty,
         request_id = request_id(req.headers()).unwrap_or_default(),
@@ -326,6 +350,42 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(body.contains("\"timeout\""), "{body}");
         assert_eq!(answer(&reads_its_body, Body::from("all of it")).await, (StatusCode::OK, "all of it".to_owned()));
+    }
+
+    #[test]
+    fn bounded_texts_are_cut_on_a_character_boundary_with_a_marker() {
+        assert!(matches!(bounded("short", 5), std::borrow::Cow::Borrowed("short")));
+        assert_eq!(bounded("abcdef", 3), format!("abc{CUT_MARKER}"));
+        // Two bytes a character: the cut falls between characters, never inside one.
+        assert_eq!(bounded(&"é".repeat(600), 512), format!("{}{CUT_MARKER}", "é".repeat(512)));
+    }
+
+    /// The request span is repeated in every log line and exported span of the request:
+    /// what the client chooses (path, Host, User-Agent) goes into it bounded, and cut
+    /// visibly.
+    #[tokio::test]
+    async fn the_request_span_keeps_a_bounded_part_of_what_the_client_chose() {
+        let (logs, _guard) = crate::testing::CapturedLogs::capture(tracing::Level::DEBUG);
+        let settings = HttpSettings { request_timeout: Duration::from_secs(5), require_request_id: false };
+        let router = standard_layers(Router::new().fallback(|| async { "ok" }), settings);
+        // Another test's thread may have registered the span's callsite while no
+        // subscriber listened, and cached "never" past this one's start: a first request
+        // completes the registration, then the interest is computed again with ours.
+        router.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        tracing::callsite::rebuild_interest_cache();
+        let request = Request::get(format!("/{}", "p".repeat(60_000)))
+            .header(header::USER_AGENT, "u".repeat(60_000))
+            .header(header::HOST, format!("{}.example", "h".repeat(60_000)))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = logs.text();
+        let line = text.lines().rfind(|line| line.contains("answered")).unwrap_or_else(|| panic!("no line of the request: {text:.2000}"));
+        assert!(line.len() < 4096, "a log line of {} bytes: {:.300}", line.len(), line);
+        assert!(line.contains(&format!("user_agent.original=\"{}{CUT_MARKER}\"", "u".repeat(SPAN_USER_AGENT_CHARS))), "{line}");
+        assert!(line.contains(&format!("server.address=\"{}{CUT_MARKER}\"", "h".repeat(SPAN_HOST_CHARS))), "{line}");
+        assert!(line.contains(&format!("url.path=\"/{}{CUT_MARKER}\"", "p".repeat(SPAN_PATH_CHARS - 1))), "{line}");
     }
 
     #[test]

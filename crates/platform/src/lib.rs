@@ -13,5 +13,5 @@ pub mod probe;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -29,13 +29,39 @@ pub async fn signal() {
 /// never sends a request on a connection this is closing.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a write to a client may wait for the client to take bytes: a connection
+/// whose answer makes no progress for this long is closed. The request timeout ends
+/// when the handler returns its response, not when the body has been sent, so a
+/// client that stopped reading (a full receive window) held its connection, and its
+/// place under the connection cap, forever; four such clients took every place of a
+/// service capped at four. A slow client that keeps reading is not cut off: the time
+/// runs only while nothing is taken. (An idle kept-alive connection is bounded by
+/// [`HEADER_READ_TIMEOUT`]; a body being received by the request timeout.)
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The timeouts of each accepted connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTimeouts {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read: std::time::Duration,
+    /// See [`WRITE_TIMEOUT`].
+    pub write: std::time::Duration,
+}
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        Self { header_read: HEADER_READ_TIMEOUT, write: WRITE_TIMEOUT }
+    }
+}
+
 /// Serves `router` over HTTP/1.1 until `stop` resolves, then shuts down gracefully:
 /// the listener is closed at once (new connections are refused), idle keep-alive
 /// connections are closed, and the requests in flight get up to `drain` to finish;
 /// what is still running after that is abandoned, so a stuck request cannot hold a
 /// deployment. Returns whether everything finished in time. Each request carries its
 /// peer's address as axum's `ConnectInfo<SocketAddr>`; a client slower than
-/// [`HEADER_READ_TIMEOUT`] with its headers is disconnected.
+/// [`HEADER_READ_TIMEOUT`] with its headers, or that takes nothing of an answer for
+/// [`WRITE_TIMEOUT`], is disconnected.
 ///
 /// At most `cap.max` connections are open at once. At the cap the loop stops
 /// accepting: new connections wait in the kernel's listen backlog (they are not
@@ -49,16 +75,16 @@ pub async fn serve(
     cap: crate::connections::ConnectionCap,
 ) -> std::io::Result<Drained> {
     cap.log();
-    serve_with(listener, router, stop, drain, HEADER_READ_TIMEOUT, cap.max).await
+    serve_with(listener, router, stop, drain, ConnectionTimeouts::default(), cap.max).await
 }
 
-/// [`serve`] with another header timeout and a bare cap (tests).
+/// [`serve`] with other connection timeouts and a bare cap (tests).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
     drain: std::time::Duration,
-    header_read_timeout: std::time::Duration,
+    timeouts: ConnectionTimeouts,
     max_connections: usize,
 ) -> std::io::Result<Drained> {
     use axum::extract::ConnectInfo;
@@ -69,7 +95,7 @@ pub async fn serve_with(
     };
 
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
     let connections = GracefulShutdown::new();
     let mut slots = ConnectionSlots::new(max_connections);
     let mut stop = std::pin::pin!(stop);
@@ -95,6 +121,7 @@ pub async fn serve_with(
             request.extensions_mut().insert(ConnectInfo(peer));
             tower::ServiceExt::oneshot(router.clone(), request.map(axum::body::Body::new))
         });
+        let stream = WriteTimeout::new(stream, timeouts.write);
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             // Held until the connection ends, however it ends.
@@ -182,6 +209,93 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A connection whose writes must make progress: a write, flush or shutdown that the
+/// socket has not taken within `timeout` fails with `TimedOut`, which ends hyper's
+/// connection (and frees its place). The time runs from the first write the socket
+/// could not take and restarts at every one it takes. Written here rather than taken
+/// from a crate: the workspace has none that wraps a server's stream (hyper-timeout's
+/// streams are private to its client connector), and this is all it takes.
+struct WriteTimeout<S> {
+    inner: S,
+    timeout: std::time::Duration,
+    /// Allocated at the first stalled write, then reset for each later stall.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the last write was not taken (the timer runs).
+    stalled: bool,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: std::time::Duration) -> Self {
+        Self { inner, timeout, timer: None, stalled: false }
+    }
+
+    /// What a write-side poll of the inner stream means once the timeout is applied.
+    fn guard<T>(&mut self, cx: &mut std::task::Context<'_>, polled: std::task::Poll<std::io::Result<T>>) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if polled.is_ready() {
+            self.stalled = false;
+            return polled;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.timer.as_mut().expect("set when the write stalled");
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took nothing for the write timeout"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S> {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.guard(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.guard(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.guard(cx, polled)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.guard(cx, polled)
+    }
+}
+
 /// After a failed `accept`: a connection the client gave up on is nothing; anything
 /// else (out of file descriptors, above all) is logged and waited out for a second,
 /// as axum's `serve` does, rather than spin.
@@ -238,6 +352,14 @@ mod tests {
     }
 
     async fn server(header_read_timeout: Duration, max_connections: usize) -> TestServer {
+        server_with(ConnectionTimeouts { header_read: header_read_timeout, ..ConnectionTimeouts::default() }, max_connections).await
+    }
+
+    /// More than the kernel buffers of both ends of a loopback connection hold.
+    const BIG_BODY: usize = 32 << 20;
+
+    /// [`server`] with both timeouts chosen; `GET /big` answers [`BIG_BODY`] bytes.
+    async fn server_with(timeouts: ConnectionTimeouts, max_connections: usize) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
@@ -251,13 +373,15 @@ mod tests {
                 "released"
             }
         };
-        let router =
-            Router::new().route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() })).route("/wait", get(wait));
+        let router = Router::new()
+            .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
+            .route("/wait", get(wait))
+            .route("/big", get(|| async { axum::body::Bytes::from(vec![b'x'; BIG_BODY]) }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let stop_signal = async move {
             let _ = stopped.await;
         };
-        let served = tokio::spawn(serve_with(listener, router, stop_signal, Duration::from_secs(5), header_read_timeout, max_connections));
+        let served = tokio::spawn(serve_with(listener, router, stop_signal, Duration::from_secs(5), timeouts, max_connections));
         TestServer { addr, stop, served, started, release }
     }
 
@@ -409,6 +533,45 @@ mod tests {
         let waited = silent_since.elapsed();
         assert!(waited >= HEADER_TIMEOUT, "served after {waited:?}, before the silent connection timed out");
         until_closed(&mut silent, Duration::from_secs(1)).await;
+    }
+
+    /// A client that asks for a large answer and stops reading: its connection is
+    /// closed once nothing has been taken for the write timeout, and its place goes to
+    /// the next client. (Before, it kept both forever: the request timeout ends with
+    /// the handler, not with the body.)
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+        const WRITE: Duration = Duration::from_secs(1);
+        let server = server_with(ConnectionTimeouts { header_read: Duration::from_secs(30), write: WRITE }, 1).await;
+        // A small receive window, so the server's writes stall soon.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(server.addr).await.unwrap();
+        let stalled_since = std::time::Instant::now();
+        stalled.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        // Waits for the only place, which the stalled connection holds until it is closed.
+        let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+        waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
+        let waited = stalled_since.elapsed();
+        assert!(waited >= WRITE, "served after {waited:?}, before the stalled connection could time out");
+        // The stalled client gets what the kernel had already taken, then the end: never the whole answer.
+        let received = until_closed(&mut stalled, Duration::from_secs(10)).await;
+        assert!(received.starts_with("HTTP/1.1 200") && received.len() < BIG_BODY, "{} bytes", received.len());
+    }
+
+    /// The write timeout counts only time without progress: a client that reads gets
+    /// an answer that takes many times the timeout's worth of socket buffers.
+    #[tokio::test]
+    async fn a_client_that_keeps_reading_gets_a_large_answer_whole() {
+        let server = server_with(ConnectionTimeouts { header_read: Duration::from_secs(30), write: Duration::from_millis(500) }, 1).await;
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        socket.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut received)).await.expect("the answer within 30 s").unwrap();
+        assert!(received.starts_with(b"HTTP/1.1 200") && received.ends_with(&vec![b'x'; 1024]), "{} bytes", received.len());
+        let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(received.len() - head, BIG_BODY);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use ratelimit::{Limiter, LimiterConfig, Policy, Rate, RedisTarget, TrustedProxie
 use secrecy::{ExposeSecret, SecretString};
 
 /// The variable of every rate-limit policy (rate and burst), as `RateLimitSettings` reads them.
-pub const POLICY_VARIABLES: [&str; 9] = [
+pub const POLICY_VARIABLES: [&str; 11] = [
     "AUTH_RATE_LIMIT_API_ANONYMOUS",
     "AUTH_RATE_LIMIT_API_USER",
     "AUTH_RATE_LIMIT_SIGNUP",
@@ -23,6 +23,8 @@ pub const POLICY_VARIABLES: [&str; 9] = [
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP",
     "AUTH_RATE_LIMIT_LOGIN_ACCOUNT",
     "AUTH_RATE_LIMIT_INTROSPECT",
+    "AUTH_RATE_LIMIT_OAUTH_AUTHORIZE",
+    "AUTH_RATE_LIMIT_OAUTH_EXCHANGE",
 ];
 
 /// Rates are written `20/s burst 40` (see `ratelimit::Rate`).
@@ -32,8 +34,12 @@ pub struct RateLimitSettings {
     /// Proxies whose `X-Forwarded-For`/`X-Real-IP` are believed; also used for the
     /// addresses in sessions and the login history, whether limits are on or not.
     pub trusted_proxies: TrustedProxies,
-    /// Seed nodes of a Redis Cluster holding the limits; None: the Redis of `REDIS_URL`.
+    /// Seed nodes of a Redis Cluster holding the limits; None: `redis_url`.
     pub redis_cluster_nodes: Option<SecretString>,
+    /// A Redis of their own for the limits (`AUTH_RATE_LIMIT_REDIS_URL`); None: the
+    /// Redis of `REDIS_URL`. One that never evicts: Auth's other keys (OAuth flows,
+    /// caches) can fill the shared one, and an evicting Redis then drops counters.
+    pub redis_url: Option<SecretString>,
     pub redis_timeout: Duration,
     pub redis_probe_interval: Duration,
     pub api_anonymous: Rate,
@@ -46,6 +52,11 @@ pub struct RateLimitSettings {
     pub login_account: Rate,
     /// Token introspection, per client id: every instance of one calling service together.
     pub introspect_client: Rate,
+    /// Social sign-in starts, per address: each stores a flow in Redis for
+    /// `OAUTH_STATE_TTL_SECONDS`, and needs no login.
+    pub oauth_authorize: Rate,
+    /// Exchanges of a social sign-in's one-time login code, per address.
+    pub oauth_exchange: Rate,
 }
 
 impl RateLimitSettings {
@@ -54,6 +65,7 @@ impl RateLimitSettings {
             enabled: env.flag("AUTH_RATE_LIMIT_ENABLED", true)?,
             trusted_proxies: env.parse("AUTH_TRUSTED_PROXIES", "")?,
             redis_cluster_nodes: env.optional("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES").map(Into::into),
+            redis_url: env.optional("AUTH_RATE_LIMIT_REDIS_URL").map(Into::into),
             redis_timeout: env.millis("AUTH_RATE_LIMIT_REDIS_TIMEOUT_MS", 25)?,
             redis_probe_interval: env.millis("AUTH_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
             api_anonymous: env.parse("AUTH_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
@@ -67,6 +79,10 @@ impl RateLimitSettings {
             // Twice the former per-address default, which each instance of a caller had to
             // itself: this one quota now covers all of them. docs/rate-limiting.md.
             introspect_client: env.parse("AUTH_RATE_LIMIT_INTROSPECT", "1000/s burst 2000")?,
+            // A viewer starts a social sign-in once, or a few times; what an address can
+            // keep stored is bounded by it (docs/rate-limiting.md).
+            oauth_authorize: env.parse("AUTH_RATE_LIMIT_OAUTH_AUTHORIZE", "10/m burst 20")?,
+            oauth_exchange: env.parse("AUTH_RATE_LIMIT_OAUTH_EXCHANGE", "10/m burst 20")?,
         })
     }
 }
@@ -82,6 +98,8 @@ pub struct Policies {
     pub login_account_ip: Arc<Policy>,
     pub login_account: Arc<Policy>,
     pub introspect_client: Arc<Policy>,
+    pub oauth_authorize: Arc<Policy>,
+    pub oauth_exchange: Arc<Policy>,
 }
 
 /// Everything the layer and the sign-in handler need, shared through `AppState`.
@@ -95,7 +113,9 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Connects lazily: Auth starts, and limits on its own, while Redis is down.
+    /// Connects lazily: Auth starts, and limits on its own, while Redis is down. The
+    /// limits' Redis is, in order, the cluster of `AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES`,
+    /// the Redis of `AUTH_RATE_LIMIT_REDIS_URL`, or `redis_url` (`REDIS_URL`).
     pub fn new(
         settings: &RateLimitSettings,
         redis_url: &SecretString,
@@ -106,13 +126,17 @@ impl RateLimits {
             Some(nodes) => {
                 RedisTarget::Cluster(nodes.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
             }
-            None => RedisTarget::Single(redis_url.expose_secret().to_owned()),
+            None => RedisTarget::Single(settings.redis_url.as_ref().unwrap_or(redis_url).expose_secret().to_owned()),
         };
         let mut config = LimiterConfig::new(key_prefix, Some(target));
         config.redis_timeout = settings.redis_timeout;
         config.probe_interval = settings.redis_probe_interval;
         let limiter = Limiter::new(config).map_err(|_| {
-            let name = if settings.redis_cluster_nodes.is_some() { "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES" } else { "REDIS_URL" };
+            let name = match (&settings.redis_cluster_nodes, &settings.redis_url) {
+                (Some(_), _) => "AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES",
+                (None, Some(_)) => "AUTH_RATE_LIMIT_REDIS_URL",
+                (None, None) => "REDIS_URL",
+            };
             anyhow::anyhow!("{name}: not a valid Redis URL")
         })?;
         let s = settings;
@@ -131,6 +155,8 @@ impl RateLimits {
                 login_account_ip: Policy::new("login-account-ip", s.login_account_ip),
                 login_account: Policy::new("login-account", s.login_account),
                 introspect_client: Policy::new("introspect-client", s.introspect_client),
+                oauth_authorize: Policy::new("oauth-authorize-ip", s.oauth_authorize),
+                oauth_exchange: Policy::new("oauth-exchange-ip", s.oauth_exchange),
             },
         })
     }
@@ -161,10 +187,24 @@ mod tests {
             s.login_account_ip,
             s.login_account,
             s.introspect_client,
+            s.oauth_authorize,
+            s.oauth_exchange,
         ];
         assert_eq!(
             rates.map(|r| r.to_string()),
-            ["20/s burst 40", "50/s burst 100", "5/m burst 10", "30/m burst 60", "5/15m", "30/m", "5/15m", "50/h", "1000/s burst 2000"]
+            [
+                "20/s burst 40",
+                "50/s burst 100",
+                "5/m burst 10",
+                "30/m burst 60",
+                "5/15m",
+                "30/m",
+                "5/15m",
+                "50/h",
+                "1000/s burst 2000",
+                "10/m burst 20",
+                "10/m burst 20"
+            ]
         );
         assert_eq!(s.redis_timeout, Duration::from_millis(25));
         assert_eq!(s.trusted_proxies, TrustedProxies::default());

@@ -3,7 +3,8 @@
 //! Every request except the probes (and metrics) counts against the general API
 //! limit: per user when it carries a valid access token, else per client address.
 //! Some routes also count against their own per-address policy: sign-in (and the
-//! social sign-in callbacks), signup, refresh and the password change. Token
+//! social sign-in callbacks), signup, refresh, the password change, and the start of a
+//! social sign-in and the exchange of its login code. Token
 //! introspection, which other services call on behalf of many viewers, counts per
 //! calling service (its client id) against its own, larger policy instead, once the
 //! service's credentials check out; without valid credentials it counts by address
@@ -53,6 +54,10 @@ fn route_policy<'a>(limits: &'a RateLimits, method: &Method, route: &str) -> Opt
         ("POST", "/api/v1/auth/signup") => Some(&p.signup),
         ("POST", "/api/v1/auth/refresh") => Some(&p.refresh),
         ("PUT", "/api/v1/users/me/password") => Some(&p.password_change),
+        // Needs no login and stores a flow in Redis for its lifetime: without a policy
+        // of its own, anonymous addresses could fill Redis at the general rate.
+        ("GET", "/api/v1/oauth/{provider}/authorize") => Some(&p.oauth_authorize),
+        ("POST", "/api/v1/oauth/exchange") => Some(&p.oauth_exchange),
         _ => None,
     }
 }

@@ -125,6 +125,45 @@ async fn every_request_policy_allows_its_burst_then_429_then_again_after_the_int
     .await;
 }
 
+/// Starting a social sign-in needs no login and stores a flow in Redis for ten
+/// minutes: an address gets a small quota of its own, well under the general one, so a
+/// spray of starts cannot fill Redis (which evicted the sign-in counters). The code
+/// exchange likewise.
+#[tokio::test]
+async fn social_sign_in_starts_and_code_exchanges_have_their_own_per_address_limits() {
+    let fast = "1/2s burst 2";
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_OAUTH_AUTHORIZE", fast),
+        ("AUTH_RATE_LIMIT_OAUTH_EXCHANGE", fast),
+        ("AUTH_RATE_LIMIT_API_ANONYMOUS", "100/s burst 100"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let from = |ip: &'static str| move |request: reqwest::RequestBuilder| request.header("x-forwarded-for", ip);
+
+    // Every provider's start counts against one quota per address.
+    let ip = from("198.51.100.21");
+    let mut provider = ["yandex", "vk", "google", "mailru"].into_iter().cycle();
+    assert_policy("oauth-authorize-ip", 2, "rate_limited", || {
+        let path = format!("/api/v1/oauth/{}/authorize", provider.next().unwrap());
+        let request = ip(app.client.get(app.url(&path)));
+        async move { request.send().await.unwrap() }
+    })
+    .await;
+
+    let ip = from("198.51.100.22");
+    assert_policy("oauth-exchange-ip", 2, "rate_limited", || async {
+        ip(app.client.post(app.url("/api/v1/oauth/exchange"))).json(&json!({"code": "not-a-code"})).send().await.unwrap()
+    })
+    .await;
+
+    // Another address has its own quota; the provider list is not limited by it.
+    let other = app.client.get(app.url("/api/v1/oauth/yandex/authorize")).header("x-forwarded-for", "198.51.100.23").send().await.unwrap();
+    assert_ne!(other.status(), StatusCode::TOO_MANY_REQUESTS);
+    let providers = app.client.get(app.url("/api/v1/oauth/providers")).header("x-forwarded-for", "198.51.100.21").send().await.unwrap();
+    assert!(!header(&providers, "ratelimit").contains("oauth-"), "{}", header(&providers, "ratelimit"));
+}
+
 #[tokio::test]
 async fn the_user_limit_counts_by_account_whatever_the_address() {
     let app = app_with(&[("AUTH_RATE_LIMIT_API_USER", "1/2s burst 2"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1")]).await;
@@ -343,6 +382,33 @@ async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit()
         assert_eq!(login_from(&app, "127.0.0.1", &owner, "wrong password!").await.status(), StatusCode::UNAUTHORIZED);
     }
     assert_problem(app.login(&owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+}
+
+/// The limits can live in a Redis of their own (the deployment's never evicts):
+/// whatever happens to the keys of `REDIS_URL` — an evicting Redis filled by OAuth
+/// flows dropped them — the sign-in counters stay, and a guesser stays refused.
+#[tokio::test]
+async fn with_a_redis_of_their_own_the_sign_in_counters_survive_the_loss_of_the_shared_redis_keys() {
+    let limits = RedisServer::start();
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_REDIS_URL", limits.url().as_str()),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "2/h"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let email = email();
+    app.signup(&email).await;
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "198.51.100.40", &email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_problem(login_from(&app, "198.51.100.40", &email, "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts")
+        .await;
+    let prefix = &app.settings.redis_key_prefix;
+    assert!(limits.command("KEYS *").contains(&format!("{prefix}:rl:")), "the limits' own Redis holds the counts");
+    // What an evicting shared Redis does at worst: every key of this instance gone.
+    ratelimit::testing::delete_keys(&crate::helpers::redis_url(), prefix);
+    assert_problem(login_from(&app, "198.51.100.40", &email, "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts")
+        .await;
 }
 
 #[tokio::test]
