@@ -163,7 +163,7 @@ async fn burst(movies: &Movies, stand_in: &MockServer, tokens: &[&Tokens]) -> (V
     let path = format!("/api/v1/films/{matrix}/stream");
     let answers = futures::future::join_all(tokens.iter().map(|t| movies.get(&path, Some(&t.access)))).await;
     assert!(answers.iter().all(|r| r.status() == StatusCode::OK), "every viewer is served");
-    let calls = token_introspections(&stand_in).await;
+    let calls = token_introspections(stand_in).await;
     (answers, calls)
 }
 
