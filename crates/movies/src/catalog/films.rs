@@ -130,6 +130,12 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 /// query as typed; `$2` is the query. Stop words ("the", "a", "in") are left out of
 /// the tolerant query: the index holds none of them, and the title words like them
 /// ("then", "thin") would have had to match in their place.
+///
+/// A text without lexemes (`%`, only stop words) gives no query at all (NULL), never an
+/// empty one: PostgreSQL answers an empty text-search query with a NOTICE, which sqlx
+/// logs at INFO, a log line any client could write per request. `to_tsvector` of the
+/// same text decides it without a notice; the CASE is folded before its branch is
+/// planned when `$2` is known, and evaluated lazily when it is not.
 macro_rules! search_matches {
     () => {
         "WITH words AS (
@@ -148,7 +154,7 @@ macro_rules! search_matches {
                  GROUP BY words.w
               ),
               q AS (
-                SELECT websearch_to_tsquery('english', $2) AS typed,
+                SELECT CASE WHEN to_tsvector('english', $2) <> ''::tsvector THEN websearch_to_tsquery('english', $2) END AS typed,
                        to_tsquery('english', (SELECT string_agg(alts, ' & ') FROM alternatives)) AS tolerant
               )"
     };
@@ -167,7 +173,7 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
         "         SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier, count(*) OVER () AS total
            FROM films f, q
           WHERE f.age_class <= $1 AND f.search @@ q.tolerant
-          ORDER BY (f.search @@ q.typed) DESC, ts_rank(f.search, q.typed) DESC, word_similarity(lower($2), lower(f.title)) DESC,
+          ORDER BY coalesce(f.search @@ q.typed, false) DESC, coalesce(ts_rank(f.search, q.typed), 0) DESC, word_similarity(lower($2), lower(f.title)) DESC,
                    f.imdb_rating DESC NULLS LAST, f.id
           LIMIT $3 OFFSET $4",
     ))

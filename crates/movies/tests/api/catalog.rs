@@ -113,6 +113,31 @@ async fn a_search_with_stop_words_still_finds_the_title() {
     assert_eq!(titles(&movies.json("/api/v1/films/search?query=-matrix", None).await), ["The Matrix"]);
 }
 
+/// A query without lexemes (`%`, punctuation, only stop words) made PostgreSQL send a
+/// NOTICE for its empty text-search query, which sqlx logs at INFO: any client could
+/// write a log line per request, varying the query to pass the cache.
+#[tokio::test]
+async fn searches_without_lexemes_write_no_log_line() {
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::INFO);
+    let (_auth, movies) = movies().await;
+    // Six sizes each: the cache keys differ, and PostgreSQL switches a statement to its
+    // generic plan after five runs, which must be as quiet as the first.
+    for size in 1..=6 {
+        for query in ["%25", "%21%3F", "the", "a%20the", "-the", "%22the%22%20or"] {
+            for path in ["/api/v1/films/search", "/api/v1/persons/search"] {
+                let found = movies.json(&format!("{path}?query={query}&page%5Bsize%5D={size}"), None).await;
+                assert_eq!(found["page"]["total"], 0, "{path}?query={query}: {found}");
+            }
+        }
+    }
+    // A notice of our own, on the service's pool: the capture would have seen theirs.
+    sqlx::query("DO $$ BEGIN RAISE NOTICE 'control notice'; END $$").execute(&movies.state.db).await.unwrap();
+    let text = logs.text();
+    let notices: Vec<&str> = text.lines().filter(|line| line.contains("sqlx::postgres::notice")).collect();
+    assert_eq!(notices.len(), 1, "{} notice lines, the first: {:#?}", notices.len(), &notices[..notices.len().min(2)]);
+    assert!(notices[0].contains("control notice"), "{notices:#?}");
+}
+
 /// A page past the last still reports how many results there are, as the film list
 /// does: the search's count rode on the page's rows, and an empty page said 0.
 #[tokio::test]
