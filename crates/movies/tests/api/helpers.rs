@@ -334,6 +334,13 @@ impl Movies {
         response.json().await.unwrap()
     }
 
+    /// Loads the fixture's records and `extra` (records as in `movies.json`) together.
+    pub async fn load_with_fixture(&self, extra: Value) {
+        let mut records = movies::demo::read(std::path::Path::new(FIXTURE)).unwrap();
+        records.extend(serde_json::from_value::<Vec<movies::demo::Record>>(extra).unwrap());
+        movies::demo::load(&self.state.db, &records).await.unwrap();
+    }
+
     /// The id of a fixture film by title.
     pub async fn film_id(&self, title: &str) -> Uuid {
         sqlx::query_scalar("SELECT id FROM films WHERE title = $1").bind(title).fetch_one(&self.state.db).await.unwrap()
