@@ -74,11 +74,16 @@ pub fn access_tier(release: Option<NaiveDate>, imdb_rating: Option<f32>) -> &'st
     if recent || acclaimed { "subscription" } else { "free" }
 }
 
-/// Dates are like `Jun 12 1998`. The dataset was compiled in 2010, and some dates
-/// carry a century error (`Jan 01 2046` for 1946): years after 2015 lose a century.
+/// The last year of a genuine release date in the dataset: it was compiled in 2010,
+/// and its only later dates that are right are two announced releases of 2011
+/// (Restless, The Adventures of Tintin).
+const LAST_GENUINE_YEAR: i32 = 2011;
+
+/// Dates are like `Jun 12 1998`. Some carry a century error (`Jan 01 2046` for 1946,
+/// `Feb 08 2015` for The Birth of a Nation, 1915): years after 2011 lose a century.
 pub fn release_date(raw: Option<&str>) -> Option<NaiveDate> {
     let date = NaiveDate::parse_from_str(raw?.trim(), "%b %d %Y").ok()?;
-    if date.year() > 2015 { date.with_year(date.year() - 100) } else { Some(date) }
+    if date.year() > LAST_GENUINE_YEAR { date.with_year(date.year() - 100) } else { Some(date) }
 }
 
 fn title(value: &Value) -> String {
@@ -216,6 +221,11 @@ mod tests {
     fn dates_parse_and_century_errors_are_corrected() {
         assert_eq!(release_date(Some("Jun 12 1998")), NaiveDate::from_ymd_opt(1998, 6, 12));
         assert_eq!(release_date(Some("Jan 01 2046")), NaiveDate::from_ymd_opt(1946, 1, 1));
+        // The Birth of a Nation (1915): once kept as 2015, the newest film of the catalogue.
+        assert_eq!(release_date(Some("Feb 08 2015")), NaiveDate::from_ymd_opt(1915, 2, 8));
+        // The only genuine years after the dataset's 2010: Restless and Tintin (2011).
+        assert_eq!(release_date(Some("Dec 23 2011")), NaiveDate::from_ymd_opt(2011, 12, 23));
+        assert_eq!(release_date(Some("Dec 31 2012")), NaiveDate::from_ymd_opt(1912, 12, 31));
         assert_eq!(release_date(Some("garbage")), None);
         assert_eq!(release_date(None), None);
     }
@@ -236,5 +246,11 @@ mod tests {
         let titles: Vec<String> = records.iter().map(|r| title(&r.title)).collect();
         assert!(titles.contains(&"1941".to_owned()), "numeric titles become text");
         assert_eq!(titles.iter().filter(|t| *t == "(untitled)").count(), 1);
+        let dates: Vec<Option<NaiveDate>> = records.iter().map(|r| release_date(r.release_date.as_deref())).collect();
+        let newest = dates.iter().flatten().max().unwrap();
+        assert_eq!(*newest, NaiveDate::from_ymd_opt(2011, 12, 23).unwrap(), "Tintin, no century error");
+        // As docs/movies.md says (the 1915 film was once a 2015 subscription film).
+        let subscription = records.iter().zip(&dates).filter(|(r, d)| access_tier(**d, r.imdb_rating) == "subscription").count();
+        assert_eq!((subscription, records.len() - subscription), (1329, 1872));
     }
 }
