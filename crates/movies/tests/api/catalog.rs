@@ -97,9 +97,7 @@ async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
 #[tokio::test]
 async fn a_search_with_stop_words_still_finds_the_title() {
     let (_auth, movies) = movies().await;
-    let thin_man: Vec<movies::demo::Record> =
-        serde_json::from_value(serde_json::json!([{"Title": "The Thin Man", "MPAA Rating": "PG", "Release Date": "May 25 1934"}])).unwrap();
-    movies::demo::load(&movies.state.db, &thin_man).await.unwrap();
+    movies.load_with_fixture(serde_json::json!([{"Title": "The Thin Man", "MPAA Rating": "PG", "Release Date": "May 25 1934"}])).await;
     for query in ["the%20matrix", "The%20Matrix", "matrix%20the", "a%20matrix%20in%20the"] {
         assert_eq!(titles(&movies.json(&format!("/api/v1/films/search?query={query}"), None).await), ["The Matrix"], "{query}");
     }
@@ -274,6 +272,44 @@ async fn answers_are_cached_in_redis_and_served_from_the_database_without_it() {
     let page = without_redis.json("/api/v1/films", None).await;
     assert_eq!(page["page"]["total"], 6);
     assert_eq!(without_redis.json("/api/v1/genres", None).await.as_array().unwrap().len(), 3);
+}
+
+/// Film ids held the record's place in the file and the loader deleted nothing: a
+/// record removed moved every later film to a new id, beside its old one (the bundled
+/// file, then it without its first record: 6,398 films).
+#[tokio::test]
+async fn loading_a_changed_file_updates_the_catalogue_in_place() {
+    let (_auth, movies) = movies().await;
+    let db = &movies.state.db;
+    let catalogue = || async {
+        let films: Vec<(String, uuid::Uuid)> = sqlx::query_as("SELECT title, id FROM films ORDER BY title").fetch_all(db).await.unwrap();
+        let links: i64 =
+            sqlx::query_scalar("SELECT (SELECT count(*) FROM film_genres) + (SELECT count(*) FROM film_persons)").fetch_one(db).await.unwrap();
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM genres UNION ALL SELECT full_name FROM persons ORDER BY 1").fetch_all(db).await.unwrap();
+        (films, links, names)
+    };
+    let load = |records: Vec<Value>| async move {
+        let records: Vec<movies::demo::Record> = serde_json::from_value(Value::Array(records)).unwrap();
+        movies::demo::load(db, &records).await.unwrap();
+    };
+    let (films, links, names) = catalogue().await;
+    let mut records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(crate::helpers::FIXTURE).unwrap()).unwrap();
+    // The only film of its director and the only action film, before a film of 1941.
+    let only = records.iter().position(|r| r["Title"] == "The Matrix").unwrap();
+    let removed = records.remove(only);
+    assert_eq!((removed["Director"].as_str(), removed["Major Genre"].as_str()), (Some("Lana Wachowski"), Some("Action")), "{removed}");
+    load(records.clone()).await;
+    let (fewer, fewer_links, fewer_names) = catalogue().await;
+    let expected: Vec<_> = films.iter().filter(|(title, _)| title != "The Matrix").cloned().collect();
+    assert_eq!(fewer, expected, "the other films keep their ids; the film no longer in the file is gone");
+    assert_eq!(fewer_links, links - 2, "with its genre and director links");
+    let expected: Vec<_> = names.iter().filter(|n| *n != "Action" && *n != "Lana Wachowski").cloned().collect();
+    assert_eq!(fewer_names, expected, "a genre or person no longer in the file is gone");
+    // Back, first in the file this time: every film has the id it had.
+    records.insert(0, removed);
+    load(records).await;
+    assert_eq!(catalogue().await, (films, links, names));
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub const PASSWORD: &str = "correct horse battery";
 /// The movies API's introspection secret, as both services are given it.
 pub const INTROSPECTION_SECRET: &str = "movies-tests-introspection-secret-0123456789";
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/movies-small.json");
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/movies-small.json");
 
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
