@@ -35,6 +35,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(persons::router())
         .merge(health::router())
         .split_for_parts();
+    utoipa::Modify::modify(&films::SearchQueryDoc, &mut openapi);
     utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::QueryRejections, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::ServiceUnavailable, &mut openapi);
