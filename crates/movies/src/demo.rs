@@ -2,9 +2,14 @@
 //! (`data/movies.json`, BSD-3-Clause, see `data/NOTICE.md`) into the catalogue.
 //!
 //! Genres become genres and directors persons. Identifiers are UUIDv5 of stable
-//! names, so loading twice updates in place instead of duplicating.
+//! names (a film's: its title and release date as published), and a load replaces the
+//! catalogue with the file's: loading twice, or a changed file, updates in place
+//! instead of duplicating, and what the file no longer holds is deleted.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
@@ -74,11 +79,16 @@ pub fn access_tier(release: Option<NaiveDate>, imdb_rating: Option<f32>) -> &'st
     if recent || acclaimed { "subscription" } else { "free" }
 }
 
-/// Dates are like `Jun 12 1998`. The dataset was compiled in 2010, and some dates
-/// carry a century error (`Jan 01 2046` for 1946): years after 2015 lose a century.
+/// The last year of a genuine release date in the dataset: it was compiled in 2010,
+/// and its only later dates that are right are two announced releases of 2011
+/// (Restless, The Adventures of Tintin).
+const LAST_GENUINE_YEAR: i32 = 2011;
+
+/// Dates are like `Jun 12 1998`. Some carry a century error (`Jan 01 2046` for 1946,
+/// `Feb 08 2015` for The Birth of a Nation, 1915): years after 2011 lose a century.
 pub fn release_date(raw: Option<&str>) -> Option<NaiveDate> {
     let date = NaiveDate::parse_from_str(raw?.trim(), "%b %d %Y").ok()?;
-    if date.year() > 2015 { date.with_year(date.year() - 100) } else { Some(date) }
+    if date.year() > LAST_GENUINE_YEAR { date.with_year(date.year() - 100) } else { Some(date) }
 }
 
 fn title(value: &Value) -> String {
@@ -93,6 +103,25 @@ fn name_id(kind: &str, name: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("{kind}:{name}").as_bytes())
 }
 
+/// The id of each record's film: UUIDv5 of its title and its release date as published
+/// (before the century correction, so that a change of the loader's rules moves no
+/// film), never of its place in the file, which a record added or removed would shift.
+/// The bundled dataset shares 24 titles between films (remakes), never a title and a
+/// date. A record with the same title and date as an earlier one of the file, a true
+/// duplicate, is kept as a film of its own, its id taken with the number of its
+/// occurrence (2, 3, ...): deterministic, and only such duplicates depend on the order.
+pub fn film_ids(records: &[Record]) -> Vec<Uuid> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    records
+        .iter()
+        .map(|r| {
+            let key = format!("{}\u{1f}{}", title(&r.title), r.release_date.as_deref().map_or("", str::trim));
+            let occurrence = seen.entry(key.clone()).and_modify(|n| *n += 1).or_insert(1);
+            if *occurrence == 1 { name_id("film", &key) } else { name_id("film", &format!("{key}\u{1f}{occurrence}")) }
+        })
+        .collect()
+}
+
 pub fn read(path: &Path) -> anyhow::Result<Vec<Record>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not the vega-datasets movies.json", path.display()))
@@ -105,7 +134,9 @@ pub struct Loaded {
     pub persons: usize,
 }
 
-/// Loads records in one transaction: the catalogue changes whole or not at all. Then
+/// Replaces the catalogue with `records`, in one transaction: the catalogue changes
+/// whole or not at all. Films, genres and persons of the file are inserted or updated
+/// under their stable ids; those it does not hold are deleted, with their links. Then
 /// gathers the planner's statistics of the tables it filled, as PostgreSQL advises
 /// after a bulk load, rather than leave searches planned blind until autovacuum comes
 /// by (or never, where it is off).
@@ -135,9 +166,9 @@ pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
             .execute(&mut *tx)
             .await?;
     }
-    for (index, r) in records.iter().enumerate() {
+    let ids = film_ids(records);
+    for (r, &id) in records.iter().zip(&ids) {
         let title = title(&r.title);
-        let id = name_id("film", &format!("{index}:{title}"));
         let released = release_date(r.release_date.as_deref());
         sqlx::query(
             "INSERT INTO films (id, title, release_date, imdb_rating, imdb_votes, rotten_tomatoes, mpaa_rating, age_class,
@@ -182,6 +213,12 @@ pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
                 .await?;
         }
     }
+    // What the file no longer holds; film_genres and film_persons follow (ON DELETE CASCADE).
+    sqlx::query("DELETE FROM films WHERE id <> ALL($1)").bind(&ids).execute(&mut *tx).await?;
+    let genre_ids: Vec<Uuid> = genres.values().copied().collect();
+    sqlx::query("DELETE FROM genres WHERE id <> ALL($1)").bind(&genre_ids).execute(&mut *tx).await?;
+    let person_ids: Vec<Uuid> = persons.values().copied().collect();
+    sqlx::query("DELETE FROM persons WHERE id <> ALL($1)").bind(&person_ids).execute(&mut *tx).await?;
     tx.commit().await?;
     // The catalogue is committed whatever happens here: without statistics, searches
     // are only planned less well until autovacuum gathers them.
@@ -216,8 +253,28 @@ mod tests {
     fn dates_parse_and_century_errors_are_corrected() {
         assert_eq!(release_date(Some("Jun 12 1998")), NaiveDate::from_ymd_opt(1998, 6, 12));
         assert_eq!(release_date(Some("Jan 01 2046")), NaiveDate::from_ymd_opt(1946, 1, 1));
+        // The Birth of a Nation (1915): once kept as 2015, the newest film of the catalogue.
+        assert_eq!(release_date(Some("Feb 08 2015")), NaiveDate::from_ymd_opt(1915, 2, 8));
+        // The only genuine years after the dataset's 2010: Restless and Tintin (2011).
+        assert_eq!(release_date(Some("Dec 23 2011")), NaiveDate::from_ymd_opt(2011, 12, 23));
+        assert_eq!(release_date(Some("Dec 31 2012")), NaiveDate::from_ymd_opt(1912, 12, 31));
         assert_eq!(release_date(Some("garbage")), None);
         assert_eq!(release_date(None), None);
+    }
+
+    #[test]
+    fn film_ids_hold_title_and_date_not_the_place_in_the_file() {
+        let record = |title: &str, date: Option<&str>| -> Record {
+            serde_json::from_value(serde_json::json!({"Title": title, "Release Date": date})).unwrap()
+        };
+        let ids = film_ids(&[record("Ben-Hur", Some("Dec 30 2025")), record("Ben-Hur", Some("Nov 18 1959"))]);
+        let moved = film_ids(&[record("Up", None), record("Ben-Hur", Some("Nov 18 1959")), record("Ben-Hur", Some("Dec 30 2025"))]);
+        assert_eq!((moved[2], moved[1]), (ids[0], ids[1]), "remakes are told apart by their date, wherever they are");
+        // True duplicates: each a film, the first keeping the id it has alone.
+        let twice = film_ids(&[record("Up", None), record("Up", None), record("Up", None)]);
+        assert_eq!(twice[0], moved[0]);
+        assert!(twice[0] != twice[1] && twice[1] != twice[2] && twice[0] != twice[2], "{twice:?}");
+        assert_eq!(twice, film_ids(&[record("Up", None), record("Up", None), record("Up", None)]));
     }
 
     #[test]
@@ -236,5 +293,13 @@ mod tests {
         let titles: Vec<String> = records.iter().map(|r| title(&r.title)).collect();
         assert!(titles.contains(&"1941".to_owned()), "numeric titles become text");
         assert_eq!(titles.iter().filter(|t| *t == "(untitled)").count(), 1);
+        let ids: std::collections::HashSet<Uuid> = film_ids(&records).into_iter().collect();
+        assert_eq!(ids.len(), 3201, "one film per record");
+        let dates: Vec<Option<NaiveDate>> = records.iter().map(|r| release_date(r.release_date.as_deref())).collect();
+        let newest = dates.iter().flatten().max().unwrap();
+        assert_eq!(*newest, NaiveDate::from_ymd_opt(2011, 12, 23).unwrap(), "Tintin, no century error");
+        // As docs/movies.md says (the 1915 film was once a 2015 subscription film).
+        let subscription = records.iter().zip(&dates).filter(|(r, d)| access_tier(**d, r.imdb_rating) == "subscription").count();
+        assert_eq!((subscription, records.len() - subscription), (1329, 1872));
     }
 }

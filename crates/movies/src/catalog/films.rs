@@ -130,6 +130,12 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 /// query as typed; `$2` is the query. Stop words ("the", "a", "in") are left out of
 /// the tolerant query: the index holds none of them, and the title words like them
 /// ("then", "thin") would have had to match in their place.
+///
+/// A text without lexemes (`%`, only stop words) gives no query at all (NULL), never an
+/// empty one: PostgreSQL answers an empty text-search query with a NOTICE, which sqlx
+/// logs at INFO, a log line any client could write per request. `to_tsvector` of the
+/// same text decides it without a notice; the CASE is folded before its branch is
+/// planned when `$2` is known, and evaluated lazily when it is not.
 macro_rules! search_matches {
     () => {
         "WITH words AS (
@@ -148,26 +154,38 @@ macro_rules! search_matches {
                  GROUP BY words.w
               ),
               q AS (
-                SELECT websearch_to_tsquery('english', $2) AS typed,
+                SELECT CASE WHEN to_tsvector('english', $2) <> ''::tsvector THEN websearch_to_tsquery('english', $2) END AS typed,
                        to_tsquery('english', (SELECT string_agg(alts, ' & ') FROM alternatives)) AS tolerant
               )"
+    };
+}
+
+/// The films a search finds, given the CTEs of `search_matches!`: those the viewer may
+/// see whose title matches the tolerant query, or is the query itself (any case), so
+/// that a title made only of stop words ("Up", "Once"), whose tsvector is empty, is
+/// still found by its name (an index on `lower(title)` answers it).
+macro_rules! search_filter {
+    () => {
+        "f.age_class <= $1 AND (f.search @@ q.tolerant OR lower(f.title) = lower($2))"
     };
 }
 
 /// Full-text search on titles, tolerant of typos. Each word of the query stands for
 /// itself or any word of a title like it (same first letter, length within two, and
 /// trigram word similarity, against `title_words`), all words but stop words must match
-/// (English stemming, through the tsvector's GIN index). Films matching the query as
-/// typed rank first, then by text rank, by how close the title is to the query, and by
-/// rating.
+/// (English stemming, through the tsvector's GIN index), or the whole title is the
+/// query. A film whose title is the query ranks first, then films matching the query as
+/// typed, then by text rank, by how close the title is to the query, and by rating.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {
     let rows: Vec<(FilmSummary, i64)> = sqlx::query_as::<_, FilmSummaryWithTotal>(concat!(
         search_matches!(),
         "         SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier, count(*) OVER () AS total
            FROM films f, q
-          WHERE f.age_class <= $1 AND f.search @@ q.tolerant
-          ORDER BY (f.search @@ q.typed) DESC, ts_rank(f.search, q.typed) DESC, word_similarity(lower($2), lower(f.title)) DESC,
+          WHERE ",
+        search_filter!(),
+        "
+          ORDER BY lower(f.title) = lower($2) DESC, coalesce(f.search @@ q.typed, false) DESC, coalesce(ts_rank(f.search, q.typed), 0) DESC, word_similarity(lower($2), lower(f.title)) DESC,
                    f.imdb_rating DESC NULLS LAST, f.id
           LIMIT $3 OFFSET $4",
     ))
@@ -184,7 +202,7 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
         Some((_, total)) => *total,
         // Past the last page the window count has no row to ride on: count apart.
         None if paging.offset() > 0 => {
-            sqlx::query_scalar(concat!(search_matches!(), " SELECT count(*) FROM films f, q WHERE f.age_class <= $1 AND f.search @@ q.tolerant"))
+            sqlx::query_scalar(concat!(search_matches!(), " SELECT count(*) FROM films f, q WHERE ", search_filter!()))
                 .bind(i16::from(max_age))
                 .bind(query)
                 .fetch_one(db)

@@ -64,13 +64,16 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
         person: Person,
         total: i64,
     }
-    // `$1` the query, `$2` the viewer's age limit.
+    // `$1` the query, `$2` the viewer's age limit. A query without lexemes (`%`) is no
+    // text-search query (NULL), never an empty one, which PostgreSQL answers with a
+    // NOTICE that sqlx logs at INFO: a log line per request (see `films::search`).
     let hits = format!(
         "WITH hits AS (
             SELECT p.id, word_similarity(lower($1), lower(p.full_name)) AS sim
               FROM persons p
              WHERE (lower($1) <% lower(p.full_name)
-                    OR to_tsvector('simple', p.full_name) @@ plainto_tsquery('simple', $1))
+                    OR to_tsvector('simple', p.full_name)
+                       @@ CASE WHEN to_tsvector('simple', $1) <> ''::tsvector THEN plainto_tsquery('simple', $1) END)
                AND {}
          )",
         shown("$2")

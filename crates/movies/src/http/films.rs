@@ -78,22 +78,79 @@ async fn list_films(
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Words of the title; misspellings are tolerated. 1 to 200 characters, not only
-    /// spaces, no NUL.
-    #[param(example = "godfater", pattern = r"^[^\x00]*[^\s\x00][^\x00]*$", max_length = 200)]
+    /// whitespace, no NUL.
+    #[param(example = "godfater")]
     query: String,
 }
 
-/// The search words, as both searches take them.
+/// The longest search query, in characters (Unicode code points, as JSON Schema's
+/// `maxLength` counts them), whitespace around the words included.
+const QUERY_MAX_CHARS: usize = 200;
+
+/// The search words, as both searches take them. The query as sent must be 1 to 200
+/// characters, not only whitespace, without NUL: exactly what the contract's `maxLength`
+/// and `pattern` say ([`SearchQueryDoc`]). Whitespace is Unicode's `White_Space`
+/// (`char::is_whitespace`, what `str::trim` removes). The length was counted after the
+/// trim, and `\s` of the pattern is another set than Rust's, so the two disagreed (a
+/// 202-character query, U+0085, U+FEFF).
 pub(crate) fn search_text(raw: &str) -> Result<String> {
-    let text = raw.trim();
-    if text.is_empty() || text.chars().count() > 200 {
+    if raw.chars().count() > QUERY_MAX_CHARS {
         return Err(ApiError::field("query", "must be 1 to 200 characters"));
     }
     // PostgreSQL cannot take it in a text parameter: it was a 500 (found by schema fuzzing).
-    if text.contains('\0') {
+    if raw.contains('\0') {
         return Err(ApiError::field("query", "must not contain NUL characters"));
     }
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ApiError::field("query", "must be 1 to 200 characters, not only whitespace"));
+    }
     Ok(text.to_owned())
+}
+
+/// The contract's `pattern` of the search query: no NUL, and a character that is
+/// neither NUL nor whitespace. It lists the whitespace characters one by one, from
+/// `char::is_whitespace` itself, instead of writing `\s`, which means another set in
+/// each dialect: ECMAScript's (JSON Schema's) holds U+FEFF and not U+0085, Python's
+/// (schemathesis) holds U+001C to U+001F. `\uXXXX` reads the same in all of them.
+pub fn query_pattern() -> String {
+    let mut class = String::from("\\u0000");
+    let mut chars = ('\0'..=char::MAX).filter(|c| c.is_whitespace()).peekable();
+    while let Some(first) = chars.next() {
+        let mut last = first;
+        while let Some(&next) = chars.peek().filter(|n| u32::from(**n) == u32::from(last) + 1) {
+            last = next;
+            chars.next();
+        }
+        class.push_str(&format!("\\u{:04X}", u32::from(first)));
+        if last != first {
+            class.push_str(&format!("-\\u{:04X}", u32::from(last)));
+        }
+    }
+    format!("^[^\\u0000]*[^{class}][^\\u0000]*$")
+}
+
+/// Writes the search query's `maxLength` and `pattern` into the contract, for both
+/// searches, from what [`search_text`] checks (an attribute of the parameter could
+/// only hold a copy of it).
+pub struct SearchQueryDoc;
+
+impl utoipa::Modify for SearchQueryDoc {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, schema::Schema};
+        for path in ["/api/v1/films/search", "/api/v1/persons/search"] {
+            let operation = openapi.paths.paths.get_mut(path).and_then(|item| item.get.as_mut()).expect("the search is documented");
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && parameter.name == "query"
+                    && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+                {
+                    schema.max_length = Some(QUERY_MAX_CHARS);
+                    schema.pattern = Some(query_pattern());
+                }
+            }
+        }
+    }
 }
 
 /// Full-text search of titles, tolerant of typos, among the films the viewer may see.
@@ -179,4 +236,56 @@ async fn stream_film(State(state): State<AppState>, viewer: Viewer, Path(id): Pa
         access_tier: film.access_tier,
         expires_at: signed.expires_at,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class of characters the pattern requires one character outside of, read
+    /// from its text as a regex engine reads it: `\uXXXX`, or `\uXXXX-\uXXXX` ranges.
+    fn refused_class(pattern: &str) -> Vec<(u32, u32)> {
+        let inner = pattern.strip_prefix(r"^[^\u0000]*[^").unwrap().strip_suffix(r"][^\u0000]*$").unwrap();
+        let code = |text: &str| u32::from_str_radix(text.strip_prefix(r"\u").unwrap(), 16).unwrap();
+        let mut ranges = Vec::new();
+        let mut rest = inner;
+        while !rest.is_empty() {
+            let first = code(&rest[..6]);
+            rest = &rest[6..];
+            let last = match rest.strip_prefix('-') {
+                Some(after) => {
+                    rest = &after[6..];
+                    code(&after[..6])
+                }
+                None => first,
+            };
+            ranges.push((first, last));
+        }
+        ranges
+    }
+
+    /// Schema fuzzing sends what the contract allows: U+0085 was valid to it and 422
+    /// here, U+FEFF invalid to it and 200 here.
+    #[test]
+    fn the_contract_pattern_refuses_exactly_the_characters_the_search_refuses_alone() {
+        let pattern = query_pattern();
+        assert_eq!(pattern, r"^[^\u0000]*[^\u0000\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028-\u2029\u202F\u205F\u3000][^\u0000]*$");
+        let class = refused_class(&pattern);
+        for c in '\0'..=char::MAX {
+            let in_class = class.iter().any(|&(first, last)| (first..=last).contains(&u32::from(c)));
+            assert_eq!(search_text(&c.to_string()).is_err(), in_class, "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn the_query_length_is_counted_as_sent() {
+        let a = |n| "a".repeat(n);
+        assert!(search_text(&a(200)).is_ok());
+        assert!(search_text(&format!(" {}", a(199))).is_ok());
+        assert!(search_text(&"é".repeat(200)).is_ok(), "characters, not bytes");
+        assert!(search_text(&a(201)).is_err());
+        assert!(search_text(&format!(" {} ", a(200))).is_err(), "202 characters, spaces included");
+        assert_eq!(search_text(" matrix\u{3000}").unwrap(), "matrix");
+        assert!(search_text("\u{feff}").is_ok(), "not whitespace to Unicode nor to the contract");
+    }
 }

@@ -35,6 +35,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(persons::router())
         .merge(health::router())
         .split_for_parts();
+    utoipa::Modify::modify(&films::SearchQueryDoc, &mut openapi);
     utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::QueryRejections, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::ServiceUnavailable, &mut openapi);
@@ -52,6 +53,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
     let rate_limits = crate::limits::layer(state.limits.clone(), state.auth.clone());
     let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
     let router = api
+        .layer(middleware::from_fn(viewer_cache_headers))
         .route("/metrics", metrics(&state))
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
@@ -61,6 +63,23 @@ pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers(router, http)
+}
+
+/// How the answers of `/api/v1/` may be cached: every one depends on the viewer (their
+/// age class, their token, their subscription), so none is for a shared cache, and all
+/// vary with `Authorization`. The stream descriptor carries a signed manifest URL, a
+/// bearer pass for the film until it expires, so it is stored by no cache at all, nor
+/// are the stream's refusals. Runs after routing (a layer of the routes), where the
+/// matched route is known.
+async fn viewer_cache_headers(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|path| path.as_str().to_owned());
+    let mut response = next.run(request).await;
+    let Some(route) = route.filter(|route| route.starts_with("/api/v1/")) else { return response };
+    let cache_control = if route.ends_with("/stream") { "no-store" } else { "private" };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("authorization"));
+    response
 }
 
 /// `GET /metrics` (Prometheus scrapes it directly, never through nginx; not in the

@@ -97,9 +97,7 @@ async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
 #[tokio::test]
 async fn a_search_with_stop_words_still_finds_the_title() {
     let (_auth, movies) = movies().await;
-    let thin_man: Vec<movies::demo::Record> =
-        serde_json::from_value(serde_json::json!([{"Title": "The Thin Man", "MPAA Rating": "PG", "Release Date": "May 25 1934"}])).unwrap();
-    movies::demo::load(&movies.state.db, &thin_man).await.unwrap();
+    movies.load_with_fixture(serde_json::json!([{"Title": "The Thin Man", "MPAA Rating": "PG", "Release Date": "May 25 1934"}])).await;
     for query in ["the%20matrix", "The%20Matrix", "matrix%20the", "a%20matrix%20in%20the"] {
         assert_eq!(titles(&movies.json(&format!("/api/v1/films/search?query={query}"), None).await), ["The Matrix"], "{query}");
     }
@@ -111,6 +109,61 @@ async fn a_search_with_stop_words_still_finds_the_title() {
     // The query as typed ranks, it does not widen: its websearch syntax read "-matrix"
     // as every film without "matrix" once its matches were added to the results.
     assert_eq!(titles(&movies.json("/api/v1/films/search?query=-matrix", None).await), ["The Matrix"]);
+}
+
+/// A title made only of stop words ("Up", "Once", "She's All That": six of the demo
+/// catalogue) has an empty tsvector, so no search found it, not even its exact title;
+/// and an exact title ranked below longer titles holding it ("District 9" above "9").
+#[tokio::test]
+async fn a_search_for_an_exact_title_finds_it_first_even_when_all_its_words_are_stop_words() {
+    let (_auth, movies) = movies().await;
+    movies
+        .load_with_fixture(serde_json::json!([
+            {"Title": "Up", "MPAA Rating": "PG", "Release Date": "May 29 2009", "IMDB Rating": 8.4},
+            {"Title": "She's All That", "MPAA Rating": "PG-13", "Release Date": "Jan 29 1999", "IMDB Rating": 5.4},
+            {"Title": 9, "MPAA Rating": "PG-13", "Release Date": "Sep 09 2009", "IMDB Rating": 7.8},
+            {"Title": "District 9", "MPAA Rating": "R", "Release Date": "Aug 14 2009", "IMDB Rating": 8.3},
+        ]))
+        .await;
+    let in_order =
+        |page: Value| -> Vec<String> { page["items"].as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap().to_owned()).collect() };
+    for (query, expected) in [
+        ("up", vec!["Up"]),
+        ("UP", vec!["Up"]),
+        ("she%27s%20all%20that", vec!["She's All That"]),
+        ("She%27s%20All%20That", vec!["She's All That"]),
+        ("9", vec!["9", "District 9"]),
+        ("district%209", vec!["District 9"]),
+    ] {
+        assert_eq!(in_order(movies.json(&format!("/api/v1/films/search?query={query}"), None).await), expected, "{query}");
+    }
+    // Only the whole title: stop words that are part of a title still find nothing.
+    assert_eq!(movies.json("/api/v1/films/search?query=all%20that", None).await["page"]["total"], 0);
+}
+
+/// A query without lexemes (`%`, punctuation, only stop words) made PostgreSQL send a
+/// NOTICE for its empty text-search query, which sqlx logs at INFO: any client could
+/// write a log line per request, varying the query to pass the cache.
+#[tokio::test]
+async fn searches_without_lexemes_write_no_log_line() {
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::INFO);
+    let (_auth, movies) = movies().await;
+    // Six sizes each: the cache keys differ, and PostgreSQL switches a statement to its
+    // generic plan after five runs, which must be as quiet as the first.
+    for size in 1..=6 {
+        for query in ["%25", "%21%3F", "the", "a%20the", "-the", "%22the%22%20or"] {
+            for path in ["/api/v1/films/search", "/api/v1/persons/search"] {
+                let found = movies.json(&format!("{path}?query={query}&page%5Bsize%5D={size}"), None).await;
+                assert_eq!(found["page"]["total"], 0, "{path}?query={query}: {found}");
+            }
+        }
+    }
+    // A notice of our own, on the service's pool: the capture would have seen theirs.
+    sqlx::query("DO $$ BEGIN RAISE NOTICE 'control notice'; END $$").execute(&movies.state.db).await.unwrap();
+    let text = logs.text();
+    let notices: Vec<&str> = text.lines().filter(|line| line.contains("sqlx::postgres::notice")).collect();
+    assert_eq!(notices.len(), 1, "{} notice lines, the first: {:#?}", notices.len(), &notices[..notices.len().min(2)]);
+    assert!(notices[0].contains("control notice"), "{notices:#?}");
 }
 
 /// A page past the last still reports how many results there are, as the film list
@@ -219,6 +272,44 @@ async fn answers_are_cached_in_redis_and_served_from_the_database_without_it() {
     let page = without_redis.json("/api/v1/films", None).await;
     assert_eq!(page["page"]["total"], 6);
     assert_eq!(without_redis.json("/api/v1/genres", None).await.as_array().unwrap().len(), 3);
+}
+
+/// Film ids held the record's place in the file and the loader deleted nothing: a
+/// record removed moved every later film to a new id, beside its old one (the bundled
+/// file, then it without its first record: 6,398 films).
+#[tokio::test]
+async fn loading_a_changed_file_updates_the_catalogue_in_place() {
+    let (_auth, movies) = movies().await;
+    let db = &movies.state.db;
+    let catalogue = || async {
+        let films: Vec<(String, uuid::Uuid)> = sqlx::query_as("SELECT title, id FROM films ORDER BY title").fetch_all(db).await.unwrap();
+        let links: i64 =
+            sqlx::query_scalar("SELECT (SELECT count(*) FROM film_genres) + (SELECT count(*) FROM film_persons)").fetch_one(db).await.unwrap();
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM genres UNION ALL SELECT full_name FROM persons ORDER BY 1").fetch_all(db).await.unwrap();
+        (films, links, names)
+    };
+    let load = |records: Vec<Value>| async move {
+        let records: Vec<movies::demo::Record> = serde_json::from_value(Value::Array(records)).unwrap();
+        movies::demo::load(db, &records).await.unwrap();
+    };
+    let (films, links, names) = catalogue().await;
+    let mut records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(crate::helpers::FIXTURE).unwrap()).unwrap();
+    // The only film of its director and the only action film, before a film of 1941.
+    let only = records.iter().position(|r| r["Title"] == "The Matrix").unwrap();
+    let removed = records.remove(only);
+    assert_eq!((removed["Director"].as_str(), removed["Major Genre"].as_str()), (Some("Lana Wachowski"), Some("Action")), "{removed}");
+    load(records.clone()).await;
+    let (fewer, fewer_links, fewer_names) = catalogue().await;
+    let expected: Vec<_> = films.iter().filter(|(title, _)| title != "The Matrix").cloned().collect();
+    assert_eq!(fewer, expected, "the other films keep their ids; the film no longer in the file is gone");
+    assert_eq!(fewer_links, links - 2, "with its genre and director links");
+    let expected: Vec<_> = names.iter().filter(|n| *n != "Action" && *n != "Lana Wachowski").cloned().collect();
+    assert_eq!(fewer_names, expected, "a genre or person no longer in the file is gone");
+    // Back, first in the file this time: every film has the id it had.
+    records.insert(0, removed);
+    load(records).await;
+    assert_eq!(catalogue().await, (films, links, names));
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub const PASSWORD: &str = "correct horse battery";
 /// The movies API's introspection secret, as both services are given it.
 pub const INTROSPECTION_SECRET: &str = "movies-tests-introspection-secret-0123456789";
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/movies-small.json");
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/movies-small.json");
 
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -332,6 +332,13 @@ impl Movies {
         let response = self.get(path, token).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.json().await.unwrap()
+    }
+
+    /// Loads the fixture's records and `extra` (records as in `movies.json`) together.
+    pub async fn load_with_fixture(&self, extra: Value) {
+        let mut records = movies::demo::read(std::path::Path::new(FIXTURE)).unwrap();
+        records.extend(serde_json::from_value::<Vec<movies::demo::Record>>(extra).unwrap());
+        movies::demo::load(&self.state.db, &records).await.unwrap();
     }
 
     /// The id of a fixture film by title.

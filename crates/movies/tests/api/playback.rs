@@ -45,3 +45,41 @@ async fn the_manifest_url_is_signed_under_the_configured_secret_and_expires_with
         assert_eq!(expires_at, DateTime::from_timestamp(expires, 0).unwrap(), "{descriptor}");
     }
 }
+
+/// No answer said how it may be cached: a shared cache could have kept a stream
+/// descriptor, whose signed URL is a bearer pass, or a page computed for another
+/// viewer's age class and token, and served it to the next client.
+#[tokio::test]
+async fn answers_for_a_viewer_are_not_stored_by_shared_caches_and_the_stream_by_none() {
+    let auth = Auth::in_process().await;
+    let movies = Movies::start(&auth.url).await;
+    let picnic = movies.film_id("Family Picnic").await;
+    let matrix = movies.film_id("The Matrix").await;
+    let headers = |response: &reqwest::Response| {
+        let value = |name: &str| response.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>().join(", ");
+        (response.status(), value("cache-control"), value("vary").to_lowercase())
+    };
+    let stream = movies.get(&format!("/api/v1/films/{picnic}/stream"), None).await;
+    let (status, cache_control, vary) = headers(&stream);
+    assert_eq!((status.as_u16(), cache_control.as_str()), (200, "no-store"));
+    assert!(vary.contains("authorization"), "{vary}");
+    // A refusal of the stream too: it depends on the viewer as much.
+    let refused = movies.get(&format!("/api/v1/films/{matrix}/stream"), None).await;
+    assert_eq!((refused.status().as_u16(), headers(&refused).1.as_str()), (401, "no-store"));
+    let person = uuid::Uuid::new_v4();
+    let paths = [
+        "/api/v1/films".to_owned(),
+        "/api/v1/films/search?query=matrix".to_owned(),
+        format!("/api/v1/films/{picnic}"),
+        "/api/v1/genres".to_owned(),
+        "/api/v1/persons/search?query=bob".to_owned(),
+        format!("/api/v1/persons/{person}"),
+        "/api/v1/films?sort=bogus".to_owned(),
+    ];
+    for path in paths {
+        let response = movies.get(&path, None).await;
+        let (status, cache_control, vary) = headers(&response);
+        assert_eq!(cache_control, "private", "{path}: {status}");
+        assert!(vary.contains("authorization"), "{path}: {vary}");
+    }
+}
