@@ -163,6 +163,13 @@ struct Inner {
     optimistic: AtomicU64,
 }
 
+impl Inner {
+    /// The key that probes whether Redis takes writes (it expires within a second).
+    fn probe_key(&self) -> String {
+        format!("{}:rl:{{probe}}", self.prefix)
+    }
+}
+
 impl Limiter {
     /// Connects lazily: a Redis that is down at start-up only means starting on the
     /// in-process store. Must be called inside a Tokio runtime when Redis is configured.
@@ -206,7 +213,7 @@ impl Limiter {
         let Some(redis) = self.redis_if_up() else { return false };
         let ready = tokio::time::timeout(within, async {
             redis.load_scripts().await?;
-            redis.ping().await
+            redis.probe_write(&self.inner.probe_key()).await
         })
         .await;
         match ready {
@@ -397,8 +404,9 @@ impl Limiter {
     }
 }
 
-/// Stops when Redis has the scripts loaded and answers a PING within the check
-/// deadline, or when the limiter is gone.
+/// Stops when Redis has the scripts loaded and takes a write within the check deadline
+/// (a full Redis that refuses writes answers a PING, and would be left at the next
+/// check, every probe interval), or when the limiter is gone.
 async fn probe_until_back(weak: Weak<Inner>) {
     loop {
         let Some(interval) = weak.upgrade().map(|inner| inner.probe_interval) else { return };
@@ -409,7 +417,7 @@ async fn probe_until_back(weak: Weak<Inner>) {
         if !matches!(loaded, Ok(Ok(()))) {
             continue;
         }
-        if let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.ping()).await {
+        if let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.probe_write(&inner.probe_key())).await {
             inner.on_local.store(false, Ordering::Release);
             metrics::gauge!("ratelimit_fallback_active").set(0.0);
             tracing::info!("rate limits: Redis answers again; limits are shared again");

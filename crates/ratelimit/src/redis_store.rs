@@ -127,7 +127,10 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn ping(&self) -> redis::RedisResult<()> {
-        redis::cmd("PING").query_async::<Value>(&mut self.connection.clone()).await.map(drop)
+    /// A write that expires at once: what the checks need of Redis. A PING or a script
+    /// load succeeds on a full Redis that refuses writes (`noeviction`), whose checks
+    /// would then fail again at once.
+    pub(crate) async fn probe_write(&self, key: &str) -> redis::RedisResult<()> {
+        redis::cmd("SET").arg(key).arg(1).arg("PX").arg(1000).query_async::<Value>(&mut self.connection.clone()).await.map(drop)
     }
 }

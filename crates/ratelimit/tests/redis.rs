@@ -179,6 +179,37 @@ async fn when_redis_dies_the_in_process_store_takes_over_until_it_is_back() {
     assert_eq!(limiter.fallbacks(), 1);
 }
 
+/// A full Redis that refuses writes (`noeviction`, as the limits' own Redis runs) still
+/// answers PING and script loads: the limiter stays on the in-process store until a
+/// write goes through, rather than return to Redis at every probe and fall back again
+/// at the next check (a warning and a fallback each time).
+#[tokio::test]
+async fn a_full_redis_keeps_the_limiter_on_the_in_process_store_until_it_takes_writes() {
+    let server = RedisServer::start();
+    let limiter = Limiter::new(config(RedisTarget::Single(server.url()))).unwrap();
+    let policy = Policy::new("p", "1000/s burst 10".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.5")];
+    wait_for(Duration::from_secs(10), "a first answer from Redis", async || {
+        limiter.acquire(&check).await;
+        limiter.backend() == Backend::Redis
+    })
+    .await;
+    assert!(server.command("CONFIG SET maxmemory-policy noeviction").contains("OK"));
+    assert!(server.command("CONFIG SET maxmemory 1").contains("OK"));
+    limiter.acquire(&check).await;
+    assert_eq!((limiter.backend(), limiter.fallbacks()), (Backend::Local, 1));
+    // Twenty probe intervals (50 ms each) of checks: none returns to Redis to fail again.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(1) {
+        limiter.acquire(&check).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((limiter.backend(), limiter.fallbacks()), (Backend::Local, 1), "back to a Redis that refuses writes");
+    assert!(server.command("CONFIG SET maxmemory 0").contains("OK"));
+    wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+    assert_eq!(limiter.fallbacks(), 1);
+}
+
 #[tokio::test]
 async fn a_redis_slower_than_the_deadline_counts_as_down() {
     let server = RedisServer::start();
