@@ -227,11 +227,17 @@ impl AuthClient {
     /// Asks Auth once whether it accepts this service's introspection credentials, by
     /// introspecting a string that is no token (Auth answers `active: false` to a
     /// client it knows). Waits up to the JWKS timeout, not the introspection one: this
-    /// runs once, at start, on a cold connection. Meant for start-up, where a refusal
-    /// is a configuration error worth stopping for; a running service that meets one
-    /// degrades instead (see [`AuthClient::authenticate`]).
+    /// runs once, at start, on a cold connection. An answer sets what
+    /// [`credentials_refused`](Self::credentials_refused) reports, so readiness names a
+    /// refusal before any signed-in request meets it.
     pub async fn check_credentials(&self) -> CredentialCheck {
-        match self.introspect(CREDENTIAL_CHECK_TOKEN, None, self.inner.config.jwks_timeout).await {
+        let answer = self.introspect(CREDENTIAL_CHECK_TOKEN, None, self.inner.config.jwks_timeout).await;
+        match &answer {
+            Ok(_) => self.inner.credentials_refused.store(false, Ordering::Relaxed),
+            Err(IntrospectionError::Unauthorized) => self.inner.credentials_refused.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        match answer {
             Ok(_) => CredentialCheck::Accepted,
             Err(IntrospectionError::Unauthorized) => CredentialCheck::Refused,
             // Auth counts accepted credentials against their client's quota and refused

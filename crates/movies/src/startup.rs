@@ -25,14 +25,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates and binds. Auth need not be up: the keys are fetched in the
-    /// background, and anonymous traffic is served meanwhile. An Auth that is up and
-    /// refuses this service's introspection credentials stops the start
-    /// ([`check_auth_credentials`]).
+    /// Connects, migrates and binds. Auth need not be up, nor accept this service's
+    /// introspection credentials ([`check_auth_credentials`]): the keys are fetched in
+    /// the background, and the site is served meanwhile.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let auth_config = settings.auth_client()?;
         let auth = AuthClient::new(auth_config.clone());
-        check_auth_credentials(&auth, &auth_config.credential_settings).await?;
+        check_auth_credentials(&auth, &auth_config.credential_settings).await;
         let db = connect_and_migrate(settings).await?;
         auth.spawn_key_refresh();
         let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.redis_url, &settings.redis_key_prefix)?;
@@ -69,22 +68,25 @@ impl Application {
     }
 }
 
-/// Asks Auth whether it accepts the introspection credentials. A refusal stops the
-/// start: a service started with a wrong secret would serve every signed-in viewer on
-/// the token's signature alone, revocations unseen, while reporting itself ready. An
-/// Auth that does not answer does not stop it: the site must start without Auth.
-async fn check_auth_credentials(auth: &AuthClient, settings: &str) -> anyhow::Result<()> {
+/// Asks Auth whether it accepts the introspection credentials, and says so at start. A
+/// refusal is an error in the log naming the settings, and readiness reports
+/// `credentials_refused` at once; the service starts all the same, serving signed-in
+/// viewers on their token's signature: Auth's list of clients can change under a fleet
+/// (a rotation done in the wrong order, an entry dropped), and a refusal that stopped
+/// every start would take the catalogue down instance by instance for a fault of
+/// Auth's configuration. An Auth that does not answer is a warning.
+async fn check_auth_credentials(auth: &AuthClient, settings: &str) {
     match auth.check_credentials().await {
         CredentialCheck::Accepted => tracing::info!("Auth accepts this service's introspection credentials"),
-        CredentialCheck::Refused => anyhow::bail!(
-            "{settings}: Auth refused these introspection credentials (401); they must match an entry of Auth's AUTH_INTROSPECTION_CLIENTS"
+        CredentialCheck::Refused => tracing::error!(
+            "Auth refused this service's introspection credentials (401) at start: check {settings} against Auth's AUTH_INTROSPECTION_CLIENTS; \
+             signed-in requests are served on their token's signature, revocations unseen, until Auth accepts them"
         ),
         CredentialCheck::Unanswered(why) => tracing::warn!(
             error = %why,
             "could not check the introspection credentials with Auth; starting anyway, and signed-in requests are served on their token's signature until Auth answers"
         ),
     }
-    Ok(())
 }
 
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {

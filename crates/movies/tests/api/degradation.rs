@@ -223,10 +223,9 @@ async fn concurrent_requests_with_one_token_make_one_introspection_call() {
 }
 
 /// Auth up, but refusing the movies API's introspection credentials (401), as when
-/// Auth's list of clients changes under a running fleet (a wrong secret at start stops
-/// the start instead: `a_wrong_client_secret_stops_the_start_while_auth_is_up`). Here
-/// Auth is down when the movies API starts, so the start-up check cannot see the
-/// secret is wrong. Signed-in viewers are served degraded, as while Auth is down, rather
+/// Auth's list of clients changes under a running fleet. Here Auth is down when the
+/// movies API starts, so the start-up check cannot see the secret is wrong
+/// (`a_wrong_client_secret_at_start_is_an_error_and_readiness_names_it_at_once`). Signed-in viewers are served degraded, as while Auth is down, rather
 /// than refused; the breaker opens; readiness names the cause; and one error names the
 /// settings to check, not once per call, and never the secret.
 #[tokio::test]
@@ -254,22 +253,28 @@ async fn auth_refusing_a_running_services_credentials_serves_viewers_degraded_an
     assert!(!text.contains(WRONG_SECRET) && !text.contains(INTROSPECTION_SECRET), "a secret in the log:\n{text}");
 }
 
-/// A wrong secret while Auth is up stops the start with one line naming the settings
-/// (not the secret): a fleet started so would serve every signed-in viewer without
-/// revocation checks while reporting itself ready.
+/// A wrong secret while Auth is up is found at start: one error names the settings (not
+/// the secret), and readiness says `credentials_refused` before any signed-in request
+/// meets the refusal. The service starts all the same, and serves signed-in viewers
+/// degraded: stopping would take the catalogue down for a change on Auth's side.
 #[tokio::test]
-async fn a_wrong_client_secret_stops_the_start_while_auth_is_up() {
+async fn a_wrong_client_secret_at_start_is_an_error_and_readiness_names_it_at_once() {
     const WRONG_SECRET: &str = "not-the-secret-auth-knows-0123456789abcdef";
+    // The services' tasks run on this thread (current-thread runtime): their logs are captured.
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
     let auth = Auth::in_process().await;
-    let error = Movies::try_start_with(&auth.url, MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] })
-        .await
-        .err()
-        .expect("the start must fail");
-    let message = format!("{error:#}");
-    for expected in ["MOVIES_AUTH_CLIENT_ID and MOVIES_AUTH_CLIENT_SECRET", "refused", "AUTH_INTROSPECTION_CLIENTS"] {
-        assert!(message.contains(expected), "{expected}: {message}");
+    let movies = Movies::start_with(&auth.url, MoviesOptions { vars: vec![("MOVIES_AUTH_CLIENT_SECRET", WRONG_SECRET.into())] }).await;
+    let health: serde_json::Value = movies.json("/health/ready", None).await;
+    assert_eq!(health["auth"], "credentials_refused");
+    let text = logs.text();
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("refused this service's introspection credentials (401) at start")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    for expected in ["ERROR", "MOVIES_AUTH_CLIENT_ID and MOVIES_AUTH_CLIENT_SECRET", "AUTH_INTROSPECTION_CLIENTS"] {
+        assert!(errors[0].contains(expected), "{expected}: {}", errors[0]);
     }
-    assert!(!message.contains(WRONG_SECRET), "{message}");
+    movies.wait_for_keys().await;
+    assert_serves_degraded(&movies, &subscribers(&auth, 2).await).await;
+    assert!(!logs.text().contains(WRONG_SECRET), "a secret in the log");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -284,11 +284,6 @@ impl Movies {
     }
 
     pub async fn start_with(auth_url: &str, options: MoviesOptions) -> Self {
-        Self::try_start_with(auth_url, options).await.unwrap()
-    }
-
-    /// As [`Movies::start_with`], returning the error of a start that fails.
-    pub async fn try_start_with(auth_url: &str, options: MoviesOptions) -> anyhow::Result<Self> {
         let database = Database::new("movies");
         let mut vars: Vec<(&str, String)> = vec![
             ("MOVIES_LISTEN", "127.0.0.1:0".into()),
@@ -304,7 +299,7 @@ impl Movies {
         ];
         vars.extend(options.vars);
         let settings = movies::config::Settings::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
-        let app = movies::startup::Application::build(&settings).await?;
+        let app = movies::startup::Application::build(&settings).await.unwrap();
         let records = movies::demo::read(std::path::Path::new(FIXTURE)).unwrap();
         movies::demo::load(&app.state().db, &records).await.unwrap();
         let addr = app.local_addr();
@@ -313,7 +308,7 @@ impl Movies {
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Ok(Self { addr, client: http_client(), state, _database: database, redis_prefix: settings.redis_key_prefix, shutdown: Some(tx) })
+        Self { addr, client: http_client(), state, _database: database, redis_prefix: settings.redis_key_prefix, shutdown: Some(tx) }
     }
 
     pub fn url(&self, path: &str) -> String {
