@@ -56,7 +56,9 @@ fn route_policy<'a>(limits: &'a RateLimits, method: &Method, route: &str) -> Opt
         ("PUT", "/api/v1/users/me/password") => Some(&p.password_change),
         // Needs no login and stores a flow in Redis for its lifetime: without a policy
         // of its own, anonymous addresses could fill Redis at the general rate.
-        ("GET", "/api/v1/oauth/{provider}/authorize") => Some(&p.oauth_authorize),
+        // Starting a link stores the same flow: signed in, one account could otherwise
+        // keep tens of thousands alive at the per-user rate.
+        ("GET", "/api/v1/oauth/{provider}/authorize") | ("POST", "/api/v1/users/me/social/{provider}") => Some(&p.oauth_authorize),
         ("POST", "/api/v1/oauth/exchange") => Some(&p.oauth_exchange),
         _ => None,
     }

@@ -151,6 +151,15 @@ async fn social_sign_in_starts_and_code_exchanges_have_their_own_per_address_lim
     })
     .await;
 
+    // Starting a link stores the same flow, signed in: the same per-address quota.
+    let (_, tokens) = app.signed_in_user().await;
+    let ip = from("198.51.100.24");
+    assert_policy("oauth-authorize-ip", 2, "rate_limited", || {
+        let request = ip(app.client.post(app.url("/api/v1/users/me/social/yandex"))).bearer_auth(&tokens.access);
+        async move { request.send().await.unwrap() }
+    })
+    .await;
+
     let ip = from("198.51.100.22");
     assert_policy("oauth-exchange-ip", 2, "rate_limited", || async {
         ip(app.client.post(app.url("/api/v1/oauth/exchange"))).json(&json!({"code": "not-a-code"})).send().await.unwrap()
