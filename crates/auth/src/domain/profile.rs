@@ -73,17 +73,19 @@ impl Email {
             return Err("must not use compatibility forms such as fullwidth letters or ligatures: write name@example.com".into());
         }
         // Letters of one script per part (UTS #39): a Cyrillic `о` among Latin letters
-        // would make a second account that looks like the first.
+        // would make a second account that looks like the first. The domain's labels are
+        // read as they show, from the stored ASCII form: typed in Punycode (`xn--…`)
+        // they would pass as ASCII, and typed in fullwidth letters they are the plain
+        // ones (UTS-46 maps them).
+        let (shown_domain, _) = idna::domain_to_unicode(&normal.ascii_domain);
         use unicode_security::MixedScript as _;
-        if !local.is_single_script() || !domain.split('.').all(|label| label.is_single_script()) {
+        if !local.is_single_script() || !shown_domain.split('.').all(|label| label.is_single_script()) {
             return Err("must not mix letters of different scripts (such as Latin and Cyrillic) in one part".into());
         }
         // A whole-script confusable (UTS #39 §4): a part written wholly in letters of
         // another script that each look like a Latin one (Cyrillic `рор` beside `pop`).
-        // One script, so the rule above lets it by. Domain labels are taken as UTS-46
-        // maps them: fullwidth `ｅxample` is `example`.
-        let mapped_labels = domain.split('.').map(|label| label.nfkc().collect::<String>());
-        if looks_latin(local) || mapped_labels.into_iter().any(|label| looks_latin(&label)) {
+        // One script, so the rule above lets it by.
+        if looks_latin(local) || shown_domain.split('.').any(looks_latin) {
             return Err("must not be written in letters of another script that look like Latin ones (such as Cyrillic р and о)".into());
         }
         Ok(normal.into_email())
@@ -321,7 +323,7 @@ mod tests {
             assert!(Email::parse(invisible).is_err(), "{invisible:?} accepted");
         }
         // Look-alikes: a Cyrillic letter among Latin ones, in the local part or a label.
-        for look_alike in ["b\u{043e}b@example.com", "bob@\u{0435}xample.com"] {
+        for look_alike in ["b\u{043e}b@example.com", "bob@\u{0435}xample.com", "bob@xn--bb-fmc.com"] {
             assert!(Email::parse(look_alike).unwrap_err().contains("scripts"), "{look_alike:?} accepted");
         }
         // A quoted local part is the unquoted mailbox (RFC 5322 §3.2.4): refused.
@@ -333,10 +335,14 @@ mod tests {
             assert!(Email::parse(compatibility).unwrap_err().contains("compatibility"), "{compatibility:?} accepted");
         }
         assert_eq!(plain("carol@\u{ff45}xample.com"), "carol@example.com", "IDNA maps the domain's");
-        // Whole-script look-alikes: every letter Cyrillic, and each like a Latin one.
-        for look_alike in
-            ["\u{0440}\u{043e}\u{0440}@example.com", "ann@\u{0440}\u{0430}\u{0441}\u{0435}.com", "\u{0441}\u{0430}\u{0440}\u{0435}@example.com"]
-        {
+        // Whole-script look-alikes: every letter Cyrillic, and each like a Latin one;
+        // in a domain, typed in Unicode or in Punycode.
+        for look_alike in [
+            "\u{0440}\u{043e}\u{0440}@example.com",
+            "ann@\u{0440}\u{0430}\u{0441}\u{0435}.com",
+            "ann@xn--80ak5af.com",
+            "\u{0441}\u{0430}\u{0440}\u{0435}@example.com",
+        ] {
             assert!(Email::parse(look_alike).unwrap_err().contains("look like Latin"), "{look_alike:?} accepted");
         }
         // One script per part is fine, whichever it is: real Cyrillic names, and Latin
