@@ -140,13 +140,19 @@ pub async fn grant_role_within_limit(db: &PgPool, user_id: Uuid, role: &str) -> 
     if exists.is_none() {
         return Ok(None);
     }
-    let (held, has_it): (i64, bool) = sqlx::query_as(
-        "SELECT count(*), COALESCE(bool_or(r.name = $2), false) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1",
+    let (held, has_it, exists): (i64, bool, bool) = sqlx::query_as(
+        "SELECT count(*), COALESCE(bool_or(r.name = $2), false), EXISTS (SELECT 1 FROM roles WHERE name = $2)
+           FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1",
     )
     .bind(user_id)
     .bind(role)
     .fetch_one(&mut *tx)
     .await?;
+    // A role that does not exist is that, whatever the count (`grant_role` decides it
+    // again, under its lock on the role).
+    if !exists {
+        return Ok(Some(Grant::NoSuchRole));
+    }
     if held >= MAX_ROLES_PER_USER && !has_it {
         return Ok(Some(Grant::TooManyRoles));
     }

@@ -242,8 +242,11 @@ async fn a_user_holds_at_most_32_roles_and_their_token_still_works() {
     let refused = grant(name(MAX_ROLES_PER_USER)).await;
     let problem = assert_problem(refused, StatusCode::CONFLICT, "too_many_roles").await;
     assert!(problem["detail"].as_str().unwrap().contains(&MAX_ROLES_PER_USER.to_string()), "{problem}");
-    // Granting one already held is still fine at the cap.
+    // Granting one already held is still fine at the cap, and a role that does not
+    // exist is still that.
     assert_eq!(grant(name(1)).await.status(), StatusCode::OK);
+    let unknown = grant("no-such-role".into()).await;
+    assert_eq!(error_fields(&assert_problem(unknown, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await), ["role"]);
 
     let tokens = app.sign_in(&email).await;
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
