@@ -141,6 +141,9 @@ pub struct Loaded {
 /// after a bulk load, rather than leave searches planned blind until autovacuum comes
 /// by (or never, where it is off).
 pub async fn load(db: &PgPool, records: &[Record]) -> anyhow::Result<Loaded> {
+    // A replace with nothing would empty the catalogue: far likelier a wrong file than a
+    // wish, and the site's whole content.
+    anyhow::ensure!(!records.is_empty(), "the file holds no film; the catalogue is left as it is");
     let mut genres = BTreeMap::new();
     let mut persons = BTreeMap::new();
     for r in records {

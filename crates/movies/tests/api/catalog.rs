@@ -294,6 +294,10 @@ async fn loading_a_changed_file_updates_the_catalogue_in_place() {
         movies::demo::load(db, &records).await.unwrap();
     };
     let (films, links, names) = catalogue().await;
+    // A file with no film is refused, rather than replace the catalogue with nothing.
+    let empty = movies::demo::load(db, &[]).await.unwrap_err();
+    assert!(empty.to_string().contains("no film"), "{empty}");
+    assert_eq!(catalogue().await, (films.clone(), links, names.clone()));
     let mut records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(crate::helpers::FIXTURE).unwrap()).unwrap();
     // The only film of its director and the only action film, before a film of 1941.
     let only = records.iter().position(|r| r["Title"] == "The Matrix").unwrap();
