@@ -561,10 +561,12 @@ mod tests {
     }
 
     /// The write timeout counts only time without progress: a client that reads gets
-    /// an answer that takes many times the timeout's worth of socket buffers.
-    #[tokio::test]
+    /// an answer that takes many times the timeout's worth of socket buffers. (Server and
+    /// client on their own threads, and a timeout of seconds: a busy machine that stalls
+    /// the reader for a moment must not make the test fail.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_keeps_reading_gets_a_large_answer_whole() {
-        let server = server_with(ConnectionTimeouts { header_read: Duration::from_secs(30), write: Duration::from_millis(500) }, 1).await;
+        let server = server_with(ConnectionTimeouts { header_read: Duration::from_secs(30), write: Duration::from_secs(2) }, 1).await;
         let mut socket = TcpStream::connect(server.addr).await.unwrap();
         socket.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut received = Vec::new();
