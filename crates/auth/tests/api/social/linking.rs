@@ -15,6 +15,23 @@ async fn start_link(app: &TestApp, provider: &'static str, access: &str) -> Star
     started(provider, response).await
 }
 
+/// A new user of `app` links through the Mail.ru button, asking to return to the front
+/// end, and `stub` (the provider behind the button) signs `person` in: the callback's
+/// answer, and the user's tokens.
+async fn link_through_the_mailru_button_to_the_front_end(app: &TestApp, stub: &Stub, person: &Person) -> (reqwest::Response, crate::helpers::Tokens) {
+    let (_, tokens) = app.signed_in_user().await;
+    let response = browser()
+        .post(app.url("/api/v1/users/me/social/mailru"))
+        .query(&[("redirect_uri", FRONTEND)])
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
+    let flow = started("mailru", response).await;
+    stub.expect_sign_in(&flow, "c", person).await;
+    (callback(app, &flow, "c").await, tokens)
+}
+
 async fn linked(app: &TestApp, access: &str) -> Value {
     app.get_with("/api/v1/users/me/social", access).await.json().await.unwrap()
 }
@@ -60,17 +77,7 @@ async fn a_signed_in_user_links_an_account_and_then_signs_in_with_it() {
 async fn linking_can_return_to_the_front_end() {
     let stub = Stub::start(Kind::Mailru).await;
     let app = app_with(&[&stub], vec![]).await;
-    let (_, tokens) = app.signed_in_user().await;
-    let response = browser()
-        .post(app.url("/api/v1/users/me/social/mailru"))
-        .query(&[("redirect_uri", FRONTEND)])
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap();
-    let flow = started("mailru", response).await;
-    stub.expect_sign_in(&flow, "c", &Person::new("909", "x@mail.ru")).await;
-    let response = callback(&app, &flow, "c").await;
+    let (response, tokens) = link_through_the_mailru_button_to_the_front_end(&app, &stub, &Person::new("909", "x@mail.ru")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], format!("{FRONTEND}?linked=mailru").as_str());
     assert_eq!(linked(&app, &tokens.access).await.as_array().unwrap().len(), 1);
@@ -82,17 +89,7 @@ async fn linking_can_return_to_the_front_end() {
 async fn linking_through_the_mailru_button_via_vk_id_reports_the_vk_link_it_made() {
     let vk = Stub::start(Kind::Vk).await;
     let app = app_with(&[&vk], vec![("OAUTH_MAILRU_VIA_VKID", "true".into())]).await;
-    let (_, tokens) = app.signed_in_user().await;
-    let response = browser()
-        .post(app.url("/api/v1/users/me/social/mailru"))
-        .query(&[("redirect_uri", FRONTEND)])
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap();
-    let flow = started("mailru", response).await;
-    vk.expect_sign_in(&flow, "c", &Person::new("4242", "x@mail.ru")).await;
-    let response = callback(&app, &flow, "c").await;
+    let (response, tokens) = link_through_the_mailru_button_to_the_front_end(&app, &vk, &Person::new("4242", "x@mail.ru")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], format!("{FRONTEND}?linked=vk").as_str());
     assert_eq!(linked(&app, &tokens.access).await[0]["provider"], "vk");
