@@ -171,7 +171,7 @@ def main():
     wanted = {
         "nginx": {"auth": optional, "movies": optional},
         "auth": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "redis-limits": ("service_healthy", True), "jaeger": optional},
-        "movies": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "jaeger": optional,
+        "movies": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True), "redis-limits": ("service_healthy", True), "jaeger": optional,
                    "catalogue-demo": ("service_completed_successfully", True)},
         "catalogue-demo": {"postgres": ("service_healthy", True), "redis": ("service_healthy", True)},
     }
@@ -248,11 +248,12 @@ def main():
     # The Redis holding Auth's rate limits never evicts: an evicting one, filled by
     # other keys (OAuth flows), dropped the sign-in counters. The cache Redis evicts.
     check(not auth.get("AUTH_RATE_LIMIT_REDIS_CLUSTER_NODES"), "auth: the limits on the compose Redis, not a cluster")
-    limits_url = auth.get("AUTH_RATE_LIMIT_REDIS_URL") or auth.get("REDIS_URL", "")
-    check(re.fullmatch(r"redis://:[^@]+@redis-limits:6379", limits_url), f"auth: the limits in redis-limits, with its password: {limits_url}")
-    limits_host = urllib.parse.urlsplit(limits_url).hostname
-    check(limits_host in services and redis_option(services[limits_host], "maxmemory-policy") == "noeviction",
-          f"the Redis holding Auth's limits ({limits_host}) must run with --maxmemory-policy noeviction")
+    for env, who, variable in ((auth, "auth", "AUTH_RATE_LIMIT_REDIS_URL"), (movies, "movies", "MOVIES_RATE_LIMIT_REDIS_URL")):
+        limits_url = env.get(variable) or env.get("REDIS_URL", "")
+        check(re.fullmatch(r"redis://:[^@]+@redis-limits:6379", limits_url), f"{who}: the limits in redis-limits, with its password: {limits_url}")
+        limits_host = urllib.parse.urlsplit(limits_url).hostname
+        check(limits_host in services and redis_option(services[limits_host], "maxmemory-policy") == "noeviction",
+              f"the Redis holding {who}'s limits ({limits_host}) must run with --maxmemory-policy noeviction")
     check(redis_option(services["redis"], "maxmemory-policy") in ("volatile-lru", "allkeys-lru", "volatile-lfu", "allkeys-lfu"),
           "the cache Redis evicts (an LRU or LFU policy) rather than refuse writes")
     for name in ("redis", "redis-limits"):

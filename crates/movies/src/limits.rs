@@ -19,6 +19,10 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct RateLimitSettings {
     pub enabled: bool,
     pub trusted_proxies: TrustedProxies,
+    /// A Redis of their own for the limits (`MOVIES_RATE_LIMIT_REDIS_URL`); None: the
+    /// Redis of `REDIS_URL`, which also holds the answer cache. One that never evicts:
+    /// a full cache Redis that evicts would reset the counts.
+    pub redis_url: Option<SecretString>,
     pub redis_timeout: Duration,
     pub redis_probe_interval: Duration,
     pub api_anonymous: Rate,
@@ -26,9 +30,10 @@ pub struct RateLimitSettings {
 }
 
 impl RateLimitSettings {
-    pub const VARIABLES: [&str; 6] = [
+    pub const VARIABLES: [&str; 7] = [
         "MOVIES_RATE_LIMIT_ENABLED",
         "MOVIES_TRUSTED_PROXIES",
+        "MOVIES_RATE_LIMIT_REDIS_URL",
         "MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS",
         "MOVIES_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS",
         "MOVIES_RATE_LIMIT_API_ANONYMOUS",
@@ -39,6 +44,7 @@ impl RateLimitSettings {
         Ok(Self {
             enabled: env.flag("MOVIES_RATE_LIMIT_ENABLED", true)?,
             trusted_proxies: env.parse("MOVIES_TRUSTED_PROXIES", "")?,
+            redis_url: env.optional("MOVIES_RATE_LIMIT_REDIS_URL").map(Into::into),
             redis_timeout: env.millis("MOVIES_RATE_LIMIT_REDIS_TIMEOUT_MS", 25)?,
             redis_probe_interval: env.millis("MOVIES_RATE_LIMIT_REDIS_PROBE_INTERVAL_MS", 1000)?,
             api_anonymous: env.parse("MOVIES_RATE_LIMIT_API_ANONYMOUS", "20/s burst 40")?,
@@ -57,11 +63,17 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// Connects lazily: the service starts, and limits on its own, while Redis is down.
+    /// The limits' Redis is that of `MOVIES_RATE_LIMIT_REDIS_URL`, else `redis_url`
+    /// (`REDIS_URL`).
     pub fn new(settings: &RateLimitSettings, redis_url: &SecretString, key_prefix: &str) -> anyhow::Result<Self> {
-        let mut config = LimiterConfig::new(key_prefix, Some(RedisTarget::Single(redis_url.expose_secret().to_owned())));
+        let (url, name) = match &settings.redis_url {
+            Some(own) => (own, "MOVIES_RATE_LIMIT_REDIS_URL"),
+            None => (redis_url, "REDIS_URL"),
+        };
+        let mut config = LimiterConfig::new(key_prefix, Some(RedisTarget::Single(url.expose_secret().to_owned())));
         config.redis_timeout = settings.redis_timeout;
         config.probe_interval = settings.redis_probe_interval;
-        let limiter = Limiter::new(config).map_err(|_| anyhow::anyhow!("REDIS_URL: not a valid Redis URL"))?;
+        let limiter = Limiter::new(config).map_err(|_| anyhow::anyhow!("{name}: not a valid Redis URL"))?;
         Ok(Self {
             enabled: settings.enabled,
             limiter,

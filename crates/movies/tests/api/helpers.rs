@@ -315,6 +315,11 @@ impl Movies {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The prefix of this instance's Redis keys.
+    pub fn redis_prefix(&self) -> &str {
+        &self.redis_prefix
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         let mut request = self.client.get(self.url(path));
         if let Some(token) = token {

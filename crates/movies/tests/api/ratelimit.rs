@@ -41,6 +41,32 @@ async fn anonymous_viewers_are_limited_by_address_and_probes_never() {
     }
 }
 
+/// The limits can live in a Redis of their own (the deployment's never evicts):
+/// whatever happens to the keys of `REDIS_URL`, which also holds the answer cache and
+/// evicts when full, a viewer past the limit stays refused.
+#[tokio::test]
+async fn with_a_redis_of_their_own_the_limits_survive_the_loss_of_the_shared_redis_keys() {
+    let limits = ratelimit::testing::RedisServer::start();
+    let auth = Auth::in_process().await;
+    let options = MoviesOptions {
+        vars: vec![
+            ("MOVIES_RATE_LIMIT_ENABLED", "true".into()),
+            ("MOVIES_RATE_LIMIT_API_ANONYMOUS", "1/h burst 2".into()),
+            ("MOVIES_RATE_LIMIT_REDIS_URL", limits.url()),
+        ],
+    };
+    let movies = Movies::start_with(&auth.url, options).await;
+    for _ in 0..2 {
+        assert_eq!(movies.get("/api/v1/genres", None).await.status(), StatusCode::OK);
+    }
+    assert_problem(movies.get("/api/v1/genres", None).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let prefix = movies.redis_prefix();
+    assert!(limits.command("KEYS *").contains(&format!("{prefix}:rl:")), "the limits' own Redis holds the counts");
+    // What an evicting shared Redis does at worst: every key of this instance gone.
+    ratelimit::testing::delete_keys(&crate::helpers::redis_url(), prefix);
+    assert_problem(movies.get("/api/v1/genres", None).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
 #[tokio::test]
 async fn signed_in_viewers_are_limited_each_by_their_own_account() {
     let auth = Auth::in_process().await;
