@@ -231,13 +231,7 @@ impl AuthClient {
     /// [`credentials_refused`](Self::credentials_refused) reports, so readiness names a
     /// refusal before any signed-in request meets it.
     pub async fn check_credentials(&self) -> CredentialCheck {
-        let answer = self.introspect(CREDENTIAL_CHECK_TOKEN, None, self.inner.config.jwks_timeout).await;
-        match &answer {
-            Ok(_) => self.inner.credentials_refused.store(false, Ordering::Relaxed),
-            Err(IntrospectionError::Unauthorized) => self.inner.credentials_refused.store(true, Ordering::Relaxed),
-            Err(_) => {}
-        }
-        match answer {
+        match self.introspect(CREDENTIAL_CHECK_TOKEN, None, self.inner.config.jwks_timeout).await {
             Ok(_) => CredentialCheck::Accepted,
             Err(IntrospectionError::Unauthorized) => CredentialCheck::Refused,
             // Auth counts accepted credentials against their client's quota and refused
@@ -372,7 +366,6 @@ impl AuthClient {
         };
         match self.introspect(token, request_id, self.inner.config.introspection_timeout).await {
             Ok(answer) => {
-                self.inner.credentials_refused.store(false, Ordering::Relaxed);
                 call.succeeded();
                 Ok(answer.active.then(|| answer.roles.unwrap_or_default()))
             }
@@ -394,7 +387,6 @@ impl AuthClient {
             // fixes. Counted as a failure, so the breaker opens and signed-in requests
             // are served degraded without each waiting for a refusal.
             Err(IntrospectionError::Unauthorized) => {
-                self.inner.credentials_refused.store(true, Ordering::Relaxed);
                 self.log_refused_credentials();
                 call.failed();
                 Err(Unconfirmed)
@@ -473,6 +465,12 @@ impl AuthClient {
         .await;
         if result.is_err() {
             span.record("otel.status_code", "ERROR");
+        }
+        // Whatever asked: an answer clears a refusal, a refusal is remembered.
+        match &result {
+            Ok(_) => self.inner.credentials_refused.store(false, Ordering::Relaxed),
+            Err(IntrospectionError::Unauthorized) => self.inner.credentials_refused.store(true, Ordering::Relaxed),
+            Err(_) => {}
         }
         result
     }
