@@ -122,10 +122,10 @@ const SPAN_USER_AGENT_CHARS: usize = 512;
 const SPAN_HOST_CHARS: usize = 256;
 const SPAN_PATH_CHARS: usize = 1024;
 /// Ends a text that was cut, so a reader knows there was more.
-pub const CUT_MARKER: &str = "…[cut]";
+const CUT_MARKER: &str = "…[cut]";
 
 /// `text`, or its first `max_chars` characters followed by [`CUT_MARKER`].
-pub fn bounded(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+fn bounded(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(max_chars) {
         None => std::borrow::Cow::Borrowed(text),
         Some((end, _)) => std::borrow::Cow::Owned(format!("{}{CUT_MARKER}", &text[..end])),
