@@ -31,11 +31,57 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The cookie that binds a flow to the browser that started it: a callback from
 /// another browser (an attacker's link sent to a victim, or the reverse) is refused.
-pub const BROWSER_COOKIE: &str = "oauth_browser";
-/// Every route that starts, finishes or exchanges a flow: sign-in under `/api/v1/oauth`,
-/// linking under `/api/v1/users/me/social`. Narrower, the linking start would not see
-/// the cookie and would replace it, breaking flows under way in other tabs.
-const COOKIE_PATH: &str = "/api/v1";
+///
+/// Over HTTPS (`AUTH_PUBLIC_URL` https) it is `__Host-oauth_browser`. Browsers take a
+/// cookie of that name only from a secure origin, with `Secure`, `Path=/` and no
+/// `Domain`, so neither a sibling subdomain nor a plain-HTTP answer forged on the
+/// network can plant one: a planted binding would let an attacker finish their own
+/// sign-in in the victim's browser (login CSRF) or link their identity to the victim's
+/// account. Over plain HTTP (development) the prefix cannot be set; the cookie is
+/// `oauth_browser` on `/api/v1`, which covers every route that starts, finishes or
+/// exchanges a flow (sign-in under `/api/v1/oauth`, linking under
+/// `/api/v1/users/me/social`; narrower, the linking start would not see the cookie and
+/// would replace it, breaking flows under way in other tabs).
+#[derive(Clone, Copy)]
+pub struct BrowserCookie {
+    secure: bool,
+}
+
+impl BrowserCookie {
+    pub fn of(state: &AppState) -> Self {
+        Self { secure: state.oauth.secure_cookies() }
+    }
+
+    pub fn name(self) -> &'static str {
+        if self.secure { "__Host-oauth_browser" } else { "oauth_browser" }
+    }
+
+    fn path(self) -> &'static str {
+        if self.secure { "/" } else { "/api/v1" }
+    }
+
+    /// `Set-Cookie` of the binding `browser`, kept for `lifetime`.
+    fn header(self, browser: &str, lifetime: Duration) -> Result<HeaderValue> {
+        let (name, path, secure) = (self.name(), self.path(), if self.secure { "; Secure" } else { "" });
+        let cookie = format!("{name}={browser}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{secure}", lifetime.as_secs());
+        Ok(HeaderValue::from_str(&cookie).map_err(|e| anyhow::anyhow!("cookie header: {e}"))?)
+    }
+
+    /// The binding, when the request has a well-formed cookie of this name. A cookie
+    /// of the other name (`oauth_browser` on an HTTPS deployment) is not read: that is
+    /// the one anyone could have planted.
+    pub fn read(self, headers: &HeaderMap) -> Option<&str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name())
+            .map(|(_, value)| value)
+            .filter(|v| v.len() == 43 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    }
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct ProviderList {
@@ -108,31 +154,12 @@ pub async fn start_flow(
 ) -> Result<(Url, HeaderValue)> {
     let frontend = redirect_uri.map(|r| state.oauth.check_frontend_redirect(r)).transpose()?;
     // One binding per browser, reused across tabs so parallel flows do not evict each other.
-    let browser = browser_cookie(headers).map(str::to_owned).unwrap_or_else(pkce::random_token);
+    let cookie = BrowserCookie::of(state);
+    let browser = cookie.read(headers).map(str::to_owned).unwrap_or_else(pkce::random_token);
     let flow = FlowState::new(provider, &browser, frontend.map(String::from), link);
     let flow_state = state.oauth.flows.start(&flow).await?;
     let url = state.oauth.authorization_url(provider, &flow_state, &flow).await?;
-    Ok((url, browser_cookie_header(state, &browser, state.oauth.state_ttl())?))
-}
-
-/// `Set-Cookie` of the browser binding, kept for `lifetime`.
-fn browser_cookie_header(state: &AppState, browser: &str, lifetime: Duration) -> Result<HeaderValue> {
-    let secure = if state.oauth.secure_cookies() { "; Secure" } else { "" };
-    let cookie = format!("{BROWSER_COOKIE}={browser}; Path={COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}", lifetime.as_secs());
-    Ok(HeaderValue::from_str(&cookie).map_err(|e| anyhow::anyhow!("cookie header: {e}"))?)
-}
-
-/// The browser-binding cookie, when the request has a well-formed one.
-pub fn browser_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == BROWSER_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|v| v.len() == 43 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    Ok((url, cookie.header(&browser, state.oauth.state_ttl())?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -188,7 +215,7 @@ async fn callback(
         None => None,
     };
     let flow = flow.ok_or_else(invalid_state)?;
-    let callback = accept_callback(&query, provider, &flow, &headers)?;
+    let callback = accept_callback(&query, provider, &flow, BrowserCookie::of(&state).read(&headers))?;
     let identity = state.oauth.identify(provider, callback, &flow).await?;
 
     if let Some(link) = flow.link {
@@ -215,9 +242,10 @@ async fn callback(
             // The exchange needs the cookie, whose Max-Age counted from authorize may end
             // before the code's 60 s: sent again, it outlives the code (and, as at
             // authorize, any flow another tab started before).
-            let browser = browser_cookie(&headers).ok_or_else(invalid_state)?;
+            let cookie = BrowserCookie::of(&state);
+            let browser = cookie.read(&headers).ok_or_else(invalid_state)?;
             let lifetime = state.oauth.state_ttl().max(LOGIN_CODE_TTL);
-            response.headers_mut().insert(header::SET_COOKIE, browser_cookie_header(&state, browser, lifetime)?);
+            response.headers_mut().insert(header::SET_COOKIE, cookie.header(browser, lifetime)?);
             Ok(response)
         }
         None => Ok(open_session(&state, user_id, &client, provider.method()).await?.into_response()),
@@ -226,8 +254,8 @@ async fn callback(
 
 /// The checks of a callback whose `state` found its flow: the flow is this provider's
 /// and this browser's, the provider reports no error, and a code of sane length came.
-pub fn accept_callback<'q>(query: &'q CallbackQuery, provider: Provider, flow: &FlowState, headers: &HeaderMap) -> Result<Callback<'q>> {
-    if flow.provider != provider || !flow.is_same_browser(browser_cookie(headers)) {
+pub fn accept_callback<'q>(query: &'q CallbackQuery, provider: Provider, flow: &FlowState, browser: Option<&str>) -> Result<Callback<'q>> {
+    if flow.provider != provider || !flow.is_same_browser(browser) {
         return Err(invalid_state());
     }
     if let Some(error) = query.error.as_deref() {
@@ -289,7 +317,7 @@ async fn exchange(
     // Taken (and so spent) before the browser check: a code tried from another browser
     // is burnt, as a state is.
     let grant = state.oauth.flows.take_login_code(&body.login_code).await?.ok_or_else(invalid)?;
-    if !grant.is_same_browser(browser_cookie(&headers)) {
+    if !grant.is_same_browser(BrowserCookie::of(&state).read(&headers)) {
         tracing::info!(user_id = %grant.user_id, provider = grant.provider.as_str(), "login code presented by another browser");
         return Err(invalid());
     }
@@ -306,20 +334,38 @@ mod tests {
     #[test]
     fn the_browser_cookie_is_found_among_others_and_junk_is_ignored() {
         let value = "A".repeat(43);
+        for cookie in [BrowserCookie { secure: true }, BrowserCookie { secure: false }] {
+            let name = cookie.name();
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_str(&format!("a=1; {name}={value}; b=2")).unwrap());
+            assert_eq!(cookie.read(&headers), Some(value.as_str()));
+            headers.insert(header::COOKIE, HeaderValue::from_str(&format!("{name}=short")).unwrap());
+            assert_eq!(cookie.read(&headers), None);
+            assert_eq!(cookie.read(&HeaderMap::new()), None);
+        }
+    }
+
+    /// Over HTTPS only the `__Host-` cookie binds: a plain `oauth_browser`, which a
+    /// sibling subdomain or a forged HTTP answer can plant, is not read.
+    #[test]
+    fn over_https_only_the_host_prefixed_cookie_binds() {
+        let (secure, plain) = (BrowserCookie { secure: true }, BrowserCookie { secure: false });
+        let value = "A".repeat(43);
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("a=1; {BROWSER_COOKIE}={value}; b=2")).unwrap());
-        assert_eq!(browser_cookie(&headers), Some(value.as_str()));
-        headers.insert(header::COOKIE, HeaderValue::from_static("oauth_browser=short"));
-        assert_eq!(browser_cookie(&headers), None);
-        assert_eq!(browser_cookie(&HeaderMap::new()), None);
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("oauth_browser={value}")).unwrap());
+        assert_eq!(secure.read(&headers), None);
+        assert_eq!(plain.read(&headers), Some(value.as_str()));
+        let set = secure.header(&value, Duration::from_secs(600)).unwrap();
+        assert_eq!(set.to_str().unwrap(), format!("__Host-oauth_browser={value}; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure"));
+        let set = plain.header(&value, Duration::from_secs(600)).unwrap();
+        assert_eq!(set.to_str().unwrap(), format!("oauth_browser={value}; Path=/api/v1; Max-Age=600; HttpOnly; SameSite=Lax"));
     }
 
     #[test]
     fn a_callback_is_accepted_only_for_its_provider_and_browser_without_error_and_with_a_code() {
         let browser = "B".repeat(43);
         let flow = FlowState::new(Provider::Vk, &browser, None, None);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("{BROWSER_COOKIE}={browser}")).unwrap());
+        let same_browser = Some(browser.as_str());
         let query = |code: Option<&str>, error: Option<&str>| CallbackQuery {
             code: code.map(String::from),
             state: Some("s".into()),
@@ -332,16 +378,16 @@ mod tests {
             Err(other) => panic!("{other:?}"),
         };
         let ok = query(Some("c"), None);
-        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, &headers)), Ok(("c".into(), Some("d".into()))));
-        assert_eq!(code_of(accept_callback(&ok, Provider::Yandex, &flow, &headers)), Err("invalid_state"));
-        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, &HeaderMap::new())), Err("invalid_state"));
+        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, same_browser)), Ok(("c".into(), Some("d".into()))));
+        assert_eq!(code_of(accept_callback(&ok, Provider::Yandex, &flow, same_browser)), Err("invalid_state"));
+        assert_eq!(code_of(accept_callback(&ok, Provider::Vk, &flow, None)), Err("invalid_state"));
         // The binding is checked before the provider's error is looked at.
         let denied = query(None, Some("access_denied"));
-        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, &HeaderMap::new())), Err("invalid_state"));
-        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, &headers)), Err("provider_denied"));
-        assert_eq!(code_of(accept_callback(&query(Some("c"), Some("server_error")), Provider::Vk, &flow, &headers)), Err("provider_error"));
+        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, None)), Err("invalid_state"));
+        assert_eq!(code_of(accept_callback(&denied, Provider::Vk, &flow, same_browser)), Err("provider_denied"));
+        assert_eq!(code_of(accept_callback(&query(Some("c"), Some("server_error")), Provider::Vk, &flow, same_browser)), Err("provider_error"));
         for bad in [None, Some(""), Some(&*"c".repeat(2049))] {
-            assert_eq!(code_of(accept_callback(&query(bad, None), Provider::Vk, &flow, &headers)), Err("provider_error"));
+            assert_eq!(code_of(accept_callback(&query(bad, None), Provider::Vk, &flow, same_browser)), Err("provider_error"));
         }
     }
 }

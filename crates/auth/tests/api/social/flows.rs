@@ -198,7 +198,7 @@ async fn the_callback_renews_the_browser_cookie_to_outlive_the_login_code() {
     let set_cookie = response.headers().get("set-cookie").expect("the callback sets the cookie again").to_str().unwrap().to_owned();
     let attributes: Vec<&str> = set_cookie.split("; ").collect();
     assert_eq!(attributes[0], flow.cookie, "the same binding: {set_cookie}");
-    for expected in ["Path=/api/v1", "HttpOnly", "SameSite=Lax", "Secure"] {
+    for expected in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
         assert!(attributes.contains(&expected), "{expected} missing: {set_cookie}");
     }
     let max_age: u64 = attributes.iter().find_map(|a| a.strip_prefix("Max-Age=")).expect("a Max-Age").parse().unwrap();

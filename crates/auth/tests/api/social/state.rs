@@ -89,6 +89,57 @@ async fn a_state_is_bound_to_the_browser_that_started_the_flow() {
     assert_eq!(user_count(&app).await, 0);
 }
 
+/// A sibling subdomain, or a forged answer over plain HTTP, can plant an `oauth_browser`
+/// cookie holding the attacker's own binding; the victim's browser then finishing the
+/// attacker's flow would sign the victim in as the attacker. Over HTTPS only the
+/// `__Host-` cookie, which neither can set, binds a flow.
+#[tokio::test]
+async fn a_planted_cookie_without_the_host_prefix_does_not_bind() {
+    let stub = Stub::start(Kind::Yandex).await;
+    stub.expect_no_exchange().await;
+    let app = app_with(&[&stub], vec![]).await;
+    let attackers = authorize(&app, "yandex", None).await;
+    let planted = attackers.cookie.strip_prefix("__Host-").expect("a __Host- cookie");
+    let query = [("code", "c".to_owned()), ("state", attackers.state())];
+    assert_invalid_state(callback_with(&app, "yandex", &query, Some(planted)).await).await;
+    assert_eq!(user_count(&app).await, 0);
+}
+
+/// Over plain HTTP (development) a browser would drop a `__Host-` cookie: the flow
+/// cookie is the plain one, on the API's path, without `Secure`, and it binds.
+#[tokio::test]
+async fn over_plain_http_the_flow_cookie_has_no_prefix_and_binds() {
+    let stub = Stub::start(Kind::Yandex).await;
+    let app = app_with(&[&stub], vec![("AUTH_PUBLIC_URL", "http://localhost:8000".into())]).await;
+    let authorize = |cookie: Option<String>| {
+        let mut request = browser().get(app.url("/api/v1/oauth/yandex/authorize"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::FOUND);
+            let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+            let attributes: Vec<&str> = set_cookie.split("; ").collect();
+            assert!(attributes[0].starts_with("oauth_browser="), "{set_cookie}");
+            assert!(attributes.contains(&"Path=/api/v1") && attributes.contains(&"HttpOnly") && !attributes.contains(&"Secure"), "{set_cookie}");
+            Started {
+                provider: "yandex",
+                location: url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap(),
+                cookie: attributes[0].to_owned(),
+                callback_url: "http://localhost:8000/api/v1/oauth/yandex/callback".into(),
+            }
+        }
+    };
+    let first = authorize(None).await;
+    let query = [("code", "c".to_owned()), ("state", first.state())];
+    assert_invalid_state(callback_with(&app, "yandex", &query, None).await).await;
+    let second = authorize(Some(first.cookie.clone())).await;
+    assert_eq!(second.cookie, first.cookie);
+    stub.expect_sign_in(&second, "plain", &Person::new("44", "plain@yandex.ru")).await;
+    assert_eq!(callback(&app, &second, "plain").await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_browser_keeps_one_binding_across_parallel_flows() {
     let stub = Stub::start(Kind::Yandex).await;

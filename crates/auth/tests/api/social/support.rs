@@ -364,7 +364,7 @@ pub struct Started {
     pub provider: &'static str,
     /// The provider address the browser was sent to.
     pub location: Url,
-    /// `oauth_browser=…`, to send back on the callback.
+    /// `__Host-oauth_browser=…`, to send back on the callback.
     pub cookie: String,
     pub callback_url: String,
 }
@@ -383,9 +383,13 @@ impl Started {
 pub async fn started(provider: &'static str, response: Response) -> Started {
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
     let attributes: Vec<&str> = cookie.split("; ").collect();
-    // The path covers sign-in (/api/v1/oauth) and linking (/api/v1/users/me/social).
-    assert!(attributes.contains(&"HttpOnly") && attributes.contains(&"SameSite=Lax") && attributes.contains(&"Path=/api/v1"), "{cookie}");
-    assert!(cookie.contains("Secure"), "AUTH_PUBLIC_URL is https in tests: {cookie}");
+    // AUTH_PUBLIC_URL is https in tests: a `__Host-` cookie, which only a secure origin
+    // can set (Secure, Path=/, no Domain).
+    assert!(attributes[0].starts_with("__Host-oauth_browser="), "{cookie}");
+    for expected in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
+        assert!(attributes.contains(&expected), "{expected} missing: {cookie}");
+    }
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
     let cookie = cookie.split(';').next().unwrap().to_owned();
     let location = if response.status() == StatusCode::FOUND {
         response.headers()["location"].to_str().unwrap().to_owned()
