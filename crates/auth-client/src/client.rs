@@ -6,7 +6,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
@@ -22,7 +22,7 @@ use crate::{
     breaker::{Breaker, BreakerState},
     config::AuthClientConfig,
     introspection::{IntrospectionRequest, IntrospectionResponse},
-    keys::KeyCache,
+    keys::{FetchSlot, KeyCache},
 };
 
 /// The claims of an access token this library relies on.
@@ -40,6 +40,14 @@ pub(crate) struct Claims {
 impl Claims {
     pub(crate) fn user(&self, roles: Vec<String>) -> User {
         User { id: self.sub, session_id: self.sid, token_id: self.jti, roles, age_class: self.age_class }
+    }
+}
+
+/// Every counter the client keeps, at zero, so that an alert can tell zero from a
+/// series missing. Call once the metrics recorder is installed.
+pub fn register_metrics() {
+    for name in ["auth_client_degraded_total", "auth_client_introspections_shed_total", "auth_client_introspections_throttled_total"] {
+        metrics::counter!(name).increment(0);
     }
 }
 
@@ -120,6 +128,8 @@ struct Inner {
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
+    /// Told when a JWKS fetch starts failing, so the background refresh retries soon.
+    jwks_failed: tokio::sync::Notify,
     /// `Authorization: Basic` of every introspection, built once (marked sensitive).
     credentials: reqwest::header::HeaderValue,
     /// When Auth's refusal of our credentials was last logged: at most once a minute.
@@ -184,21 +194,27 @@ impl AuthClient {
                 validation,
                 introspections,
                 jwks_failing: AtomicBool::new(false),
+                jwks_failed: tokio::sync::Notify::new(),
             }),
         }
     }
 
     /// Starts the background task that fetches the JWKS: every `jwks_retry_interval`
-    /// while no key is known, then every `jwks_refresh_interval`. Returns at once,
-    /// whether Auth is up or not.
+    /// while the last fetch failed (no key known yet, or Auth down since), else every
+    /// `jwks_refresh_interval`. Returns at once, whether Auth is up or not.
     pub fn spawn_key_refresh(&self) -> tokio::task::JoinHandle<()> {
         let client = self.clone();
         tokio::spawn(async move {
             loop {
-                let ok = client.refresh_keys().await;
                 let config = &client.inner.config;
-                let wait = if ok || !client.inner.keys.is_empty() { config.jwks_refresh_interval } else { config.jwks_retry_interval };
-                tokio::time::sleep(wait).await;
+                let wait = if client.refresh_keys().await { config.jwks_refresh_interval } else { config.jwks_retry_interval };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // A fetch on a request path failed: retried here soon, rather than
+                    // at the next refresh minutes later, so readiness and the keys
+                    // recover as soon as Auth does.
+                    () = client.inner.jwks_failed.notified() => tokio::time::sleep(config.jwks_retry_interval).await,
+                }
             }
         })
     }
@@ -241,9 +257,13 @@ impl AuthClient {
         }
     }
 
-    /// Fetches the JWKS now; true when keys were loaded.
+    /// Fetches the JWKS now, waiting up to the JWKS timeout; true when keys were loaded.
     pub async fn refresh_keys(&self) -> bool {
-        match self.fetch_keys().await {
+        self.refresh_keys_within(self.inner.config.jwks_timeout).await
+    }
+
+    async fn refresh_keys_within(&self, timeout: Duration) -> bool {
+        match self.fetch_keys(timeout).await {
             Ok(loaded) => {
                 if self.inner.jwks_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(keys = loaded, "JWKS fetched again");
@@ -253,31 +273,24 @@ impl AuthClient {
             Err(why) => {
                 if !self.inner.jwks_failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %why, "JWKS fetch failed; keeping the keys already known and retrying");
+                    self.inner.jwks_failed.notify_one();
                 }
                 false
             }
         }
     }
 
-    async fn fetch_keys(&self) -> Result<usize, String> {
+    async fn fetch_keys(&self, timeout: Duration) -> Result<usize, String> {
         let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
+        let asked_at = SystemTime::now();
         let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %url);
         let headers = outgoing_headers(&span, None);
-        let response = self
-            .inner
-            .http
-            .get(&url)
-            .headers(headers)
-            .timeout(self.inner.config.jwks_timeout)
-            .send()
-            .instrument(span)
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = self.inner.http.get(&url).headers(headers).timeout(timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
         let set: JwkSet = response.json().await.map_err(|e| format!("unreadable: {e}"))?;
-        match self.inner.keys.replace(&set) {
+        match self.inner.keys.replace(&set, asked_at) {
             0 => Err("no usable key in the set".into()),
             loaded => Ok(loaded),
         }
@@ -305,10 +318,10 @@ impl AuthClient {
                 let Some(kid) = eddsa_kid(token) else { return Authentication::Invalid };
                 let key = match self.inner.keys.get(&kid) {
                     Some(key) => key,
-                    None => match self.key_after_refetch(&kid).await {
+                    None => match self.key_after_refetch(&kid, token).await {
                         KeyLookup::Found(key) => key,
                         KeyLookup::Unknown => return Authentication::Invalid,
-                        KeyLookup::Unreachable => return Authentication::Unverifiable,
+                        KeyLookup::Undecided => return Authentication::Unverifiable,
                     },
                 };
                 let Some(claims) = decode_claims(token, &key, &self.inner.validation) else {
@@ -324,16 +337,27 @@ impl AuthClient {
         }
     }
 
-    async fn key_after_refetch(&self, kid: &str) -> KeyLookup {
-        let min_interval = self.inner.config.unknown_kid_refetch_interval;
-        match self.inner.keys.fetch_slot(min_interval).await {
-            Some(_slot) if !self.refresh_keys().await => return KeyLookup::Unreachable,
-            Some(_slot) => {}
+    /// The key `kid` once the key set has been refetched, when a refetch is due. On a
+    /// request path: neither a fetch of its own nor one under way for another request
+    /// is waited for longer than an introspection, so a hanging Auth never holds a
+    /// viewer for the JWKS timeout.
+    async fn key_after_refetch(&self, kid: &str, token: &str) -> KeyLookup {
+        let config = &self.inner.config;
+        match self.inner.keys.fetch_slot(config.unknown_kid_refetch_interval, config.introspection_timeout).await {
+            FetchSlot::Busy => return KeyLookup::Undecided,
+            FetchSlot::Due(_slot) if !self.refresh_keys_within(config.introspection_timeout).await => return KeyLookup::Undecided,
+            FetchSlot::Due(_slot) => {}
             // Fetched recently: trust that answer, unless it was a failure. Auth did not
             // say it does not know this key then: the token may be good (a key published
             // just before Auth went down), so it is served as anonymous, not refused.
-            None if self.inner.keys.is_empty() || self.inner.jwks_failing.load(Ordering::Relaxed) => return KeyLookup::Unreachable,
-            None => {}
+            FetchSlot::Recent if self.inner.keys.is_empty() || self.inner.jwks_failing.load(Ordering::Relaxed) => return KeyLookup::Undecided,
+            // Nor does a set asked for before the token was issued say anything of its
+            // key: after a rotation not announced ahead, the first token under the new
+            // key is good, and refusing it (401) until the next refetch would send its
+            // viewer round a refresh loop. Served as anonymous instead; a forged token
+            // naming a fresh date gains nothing by it.
+            FetchSlot::Recent if !self.inner.keys.asked_after(issued_at(token)) => return KeyLookup::Undecided,
+            FetchSlot::Recent => {}
         }
         self.inner.keys.get(kid).map_or(KeyLookup::Unknown, KeyLookup::Found)
     }
@@ -449,7 +473,8 @@ impl AuthClient {
                 .send()
                 .await
                 .map_err(|e| IntrospectionError::Failed(if e.is_timeout() { "timed out".to_owned() } else { format!("unreachable: {e}") }))?;
-            tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+            // As an i64: tracing-opentelemetry has no u64 field, and would export a string.
+            tracing::Span::current().record("http.response.status_code", i64::from(response.status().as_u16()));
             if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
                 return Err(IntrospectionError::Throttled);
             }
@@ -507,10 +532,29 @@ enum IntrospectionError {
 
 enum KeyLookup {
     Found(jsonwebtoken::DecodingKey),
-    /// Auth answered, and has no such key: the token is forged or from elsewhere.
+    /// Auth answered, after the token was issued, and has no such key: the token is
+    /// forged or from elsewhere.
     Unknown,
-    /// Auth could not be asked.
-    Unreachable,
+    /// Auth could not be asked, or not since the token was issued.
+    Undecided,
+}
+
+/// How far Auth's clock may run ahead of ours: a token is taken as issued this much
+/// later than its `iat` says.
+const CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// When the token was issued, by its unverified `iat` (its key is not held), plus the
+/// clock skew; the epoch when it has none (every token of Auth's has one).
+fn issued_at(token: &str) -> SystemTime {
+    #[derive(Deserialize)]
+    struct IssuedAt {
+        iat: u64,
+    }
+    jsonwebtoken::dangerous::insecure_decode_claims::<IssuedAt>(token)
+        .ok()
+        .and_then(|claims| UNIX_EPOCH.checked_add(Duration::from_secs(claims.iat)))
+        .and_then(|at| at.checked_add(CLOCK_SKEW))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// RFC 6749 §2.3.1 `client_secret_basic`: Base64 of the form-urlencoded id and secret.

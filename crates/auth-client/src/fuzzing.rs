@@ -26,7 +26,7 @@ pub struct LocalVerifier {
 impl LocalVerifier {
     pub fn new(jwks: &JwkSet, issuer: &str, audience: &str) -> Self {
         let keys = KeyCache::default();
-        keys.replace(jwks);
+        keys.replace(jwks, std::time::SystemTime::now());
         Self { keys, validation: validation(issuer, audience) }
     }
 

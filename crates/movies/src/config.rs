@@ -103,6 +103,8 @@ impl Settings {
                 "MOVIES_AUTH_BREAKER_OPEN_MS",
                 "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
                 "MOVIES_AUTH_JWKS_RETRY_MS",
+                "MOVIES_AUTH_JWKS_TIMEOUT_MS",
+                "MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS",
                 CLIENT_ID,
                 CLIENT_SECRET,
             ]
@@ -132,6 +134,8 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     let max_concurrent_introspections = max_concurrent_introspections(env)?;
     let jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
     let jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+    let jwks_timeout = env.millis("MOVIES_AUTH_JWKS_TIMEOUT_MS", 2000)?;
+    let unknown_kid_refetch_interval = env.millis("MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS", 5000)?;
     let Some(client_secret) = client_secret else { return Ok(None) };
     let mut auth = AuthClientConfig::new(url, client_id.as_str(), client_secret);
     auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
@@ -144,6 +148,8 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     auth.max_concurrent_introspections = max_concurrent_introspections;
     auth.jwks_refresh_interval = jwks_refresh_interval;
     auth.jwks_retry_interval = jwks_retry_interval;
+    auth.jwks_timeout = jwks_timeout;
+    auth.unknown_kid_refetch_interval = unknown_kid_refetch_interval;
     Ok(Some(auth))
 }
 

@@ -157,6 +157,9 @@ async fn metrics_count_requests_sign_ins_limits_pools_and_degradation() {
     let before = Scrape::of(&client, &movies.url("")).await;
     assert_eq!(before.expect("auth_client_breaker_open", &[]), 0.0, "the breaker's state is reported before it ever changes");
     let degraded_before = before.expect("auth_client_degraded_total", &[]);
+    for counter in ["auth_client_introspections_shed_total", "auth_client_introspections_throttled_total"] {
+        assert_eq!(before.expect(counter, &[]), 0.0, "{counter} is listed before it first moves");
+    }
     auth.kill();
     let mut degraded = 0.0;
     for _ in 0..10 {

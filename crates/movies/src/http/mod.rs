@@ -87,7 +87,7 @@ async fn viewer_cache_headers(request: axum::extract::Request, next: middleware:
 /// of Auth, which the breaker itself only reports when it changes.
 fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
     platform::metrics::install();
-    metrics::counter!("auth_client_degraded_total").increment(0);
+    auth_client::register_metrics();
     let (db, auth) = (state.db.clone(), state.auth.clone());
     platform::metrics::endpoint(move || {
         platform::metrics::record_pool("movies", &db);

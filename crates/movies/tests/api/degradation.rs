@@ -8,7 +8,7 @@ use auth_client::BreakerState;
 use reqwest::StatusCode;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
-use crate::helpers::{Auth, INTROSPECTION_SECRET, Movies, MoviesOptions, Tokens, eventually};
+use crate::helpers::{Auth, INTROSPECTION_SECRET, Movies, MoviesOptions, Tokens, assert_problem, eventually};
 
 /// Longest any request may take while Auth misbehaves: well above the 100 ms
 /// introspection timeout, far below a hang.
@@ -310,14 +310,76 @@ async fn a_token_under_a_key_not_yet_fetched_is_anonymous_while_auth_is_down() {
     let movies = Movies::start(&auth.url).await;
     movies.wait_for_keys().await;
     auth.stop();
-    // Header {"alg":"EdDSA","typ":"JWT","kid":"never-published"}; the signature cannot be
-    // checked without the key, so its bytes do not matter.
-    let token = format!("eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6Im5ldmVyLXB1Ymxpc2hlZCJ9.e30.{}", "A".repeat(86));
+    let token = token_under_an_unpublished_key();
     for attempt in 0..3 {
         let response = movies.get("/api/v1/films", Some(&token)).await;
         assert_eq!(response.status(), StatusCode::OK, "attempt {attempt}");
         assert_eq!(response.headers().get("x-auth-degraded").map(|v| v.to_str().unwrap()), Some("1"), "attempt {attempt}");
     }
+}
+
+/// A token naming a key never published, with no `iat`: Auth cannot have issued it.
+/// Header {"alg":"EdDSA","typ":"JWT","kid":"never-published"}, claims {}; the signature
+/// cannot be checked without the key, so its bytes do not matter.
+fn token_under_an_unpublished_key() -> String {
+    format!("eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6Im5ldmVyLXB1Ymxpc2hlZCJ9.e30.{}", "A".repeat(86))
+}
+
+fn is_degraded(response: &reqwest::Response) -> bool {
+    response.headers().get("x-auth-degraded").is_some_and(|v| v == "1")
+}
+
+/// After a key rotation not announced ahead, anyone's junk token naming an unknown key
+/// spends the refetch; until the next one, the key set held predates every token under
+/// the new key and says nothing of it. Such tokens are served as anonymous, not refused
+/// as forged (which would send their apps round a refresh loop). The refetch interval
+/// is made an hour, so nothing but this rule can let them through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_under_a_new_key_is_not_refused_while_the_refetch_is_spent() {
+    let mut auth = Auth::process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS", "3600000".into())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let junk = token_under_an_unpublished_key();
+    // Auth answered the refetch and lacks the key: refused.
+    assert_problem(movies.get("/api/v1/films", Some(&junk)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    auth.restart_with_a_new_key().await;
+    let viewer = auth.viewer(&["subscriber"], None).await;
+    for attempt in 0..2 {
+        let response = movies.get("/api/v1/films", Some(&viewer.access)).await;
+        assert_eq!(response.status(), StatusCode::OK, "attempt {attempt}");
+        assert!(is_degraded(&response), "attempt {attempt}");
+    }
+    // A token that cannot be newer than the key set (it has no `iat`) is still refused.
+    assert_problem(movies.get("/api/v1/films", Some(&junk)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+/// Auth hanging, and a token under a key the movies API does not hold (a rotation):
+/// neither the request that fetches the keys nor the ones behind it wait for the JWKS
+/// timeout, made 60 s here, so a wait for it could not pass for a slow answer. Once
+/// Auth answers again, the failed fetch has the background retry find the new key
+/// and readiness says "ok", without waiting for the 5-minute refresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_auth_holds_no_request_for_the_jwks_timeout() {
+    let mut auth = Auth::process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_JWKS_TIMEOUT_MS", "60000".into())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    auth.restart_with_a_new_key().await;
+    let viewer = auth.viewer(&["subscriber"], None).await;
+    auth.freeze();
+    let requests = (0..4).map(|_| tokio::time::timeout(NO_HANG, movies.get("/api/v1/films", Some(&viewer.access))));
+    for answer in futures::future::join_all(requests).await {
+        let response = answer.expect("a request waited on a hanging Auth for the keys");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(is_degraded(&response));
+    }
+    readiness_says_auth_is(&movies, "degraded").await;
+    auth.thaw();
+    readiness_says_auth_is(&movies, "ok").await;
+    let response = movies.get("/api/v1/films", Some(&viewer.access)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!is_degraded(&response), "the new key is held once Auth answers");
 }
 
 /// One answer of the movies API under load.

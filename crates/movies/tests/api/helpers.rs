@@ -200,6 +200,16 @@ impl Auth {
         child.wait().unwrap();
     }
 
+    /// Stops Auth and starts it again signing with a new key, the old one no longer
+    /// published: a rotation not announced ahead.
+    pub async fn restart_with_a_new_key(&mut self) {
+        self.stop();
+        let key = self.env.iter_mut().find(|(k, _)| k == "AUTH_JWT_DEV_KEY_FILE").expect("a development key file");
+        let _ = std::fs::remove_file(&key.1);
+        key.1 = std::env::temp_dir().join("movies-tests").join(format!("{}.pem", Uuid::new_v4().simple())).display().to_string();
+        self.start().await;
+    }
+
     /// SIGSTOP: the port stays open, connections are accepted by the kernel, nothing answers.
     pub fn freeze(&self) {
         self.signal("STOP");
