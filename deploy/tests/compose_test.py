@@ -4,7 +4,7 @@
 Parses the compose file and asserts its structure and wiring: every service, its
 image or build, healthcheck, dependencies and their conditions, ports, networks, and
 the environment that connects the services to each other (database and Redis URLs,
-Jaeger, nginx's upstreams and trusted address, the request-id requirement, the one
+Jaeger, nginx's upstreams (resolved while running) and trusted address, the request-id requirement, the one
 secret with which the movies API signs playback URLs and nginx verifies them; Auth's
 rate limits in a Redis that never evicts, the caches in one that does). Every
 service variable it sets must be one the service reads (documented in the root
@@ -227,6 +227,23 @@ def main():
               "location /media/ checks secure_link in the movies API's format (crates/movies/src/playback.rs)")
     nenv = {k: resolve(v, deployed) for k, v in nginx.get("environment", {}).items()}
     check(nenv.get("NGINX_LISTEN") == "80", "nginx listens on 80 in the container")
+    # The services' names are looked up while nginx runs (`resolve`, open-source nginx
+    # >= 1.27.3), from Docker's DNS: looked up once at start, a missing Auth container
+    # kept nginx from starting, and a recreated one was 502 until nginx restarted.
+    version = re.match(r"nginx:(\d+)\.(\d+)", nginx["image"])
+    check(version is not None and (int(version.group(1)), int(version.group(2))) >= (1, 28),
+          f"nginx {nginx['image']}: `resolve` in an upstream needs nginx >= 1.27.3 (a stable 1.28 or later)")
+    check(nenv.get("NGINX_RESOLVER") == "127.0.0.11", "nginx asks Docker's DNS (127.0.0.11) for the services' addresses")
+    check(nenv.get("NGINX_UPSTREAM_RESOLVE") == "resolve", "nginx's upstreams are resolved while running (NGINX_UPSTREAM_RESOLVE=resolve)")
+    check(re.search(r"^resolver \$\{NGINX_RESOLVER\} valid=\d+s ipv6=off;$", template, re.M) is not None,
+          "the template has an http-level `resolver ${NGINX_RESOLVER} valid=...s ipv6=off;`")
+    upstream_blocks = re.findall(r"^upstream (\w+) \{\n(.*?)^\}", template, re.M | re.S)
+    check({name for name, _ in upstream_blocks} == {"auth", "movies"}, f"the template's upstreams: {[n for n, _ in upstream_blocks]}")
+    for name, body in upstream_blocks:
+        servers = re.findall(r"^\s*server (.*);$", body, re.M)
+        check(re.search(r"^\s*zone \w+ \d+k;$", body, re.M) is not None, f"upstream {name}: a zone (`resolve` needs one)")
+        check(servers and all(s.endswith(" ${NGINX_UPSTREAM_RESOLVE}") for s in servers),
+              f"upstream {name}: every server takes ${{NGINX_UPSTREAM_RESOLVE}}: {servers}")
 
     # The services' environment.
     auth = {k: resolve(v, deployed) for k, v in services["auth"].get("environment", {}).items()}

@@ -262,7 +262,11 @@ class Stack:
         self.nginx_port = free_port()
         variables.update({"NGINX_LISTEN": f"127.0.0.1:{self.nginx_port}", "AUTH_UPSTREAM": f"127.0.0.1:{self.auth_port}",
                           "MOVIES_UPSTREAM": f"127.0.0.1:{self.movies_port}", "NGINX_LIMIT_RATE": LIMIT_RATE, "NGINX_LIMIT_BURST": str(LIMIT_BURST),
-                          "STREAM_SIGNING_SECRET": self.stream_secret})
+                          "STREAM_SIGNING_SECRET": self.stream_secret,
+                          # Debian's nginx 1.22 has no `resolve` in upstreams: the upstreams
+                          # are addresses here, and nginx_resolve_test.py runs the
+                          # resolving with nginx 1.28. The resolver is then never asked.
+                          "NGINX_RESOLVER": "127.0.0.1", "NGINX_UPSTREAM_RESOLVE": ""})
         # What the image's 20-envsubst-on-templates.sh does: envsubst restricted to the
         # names of the defined variables.
         shell_format = " ".join(f"${{{name}}}" for name in variables)
