@@ -19,8 +19,10 @@ import ipaddress
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 
 import yaml
@@ -108,8 +110,30 @@ def main():
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
+    # The Redis containers check the password, then start redis-server through the
+    # image's entrypoint: it drops to the redis user only when its first argument is
+    # redis-server, so `sh -c "...; exec redis-server"` ran the server as root. Run
+    # here with the entrypoint and the server stubbed.
+    stubs = pathlib.Path(tempfile.mkdtemp(prefix="compose-test-stubs-"))
+    (stubs / "docker-entrypoint.sh").write_text('#!/bin/sh\necho "entrypoint $*"\n')
+    (stubs / "redis-server").write_text('#!/bin/sh\necho "redis-server as $(id -u)"\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
     for name in ("redis", "redis-limits"):
-        check("$${#REDIS_PASSWORD} -ge 16" in " ".join(services.get(name, {}).get("command", [])), f"the {name} container refuses a password shorter than 16 characters")
+        command = services.get(name, {}).get("command", [])
+        check("$${#REDIS_PASSWORD} -ge 16" in " ".join(command), f"the {name} container refuses a password shorter than 16 characters")
+        check(not services.get(name, {}).get("entrypoint") and not services.get(name, {}).get("user"), f"{name}: the image's entrypoint and user are kept")
+        if command[:2] != ["sh", "-c"] or len(command) != 3:
+            check(False, f"{name}: command is [sh, -c, <script>]: {command}")
+            continue
+        script = command[2].replace("$$", "$")
+        env = {"PATH": f"{stubs}:{os.environ['PATH']}"}
+        run = subprocess.run(["sh", "-c", script], env=env | {"REDIS_PASSWORD": "a" * 16}, capture_output=True, text=True)
+        check(run.returncode == 0 and run.stdout.startswith("entrypoint redis-server --requirepass " + "a" * 16),
+              f"{name}: redis-server must start through the image's entrypoint (docker-entrypoint.sh redis-server ...), which drops root: {run.stdout!r} {run.stderr!r}")
+        run = subprocess.run(["sh", "-c", script], env=env | {"REDIS_PASSWORD": "change-me"}, capture_output=True, text=True)
+        check(run.returncode == 1 and "at least 16 characters" in run.stderr and not run.stdout, f"{name}: started with a short password: {run.stdout!r}")
+    shutil.rmtree(stubs, ignore_errors=True)
     # The postgres container checks its passwords at every start, then runs the image's entrypoint.
     entrypoint = services["postgres"].get("entrypoint", [])
     check(entrypoint[:2] == ["bash", "-c"] and entrypoint[2].endswith("exec docker-entrypoint.sh postgres"), "postgres checks its passwords, then execs the image's entrypoint")
