@@ -180,6 +180,13 @@ def main():
             check(key in health, f"{name}: healthcheck without {key}")
         check(service.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped")
     check(services["catalogue-demo"].get("restart") == "no", "catalogue-demo is one-shot (restart: \"no\")")
+    # Logs rotate: Docker's default json-file keeps every line, nginx's one per request.
+    for name, service in sorted(services.items()):
+        logging = service.get("logging") or {}
+        options = logging.get("options") or {}
+        check(logging.get("driver") in ("local", "json-file") and re.fullmatch(r"\d+[km]", str(options.get("max-size", "")))
+              and str(options.get("max-file", "")).isdigit(),
+              f"{name}: logs rotate (logging: driver local or json-file with max-size and max-file): {logging}")
     check(services["auth"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/auth", "healthcheck"], "auth's healthcheck runs `auth healthcheck`")
     check(services["movies"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/movies", "healthcheck"], "movies' healthcheck runs `movies healthcheck`")
     check("/nginx/health" in " ".join(services["nginx"]["healthcheck"]["test"]), "nginx's healthcheck asks its /nginx/health")
