@@ -16,7 +16,7 @@ Asserted: each routed prefix reaches the right service and the rest none (nginx'
 access log names the upstream of every request); a generated X-Request-Id reaches the
 service (its own log line carries it) and comes back, a well-formed client one passes
 through, a malformed one is replaced; the movies API's introspection, with its client
-credentials, confirms a viewer while a caller without them is refused; the client's address (and not a made-up
+credentials, confirms a viewer, while introspection is not routed through nginx; the client's address (and not a made-up
 X-Forwarded-For) reaches Auth's rate limiter (its Redis keys) and the login history;
 limit_req answers 429 problem+json when one address floods; nginx's own errors are
 problem+json with the request id while the services' error bodies pass unchanged; the
@@ -430,6 +430,8 @@ def check_routing(stack):
         ("GET", "/api/v2/films", None, None, 404),
         ("GET", "/api/v1/filmsx", None, None, 404),
         ("GET", "/api/openapi.json", None, None, 404),
+        # Token introspection: the movies API calls Auth for it directly.
+        ("POST", "/api/v1/auth/introspect", {"token": "x"}, None, 404),
     ]
     for n, (method, path, body, service, status) in enumerate(routes):
         request_id = f"route-{stack.suffix}-{n}"
@@ -456,8 +458,14 @@ def check_routing(stack):
     expect(jwks.get("keys"), f"JWKS through nginx: {jwks}")
     films = client.request("GET", "/api/v1/films", {"X-Request-Id": f"films-{stack.suffix}"}).json()
     expect(films.get("items"), f"films through nginx: {films}")
+    # Other spellings of the introspection path, which nginx decodes and merges first.
+    for n, path in enumerate(("/api/v1/auth/%69ntrospect", "//api/v1/auth//introspect", "/api/v1/auth/introspect?token=x")):
+        request_id = f"introspect-spelling-{stack.suffix}-{n}"
+        response = client.request("POST", path, {"X-Request-Id": request_id}, {"token": "x"})
+        problem(response, 404, "not_found")
+        expect(stack.access_entry(request_id)["upstream"] == "", f"POST {path} must not reach Auth")
     client.close()
-    print("nginx_test: routing of every prefix to its service, nothing else routed")
+    print("nginx_test: routing of every prefix to its service, nothing else routed, introspection not at all")
 
 
 def check_request_ids(stack):
@@ -551,11 +559,10 @@ def check_client_address(stack):
     response = viewer.request("GET", f"/api/v1/films/{film}", {"Authorization": f"Bearer {token}", "X-Request-Id": f"film-token-{stack.suffix}"})
     expect(response.status == 200 and response.header("X-Auth-Degraded") is None, f"a signed-in viewer's film through nginx, confirmed by Auth: {response!r}")
     expect(stack.service_saw("auth", f"film-token-{stack.suffix}"), "the movies API forwarded the request id to Auth")
-    # Introspection is routed to Auth like the rest of /api/v1/auth, but answers only
-    # registered services: a caller without client credentials learns nothing.
+    # Introspection is not routed (check_routing): the movies API asked Auth directly,
+    # and through nginx a caller, even with a real token, finds nothing there.
     response = viewer.request("POST", "/api/v1/auth/introspect", {"X-Request-Id": f"introspect-{stack.suffix}"}, {"token": token})
-    problem(response, 401, "invalid_client")
-    expect(response.header("WWW-Authenticate") == 'Basic realm="introspection"', f"a Basic challenge: {response!r}")
+    problem(response, 404, "not_found")
 
     # Auth's per-address signup limit (5/m, burst 10) counts the real address: a
     # different made-up X-Forwarded-For on each request does not escape it.
