@@ -18,8 +18,9 @@ service (its own log line carries it) and comes back, a well-formed client one p
 through, a malformed one is replaced; the movies API's introspection, with its client
 credentials, confirms a viewer, while introspection is not routed through nginx; the client's address (and not a made-up
 X-Forwarded-For) reaches Auth's rate limiter (its Redis keys) and the login history;
-limit_req answers 429 problem+json when one address floods; nginx's own errors are
-problem+json with the request id while the services' error bodies pass unchanged; the
+limit_req answers 429 problem+json when one address floods; nginx's own errors (413,
+429, 502 and its refusals of malformed requests: 400, 414, 431, 501, 505) are
+problem+json with a request id while the services' error bodies pass unchanged; the
 docs pages work under their prefixes; a playback URL from the movies API's real answer
 plays at /media/, the same URL with its signature, film or expiry changed is 403 and
 one past its expiry (signed here with the same secret) is 410, its signature in no
@@ -714,6 +715,48 @@ def check_nginx_errors_and_docs(stack):
     print("nginx_test: nginx's own errors are problem+json with the request id; both docs pages work under /docs/")
 
 
+def raw_request(port, data):
+    """Sends bytes as they are (no HTTP library would send these requests) and reads
+    the answer until nginx closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(CLIENT, 0)) as s:
+        s.sendall(data)
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if ":" in line]
+    return Response(int(lines[0].split()[1]), headers, body)
+
+
+def check_nginx_refusals(stack):
+    """What nginx refuses before any location answers problem+json with the request id,
+    like the services' errors, not nginx's HTML page."""
+    big = "a" * 9000  # over large_client_header_buffers (4 8k)
+    cases = [
+        ("two Host headers", 400, "bad_request", "GET /api/v1/films HTTP/1.1\r\nHost: a\r\nHost: b\r\n"),
+        ("no request line", 400, "bad_request", "NONSENSE\r\n"),
+        ("a Content-Length that is no number", 400, "bad_request", "POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n"),
+        ("a 9 KB URI", 414, "uri_too_long", f"GET /api/v1/films?q={big} HTTP/1.1\r\nHost: a\r\n"),
+        ("a 9 KB header", 431, "header_too_large", f"GET /api/v1/films HTTP/1.1\r\nHost: a\r\nCookie: {big}\r\n"),
+        ("an unknown Transfer-Encoding", 501, "not_implemented", "POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"),
+        ("HTTP/2.0 in plain text", 505, "http_version_not_supported", "GET /api/v1/films HTTP/2.0\r\nHost: a\r\n"),
+    ]
+    for n, (what, status, code, head) in enumerate(cases):
+        request_id = f"refused-{stack.suffix}-{n}"
+        response = raw_request(stack.nginx_port, f"{head}X-Request-Id: {request_id}\r\nConnection: close\r\n\r\n".encode())
+        expect(response.status == status, f"{what}: {status} expected, got {response!r}")
+        problem(response, status, code)
+        # Where nginx read the headers, the client's id comes back; else one of its own.
+        answered = response.header("X-Request-Id") or ""
+        expect(answered == request_id or re.fullmatch(r"[0-9a-f]{32}", answered), f"{what}: nginx's {status} carries a request id: {response!r}")
+    # The error pages' own URIs are internal: from outside, a 404 like any unknown path.
+    client = Client(stack.nginx_port)
+    problem(client.request("GET", "/nginx/errors/400"), 404, "not_found")
+    client.close()
+    print("nginx_test: nginx's own refusals (400, 414, 431, 501, 505) are problem+json with a request id")
+
+
 def check_upstream_keepalive_ends_first():
     """nginx must close an idle upstream connection before the service does (the
     service disconnects a client that sends no request headers for
@@ -793,6 +836,7 @@ def main():
         check_client_address(stack)
         check_limit_req(stack)
         check_nginx_errors_and_docs(stack)
+        check_nginx_refusals(stack)
         check_upstream_keepalive_ends_first()
         check_upstream_down(stack)
         check_callback_codes_stay_out_of_the_error_log(stack)
