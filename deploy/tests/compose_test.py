@@ -180,6 +180,19 @@ def main():
             check(key in health, f"{name}: healthcheck without {key}")
         check(service.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped")
     check(services["catalogue-demo"].get("restart") == "no", "catalogue-demo is one-shot (restart: \"no\")")
+    # Resources are bounded: memory and processes per container, and PostgreSQL's
+    # /dev/shm above Docker's 64 MB; each Redis' limit leaves room above its --maxmemory.
+    def megabytes(size):
+        match = re.fullmatch(r"(\d+)\s*([kmg])b?", str(size).lower())
+        return int(match.group(1)) * {"k": 1 / 1024, "m": 1, "g": 1024}[match.group(2)] if match else None
+    for name, service in sorted(services.items()):
+        check(megabytes(service.get("mem_limit", "")) is not None, f"{name}: a mem_limit")
+        check(isinstance(service.get("pids_limit"), int) and service["pids_limit"] > 0, f"{name}: a pids_limit")
+    check((megabytes(services["postgres"].get("shm_size", "")) or 0) >= 128, "postgres: shm_size of at least 128 MB (Docker's 64 MB default fails parallel queries)")
+    for name in ("redis", "redis-limits"):
+        maxmemory = megabytes(redis_option(services[name], "maxmemory") or "")
+        limit = megabytes(services[name].get("mem_limit", ""))
+        check(maxmemory and limit and limit >= 1.25 * maxmemory, f"{name}: mem_limit {limit} MB leaves room above --maxmemory {maxmemory} MB")
     # Logs rotate: Docker's default json-file keeps every line, nginx's one per request.
     for name, service in sorted(services.items()):
         logging = service.get("logging") or {}
