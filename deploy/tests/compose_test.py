@@ -4,7 +4,7 @@
 Parses the compose file and asserts its structure and wiring: every service, its
 image or build, healthcheck, dependencies and their conditions, ports, networks, and
 the environment that connects the services to each other (database and Redis URLs,
-Jaeger, nginx's upstreams and trusted address, the request-id requirement, the one
+Jaeger, nginx's upstreams (resolved while running) and trusted address, the request-id requirement, the one
 secret with which the movies API signs playback URLs and nginx verifies them; Auth's
 rate limits in a Redis that never evicts, the caches in one that does). Every
 service variable it sets must be one the service reads (documented in the root
@@ -19,8 +19,10 @@ import ipaddress
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 
 import yaml
@@ -108,8 +110,30 @@ def main():
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "MOVIES_DB_PASSWORD", "REDIS_PASSWORD"):
         check(f"${{{name}:?" in compose_text, f"{name} must be required (${{{name}:?...}}), never defaulted")
         check(example.get(name) == "", f"deploy/.env.example must leave {name} empty (compose then refuses to start), not hold a value or a placeholder")
+    # The Redis containers check the password, then start redis-server through the
+    # image's entrypoint: it drops to the redis user only when its first argument is
+    # redis-server, so `sh -c "...; exec redis-server"` ran the server as root. Run
+    # here with the entrypoint and the server stubbed.
+    stubs = pathlib.Path(tempfile.mkdtemp(prefix="compose-test-stubs-"))
+    (stubs / "docker-entrypoint.sh").write_text('#!/bin/sh\necho "entrypoint $*"\n')
+    (stubs / "redis-server").write_text('#!/bin/sh\necho "redis-server as $(id -u)"\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
     for name in ("redis", "redis-limits"):
-        check("$${#REDIS_PASSWORD} -ge 16" in " ".join(services.get(name, {}).get("command", [])), f"the {name} container refuses a password shorter than 16 characters")
+        command = services.get(name, {}).get("command", [])
+        check("$${#REDIS_PASSWORD} -ge 16" in " ".join(command), f"the {name} container refuses a password shorter than 16 characters")
+        check(not services.get(name, {}).get("entrypoint") and not services.get(name, {}).get("user"), f"{name}: the image's entrypoint and user are kept")
+        if command[:2] != ["sh", "-c"] or len(command) != 3:
+            check(False, f"{name}: command is [sh, -c, <script>]: {command}")
+            continue
+        script = command[2].replace("$$", "$")
+        env = {"PATH": f"{stubs}:{os.environ['PATH']}"}
+        run = subprocess.run(["sh", "-c", script], env=env | {"REDIS_PASSWORD": "a" * 16}, capture_output=True, text=True)
+        check(run.returncode == 0 and run.stdout.startswith("entrypoint redis-server --requirepass " + "a" * 16),
+              f"{name}: redis-server must start through the image's entrypoint (docker-entrypoint.sh redis-server ...), which drops root: {run.stdout!r} {run.stderr!r}")
+        run = subprocess.run(["sh", "-c", script], env=env | {"REDIS_PASSWORD": "change-me"}, capture_output=True, text=True)
+        check(run.returncode == 1 and "at least 16 characters" in run.stderr and not run.stdout, f"{name}: started with a short password: {run.stdout!r}")
+    shutil.rmtree(stubs, ignore_errors=True)
     # The postgres container checks its passwords at every start, then runs the image's entrypoint.
     entrypoint = services["postgres"].get("entrypoint", [])
     check(entrypoint[:2] == ["bash", "-c"] and entrypoint[2].endswith("exec docker-entrypoint.sh postgres"), "postgres checks its passwords, then execs the image's entrypoint")
@@ -156,6 +180,26 @@ def main():
             check(key in health, f"{name}: healthcheck without {key}")
         check(service.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped")
     check(services["catalogue-demo"].get("restart") == "no", "catalogue-demo is one-shot (restart: \"no\")")
+    # Resources are bounded: memory and processes per container, and PostgreSQL's
+    # /dev/shm above Docker's 64 MB; each Redis' limit leaves room above its --maxmemory.
+    def megabytes(size):
+        match = re.fullmatch(r"(\d+)\s*([kmg])b?", str(size).lower())
+        return int(match.group(1)) * {"k": 1 / 1024, "m": 1, "g": 1024}[match.group(2)] if match else None
+    for name, service in sorted(services.items()):
+        check(megabytes(service.get("mem_limit", "")) is not None, f"{name}: a mem_limit")
+        check(isinstance(service.get("pids_limit"), int) and service["pids_limit"] > 0, f"{name}: a pids_limit")
+    check((megabytes(services["postgres"].get("shm_size", "")) or 0) >= 128, "postgres: shm_size of at least 128 MB (Docker's 64 MB default fails parallel queries)")
+    for name in ("redis", "redis-limits"):
+        maxmemory = megabytes(redis_option(services[name], "maxmemory") or "")
+        limit = megabytes(services[name].get("mem_limit", ""))
+        check(maxmemory and limit and limit >= 1.25 * maxmemory, f"{name}: mem_limit {limit} MB leaves room above --maxmemory {maxmemory} MB")
+    # Logs rotate: Docker's default json-file keeps every line, nginx's one per request.
+    for name, service in sorted(services.items()):
+        logging = service.get("logging") or {}
+        options = logging.get("options") or {}
+        check(logging.get("driver") in ("local", "json-file") and re.fullmatch(r"\d+[km]", str(options.get("max-size", "")))
+              and str(options.get("max-file", "")).isdigit(),
+              f"{name}: logs rotate (logging: driver local or json-file with max-size and max-file): {logging}")
     check(services["auth"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/auth", "healthcheck"], "auth's healthcheck runs `auth healthcheck`")
     check(services["movies"]["healthcheck"]["test"] == ["CMD", "/usr/local/bin/movies", "healthcheck"], "movies' healthcheck runs `movies healthcheck`")
     check("/nginx/health" in " ".join(services["nginx"]["healthcheck"]["test"]), "nginx's healthcheck asks its /nginx/health")
@@ -227,6 +271,23 @@ def main():
               "location /media/ checks secure_link in the movies API's format (crates/movies/src/playback.rs)")
     nenv = {k: resolve(v, deployed) for k, v in nginx.get("environment", {}).items()}
     check(nenv.get("NGINX_LISTEN") == "80", "nginx listens on 80 in the container")
+    # The services' names are looked up while nginx runs (`resolve`, open-source nginx
+    # >= 1.27.3), from Docker's DNS: looked up once at start, a missing Auth container
+    # kept nginx from starting, and a recreated one was 502 until nginx restarted.
+    version = re.match(r"nginx:(\d+)\.(\d+)", nginx["image"])
+    check(version is not None and (int(version.group(1)), int(version.group(2))) >= (1, 28),
+          f"nginx {nginx['image']}: `resolve` in an upstream needs nginx >= 1.27.3 (a stable 1.28 or later)")
+    check(nenv.get("NGINX_RESOLVER") == "127.0.0.11", "nginx asks Docker's DNS (127.0.0.11) for the services' addresses")
+    check(nenv.get("NGINX_UPSTREAM_RESOLVE") == "resolve", "nginx's upstreams are resolved while running (NGINX_UPSTREAM_RESOLVE=resolve)")
+    check(re.search(r"^resolver \$\{NGINX_RESOLVER\} valid=\d+s ipv6=off;$", template, re.M) is not None,
+          "the template has an http-level `resolver ${NGINX_RESOLVER} valid=...s ipv6=off;`")
+    upstream_blocks = re.findall(r"^upstream (\w+) \{\n(.*?)^\}", template, re.M | re.S)
+    check({name for name, _ in upstream_blocks} == {"auth", "movies"}, f"the template's upstreams: {[n for n, _ in upstream_blocks]}")
+    for name, body in upstream_blocks:
+        servers = re.findall(r"^\s*server (.*);$", body, re.M)
+        check(re.search(r"^\s*zone \w+ \d+k;$", body, re.M) is not None, f"upstream {name}: a zone (`resolve` needs one)")
+        check(servers and all(s.endswith(" ${NGINX_UPSTREAM_RESOLVE}") for s in servers),
+              f"upstream {name}: every server takes ${{NGINX_UPSTREAM_RESOLVE}}: {servers}")
 
     # The services' environment.
     auth = {k: resolve(v, deployed) for k, v in services["auth"].get("environment", {}).items()}

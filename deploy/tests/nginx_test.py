@@ -16,10 +16,11 @@ Asserted: each routed prefix reaches the right service and the rest none (nginx'
 access log names the upstream of every request); a generated X-Request-Id reaches the
 service (its own log line carries it) and comes back, a well-formed client one passes
 through, a malformed one is replaced; the movies API's introspection, with its client
-credentials, confirms a viewer while a caller without them is refused; the client's address (and not a made-up
+credentials, confirms a viewer, while introspection is not routed through nginx; the client's address (and not a made-up
 X-Forwarded-For) reaches Auth's rate limiter (its Redis keys) and the login history;
-limit_req answers 429 problem+json when one address floods; nginx's own errors are
-problem+json with the request id while the services' error bodies pass unchanged; the
+limit_req answers 429 problem+json when one address floods; nginx's own errors (413,
+429, 502 and its refusals of malformed requests: 400, 414, 431, 501, 505) are
+problem+json with a request id while the services' error bodies pass unchanged; the
 docs pages work under their prefixes; a playback URL from the movies API's real answer
 plays at /media/, the same URL with its signature, film or expiry changed is 403 and
 one past its expiry (signed here with the same secret) is 410, its signature in no
@@ -262,7 +263,11 @@ class Stack:
         self.nginx_port = free_port()
         variables.update({"NGINX_LISTEN": f"127.0.0.1:{self.nginx_port}", "AUTH_UPSTREAM": f"127.0.0.1:{self.auth_port}",
                           "MOVIES_UPSTREAM": f"127.0.0.1:{self.movies_port}", "NGINX_LIMIT_RATE": LIMIT_RATE, "NGINX_LIMIT_BURST": str(LIMIT_BURST),
-                          "STREAM_SIGNING_SECRET": self.stream_secret})
+                          "STREAM_SIGNING_SECRET": self.stream_secret,
+                          # Debian's nginx 1.22 has no `resolve` in upstreams: the upstreams
+                          # are addresses here, and nginx_resolve_test.py runs the
+                          # resolving with nginx 1.28. The resolver is then never asked.
+                          "NGINX_RESOLVER": "127.0.0.1", "NGINX_UPSTREAM_RESOLVE": ""})
         # What the image's 20-envsubst-on-templates.sh does: envsubst restricted to the
         # names of the defined variables.
         shell_format = " ".join(f"${{{name}}}" for name in variables)
@@ -426,6 +431,8 @@ def check_routing(stack):
         ("GET", "/api/v2/films", None, None, 404),
         ("GET", "/api/v1/filmsx", None, None, 404),
         ("GET", "/api/openapi.json", None, None, 404),
+        # Token introspection: the movies API calls Auth for it directly.
+        ("POST", "/api/v1/auth/introspect", {"token": "x"}, None, 404),
     ]
     for n, (method, path, body, service, status) in enumerate(routes):
         request_id = f"route-{stack.suffix}-{n}"
@@ -452,8 +459,14 @@ def check_routing(stack):
     expect(jwks.get("keys"), f"JWKS through nginx: {jwks}")
     films = client.request("GET", "/api/v1/films", {"X-Request-Id": f"films-{stack.suffix}"}).json()
     expect(films.get("items"), f"films through nginx: {films}")
+    # Other spellings of the introspection path, which nginx decodes and merges first.
+    for n, path in enumerate(("/api/v1/auth/%69ntrospect", "//api/v1/auth//introspect", "/api/v1/auth/introspect?token=x")):
+        request_id = f"introspect-spelling-{stack.suffix}-{n}"
+        response = client.request("POST", path, {"X-Request-Id": request_id}, {"token": "x"})
+        problem(response, 404, "not_found")
+        expect(stack.access_entry(request_id)["upstream"] == "", f"POST {path} must not reach Auth")
     client.close()
-    print("nginx_test: routing of every prefix to its service, nothing else routed")
+    print("nginx_test: routing of every prefix to its service, nothing else routed, introspection not at all")
 
 
 def check_request_ids(stack):
@@ -547,11 +560,10 @@ def check_client_address(stack):
     response = viewer.request("GET", f"/api/v1/films/{film}", {"Authorization": f"Bearer {token}", "X-Request-Id": f"film-token-{stack.suffix}"})
     expect(response.status == 200 and response.header("X-Auth-Degraded") is None, f"a signed-in viewer's film through nginx, confirmed by Auth: {response!r}")
     expect(stack.service_saw("auth", f"film-token-{stack.suffix}"), "the movies API forwarded the request id to Auth")
-    # Introspection is routed to Auth like the rest of /api/v1/auth, but answers only
-    # registered services: a caller without client credentials learns nothing.
+    # Introspection is not routed (check_routing): the movies API asked Auth directly,
+    # and through nginx a caller, even with a real token, finds nothing there.
     response = viewer.request("POST", "/api/v1/auth/introspect", {"X-Request-Id": f"introspect-{stack.suffix}"}, {"token": token})
-    problem(response, 401, "invalid_client")
-    expect(response.header("WWW-Authenticate") == 'Basic realm="introspection"', f"a Basic challenge: {response!r}")
+    problem(response, 404, "not_found")
 
     # Auth's per-address signup limit (5/m, burst 10) counts the real address: a
     # different made-up X-Forwarded-For on each request does not escape it.
@@ -703,6 +715,48 @@ def check_nginx_errors_and_docs(stack):
     print("nginx_test: nginx's own errors are problem+json with the request id; both docs pages work under /docs/")
 
 
+def raw_request(port, data):
+    """Sends bytes as they are (no HTTP library would send these requests) and reads
+    the answer until nginx closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(CLIENT, 0)) as s:
+        s.sendall(data)
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if ":" in line]
+    return Response(int(lines[0].split()[1]), headers, body)
+
+
+def check_nginx_refusals(stack):
+    """What nginx refuses before any location answers problem+json with the request id,
+    like the services' errors, not nginx's HTML page."""
+    big = "a" * 9000  # over large_client_header_buffers (4 8k)
+    cases = [
+        ("two Host headers", 400, "bad_request", "GET /api/v1/films HTTP/1.1\r\nHost: a\r\nHost: b\r\n"),
+        ("no request line", 400, "bad_request", "NONSENSE\r\n"),
+        ("a Content-Length that is no number", 400, "bad_request", "POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n"),
+        ("a 9 KB URI", 414, "uri_too_long", f"GET /api/v1/films?q={big} HTTP/1.1\r\nHost: a\r\n"),
+        ("a 9 KB header", 431, "header_too_large", f"GET /api/v1/films HTTP/1.1\r\nHost: a\r\nCookie: {big}\r\n"),
+        ("an unknown Transfer-Encoding", 501, "not_implemented", "POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"),
+        ("HTTP/2.0 in plain text", 505, "http_version_not_supported", "GET /api/v1/films HTTP/2.0\r\nHost: a\r\n"),
+    ]
+    for n, (what, status, code, head) in enumerate(cases):
+        request_id = f"refused-{stack.suffix}-{n}"
+        response = raw_request(stack.nginx_port, f"{head}X-Request-Id: {request_id}\r\nConnection: close\r\n\r\n".encode())
+        expect(response.status == status, f"{what}: {status} expected, got {response!r}")
+        problem(response, status, code)
+        # Where nginx read the headers, the client's id comes back; else one of its own.
+        answered = response.header("X-Request-Id") or ""
+        expect(answered == request_id or re.fullmatch(r"[0-9a-f]{32}", answered), f"{what}: nginx's {status} carries a request id: {response!r}")
+    # The error pages' own URIs are internal: from outside, a 404 like any unknown path.
+    client = Client(stack.nginx_port)
+    problem(client.request("GET", "/nginx/errors/400"), 404, "not_found")
+    client.close()
+    print("nginx_test: nginx's own refusals (400, 414, 431, 501, 505) are problem+json with a request id")
+
+
 def check_upstream_keepalive_ends_first():
     """nginx must close an idle upstream connection before the service does (the
     service disconnects a client that sends no request headers for
@@ -782,6 +836,7 @@ def main():
         check_client_address(stack)
         check_limit_req(stack)
         check_nginx_errors_and_docs(stack)
+        check_nginx_refusals(stack)
         check_upstream_keepalive_ends_first()
         check_upstream_down(stack)
         check_callback_codes_stay_out_of_the_error_log(stack)

@@ -3,8 +3,11 @@
 #   1. deploy/compose.yaml against the Compose Specification schema (dclint);
 #   2. its structure and wiring, and the Dockerfiles (compose_test.py);
 #   3. Debian's nginx with the stack's configuration in front of the real services
-#      (nginx_test.py).
-# Installs what is missing: nginx and envsubst (Debian packages), PyYAML, dclint (npm).
+#      (nginx_test.py);
+#   4. nginx 1.28, the image's, built from source (build_nginx.sh), resolving the
+#      services' names while running (nginx_resolve_test.py).
+# Installs what is missing: nginx, envsubst, a C compiler, make and the PCRE2 headers
+# (Debian packages), PyYAML and dnslib, Node.js 22.12+ (scripts/node.sh), dclint (npm).
 # Expects PostgreSQL and Redis up (scripts/services.sh) and builds the debug binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,6 +25,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v envsubst >/dev/null 2>&1 || need+=(gettext-base)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v make >/dev/null 2>&1 || need+=(make)
+[ -e /usr/include/pcre2.h ] || need+=(libpcre2-dev)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   as_root apt-get update -qq
@@ -34,19 +40,26 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages PyYAML 2>/dev/null \
     || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
 fi
-
-if command -v npm >/dev/null 2>&1; then
-  npm ci --prefix deploy/tests --no-audit --no-fund --loglevel=error
-  deploy/tests/node_modules/.bin/dclint deploy/compose.yaml --quiet \
-    --disable-rule no-build-and-image no-unbound-port-interfaces
-  # no-build-and-image: the built images are named so the one-shot catalogue loader can
-  # run the movies image; no-unbound-port-interfaces: nginx is the public entry.
-  say "compose.yaml follows the Compose Specification"
-else
-  say "npm not found: the schema check of compose.yaml is skipped (Debian: apt-get install nodejs npm)"
+if ! python3 -c 'import dnslib' 2>/dev/null; then
+  say "installing dnslib"
+  python3 -m pip install --quiet dnslib 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages dnslib 2>/dev/null \
+    || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dnslib >/dev/null
 fi
 
+# dclint needs Node.js 20.19 or later: the system's, or one installed under target/
+# from PyPI (scripts/node.sh, which asks for 22.12, as Auth's tests do).
+source scripts/node.sh
+ensure_node
+npm ci --prefix deploy/tests --no-audit --no-fund --loglevel=error
+deploy/tests/node_modules/.bin/dclint deploy/compose.yaml --quiet \
+  --disable-rule no-build-and-image no-unbound-port-interfaces
+# no-build-and-image: the built images are named so the one-shot catalogue loader can
+# run the movies image; no-unbound-port-interfaces: nginx is the public entry.
+say "compose.yaml follows the Compose Specification"
+
 python3 deploy/tests/compose_test.py
+python3 deploy/tests/nginx_resolve_test.py "$(deploy/tests/build_nginx.sh)"
 
 cargo build --locked -q -p auth -p movies
 python3 deploy/tests/nginx_test.py

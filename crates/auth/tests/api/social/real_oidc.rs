@@ -38,7 +38,7 @@ impl OidcProvider {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("node runs (Node.js 20 or later is needed for this test)");
+            .expect("node runs (Node.js 22.12 or later is needed for this test; `make test` provides one)");
         let stdout = process.stdout.take().unwrap();
         // The provider prints its issuer once it listens; wait for that, with a deadline.
         let first_line = tokio::time::timeout(Duration::from_secs(30), BufReader::new(stdout).lines().next_line())

@@ -1,0 +1,1 @@
+// Nothing to build: the manifest exists to fetch nginx-src.
