@@ -319,6 +319,12 @@ def main():
           "the cache Redis evicts (an LRU or LFU policy) rather than refuse writes")
     for name in ("redis", "redis-limits"):
         check(redis_option(services.get(name, {}), "maxmemory") is not None, f"{name}: bounded with --maxmemory")
+    # The counts survive a restart of the limits' Redis: forgotten, every account would
+    # take a fresh 100 failed sign-ins an hour.
+    limits = services.get("redis-limits", {})
+    check(redis_option(limits, "appendonly") == "yes", "redis-limits: kept on disk (--appendonly yes)")
+    data = [v for v in limits.get("volumes", []) if v.split(":")[1:2] == ["/data"] and v.split(":")[0] in (compose.get("volumes") or {})]
+    check(bool(data), "redis-limits: /data on a named volume, so the append-only file outlives the container")
     for env, who in ((auth, "auth"), (movies, "movies")):
         check(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "http://jaeger:4317", f"{who}: traces to Jaeger's OTLP/gRPC port")
         check(env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc", f"{who}: OTLP over gRPC")

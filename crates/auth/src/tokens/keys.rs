@@ -38,7 +38,10 @@ impl KeyRing {
     pub fn load(settings: &TokenSettings) -> anyhow::Result<Self> {
         // Each error names the variable that points at the file.
         let signing = match &settings.signing_key_file {
-            Some(path) => read_signing_key(path).context("AUTH_JWT_PRIVATE_KEY_FILE")?,
+            Some(path) => {
+                warn_if_world_readable(path);
+                read_signing_key(path).context("AUTH_JWT_PRIVATE_KEY_FILE")?
+            }
             None => dev_signing_key(&settings.dev_key_file).context("AUTH_JWT_DEV_KEY_FILE")?,
         };
         let mut extra = Vec::new();
@@ -110,6 +113,26 @@ fn public_jwk(key: &VerifyingKey) -> Jwk {
             curve: EllipticCurve::Ed25519,
             x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
         }),
+    }
+}
+
+/// A signing key every user of the host can read lets any of them sign tokens, an
+/// admin's included. Warned, not refused: some platforms mount secrets world-readable
+/// by default (Kubernetes' 0644) inside a container that holds one user.
+fn warn_if_world_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "AUTH_JWT_PRIVATE_KEY_FILE is readable by every user of the host, who could sign tokens with it: \
+                 give it to the service's group (chgrp 65532, chmod 0640) or user (0400)"
+            );
+        }
     }
 }
 
@@ -209,6 +232,26 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A configured key any user can read is named in a warning; one private to its
+    /// owner and group is not.
+    #[cfg(unix)]
+    #[test]
+    fn a_world_readable_signing_key_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("auth-key-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("k.pem");
+        dev_signing_key(&path).unwrap();
+        let settings =
+            |path: &Path| TokenSettings { signing_key_file: Some(path.to_owned()), ..crate::config::Settings::from_lookup(|_| None).unwrap().tokens };
+        for (mode, warned) in [(0o644, true), (0o640, false), (0o400, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let (logs, _guard) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
+            KeyRing::load(&settings(&path)).unwrap();
+            assert_eq!(logs.text().contains("readable by every user"), warned, "mode {mode:o}: {}", logs.text());
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

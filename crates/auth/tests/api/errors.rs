@@ -120,6 +120,11 @@ async fn a_body_that_is_not_json_is_415() {
     let app = spawn_app().await;
     let response = app.client.post(app.url("/api/v1/auth/login")).body("email=a").send().await.unwrap();
     assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let json = r#"{"email":"a@example.com","password":"correct horse battery"}"#;
+    for declared in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
+        let response = app.client.post(app.url("/api/v1/auth/login")).header("content-type", declared).body(json).send().await.unwrap();
+        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    }
 }
 
 #[tokio::test]
