@@ -201,7 +201,9 @@ async fn traced(req: Request, next: Next) -> Response {
     }
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: tracing-opentelemetry has no u64 visitor and would export the number as
+    // a string, which the conventions (and a Jaeger search `>= 500`) do not expect.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -501,6 +503,17 @@ mod tests {
         for line in text.lines() {
             assert!(line.len() < 4096, "a log line of {} bytes: {:.300}", line.len(), line);
         }
+    }
+
+    /// `http.response.status_code` is an int in the OpenTelemetry conventions.
+    #[tokio::test]
+    async fn the_status_code_is_exported_as_an_integer() {
+        let (spans, _logs, _guard) = traced_and_logged();
+        let router = films_router().await;
+        router.oneshot(Request::get("/films").header(REQUEST_ID, "status-1").body(Body::empty()).unwrap()).await.unwrap();
+        let spans = spans.server_spans();
+        let span = spans.iter().find(|s| attribute(s, "http.request_id") == Some("status-1".into())).expect("the request's span");
+        assert_eq!(attribute(span, "http.response.status_code"), Some(opentelemetry::Value::I64(200)));
     }
 
     #[test]
