@@ -2,9 +2,10 @@
 //!
 //! 1. `X-Request-Id`: taken from the request when well formed (at most 128 of
 //!    letters, digits, `-`, `_`, `.`), replaced when not (never logged raw), generated
-//!    when absent — or refused with 400 when the deployment requires it (except on the
+//!    when absent, and returned on every response, errors and 429s included. When the
+//!    deployment requires one, a request without it is refused with 400 (except on the
 //!    probes and `/metrics`, which are called by the orchestrator and Prometheus, not
-//!    through nginx) — and returned on every response, errors and 429s included.
+//!    through nginx), inside 2 and 3 so the refusal is traced and counted.
 //! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
 //!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
 //!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
@@ -62,6 +63,7 @@ pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
         }))
+        .layer(middleware::from_fn(refuse_without_request_id))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(traced))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -78,6 +80,13 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
+/// Marks a request that came without the `X-Request-Id` the deployment requires. The
+/// refusal is made inside the span and the metrics ([`refuse_without_request_id`]),
+/// so that it is counted and traced like any other answer; the id is assigned out
+/// here all the same, so the refusal carries one too.
+#[derive(Debug, Clone, Copy)]
+struct RequestIdMissing;
+
 async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Response {
     let given = req.headers().get(REQUEST_ID).map(|v| v.as_bytes());
     let id = match given {
@@ -87,15 +96,8 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
             generated()
         }
         None if required && !is_operational(req.uri().path()) => {
-            let mut response = problem_response(
-                StatusCode::BAD_REQUEST,
-                "request_id_required",
-                "Malformed request",
-                Some("Send an X-Request-Id header (letters, digits, '-', '_', '.'; at most 128).".into()),
-                Vec::new(),
-            );
-            response.headers_mut().insert(REQUEST_ID, generated());
-            return response;
+            req.extensions_mut().insert(RequestIdMissing);
+            generated()
         }
         None => generated(),
     };
@@ -103,6 +105,19 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
     let mut response = next.run(req).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
+}
+
+async fn refuse_without_request_id(req: Request, next: Next) -> Response {
+    if req.extensions().get::<RequestIdMissing>().is_none() {
+        return next.run(req).await;
+    }
+    problem_response(
+        StatusCode::BAD_REQUEST,
+        "request_id_required",
+        "Malformed request",
+        Some("Send an X-Request-Id header (letters, digits, '-', '_', '.'; at most 128).".into()),
+        Vec::new(),
+    )
 }
 
 /// Probes and metrics: called directly by the orchestrator and Prometheus, which send
@@ -514,6 +529,29 @@ mod tests {
         let spans = spans.server_spans();
         let span = spans.iter().find(|s| attribute(s, "http.request_id") == Some("status-1".into())).expect("the request's span");
         assert_eq!(attribute(span, "http.response.status_code"), Some(opentelemetry::Value::I64(200)));
+    }
+
+    /// A request refused for want of the `X-Request-Id` the deployment requires is
+    /// answered inside the span and the metrics like any other: it was neither
+    /// counted, traced nor logged, so a client missing the header was invisible.
+    #[tokio::test]
+    async fn a_request_refused_for_lacking_a_request_id_is_traced_and_counted() {
+        let (spans, logs, _guard) = traced_and_logged();
+        let settings = HttpSettings { request_timeout: Duration::from_secs(5), require_request_id: true };
+        let router = standard_layers(Router::new().route("/required", axum::routing::get(|| async { "ok" })), settings);
+        router.clone().oneshot(Request::get("/required").header(REQUEST_ID, "warm-up").body(Body::empty()).unwrap()).await.unwrap();
+        tracing::callsite::rebuild_interest_cache();
+        let response = router.oneshot(Request::get("/required").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let id = request_id(response.headers()).expect("the refusal carries a request id").to_owned();
+        let spans = spans.server_spans();
+        let span = spans.iter().find(|s| attribute(s, "http.request_id") == Some(id.clone().into())).expect("the refusal's span");
+        assert_eq!(span.name, "GET /required");
+        assert_eq!(attribute(span, "http.response.status_code"), Some(opentelemetry::Value::I64(400)));
+        let text = logs.text();
+        assert!(text.lines().any(|line| line.contains("answered") && line.contains(&id)), "no log line of the refusal: {text:.2000}");
+        let metrics = crate::metrics::install().expect("the recorder of this test process").render();
+        assert!(metrics.contains(r#"http_server_requests_total{method="GET",route="/required",status="400"} 1"#), "{metrics}");
     }
 
     #[test]
