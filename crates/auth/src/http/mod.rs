@@ -98,6 +98,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         metrics::describe_counter!("auth_sign_ins_total", "Sign-in attempts by method (password or provider) and outcome (success or why not).");
         metrics::counter!("ratelimit_fallbacks_total").increment(0);
         metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+        crate::store::CacheFailures::register_metrics();
     }
     let frontend_origins = state.oauth.frontend_origins();
     let router = api
