@@ -5,7 +5,9 @@
 //!    when absent, and returned on every response, errors and 429s included. When the
 //!    deployment requires one, a request without it is refused with 400 (except on the
 //!    probes and `/metrics`, which are called by the orchestrator and Prometheus, not
-//!    through nginx), inside 2 and 3 so the refusal is traced and counted.
+//!    through nginx), inside 2 and 3 so the refusal is traced and counted. A service's
+//!    gate (`standard_layers_with_gate`: Auth's CORS) answers between 3 and that
+//!    refusal.
 //! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
 //!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
 //!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
@@ -55,15 +57,24 @@ pub struct HttpSettings {
 /// Wraps a finished router (state applied) in the standard middleware. Installs the
 /// process's metrics recorder on first use.
 pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
+    standard_layers_with_gate(router, settings, |router| router)
+}
+
+/// [`standard_layers`] with `gate` applied between the metrics and the request-id
+/// requirement: what it answers itself has a request id, a span and a count, and is
+/// never refused for want of a request id. Auth's CORS answers browsers' preflights
+/// there (they carry no `X-Request-Id`); the rate limits, inside the router, are past it.
+pub fn standard_layers_with_gate(router: Router, settings: HttpSettings, gate: impl FnOnce(Router) -> Router) -> Router {
     let timeout = settings.request_timeout;
     crate::metrics::install();
-    router
+    let router = router
         .layer(middleware::from_fn(refuse_undecodable_query))
         .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
         }))
-        .layer(middleware::from_fn(refuse_without_request_id))
+        .layer(middleware::from_fn(refuse_without_request_id));
+    gate(router)
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(traced))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))

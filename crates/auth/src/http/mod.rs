@@ -111,7 +111,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
         .layer(rate_limits)
         .layer(client_ip);
-    cors::allow_frontends(platform::http::standard_layers(router, http), &frontend_origins)
+    platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins))
 }
 
 /// Bodies Auth will not read, refused before a handler waits for them:
