@@ -50,6 +50,7 @@ impl Application {
             db,
             revocations: Revocations::new(redis.clone(), &settings.redis_key_prefix, settings.tokens.access_ttl),
             profiles: Profiles::new(redis.clone(), &settings.redis_key_prefix),
+            cache_failures: Default::default(),
             hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
             tokens: AccessTokens::new(keys, &settings.tokens),
             refresh_ttl: settings.tokens.refresh_ttl,

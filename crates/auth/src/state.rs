@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::{
     domain::PasswordHasher,
-    store::{Profiles, Revocations},
+    store::{CacheFailures, Profiles, Revocations},
     tokens::AccessTokens,
 };
 
@@ -20,6 +20,8 @@ pub struct Shared {
     pub revocations: Revocations,
     /// Profiles of `GET /users/me`, cached in Redis.
     pub profiles: Profiles,
+    /// Whether those two caches fail, so an outage is logged once, not per request.
+    pub cache_failures: Arc<CacheFailures>,
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub refresh_ttl: Duration,

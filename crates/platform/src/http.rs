@@ -2,14 +2,18 @@
 //!
 //! 1. `X-Request-Id`: taken from the request when well formed (at most 128 of
 //!    letters, digits, `-`, `_`, `.`), replaced when not (never logged raw), generated
-//!    when absent — or refused with 400 when the deployment requires it (except on the
+//!    when absent, and returned on every response, errors and 429s included. When the
+//!    deployment requires one, a request without it is refused with 400 (except on the
 //!    probes and `/metrics`, which are called by the orchestrator and Prometheus, not
-//!    through nginx) — and returned on every response, errors and 429s included.
+//!    through nginx), inside 2 and 3 so the refusal is traced and counted. A service's
+//!    gate (`standard_layers_with_gate`: Auth's CORS) answers between 3 and that
+//!    refusal.
 //! 2. The server span, one per request, following the OpenTelemetry HTTP conventions:
 //!    named `METHOD /route/{template}`, never the raw path; parented on an incoming W3C
 //!    `traceparent`; the request id as `http.request_id`; 5xx marks it an error. The
 //!    response carries its `traceparent`. What the client chose (path, Host,
-//!    User-Agent) goes into it bounded, cut with a marker.
+//!    User-Agent) goes into it bounded, cut with a marker; a method other than the
+//!    nine standard ones is `_OTHER` and names the span `HTTP /route/{template}`.
 //! 3. Metrics: requests counted by route template and status, and timed
 //!    (`crate::metrics`), whatever the answer: 429s, timeouts and panics included.
 //! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem, or
@@ -30,7 +34,7 @@ use std::{
 use axum::{
     Router,
     extract::{MatchedPath, Request},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::Response,
 };
@@ -53,14 +57,24 @@ pub struct HttpSettings {
 /// Wraps a finished router (state applied) in the standard middleware. Installs the
 /// process's metrics recorder on first use.
 pub fn standard_layers(router: Router, settings: HttpSettings) -> Router {
+    standard_layers_with_gate(router, settings, |router| router)
+}
+
+/// [`standard_layers`] with `gate` applied between the metrics and the request-id
+/// requirement: what it answers itself has a request id, a span and a count, and is
+/// never refused for want of a request id. Auth's CORS answers browsers' preflights
+/// there (they carry no `X-Request-Id`); the rate limits, inside the router, are past it.
+pub fn standard_layers_with_gate(router: Router, settings: HttpSettings, gate: impl FnOnce(Router) -> Router) -> Router {
     let timeout = settings.request_timeout;
     crate::metrics::install();
-    router
+    let router = router
         .layer(middleware::from_fn(refuse_undecodable_query))
         .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
         }))
+        .layer(middleware::from_fn(refuse_without_request_id));
+    gate(router)
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(traced))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -77,6 +91,13 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
+/// Marks a request that came without the `X-Request-Id` the deployment requires. The
+/// refusal is made inside the span and the metrics ([`refuse_without_request_id`]),
+/// so that it is counted and traced like any other answer; the id is assigned out
+/// here all the same, so the refusal carries one too.
+#[derive(Debug, Clone, Copy)]
+struct RequestIdMissing;
+
 async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Response {
     let given = req.headers().get(REQUEST_ID).map(|v| v.as_bytes());
     let id = match given {
@@ -86,15 +107,8 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
             generated()
         }
         None if required && !is_operational(req.uri().path()) => {
-            let mut response = problem_response(
-                StatusCode::BAD_REQUEST,
-                "request_id_required",
-                "Malformed request",
-                Some("Send an X-Request-Id header (letters, digits, '-', '_', '.'; at most 128).".into()),
-                Vec::new(),
-            );
-            response.headers_mut().insert(REQUEST_ID, generated());
-            return response;
+            req.extensions_mut().insert(RequestIdMissing);
+            generated()
         }
         None => generated(),
     };
@@ -102,6 +116,19 @@ async fn ensure_request_id(mut req: Request, next: Next, required: bool) -> Resp
     let mut response = next.run(req).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
+}
+
+async fn refuse_without_request_id(req: Request, next: Next) -> Response {
+    if req.extensions().get::<RequestIdMissing>().is_none() {
+        return next.run(req).await;
+    }
+    problem_response(
+        StatusCode::BAD_REQUEST,
+        "request_id_required",
+        "Malformed request",
+        Some("Send an X-Request-Id header (letters, digits, '-', '_', '.'; at most 128).".into()),
+        Vec::new(),
+    )
 }
 
 /// Probes and metrics: called directly by the orchestrator and Prometheus, which send
@@ -132,6 +159,29 @@ fn bounded(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The method's name when it is one of the nine HTTP defines (RFC 9110 and PATCH),
+/// else `None`: HTTP lets a client send any token as a method, so a method is only
+/// ever named, in a metric's label or a span, from this list.
+pub(crate) fn standard_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => return None,
+    })
+}
+
+/// The most of a method of the client's making the span keeps (as
+/// `http.request.method_original`): real extension methods (WebDAV's `PROPFIND`,
+/// say) are short.
+const SPAN_METHOD_CHARS: usize = 32;
+
 /// A header's value when it is visible ASCII, else empty.
 fn header_text(headers: &HeaderMap, name: HeaderName) -> &str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
@@ -139,13 +189,20 @@ fn header_text(headers: &HeaderMap, name: HeaderName) -> &str {
 
 async fn traced(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = req.method().as_str().to_owned();
+    // The OpenTelemetry HTTP conventions for a method of the client's making: `_OTHER`
+    // and a span named `HTTP /route`, so it adds no operation to Jaeger and no bytes to
+    // every log line; the original goes in bounded.
+    let (method, name_prefix) = match standard_method(req.method()) {
+        Some(method) => (method, method),
+        None => ("_OTHER", "HTTP"),
+    };
     let span = tracing::info_span!(
         "request",
-        otel.name = format!("{method} {route}"),
+        otel.name = format!("{name_prefix} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %method,
+        http.request.method = method,
+        http.request.method_original = Empty,
         http.route = %route,
         url.path = &*bounded(req.uri().path(), SPAN_PATH_CHARS),
         url.scheme = "http",
@@ -157,6 +214,9 @@ async fn traced(req: Request, next: Next) -> Response {
         trace_id = Empty,
         span_id = Empty,
     );
+    if method == "_OTHER" {
+        span.record("http.request.method_original", &*bounded(req.method().as_str(), SPAN_METHOD_CHARS));
+    }
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
     let _ = span.set_parent(parent);
     let context = span.context();
@@ -167,7 +227,9 @@ async fn traced(req: Request, next: Next) -> Response {
     }
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: tracing-opentelemetry has no u64 visitor and would export the number as
+    // a string, which the conventions (and a Jaeger search `>= 500`) do not expect.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -386,6 +448,121 @@ mod tests {
         assert!(line.contains(&format!("user_agent.original=\"{}{CUT_MARKER}\"", "u".repeat(SPAN_USER_AGENT_CHARS))), "{line}");
         assert!(line.contains(&format!("server.address=\"{}{CUT_MARKER}\"", "h".repeat(SPAN_HOST_CHARS))), "{line}");
         assert!(line.contains(&format!("url.path=\"/{}{CUT_MARKER}\"", "p".repeat(SPAN_PATH_CHARS - 1))), "{line}");
+    }
+
+    /// A span exporter that keeps what it is given, to look at the spans as a
+    /// collector gets them (names, attributes and their types).
+    #[derive(Debug, Clone, Default)]
+    struct KeptSpans(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for KeptSpans {
+        async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    impl KeptSpans {
+        fn server_spans(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+            self.0.lock().unwrap().iter().filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server).cloned().collect()
+        }
+    }
+
+    fn attribute(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<opentelemetry::Value> {
+        span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone())
+    }
+
+    /// This thread's spans exported (each as it ends) and its log lines, DEBUG and up,
+    /// captured, while the guard lives.
+    fn traced_and_logged() -> (KeptSpans, crate::testing::CapturedLogs, tracing::subscriber::DefaultGuard) {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let spans = KeptSpans::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+        let logs = crate::testing::CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        (spans, logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// A router in the standard layers answering `GET /films`, after one request has
+    /// gone through it: another test's thread may have registered the span's callsite
+    /// while no subscriber listened, and cached "never" past this one's start; the first
+    /// request completes the registration, then the interest is computed again with ours.
+    async fn films_router() -> Router {
+        let settings = HttpSettings { request_timeout: Duration::from_secs(5), require_request_id: false };
+        let router = standard_layers(Router::new().route("/films", axum::routing::get(|| async { "ok" })), settings);
+        router.clone().oneshot(Request::get("/films").body(Body::empty()).unwrap()).await.unwrap();
+        tracing::callsite::rebuild_interest_cache();
+        router
+    }
+
+    /// HTTP lets a client send any token as a method: one of its making must add no
+    /// operation to Jaeger nor its length to the spans and log lines (a 20,000-character
+    /// method made 20 KB span names and 40 KB log lines). The OpenTelemetry HTTP
+    /// conventions: `_OTHER`, the span named `HTTP /route`, the original bounded.
+    #[tokio::test]
+    async fn a_method_of_the_clients_making_is_other_in_spans_and_logs() {
+        let (spans, logs, _guard) = traced_and_logged();
+        let router = films_router().await;
+        let long = "M".repeat(20_000);
+        for method in ["GET", "FOO1", &long] {
+            let request = Request::builder().method(method).uri("/films").body(Body::empty()).unwrap();
+            router.clone().oneshot(request).await.unwrap();
+        }
+        let spans = spans.server_spans();
+        let named: Vec<_> = spans.iter().rev().take(3).rev().map(|s| s.name.to_string()).collect();
+        assert_eq!(named, ["GET /films", "HTTP /films", "HTTP /films"]);
+        let (standard, foo, long_one) = (&spans[spans.len() - 3], &spans[spans.len() - 2], &spans[spans.len() - 1]);
+        assert_eq!(attribute(standard, "http.request.method"), Some("GET".into()));
+        assert_eq!(attribute(standard, "http.request.method_original"), None, "only a method of the client's making has one");
+        assert_eq!(attribute(foo, "http.request.method"), Some("_OTHER".into()));
+        assert_eq!(attribute(foo, "http.request.method_original"), Some("FOO1".into()));
+        assert_eq!(attribute(long_one, "http.request.method"), Some("_OTHER".into()));
+        let cut = format!("{}{CUT_MARKER}", "M".repeat(SPAN_METHOD_CHARS));
+        assert_eq!(attribute(long_one, "http.request.method_original"), Some(cut.into()));
+        let text = logs.text();
+        assert!(text.lines().filter(|line| line.contains("answered")).count() >= 3, "{text:.2000}");
+        for line in text.lines() {
+            assert!(line.len() < 4096, "a log line of {} bytes: {:.300}", line.len(), line);
+        }
+    }
+
+    /// `http.response.status_code` is an int in the OpenTelemetry conventions.
+    #[tokio::test]
+    async fn the_status_code_is_exported_as_an_integer() {
+        let (spans, _logs, _guard) = traced_and_logged();
+        let router = films_router().await;
+        router.oneshot(Request::get("/films").header(REQUEST_ID, "status-1").body(Body::empty()).unwrap()).await.unwrap();
+        let spans = spans.server_spans();
+        let span = spans.iter().find(|s| attribute(s, "http.request_id") == Some("status-1".into())).expect("the request's span");
+        assert_eq!(attribute(span, "http.response.status_code"), Some(opentelemetry::Value::I64(200)));
+    }
+
+    /// A request refused for want of the `X-Request-Id` the deployment requires is
+    /// answered inside the span and the metrics like any other: it was neither
+    /// counted, traced nor logged, so a client missing the header was invisible.
+    #[tokio::test]
+    async fn a_request_refused_for_lacking_a_request_id_is_traced_and_counted() {
+        let (spans, logs, _guard) = traced_and_logged();
+        let settings = HttpSettings { request_timeout: Duration::from_secs(5), require_request_id: true };
+        let router = standard_layers(Router::new().route("/required", axum::routing::get(|| async { "ok" })), settings);
+        router.clone().oneshot(Request::get("/required").header(REQUEST_ID, "warm-up").body(Body::empty()).unwrap()).await.unwrap();
+        tracing::callsite::rebuild_interest_cache();
+        let response = router.oneshot(Request::get("/required").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let id = request_id(response.headers()).expect("the refusal carries a request id").to_owned();
+        let spans = spans.server_spans();
+        let span = spans.iter().find(|s| attribute(s, "http.request_id") == Some(id.clone().into())).expect("the refusal's span");
+        assert_eq!(span.name, "GET /required");
+        assert_eq!(attribute(span, "http.response.status_code"), Some(opentelemetry::Value::I64(400)));
+        let text = logs.text();
+        assert!(text.lines().any(|line| line.contains("answered") && line.contains(&id)), "no log line of the refusal: {text:.2000}");
+        let metrics = crate::metrics::install().expect("the recorder of this test process").render();
+        assert!(metrics.contains(r#"http_server_requests_total{method="GET",route="/required",status="400"} 1"#), "{metrics}");
     }
 
     #[test]

@@ -119,18 +119,7 @@ fn describe() {
 
 /// The method as a label: the standard ones by name, any other as `other`.
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "other",
-    }
+    crate::http::standard_method(method).unwrap_or("other")
 }
 
 /// Counts and times every request; the route is the matched template, so the

@@ -159,6 +159,8 @@ struct ConnectionSlots {
 impl ConnectionSlots {
     fn new(max: usize) -> Self {
         metrics::gauge!(crate::metrics::MAX_CONNECTIONS).set(max as f64);
+        // Listed from the start, so an alert can tell "never reached" from "missing".
+        metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(0);
         Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, last_warning: None, unwarned: 0 }
     }
 

@@ -11,6 +11,13 @@ pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 impl CapturedLogs {
     /// Captures this thread's events at `level` and above, plain text without colours.
     pub fn capture(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
+        // With one dispatcher registered in the process, tracing-core computes a new
+        // callsite's interest from the default of the thread that first reaches it only
+        // (its `has_just_one` shortcut): another test's thread, with no subscriber,
+        // made a warning "never" for this one too, and a warning logged once per outage
+        // was lost. A second dispatcher, kept for the process, turns the shortcut off.
+        static SECOND_DISPATCHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND_DISPATCHER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let logs = Self::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(level).finish();

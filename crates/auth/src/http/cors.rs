@@ -27,10 +27,13 @@ const PREFLIGHT_MAX_AGE_SECONDS: u64 = 600;
 /// under and when to retry, the request id to quote in a report, and why a token failed.
 const EXPOSED: [&str; 5] = ["ratelimit", "ratelimit-policy", "retry-after", "x-request-id", "www-authenticate"];
 
-/// Wraps the whole service, outside the request-id, rate-limit and problem layers: a
-/// preflight carries no `Authorization` and no `X-Request-Id` (browsers add neither),
-/// so it is answered before `REQUIRE_REQUEST_ID` or a quota could refuse it, and every
-/// answer to a listed origin, errors and 429s included, is readable by its front end.
+/// Applied as the standard layers' gate (`platform::http::standard_layers_with_gate`):
+/// inside the request id, the span and the metrics, so a preflight has an
+/// `X-Request-Id`, a span and a count like any request; outside the request-id
+/// requirement, the rate limits and the problem layers, since a preflight carries no
+/// `Authorization` and no `X-Request-Id` (browsers add neither): it is answered before
+/// `REQUIRE_REQUEST_ID` or a quota could refuse it, and every answer to a listed
+/// origin, errors and 429s included, is readable by its front end.
 pub fn allow_frontends(router: Router, origins: &[String]) -> Router {
     let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     if origins.is_empty() {

@@ -17,7 +17,7 @@ use crate::{
     introspection_clients::{ClientCheck, Refusal},
     state::AppState,
     store::{
-        Profiles, profiles,
+        CacheCall, Profiles, profiles,
         revocation::Cached,
         sessions,
         users::{self, User},
@@ -155,21 +155,24 @@ fn slow_cache() -> redis::RedisError {
 
 /// Whether the token is revoked, given what the Redis cache said about it.
 async fn resolve_revocation(state: &AppState, claims: &AccessClaims, cached: redis::RedisResult<Cached>) -> Result<bool, ApiError> {
+    let failures = &state.cache_failures;
+    match &cached {
+        Ok(_) => failures.succeeded(CacheCall::RevocationRead),
+        Err(e) => failures.failed(CacheCall::RevocationRead, e),
+    }
     match cached {
         Ok(Cached::Revoked) => Ok(true),
         Ok(Cached::Live) => Ok(false),
         Ok(Cached::Unknown) => {
             let live = sessions::is_live(&state.db, claims.sid).await?;
             let write = if live { state.revocations.remember_live(claims.sid).await } else { state.revocations.revoke(&[claims.sid], None).await };
-            if let Err(e) = write {
-                tracing::warn!(error = %e, "could not cache a session state");
+            match write {
+                Ok(()) => failures.succeeded(CacheCall::SessionStateWrite),
+                Err(e) => failures.failed(CacheCall::SessionStateWrite, &e),
             }
             Ok(!live)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "revocation cache unavailable; asking the database");
-            Ok(!sessions::is_live(&state.db, claims.sid).await?)
-        }
+        Err(_) => Ok(!sessions::is_live(&state.db, claims.sid).await?),
     }
 }
 
@@ -201,10 +204,11 @@ impl FromRequestParts<AppState> for Me {
         let user = users::get(&state.db, claims.sub).await?.ok_or_else(ApiError::invalid_token)?;
         if let Some(generation) = generation {
             // In the background: the answer does not wait for the cache.
-            let (profiles, cached) = (state.profiles.clone(), user.clone());
+            let (profiles, failures, cached) = (state.profiles.clone(), state.cache_failures.clone(), user.clone());
             tokio::spawn(async move {
-                if let Err(e) = profiles.fill(&cached, generation).await {
-                    tracing::warn!(error = %e, "could not cache a profile");
+                match profiles.fill(&cached, generation).await {
+                    Ok(_) => failures.succeeded(CacheCall::ProfileWrite),
+                    Err(e) => failures.failed(CacheCall::ProfileWrite, &e),
                 }
             });
         }

@@ -93,11 +93,13 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
     // Prometheus scrapes it directly, never through nginx; not rate limited, not in the contract.
     let db = state.db.clone();
     let metrics = platform::metrics::endpoint(move || platform::metrics::record_pool("auth", &db));
-    // The fallback series exist from the start, so an alert can tell zero from missing.
+    // Counters exist from the start, at zero with every label they can take, so an
+    // alert can tell zero from missing.
     if platform::metrics::install().is_some() {
-        metrics::describe_counter!("auth_sign_ins_total", "Sign-in attempts by method (password or provider) and outcome (success or why not).");
+        crate::store::history::register_metrics();
         metrics::counter!("ratelimit_fallbacks_total").increment(0);
         metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+        crate::store::CacheFailures::register_metrics();
     }
     let frontend_origins = state.oauth.frontend_origins();
     let router = api
@@ -110,7 +112,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
         .layer(rate_limits)
         .layer(client_ip);
-    cors::allow_frontends(platform::http::standard_layers(router, http), &frontend_origins)
+    platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins))
 }
 
 /// Bodies Auth will not read, refused before a handler waits for them:

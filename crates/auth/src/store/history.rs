@@ -23,6 +23,8 @@ pub enum Method {
 }
 
 impl Method {
+    pub const ALL: [Self; 5] = [Self::Password, Self::Yandex, Self::Vk, Self::Google, Self::Mailru];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
@@ -46,6 +48,8 @@ pub enum Failure {
 }
 
 impl Failure {
+    pub const ALL: [Self; 4] = [Self::UnknownAccount, Self::WrongPassword, Self::PasswordNotSet, Self::RateLimited];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UnknownAccount => "unknown_account",
@@ -74,6 +78,20 @@ pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Cli
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Lists `auth_sign_ins_total` at zero for every method and outcome it can take, so an
+/// alert on failures or on a provider's sign-ins can tell zero from missing: every
+/// method's successes, and the password's failures (a provider's refusals happen at
+/// the provider, before an attempt is recorded).
+pub fn register_metrics() {
+    metrics::describe_counter!("auth_sign_ins_total", "Sign-in attempts by method (password or provider) and outcome (success or why not).");
+    for method in Method::ALL {
+        metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => "success").increment(0);
+    }
+    for failure in Failure::ALL {
+        metrics::counter!("auth_sign_ins_total", "method" => Method::Password.as_str(), "outcome" => failure.as_str()).increment(0);
+    }
 }
 
 /// Counts a sign-in attempt in the `auth_sign_ins_total` metric.

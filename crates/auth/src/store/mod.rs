@@ -13,6 +13,7 @@ macro_rules! role_names {
     };
 }
 
+pub mod cache_failures;
 pub mod history;
 pub mod partitions;
 pub mod profiles;
@@ -22,5 +23,6 @@ pub mod sessions;
 pub mod social;
 pub mod users;
 
+pub use cache_failures::{CacheCall, CacheFailures};
 pub use profiles::Profiles;
 pub use revocation::Revocations;

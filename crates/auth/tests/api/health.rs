@@ -35,3 +35,33 @@ async fn with_redis_unreachable_sign_in_and_revocation_still_work_from_the_datab
     assert_eq!(app.post_with("/api/v1/auth/logout", &tokens.access).await.status(), StatusCode::NO_CONTENT);
     assert_problem(app.get_with("/api/v1/users/me", &tokens.access).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
+
+/// While Redis is down every signed-in request asks PostgreSQL instead: that is
+/// logged once, when it starts, and counted, not written as a warning per request.
+#[tokio::test]
+async fn with_redis_unreachable_signed_in_requests_warn_once_and_are_counted() {
+    // The server's tasks run on this test's thread: their logs are captured.
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::WARN);
+    let app = spawn_app_with(Options { extra_vars: vec![("REDIS_URL", "redis://127.0.0.1:1".into())], ..Default::default() }).await;
+    let (_, tokens) = app.signed_in_user().await;
+    // Auth's own: sqlx warns of a slow statement when the machine is busy.
+    let warnings = || logs.text().lines().filter(|line| line.contains(" WARN auth::")).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(app.get_with("/api/v1/users/me", &tokens.access).await.status(), StatusCode::OK);
+    let after_one = warnings();
+    for _ in 0..10 {
+        assert_eq!(app.get_with("/api/v1/users/me", &tokens.access).await.status(), StatusCode::OK);
+        assert_eq!(app.get_with("/api/v1/auth/sessions", &tokens.access).await.status(), StatusCode::OK);
+    }
+    let after_many = warnings();
+    assert_eq!(after_many, after_one, "twenty more requests, no more warnings");
+    let revocation: Vec<_> = after_many.iter().filter(|line| line.contains("revocation cache unavailable")).collect();
+    assert_eq!(revocation.len(), 1, "{after_many:#?}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"auth_cache_failures_total{call="revocation_read"} "#))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count of failed revocation reads: {metrics}"));
+    // The recorder is the process's: other tests' outages may add to it.
+    assert!(counted >= 21, "{counted} failures counted");
+}

@@ -158,3 +158,24 @@ async fn preflights_pass_the_request_id_rule_and_the_quotas() {
     assert_eq!(header(&response, "access-control-allow-origin"), ORIGIN);
     assert_problem(response, StatusCode::BAD_REQUEST, "request_id_required").await;
 }
+
+/// A preflight is answered inside the request id, the span and the metrics (still
+/// before the request-id rule): it has an `X-Request-Id` like every answer, a log line
+/// and a count, so preflight traffic shows.
+#[tokio::test]
+async fn preflights_have_a_request_id_a_log_line_and_a_count() {
+    // The server's tasks run on this test's thread: their logs are captured.
+    let (logs, _logging) = platform::testing::CapturedLogs::capture(tracing::Level::DEBUG);
+    let app = app_with(&[], vec![("REQUIRE_REQUEST_ID", "true".into())]).await;
+    let response = preflight(&app, "/api/v1/auth/refresh", ORIGIN, "POST", "content-type,x-request-id").await;
+    assert_allowed_preflight(&response, ORIGIN, "POST");
+    let id = header(&response, "x-request-id");
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "a generated request id: {id:?}");
+    let text = logs.text();
+    assert!(
+        text.lines().any(|line| line.contains("answered") && line.contains(&id) && line.contains("OPTIONS /api/v1/auth/refresh")),
+        "no log line of the preflight's span: {text:.3000}"
+    );
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"http_server_requests_total{method="OPTIONS",route="/api/v1/auth/refresh",status="200"}"#), "{metrics}");
+}
