@@ -82,6 +82,9 @@ async fn both_services_export_one_trace_per_request_with_request_ids() {
     let auth_server = receiver.wait_for("auth server span", |s| s.service == "auth" && s.kind == 2 && s.trace_id == server.trace_id).await;
     assert_eq!(auth_server.name, "POST /api/v1/auth/introspect");
     assert_eq!(auth_server.parent_span_id, client.span_id, "Auth's span is the child of the movies client span");
+    // Integers, as the HTTP conventions have them, so that `>= 500` queries match.
+    assert_eq!(client.int_attr("http.response.status_code"), Some(200), "{:?}", client.attributes);
+    assert_eq!(server.int_attr("http.response.status_code"), Some(200), "{:?}", server.attributes);
     assert_eq!(auth_server.attr("http.request_id"), Some("trace-me-42"), "X-Request-Id forwarded to Auth");
     receiver
         .wait_for("an Auth database span in the trace", |s| {

@@ -26,6 +26,8 @@ pub struct ExportedSpan {
     /// 2 = server, 3 = client (OTLP `SpanKind`).
     pub kind: i32,
     pub attributes: HashMap<String, String>,
+    /// The attributes exported as integers (also in `attributes`, as text).
+    pub integers: HashMap<String, i64>,
     /// 2 = error (OTLP `StatusCode`).
     pub status_code: i32,
 }
@@ -33,6 +35,10 @@ pub struct ExportedSpan {
 impl ExportedSpan {
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        self.integers.get(key).copied()
     }
 }
 
@@ -57,6 +63,14 @@ fn keep(store: &Store, request: ExportTraceServiceRequest) {
             for span in scope.spans {
                 let attributes =
                     span.attributes.iter().filter_map(|a| Some((a.key.clone(), value_text(a.value.as_ref()?.value.as_ref()?)))).collect();
+                let integers = span
+                    .attributes
+                    .iter()
+                    .filter_map(|a| match a.value.as_ref()?.value.as_ref()? {
+                        Value::IntValue(i) => Some((a.key.clone(), *i)),
+                        _ => None,
+                    })
+                    .collect();
                 spans.push(ExportedSpan {
                     service: service.clone(),
                     name: span.name,
@@ -65,6 +79,7 @@ fn keep(store: &Store, request: ExportTraceServiceRequest) {
                     parent_span_id: hex(&span.parent_span_id),
                     kind: span.kind,
                     attributes,
+                    integers,
                     status_code: span.status.map_or(0, |s| s.code),
                 });
             }
