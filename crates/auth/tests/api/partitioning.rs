@@ -249,7 +249,7 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
         // The page query as the service runs it.
         let mut tx = app.db.begin().await.unwrap();
         sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
-        let scans = scans_of(&mut tx, history::PAGE, &format!("'{heavy}', NULL, NULL, 21"), mode).await;
+        let scans = scans_of(&mut tx, history::PAGE, &format!("'{heavy}', 21"), mode).await;
         tx.rollback().await.unwrap();
         let months = partitions_read(&scans, "login_history");
         assert!(months.len() > 1, "{scans:#?}");
@@ -260,6 +260,35 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
     }
     let page: serde_json::Value = app.get_with("/api/v1/users/me/login-history?limit=21", &tokens.access).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 21);
+
+    // A page far back, after 2,500 of the account's rows, two months or so ago: the
+    // months after its cursor are skipped, and each month read starts at the cursor
+    // in the index instead of reading the newer rows and filtering them out (with the
+    // cursor an optional condition, a generic plan did, in every month).
+    let (cursor_time, cursor_id): (DateTime<Utc>, Uuid) =
+        sqlx::query_as("SELECT attempted_at, id FROM login_history WHERE user_id = $1 ORDER BY attempted_at DESC, id DESC OFFSET 2500 LIMIT 1")
+            .bind(heavy)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let months = login_history_partitions(&mut conn).await.unwrap();
+    let newer: Vec<&str> = months.iter().filter(|m| m.from > cursor_time).map(|m| m.name.as_str()).collect();
+    assert!(newer.len() > 1, "the cursor should leave newer months to skip: {months:?}");
+    drop(conn);
+    for mode in [PlanMode::Custom, PlanMode::Generic] {
+        let mut tx = app.db.begin().await.unwrap();
+        sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
+        let args = format!("'{heavy}', '{}', '{cursor_id}', 21", cursor_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        let scans = scans_of(&mut tx, history::PAGE_AFTER, &args, mode).await;
+        tx.rollback().await.unwrap();
+        let read = partitions_read(&scans, "login_history");
+        assert!(!read.is_empty() && read.iter().all(|p| !newer.contains(p)), "{mode:?}: read {read:?}, newer than the cursor {newer:?}");
+        for scan in scans.iter().filter(|s| s.executed) {
+            let index = scan.index.as_deref().unwrap_or_default();
+            assert!(copies.iter().any(|c| c == index) && !scan.sorted && scan.filter.is_none(), "{mode:?}: {scan:?}");
+        }
+    }
 }
 
 /// Settings as the service reads them, with the given retention.
