@@ -71,6 +71,13 @@ pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maint
     for p in &outcome.dropped {
         tracing::info!(partition = %p.name, from = %p.from, to = %p.to, "login history partition dropped (retention)");
     }
+    if !outcome.drop_postponed.is_empty() {
+        let months = outcome.drop_postponed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        tracing::warn!(
+            partitions = %months,
+            "expired login history partitions not dropped: a query held them, or the table, through every attempt; the next run tries again"
+        );
+    }
     if outcome.moved_from_default > 0 {
         tracing::warn!(
             rows = outcome.moved_from_default,
@@ -84,9 +91,10 @@ pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maint
 }
 
 /// Runs maintenance now, then every `maintenance_interval`, until dropped. Several
-/// instances may run it: pg_partman's locks serialise them and a late run finds
-/// nothing to do. A failed run (say, a lock not granted in time) is logged and
-/// retried at the next tick; with four months made ahead, that leaves months of slack.
+/// instances may run it: pg_partman's locks serialise them (a run waits for the one
+/// before) and a late run finds nothing to do. A failed run (say, a lock not granted in
+/// time) is logged and retried at the next tick; with four months made ahead, that
+/// leaves months of slack.
 pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
     let mut ticks = tokio::time::interval(settings.maintenance_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
