@@ -95,8 +95,10 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         match admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Created concurrently by another instance.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Created concurrently by another instance: 42P04 when it had committed
+            // before this statement began, 23505 (on pg_database's unique index of
+            // names) when both were under way at once, as when instances start together.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e).context("creating the database"),
         }
     }
@@ -175,6 +177,33 @@ mod tests {
         let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)").bind(pid).fetch_one(&mut admin).await.unwrap();
         assert!(ended, "backend {pid} still there after 10 s");
         (pool, pid)
+    }
+
+    /// Instances started at once on a fresh server all create the database: all but
+    /// the first failed with a unique violation of pg_database's index of names.
+    #[tokio::test]
+    async fn several_instances_creating_one_new_database_at_once_all_succeed() {
+        let name = format!(
+            "platform_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        );
+        let options = server().database(&name);
+        let creations: Vec<_> = (0..4)
+            .map(|_| {
+                let options = options.clone();
+                tokio::spawn(async move { ensure_database(&options).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for creation in creations {
+            outcomes.push(creation.await.unwrap());
+        }
+        let mut admin = PgConnection::connect_with(&server()).await.unwrap();
+        admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await.unwrap();
+        for outcome in outcomes {
+            outcome.unwrap();
+        }
     }
 
     #[tokio::test]
