@@ -81,7 +81,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn maintain_partitions(settings: &Settings) -> anyhow::Result<()> {
-    let db = auth::startup::connect_existing_and_migrate(settings).await?;
+    let db = auth::startup::connect_existing(settings).await?;
     let outcome = auth::partitions::maintain(&db, &settings.partitions).await?;
     for p in &outcome.created {
         println!("created {} ({} to {})", p.name, p.from, p.to);

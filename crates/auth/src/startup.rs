@@ -108,9 +108,10 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
     connect(settings, IfMissing::Create).await
 }
 
-/// [`connect_and_migrate`] for one-off administrative commands: a database that does
-/// not exist is an error naming `AUTH_DATABASE_URL`, not a new empty one.
-pub async fn connect_existing_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+/// [`connect_and_migrate`] for one-off administrative commands, without migrating: a
+/// database that does not exist is an error naming `AUTH_DATABASE_URL`, not a new empty
+/// one, and one that lacks migrations of this release is an error naming `auth migrate`.
+pub async fn connect_existing(settings: &Settings) -> anyhow::Result<PgPool> {
     connect(settings, IfMissing::Refuse { variable: "AUTH_DATABASE_URL", service: "auth" }).await
 }
 
