@@ -621,3 +621,22 @@ async fn a_query_reading_an_expired_month_holds_up_only_its_drop_not_sign_ins_or
     let dropped: Vec<&str> = outcome.dropped.iter().map(|p| p.name.as_str()).collect();
     assert!(expired.iter().all(|name| dropped.contains(&name.as_str())) && outcome.drop_postponed.is_empty(), "{outcome:?}");
 }
+
+/// A support engineer's `TRUNCATE users` (of a staging copy, say): the row trigger that
+/// keeps the lookup tables does not fire on TRUNCATE, and they have no foreign key, so
+/// every email and login stayed taken and signing up again was 409 email_taken.
+#[tokio::test]
+async fn truncating_users_frees_their_emails_and_logins() {
+    let app = spawn_app().await;
+    insert_accounts(&app.db, 10).await;
+    app.signup("returning@example.com").await;
+    sqlx::query("TRUNCATE users CASCADE").execute(&app.db).await.unwrap();
+    let (emails, logins): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)").fetch_one(&app.db).await.unwrap();
+    assert_eq!((emails, logins), (0, 0));
+    app.signup("returning@example.com").await;
+    let mut conn = app.db.acquire().await.unwrap();
+    users::insert(&mut conn, NewUser { login: Some(auth::domain::Login::parse("Member2").unwrap()), ..new_user("member2@example.com") })
+        .await
+        .expect("the login and email of a truncated account are free");
+}
