@@ -81,7 +81,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn maintain_partitions(settings: &Settings) -> anyhow::Result<()> {
-    let db = auth::startup::connect_existing_and_migrate(settings).await?;
+    let db = auth::startup::connect_existing(settings).await?;
     let outcome = auth::partitions::maintain(&db, &settings.partitions).await?;
     for p in &outcome.created {
         println!("created {} ({} to {})", p.name, p.from, p.to);
@@ -89,10 +89,13 @@ async fn maintain_partitions(settings: &Settings) -> anyhow::Result<()> {
     for p in &outcome.dropped {
         println!("dropped {} ({} to {})", p.name, p.from, p.to);
     }
+    for p in &outcome.drop_postponed {
+        println!("not dropped {} ({} to {}): a query is reading it or the table; the next run tries again", p.name, p.from, p.to);
+    }
     if outcome.moved_from_default > 0 {
         println!("moved {} rows out of login_history_default into their months", outcome.moved_from_default);
     }
-    if outcome.created.is_empty() && outcome.dropped.is_empty() {
+    if outcome.created.is_empty() && outcome.dropped.is_empty() && outcome.drop_postponed.is_empty() {
         println!("login history partitions up to date; nothing to do");
     }
     let purged = auth::partitions::purge_sessions(&db, &settings.partitions).await?;

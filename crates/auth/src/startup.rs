@@ -109,15 +109,22 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
     connect(settings, IfMissing::Create).await
 }
 
-/// [`connect_and_migrate`] for one-off administrative commands: a database that does
-/// not exist is an error naming `AUTH_DATABASE_URL`, not a new empty one.
-pub async fn connect_existing_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+/// [`connect_and_migrate`] for one-off administrative commands, without migrating: a
+/// database that does not exist is an error naming `AUTH_DATABASE_URL`, not a new empty
+/// one, and one that lacks migrations of this release is an error naming `auth migrate`.
+pub async fn connect_existing(settings: &Settings) -> anyhow::Result<PgPool> {
     connect(settings, IfMissing::Refuse { variable: "AUTH_DATABASE_URL", service: "auth" }).await
 }
 
 async fn connect(settings: &Settings, if_missing: IfMissing<'_>) -> anyhow::Result<PgPool> {
     let timeout_ms = settings.database_statement_timeout.as_millis().to_string();
     let options = database_options(settings)?.options([("statement_timeout", timeout_ms.as_str())]);
+    if let IfMissing::Create = if_missing {
+        platform::db::ensure_database(&options).await?;
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await.context("connecting to PostgreSQL")?;
+        crate::partitions::check_pg_partman(&mut db).await?;
+        sqlx::Connection::close(db).await?;
+    }
     platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, if_missing).await
 }
 

@@ -17,7 +17,7 @@ use crate::{
     config::Settings,
     domain::{Email, NewPassword, PasswordHasher},
     error::ApiError,
-    startup::connect_existing_and_migrate,
+    startup::connect_existing,
     store::users::{self, NewUser},
 };
 
@@ -32,7 +32,7 @@ pub enum Outcome {
 /// stored (trimmed, lower-cased: what the operator signs in with).
 pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> anyhow::Result<(Outcome, Email)> {
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
-    let db = connect_existing_and_migrate(settings).await?;
+    let db = connect_existing(settings).await?;
     let mut password = None;
     // Twice at most: a second run creating the same account at the same moment makes
     // this one's insert conflict, and then the account is there to find.

@@ -29,12 +29,24 @@ pub enum IfMissing<'a> {
     Create,
     /// Stop with an error naming the variable: one-off administrative commands, so a
     /// mistyped URL does not hand them a new, empty database to work on (an admin
-    /// created where no service looks, or upkeep that reports nothing to do).
+    /// created where no service looks, or upkeep that reports nothing to do). They
+    /// apply no migration either: a database that lacks some of this release's stops
+    /// them with a line naming `<service> migrate`. Changing the schema is for a
+    /// deployment's migrate step (or the service's start), not for whichever release's
+    /// binary an operator happens to run a command with.
     Refuse { variable: &'a str, service: &'a str },
 }
 
 /// Creates the database when it does not exist (or refuses, by `if_missing`), connects
-/// a pool and applies `migrator`.
+/// a pool and applies `migrator` (or, for [`IfMissing::Refuse`], checks that it has
+/// been applied).
+///
+/// Migrations in the database that `migrator` does not know are a newer release's,
+/// applied during a rolling upgrade: they are logged and tolerated, so an instance of
+/// the older release can still start (sqlx refuses them by default, "migration … was
+/// previously applied but is missing in the resolved migrations"). That is safe as long
+/// as each release's migrations are ones the previous release still runs on (add a
+/// column, backfill, then constrain, in separate releases).
 pub async fn connect_and_migrate(
     options: PgConnectOptions,
     max_connections: u32,
@@ -54,7 +66,31 @@ pub async fn connect_and_migrate(
     // a large table may take long, and the pool's options may set one.
     let mut migrating = PgConnection::connect_with(&options).await.context("connecting to PostgreSQL")?;
     migrating.execute("SET statement_timeout = 0").await?;
-    migrator.run(&mut migrating).await.context("applying migrations")?;
+    let applied = applied_migrations(&mut migrating).await?;
+    let newer: Vec<i64> = applied.iter().copied().filter(|v| !migrator.version_exists(*v)).collect();
+    if !newer.is_empty() {
+        tracing::warn!(
+            migrations = ?newer,
+            "the database schema is newer than this binary: it has migrations of a later release (a rolling upgrade?); running on it"
+        );
+    }
+    match if_missing {
+        IfMissing::Create => {
+            let mut tolerant = Migrator::with_migrations(migrator.iter().cloned().collect());
+            tolerant.set_ignore_missing(true);
+            tolerant.run(&mut migrating).await.context("applying migrations")?;
+        }
+        IfMissing::Refuse { service, .. } => {
+            let lacking: Vec<i64> =
+                migrator.iter().filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version)).map(|m| m.version).collect();
+            if let Some(first) = lacking.first() {
+                anyhow::bail!(
+                    "the database lacks {} migration(s) of this release (from {first}); run `{service} migrate` with this release first",
+                    lacking.len()
+                );
+            }
+        }
+    }
     migrating.close().await?;
     let pool = pool_options(max_connections, IDLE_BEFORE_CHECK).connect_with(options).await.context("connecting to PostgreSQL")?;
     Ok(pool)
@@ -79,6 +115,15 @@ fn pool_options(max_connections: u32, idle_before_check: Duration) -> PgPoolOpti
     )
 }
 
+/// The versions of the migrations applied successfully; none before the first run.
+async fn applied_migrations(db: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text").fetch_one(&mut *db).await?;
+    if table.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version").fetch_all(&mut *db).await?)
+}
+
 async fn database_exists(options: &PgConnectOptions) -> anyhow::Result<bool> {
     let name = options.get_database().unwrap_or("postgres");
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await.context("connecting to PostgreSQL")?;
@@ -95,8 +140,10 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         match admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Created concurrently by another instance.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Created concurrently by another instance: 42P04 when it had committed
+            // before this statement began, 23505 (on pg_database's unique index of
+            // names) when both were under way at once, as when instances start together.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e).context("creating the database"),
         }
     }
@@ -175,6 +222,33 @@ mod tests {
         let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)").bind(pid).fetch_one(&mut admin).await.unwrap();
         assert!(ended, "backend {pid} still there after 10 s");
         (pool, pid)
+    }
+
+    /// Instances started at once on a fresh server all create the database: all but
+    /// the first failed with a unique violation of pg_database's index of names.
+    #[tokio::test]
+    async fn several_instances_creating_one_new_database_at_once_all_succeed() {
+        let name = format!(
+            "platform_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        );
+        let options = server().database(&name);
+        let creations: Vec<_> = (0..4)
+            .map(|_| {
+                let options = options.clone();
+                tokio::spawn(async move { ensure_database(&options).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for creation in creations {
+            outcomes.push(creation.await.unwrap());
+        }
+        let mut admin = PgConnection::connect_with(&server()).await.unwrap();
+        admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await.unwrap();
+        for outcome in outcomes {
+            outcome.unwrap();
+        }
     }
 
     #[tokio::test]

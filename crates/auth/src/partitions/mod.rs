@@ -62,6 +62,61 @@ pub async fn purge_sessions(db: &PgPool, settings: &PartitionSettings) -> Result
     Ok(purged)
 }
 
+/// The migration that partitions the tables and creates pg_partman.
+const PARTITIONING_MIGRATION: i64 = 20261125000020;
+
+/// Before that migration runs: stops with one line saying what to do where it would
+/// fail on pg_partman with a message that does not say (the migration cannot be changed
+/// now that databases have applied it). It creates the extension in schema `partman`
+/// and calls it there, so one a DBA made elsewhere (a plain `CREATE EXTENSION
+/// pg_partman` puts it in `public`) failed with "function partman.create_parent(…)
+/// does not exist", and a role that may not create it got a bare "permission denied to
+/// create extension".
+pub async fn check_pg_partman(db: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    // A table that may not exist yet cannot be named in the statement that checks it.
+    let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut *db).await?;
+    let migrated = bookkept
+        && sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success)")
+            .bind(PARTITIONING_MIGRATION)
+            .fetch_one(&mut *db)
+            .await?;
+    let (available, schema, database, role): (bool, Option<String>, String, String) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_partman'),
+                (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'),
+                current_database()::text, current_user::text",
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS partman; CREATE EXTENSION pg_partman SCHEMA partman;";
+    match schema.as_deref() {
+        _ if migrated => Ok(()),
+        Some("partman") => Ok(()),
+        Some(other) => anyhow::bail!(
+            "pg_partman is installed in schema \"{other}\" of database \"{database}\", and Auth's migrations need it in schema \"partman\": \
+             if nothing else uses it there, a superuser runs `DROP EXTENSION pg_partman; {CREATE}` in that database, then `auth migrate` again (docs/partitioning.md)"
+        ),
+        None if !available => anyhow::bail!(
+            "the PostgreSQL extension pg_partman is not installed on this server: install the package postgresql-<major version>-partman \
+             (scripts/services.sh does), then `auth migrate` again (docs/partitioning.md)"
+        ),
+        None => {
+            // Tried and rolled back rather than judged from the role: managed services
+            // let roles that are no superuser create it (rds_superuser, say).
+            let mut trial = sqlx::Connection::begin(&mut *db).await?;
+            let created = sqlx::raw_sql(CREATE).execute(&mut *trial).await;
+            trial.rollback().await?;
+            match created {
+                Err(e) if e.as_database_error().and_then(|e| e.code()).as_deref() == Some("42501") => anyhow::bail!(
+                    "pg_partman is not created in database \"{database}\", and role \"{role}\" may not create it (it is not a trusted extension): \
+                     a superuser runs `{CREATE}` in that database once, then `auth migrate` again (docs/partitioning.md)"
+                ),
+                // Any other failure is the migration's to report, as it would have.
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 /// One maintenance run with the configured retention, logged.
 pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maintenance, sqlx::Error> {
     let outcome = partitions::maintain(db, settings.login_history_retention_months).await?;
@@ -70,6 +125,13 @@ pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maint
     }
     for p in &outcome.dropped {
         tracing::info!(partition = %p.name, from = %p.from, to = %p.to, "login history partition dropped (retention)");
+    }
+    if !outcome.drop_postponed.is_empty() {
+        let months = outcome.drop_postponed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        tracing::warn!(
+            partitions = %months,
+            "expired login history partitions not dropped: a query held them, or the table, through every attempt; the next run tries again"
+        );
     }
     if outcome.moved_from_default > 0 {
         tracing::warn!(
@@ -84,9 +146,10 @@ pub async fn maintain(db: &PgPool, settings: &PartitionSettings) -> Result<Maint
 }
 
 /// Runs maintenance now, then every `maintenance_interval`, until dropped. Several
-/// instances may run it: pg_partman's locks serialise them and a late run finds
-/// nothing to do. A failed run (say, a lock not granted in time) is logged and
-/// retried at the next tick; with four months made ahead, that leaves months of slack.
+/// instances may run it: pg_partman's locks serialise them (a run waits for the one
+/// before) and a late run finds nothing to do. A failed run (say, a lock not granted in
+/// time) is logged and retried at the next tick; with four months made ahead, that
+/// leaves months of slack.
 pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
     let mut ticks = tokio::time::interval(settings.maintenance_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

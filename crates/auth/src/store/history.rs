@@ -152,15 +152,28 @@ impl Cursor {
     }
 }
 
-/// A page of a user's history: `$1` the user, `$2`/`$3` the cursor's time and id (or
-/// NULL), `$4` the number of rows.
+/// The first page of a user's history: `$1` the user, `$2` the number of rows.
 pub const PAGE: &str = "SELECT id, attempted_at, ip, user_agent, device, method, success, failure_reason
    FROM login_history
-  WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (attempted_at, id) < ($2, $3))
+  WHERE user_id = $1
+  ORDER BY attempted_at DESC, id DESC
+  LIMIT $2";
+
+/// A later page: `$1` the user, `$2`/`$3` the cursor's time and id, `$4` the number of
+/// rows. A statement of its own, not [`PAGE`] with an optional cursor: planned for any
+/// value (the connections force generic plans), `$2 IS NULL OR …` left the cursor a
+/// filter applied after the index, so a page far back read every newer row of the user
+/// in every month. `attempted_at <= $2` is what lets the executor skip the newer months
+/// (PostgreSQL prunes partitions on plain comparisons of the key, not on a row
+/// comparison), and the row comparison then starts each remaining index scan at the
+/// cursor.
+pub const PAGE_AFTER: &str = "SELECT id, attempted_at, ip, user_agent, device, method, success, failure_reason
+   FROM login_history
+  WHERE user_id = $1 AND attempted_at <= $2 AND (attempted_at, id) < ($2, $3)
   ORDER BY attempted_at DESC, id DESC
   LIMIT $4";
 
-/// Run before [`PAGE`] in its transaction. The table has one partition per month, each
+/// Run before [`PAGE`] or [`PAGE_AFTER`] in its transaction. The table has one partition per month, each
 /// with its copy of the `(user_id, attempted_at DESC, id DESC)` index; the page must
 /// merge those ordered scans and stop after `$4` rows. A plan made for any user
 /// (PostgreSQL's generic plan of a prepared statement) can instead judge sorting "a
@@ -176,13 +189,12 @@ pub async fn page(db: &PgPool, user_id: Uuid, cursor: Option<Cursor>, limit: u16
     sqlx::query(PAGE_PLANNER_SETTING).execute(&mut *tx).await?;
     /// id, attempted_at, ip, user_agent, device, method, success, failure_reason
     type Row = (Uuid, DateTime<Utc>, Option<IpAddr>, Option<String>, String, String, bool, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(PAGE)
-        .bind(user_id)
-        .bind(cursor.map(|c| c.attempted_at))
-        .bind(cursor.map(|c| c.id))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows: Vec<Row> = match cursor {
+        None => sqlx::query_as(PAGE).bind(user_id).bind(i64::from(limit) + 1).fetch_all(&mut *tx).await?,
+        Some(cursor) => {
+            sqlx::query_as(PAGE_AFTER).bind(user_id).bind(cursor.attempted_at).bind(cursor.id).bind(i64::from(limit) + 1).fetch_all(&mut *tx).await?
+        }
+    };
     tx.commit().await?;
     let mut items: Vec<LoginAttempt> = rows
         .into_iter()

@@ -146,7 +146,7 @@ async fn the_history_query_uses_the_user_time_index() {
     for mode in [PlanMode::Custom, PlanMode::Generic] {
         let mut tx = app.db.begin().await.unwrap();
         sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
-        let scans = scans_of(&mut tx, history::PAGE, &format!("'{user_id}', NULL, NULL, 21"), mode).await;
+        let scans = scans_of(&mut tx, history::PAGE, &format!("'{user_id}', 21"), mode).await;
         tx.rollback().await.unwrap();
         assert!(!scans.is_empty());
         for scan in scans.iter().filter(|s| s.relation.starts_with("login_history")) {

@@ -195,3 +195,61 @@ async fn a_database_of_the_earlier_schema_moves_into_partitions_with_every_row_a
         .unwrap();
     assert_eq!(orphans, 0);
 }
+
+/// `auth migrate` on `url`: whether it succeeded, and its standard error.
+fn migrate(url: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_auth")).arg("migrate").env("AUTH_DATABASE_URL", url).output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Whether the partitioning migration is recorded as applied in the database at `url`.
+async fn partitioned(url: &str) -> bool {
+    let db = PgPool::connect(url).await.unwrap();
+    // A table that may not exist cannot be named in the statement that checks it.
+    let applied = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&db).await.unwrap()
+        && sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1)").bind(PARTITIONING).fetch_one(&db).await.unwrap();
+    db.close().await;
+    applied
+}
+
+/// A DBA made pg_partman with a plain `CREATE EXTENSION`, in schema public: the
+/// migration, which calls it in schema partman, failed with "function
+/// partman.create_parent(…) does not exist". Auth says where it is and what to run.
+#[tokio::test]
+async fn migrate_says_what_to_do_when_pg_partman_is_in_another_schema() {
+    let name = format!("auth_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.unwrap();
+    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    db.execute("CREATE EXTENSION pg_partman").await.unwrap();
+    db.close().await.unwrap();
+    let (ok, stderr) = migrate(&url);
+    let applied = partitioned(&url).await;
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await.unwrap();
+    assert!(!ok && !applied, "{stderr}");
+    assert!(
+        stderr.contains("pg_partman is installed in schema \"public\"") && stderr.contains("CREATE EXTENSION pg_partman SCHEMA partman"),
+        "{stderr}"
+    );
+}
+
+/// A role that is no superuser, on a database where nobody has made pg_partman: it
+/// may not create it, and got a bare "permission denied to create extension".
+#[tokio::test]
+async fn migrate_says_what_to_do_when_its_role_may_not_create_pg_partman() {
+    let id = Uuid::new_v4().simple();
+    let (name, role) = (format!("auth_test_{id}"), format!("auth_test_role_{id}"));
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{role}\" LOGIN NOSUPERUSER"))).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\" OWNER \"{role}\""))).await.unwrap();
+    let server = admin_url().rsplit_once('/').unwrap().0.to_owned();
+    let as_role = server.replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(as_role, server, "TEST_DATABASE_URL names user postgres");
+    let (ok, stderr) = migrate(&format!("{as_role}/{name}"));
+    let applied = partitioned(&format!("{server}/{name}")).await;
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\""))).await.unwrap();
+    assert!(!ok && !applied, "{stderr}");
+    assert!(stderr.contains(&format!("role \"{role}\" may not create it")) && stderr.contains("a superuser runs"), "{stderr}");
+}

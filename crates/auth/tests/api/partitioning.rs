@@ -249,7 +249,7 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
         // The page query as the service runs it.
         let mut tx = app.db.begin().await.unwrap();
         sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
-        let scans = scans_of(&mut tx, history::PAGE, &format!("'{heavy}', NULL, NULL, 21"), mode).await;
+        let scans = scans_of(&mut tx, history::PAGE, &format!("'{heavy}', 21"), mode).await;
         tx.rollback().await.unwrap();
         let months = partitions_read(&scans, "login_history");
         assert!(months.len() > 1, "{scans:#?}");
@@ -260,6 +260,35 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
     }
     let page: serde_json::Value = app.get_with("/api/v1/users/me/login-history?limit=21", &tokens.access).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 21);
+
+    // A page far back, after 2,500 of the account's rows, two months or so ago: the
+    // months after its cursor are skipped, and each month read starts at the cursor
+    // in the index instead of reading the newer rows and filtering them out (with the
+    // cursor an optional condition, a generic plan did, in every month).
+    let (cursor_time, cursor_id): (DateTime<Utc>, Uuid) =
+        sqlx::query_as("SELECT attempted_at, id FROM login_history WHERE user_id = $1 ORDER BY attempted_at DESC, id DESC OFFSET 2500 LIMIT 1")
+            .bind(heavy)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let months = login_history_partitions(&mut conn).await.unwrap();
+    let newer: Vec<&str> = months.iter().filter(|m| m.from > cursor_time).map(|m| m.name.as_str()).collect();
+    assert!(newer.len() > 1, "the cursor should leave newer months to skip: {months:?}");
+    drop(conn);
+    for mode in [PlanMode::Custom, PlanMode::Generic] {
+        let mut tx = app.db.begin().await.unwrap();
+        sqlx::query(history::PAGE_PLANNER_SETTING).execute(&mut *tx).await.unwrap();
+        let args = format!("'{heavy}', '{}', '{cursor_id}', 21", cursor_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        let scans = scans_of(&mut tx, history::PAGE_AFTER, &args, mode).await;
+        tx.rollback().await.unwrap();
+        let read = partitions_read(&scans, "login_history");
+        assert!(!read.is_empty() && read.iter().all(|p| !newer.contains(p)), "{mode:?}: read {read:?}, newer than the cursor {newer:?}");
+        for scan in scans.iter().filter(|s| s.executed) {
+            let index = scan.index.as_deref().unwrap_or_default();
+            assert!(copies.iter().any(|c| c == index) && !scan.sorted && scan.filter.is_none(), "{mode:?}: {scan:?}");
+        }
+    }
 }
 
 /// Settings as the service reads them, with the given retention.
@@ -478,4 +507,136 @@ async fn a_row_years_ahead_does_not_stop_the_coming_months_being_made() {
     let second = auth::partitions::maintain(&app.db, &settings(12)).await.unwrap();
     let made: Vec<String> = second.created.iter().map(|p| p.name.clone()).collect();
     assert!(coming.iter().all(|name| made.contains(name)), "{coming:?} made again: {made:?}");
+}
+
+/// How long the longest wait for pg_partman's advisory lock `name` in this database has
+/// lasted so far, in seconds; `None` while nobody waits for it.
+async fn advisory_wait_seconds(db: &PgPool, name: &str) -> Option<f64> {
+    sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(clock_timestamp() - waitstart))::float8 FROM pg_locks
+          WHERE locktype = 'advisory' AND NOT granted AND objid = hashtext($1)::oid
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(name)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// A second run (another instance, or cron's `auth maintain-partitions`) while one
+/// holds pg_partman's lock waits for it and then runs. Its lock timeout of 3 s applied to
+/// that wait too: the second run failed with "canceling statement due to lock timeout".
+#[tokio::test]
+async fn a_maintenance_run_waits_for_one_in_progress_instead_of_failing() {
+    let app = spawn_app().await;
+    let mut first = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *first).await.unwrap();
+    let db = app.db.clone();
+    let second = tokio::spawn(async move { auth::partitions::maintain(&db, &settings(12)).await });
+    // Held until the second run has waited longer than its lock timeout of 3 s would
+    // have let it, or it has ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !second.is_finished() && advisory_wait_seconds(&app.db, "pg_partman run_maintenance").await.is_none_or(|waited| waited < 4.0) {
+        assert!(std::time::Instant::now() < deadline, "the second run neither waited nor ended");
+        tokio::task::yield_now().await;
+    }
+    first.commit().await.unwrap();
+    let outcome = second.await.unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
+
+/// A long query reading an expired month (an export, a pg_dump) used to stall every
+/// sign-in: the drop locked the whole table, then waited for the month, and inserts
+/// queued behind it until the lock timeout (3 s) failed the run, taking the making of
+/// the coming months down with it, at every run. The months are made first, on their
+/// own; the drop locks the expired months before the table, so it waits for the reader
+/// without holding the table, and leaves them to a later run.
+#[tokio::test]
+async fn a_query_reading_an_expired_month_holds_up_only_its_drop_not_sign_ins_or_the_coming_months() {
+    let app = spawn_app().await;
+    // The run the service starts with has made its months once it has written the
+    // retention; everything below happens after it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sqlx::query_scalar::<_, Option<String>>("SELECT retention FROM partman.part_config").fetch_one(&app.db).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the service's first maintenance run never ran");
+        tokio::task::yield_now().await;
+    }
+    // Months back to ten ago, and none ahead: upkeep must make those.
+    let mut setup = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
+    sqlx::query(
+        "SELECT partman.create_partition_time(current_schema() || '.login_history',
+                ARRAY(SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => m)) AT TIME ZONE 'UTC' FROM generate_series(1, 10) m))",
+    )
+    .execute(&mut *setup)
+    .await
+    .unwrap();
+    let partitions = login_history_partitions(&mut setup).await.unwrap();
+    let coming: Vec<String> = partitions.iter().filter(|p| p.from > Utc::now()).map(|p| p.name.clone()).collect();
+    assert!(coming.len() >= 3, "{partitions:?}");
+    for name in &coming {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}"))).execute(&mut *setup).await.unwrap();
+    }
+    setup.commit().await.unwrap();
+    let expired: Vec<String> =
+        partitions.iter().filter(|p| p.to < Utc::now() - chrono::Months::new(3) - chrono::Duration::days(1)).map(|p| p.name.clone()).collect();
+    assert!(expired.len() >= 6, "{partitions:?}");
+
+    // The reader: a transaction that has read the oldest expired month and is still open.
+    let mut reader = app.db.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {}", expired[0]))).execute(&mut *reader).await.unwrap();
+
+    let db = app.db.clone();
+    let run = tokio::spawn(async move { auth::partitions::maintain(&db, &settings(3)).await });
+    // Sign-ins insert into login_history; a lock on the whole table against everyone,
+    // held or asked for, is what they would queue behind.
+    let mut table_locked = false;
+    while !run.is_finished() {
+        table_locked |= sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'login_history'::regclass AND mode = 'AccessExclusiveLock')",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    }
+    let outcome = run.await.unwrap().expect("the run succeeds, its drop left for later");
+    assert!(!table_locked, "the table was locked against sign-ins while the reader held a month");
+    let created: Vec<&str> = outcome.created.iter().map(|p| p.name.as_str()).collect();
+    assert!(coming.iter().all(|name| created.contains(&name.as_str())), "{coming:?} made: {outcome:?}");
+    assert!(outcome.dropped.is_empty(), "{outcome:?}");
+    let postponed: Vec<&str> = outcome.drop_postponed.iter().map(|p| p.name.as_str()).collect();
+    assert!(expired.iter().all(|name| postponed.contains(&name.as_str())), "{expired:?} postponed: {outcome:?}");
+
+    // A reader of the whole table (pg_dump locks every table first): the drop gets the
+    // months, then waits its short while for the table, and gives up again.
+    reader.rollback().await.unwrap();
+    let mut reader = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE ONLY login_history IN ACCESS SHARE MODE").execute(&mut *reader).await.unwrap();
+    let outcome = auth::partitions::maintain(&app.db, &settings(3)).await.expect("the run succeeds, its drop left for later");
+    assert!(outcome.dropped.is_empty() && outcome.drop_postponed.len() == expired.len(), "{outcome:?}");
+
+    // Once the reader is done, the next run drops them.
+    reader.rollback().await.unwrap();
+    let outcome = auth::partitions::maintain(&app.db, &settings(3)).await.unwrap();
+    let dropped: Vec<&str> = outcome.dropped.iter().map(|p| p.name.as_str()).collect();
+    assert!(expired.iter().all(|name| dropped.contains(&name.as_str())) && outcome.drop_postponed.is_empty(), "{outcome:?}");
+}
+
+/// A support engineer's `TRUNCATE users` (of a staging copy, say): the row trigger that
+/// keeps the lookup tables does not fire on TRUNCATE, and they have no foreign key, so
+/// every email and login stayed taken and signing up again was 409 email_taken.
+#[tokio::test]
+async fn truncating_users_frees_their_emails_and_logins() {
+    let app = spawn_app().await;
+    insert_accounts(&app.db, 10).await;
+    app.signup("returning@example.com").await;
+    sqlx::query("TRUNCATE users CASCADE").execute(&app.db).await.unwrap();
+    let (emails, logins): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM user_emails), (SELECT count(*) FROM user_logins)").fetch_one(&app.db).await.unwrap();
+    assert_eq!((emails, logins), (0, 0));
+    app.signup("returning@example.com").await;
+    let mut conn = app.db.acquire().await.unwrap();
+    users::insert(&mut conn, NewUser { login: Some(auth::domain::Login::parse("Member2").unwrap()), ..new_user("member2@example.com") })
+        .await
+        .expect("the login and email of a truncated account are free");
 }

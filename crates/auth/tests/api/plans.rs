@@ -13,6 +13,9 @@ pub struct Scan {
     pub executed: bool,
     /// Below a Sort node: its rows were sorted rather than read in index order.
     pub sorted: bool,
+    /// A condition checked on each row the scan fetched, after the index: rows it
+    /// removed were read for nothing.
+    pub filter: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +57,7 @@ fn collect(node: &Value, sorted: bool, scans: &mut Vec<Scan>) {
             index: node["Index Name"].as_str().map(str::to_owned),
             executed: node["Actual Loops"].as_u64().is_none_or(|loops| loops > 0),
             sorted,
+            filter: node["Filter"].as_str().map(str::to_owned),
         });
     }
     for child in node["Plans"].as_array().into_iter().flatten() {

@@ -143,3 +143,56 @@ fn bench_partitions_refuses_zero_insert_connections_without_a_panic() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--insert-connections must be positive"), "{stderr}");
 }
+
+/// A rolling upgrade: a newer release has migrated the database and an instance of this
+/// one (re)starts, or an operator runs a command with it. sqlx refused a migration it
+/// did not know ("previously applied but is missing in the resolved migrations"), so
+/// every command of the older release failed.
+#[tokio::test]
+async fn commands_run_on_a_schema_migrated_by_a_newer_release() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from a newer release', true, '\\x00', 0)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Serving (and `auth migrate`) apply this release's migrations, of which none is missing.
+    auth::startup::connect_and_migrate(&app.settings).await.expect("the service starts");
+    let migrate = Command::new(env!("CARGO_BIN_EXE_auth"))
+        .arg("migrate")
+        .env("AUTH_DATABASE_URL", database_url(&app))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&migrate.stderr);
+    assert!(migrate.status.success(), "{stderr}");
+    assert!(stderr.contains("newer than this binary"), "{stderr}");
+    let upkeep = Command::new(env!("CARGO_BIN_EXE_auth")).arg("maintain-partitions").env("AUTH_DATABASE_URL", database_url(&app)).output().unwrap();
+    assert!(upkeep.status.success(), "{}", String::from_utf8_lossy(&upkeep.stderr));
+    let (ok, stdout, stderr) = create_superuser(&database_url(&app), "boss@example.com", "root of all trust 42\n");
+    assert!(ok && stdout.contains("created admin"), "{stdout}{stderr}");
+}
+
+/// A binary newer than the database: the administrative commands apply no migration
+/// (that is `auth migrate`'s, or the service's at start), and say what to run.
+#[tokio::test]
+async fn admin_commands_refuse_a_schema_that_lacks_this_releases_migrations_and_apply_none() {
+    let app = spawn_app().await;
+    let newest: i64 =
+        sqlx::query_scalar("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations) RETURNING version")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let (ok, stdout, stderr) = create_superuser(&database_url(&app), "boss@example.com", "root of all trust 42\n");
+    assert!(!ok && stdout.is_empty(), "{stdout}{stderr}");
+    assert!(stderr.contains("run `auth migrate`"), "{stderr}");
+    let upkeep = Command::new(env!("CARGO_BIN_EXE_auth")).arg("maintain-partitions").env("AUTH_DATABASE_URL", database_url(&app)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&upkeep.stderr);
+    assert!(!upkeep.status.success() && upkeep.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("run `auth migrate`"), "{stderr}");
+    let applied: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1)").bind(newest).fetch_one(&app.db).await.unwrap();
+    assert!(!applied, "migration {newest} was applied by an administrative command");
+}
