@@ -46,7 +46,12 @@ impl Claims {
 /// Every counter the client keeps, at zero, so that an alert can tell zero from a
 /// series missing. Call once the metrics recorder is installed.
 pub fn register_metrics() {
-    for name in ["auth_client_degraded_total", "auth_client_introspections_shed_total", "auth_client_introspections_throttled_total"] {
+    for name in [
+        "auth_client_degraded_total",
+        "auth_client_unknown_key_total",
+        "auth_client_introspections_shed_total",
+        "auth_client_introspections_throttled_total",
+    ] {
         metrics::counter!(name).increment(0);
     }
 }
@@ -108,6 +113,11 @@ pub enum Authentication {
     /// The token could not be checked (its key is unknown and Auth is unreachable):
     /// served as anonymous.
     Unverifiable,
+    /// The token names a key not held, and the key set was fetched before the token
+    /// was issued, too recently to fetch it again: maybe a key rotated in since, maybe
+    /// a forgery. Served as anonymous, not refused, and not an outage: anyone can send
+    /// such a token.
+    KeyNotYetFetched,
     /// Invalid, expired or revoked: answer 401.
     Invalid,
 }
@@ -322,6 +332,7 @@ impl AuthClient {
                         KeyLookup::Found(key) => key,
                         KeyLookup::Unknown => return Authentication::Invalid,
                         KeyLookup::Undecided => return Authentication::Unverifiable,
+                        KeyLookup::NotYetFetched => return Authentication::KeyNotYetFetched,
                     },
                 };
                 let Some(claims) = decode_claims(token, &key, &self.inner.validation) else {
@@ -351,13 +362,17 @@ impl AuthClient {
             // say it does not know this key then: the token may be good (a key published
             // just before Auth went down), so it is served as anonymous, not refused.
             FetchSlot::Recent if self.inner.keys.is_empty() || self.inner.jwks_failing.load(Ordering::Relaxed) => return KeyLookup::Undecided,
-            // Nor does a set asked for before the token was issued say anything of its
-            // key: after a rotation not announced ahead, the first token under the new
-            // key is good, and refusing it (401) until the next refetch would send its
-            // viewer round a refresh loop. Served as anonymous instead; a forged token
-            // naming a fresh date gains nothing by it.
-            FetchSlot::Recent if !self.inner.keys.asked_after(issued_at(token)) => return KeyLookup::Undecided,
-            FetchSlot::Recent => {}
+            FetchSlot::Recent => match issued_at(token) {
+                // Auth issues no token dated ahead of its clock.
+                Some(at) if at > SystemTime::now() + CLOCK_SKEW => return KeyLookup::Unknown,
+                // Nor does a set asked for before the token was issued say anything of
+                // its key: after a rotation not announced ahead, the first token under
+                // the new key is good, and refusing it (401) until the next refetch
+                // would send its viewer round a refresh loop. Served as anonymous
+                // instead; a forged token naming a fresh date gains nothing by it.
+                Some(at) if !self.inner.keys.asked_after(at + CLOCK_SKEW) => return KeyLookup::NotYetFetched,
+                _ => {}
+            },
         }
         self.inner.keys.get(kid).map_or(KeyLookup::Unknown, KeyLookup::Found)
     }
@@ -535,26 +550,28 @@ enum KeyLookup {
     /// Auth answered, after the token was issued, and has no such key: the token is
     /// forged or from elsewhere.
     Unknown,
-    /// Auth could not be asked, or not since the token was issued.
+    /// Auth could not be asked.
     Undecided,
+    /// Auth was asked before the token was issued, too recently to ask again.
+    NotYetFetched,
 }
 
 /// How far Auth's clock may run ahead of ours: a token is taken as issued this much
 /// later than its `iat` says.
 const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-/// When the token was issued, by its unverified `iat` (its key is not held), plus the
-/// clock skew; the epoch when it has none (every token of Auth's has one).
-fn issued_at(token: &str) -> SystemTime {
+/// When the token says it was issued, by its unverified `iat` (its key is not held);
+/// `None` without one (every token of Auth's has one) or past the clock's range.
+fn issued_at(token: &str) -> Option<SystemTime> {
     #[derive(Deserialize)]
     struct IssuedAt {
         iat: u64,
     }
-    jsonwebtoken::dangerous::insecure_decode_claims::<IssuedAt>(token)
-        .ok()
-        .and_then(|claims| UNIX_EPOCH.checked_add(Duration::from_secs(claims.iat)))
-        .and_then(|at| at.checked_add(CLOCK_SKEW))
-        .unwrap_or(UNIX_EPOCH)
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<IssuedAt>(token).ok()?;
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(claims.iat))?;
+    // The skew is added to it later: within the clock's range with it too.
+    at.checked_add(CLOCK_SKEW)?;
+    Some(at)
 }
 
 /// RFC 6749 §2.3.1 `client_secret_basic`: Base64 of the form-urlencoded id and secret.

@@ -101,11 +101,14 @@ where
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(Viewer::Anonymous) };
         let token = bearer_token(value).ok_or(ViewerRejection)?;
         let client = AuthClient::from_ref(state);
-        let mark_degraded = || {
-            metrics::counter!("auth_client_degraded_total").increment(1);
+        let flag_degraded = || {
             if let Some(flag) = parts.extensions.get::<Degraded>() {
                 flag.0.store(true, Ordering::Relaxed);
             }
+        };
+        let mark_degraded = || {
+            metrics::counter!("auth_client_degraded_total").increment(1);
+            flag_degraded();
         };
         let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
         // The rate-limit layer may have checked this token's signature already.
@@ -119,6 +122,13 @@ where
             }
             Authentication::Unverifiable => {
                 mark_degraded();
+                Ok(Viewer::Anonymous)
+            }
+            // The answer says so, for the viewer's app to retry; counted apart from
+            // outages, since anyone can send such a token.
+            Authentication::KeyNotYetFetched => {
+                metrics::counter!("auth_client_unknown_key_total").increment(1);
+                flag_degraded();
                 Ok(Viewer::Anonymous)
             }
             Authentication::Invalid => Err(ViewerRejection),

@@ -209,6 +209,7 @@ async fn a_fresh_service_lists_its_counters_at_zero() {
         "ratelimit_fallbacks_total",
         "ratelimit_fallback_active",
         "auth_client_degraded_total",
+        "auth_client_unknown_key_total",
         "auth_client_introspections_shed_total",
         "auth_client_introspections_throttled_total",
     ] {

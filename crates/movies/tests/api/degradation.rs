@@ -350,8 +350,16 @@ async fn a_token_under_a_new_key_is_not_refused_while_the_refetch_is_spent() {
         assert_eq!(response.status(), StatusCode::OK, "attempt {attempt}");
         assert!(is_degraded(&response), "attempt {attempt}");
     }
-    // A token that cannot be newer than the key set (it has no `iat`) is still refused.
+    // A token that cannot be newer than the key set (it has no `iat`) is still refused,
+    // and so is one dated ahead of the clock (2100), as Auth issues none.
     assert_problem(movies.get("/api/v1/films", Some(&junk)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let (header, _) = junk.split_once('.').unwrap();
+    let future = format!("{header}.eyJpYXQiOjQxMDI0NDQ4MDB9.{}", "A".repeat(86));
+    assert_problem(movies.get("/api/v1/films", Some(&future)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // Counted apart from outages: anyone can send such a token.
+    let metrics = movies.client.get(movies.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let counted = metrics.lines().find_map(|l| l.strip_prefix("auth_client_unknown_key_total ")).and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(counted.is_some_and(|n| n >= 2.0), "auth_client_unknown_key_total: {counted:?}");
 }
 
 /// Auth hanging, and a token under a key the movies API does not hold (a rotation):
