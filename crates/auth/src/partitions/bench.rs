@@ -161,7 +161,9 @@ async fn bench(options: &PgConnectOptions, args: &BenchArgs) -> anyhow::Result<S
     );
     partitioned.close().await;
     flat.close().await;
-    sqlx::raw_sql("DROP TABLE flat.users; TRUNCATE users, user_emails, user_logins CASCADE").execute(&fill).await?;
+    // The lookups are emptied by the trigger on `users`; named here too, they would be
+    // in use by that trigger, and PostgreSQL refuses the whole statement.
+    sqlx::raw_sql("DROP TABLE flat.users; TRUNCATE users CASCADE").execute(&fill).await?;
 
     // Sign-ins: fill, copy, measure the page, the inserts and retiring a month.
     let started = Instant::now();
