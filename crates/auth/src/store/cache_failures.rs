@@ -5,9 +5,20 @@
 //! is all there is to report; while Redis was down, Auth wrote one warning per
 //! signed-in request. Each kind of call has its own state: Redis refusing writes
 //! (full, with `noeviction`) while it answers reads would otherwise log "failing" and
-//! "working" in turn on every request.
+//! "working" in turn on every request. A Redis that fails now and then (slow answers
+//! past the cache's timeout) starts and ends an outage at every failure: a start is
+//! logged at most once a minute per call, and an end only when its start was.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// At most one "failing" line per call this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Counter of failed cache calls, by `call`.
 pub const FAILURES: &str = "auth_cache_failures_total";
@@ -36,7 +47,17 @@ impl CacheCall {
 
 #[derive(Debug, Default)]
 pub struct CacheFailures {
+    /// Read on every successful call, so the path with no outage takes no lock.
     failing: [AtomicBool; CacheCall::ALL.len()],
+    logged: [Mutex<Logged>; CacheCall::ALL.len()],
+}
+
+#[derive(Debug, Default)]
+struct Logged {
+    /// When a start of failures was last logged.
+    warned_at: Option<Instant>,
+    /// Whether the outage under way was logged, so its end is.
+    announced: bool,
 }
 
 impl CacheFailures {
@@ -56,6 +77,11 @@ impl CacheFailures {
         if self.failing[call as usize].swap(true, Ordering::Relaxed) {
             return;
         }
+        let mut logged = self.logged[call as usize].lock().unwrap_or_else(|e| e.into_inner());
+        if logged.warned_at.is_some_and(|at| at.elapsed() < WARN_INTERVAL) {
+            return;
+        }
+        *logged = Logged { warned_at: Some(Instant::now()), announced: true };
         let call = call.label();
         match call {
             "revocation_read" => {
@@ -66,7 +92,11 @@ impl CacheFailures {
     }
 
     pub fn succeeded(&self, call: CacheCall) {
-        if self.failing[call as usize].swap(false, Ordering::Relaxed) {
+        if !self.failing[call as usize].swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut logged = self.logged[call as usize].lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::take(&mut logged.announced) {
             tracing::info!(call = call.label(), "Redis cache working again");
         }
     }
@@ -92,11 +122,30 @@ mod tests {
         failures.succeeded(CacheCall::RevocationRead);
         failures.succeeded(CacheCall::RevocationRead);
         failures.failed(CacheCall::ProfileWrite, &error());
-        failures.failed(CacheCall::RevocationRead, &error());
         let text = logs.text();
         let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
-        assert_eq!(count("revocation cache unavailable"), 2, "{text}");
+        assert_eq!(count("revocation cache unavailable"), 1, "{text}");
         assert_eq!(count("could not write to the Redis cache"), 1, "{text}");
         assert_eq!(count("working again"), 1, "{text}");
+    }
+
+    /// A Redis failing now and then (answers past the timeout) ends and starts an outage
+    /// at every failure: logged once a minute, not twice per failure.
+    #[test]
+    fn an_intermittent_failure_is_logged_once_a_minute_not_at_every_flap() {
+        let (logs, _guard) = platform::testing::CapturedLogs::capture(tracing::Level::INFO);
+        let failures = CacheFailures::default();
+        for _ in 0..10 {
+            failures.failed(CacheCall::RevocationRead, &error());
+            failures.succeeded(CacheCall::RevocationRead);
+        }
+        let text = logs.text();
+        let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+        assert_eq!(count("revocation cache unavailable"), 1, "{text}");
+        assert_eq!(count("working again"), 1, "{text}");
+        // A minute on, a new outage is logged again.
+        failures.logged[CacheCall::RevocationRead as usize].lock().unwrap().warned_at = Instant::now().checked_sub(WARN_INTERVAL);
+        failures.failed(CacheCall::RevocationRead, &error());
+        assert_eq!(logs.text().lines().filter(|line| line.contains("revocation cache unavailable")).count(), 2);
     }
 }
