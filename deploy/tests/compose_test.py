@@ -319,6 +319,14 @@ def main():
           "the cache Redis evicts (an LRU or LFU policy) rather than refuse writes")
     for name in ("redis", "redis-limits"):
         check(redis_option(services.get(name, {}), "maxmemory") is not None, f"{name}: bounded with --maxmemory")
+    # Auth's hashing buffers (19 MiB each, AUTH_PASSWORD_HASH_CONCURRENCY at once) fit its
+    # memory limit with room for the rest; left to its default, the host's core count,
+    # they would not on a large host.
+    concurrency = resolve(auth.get("AUTH_PASSWORD_HASH_CONCURRENCY", ""), {})
+    check(concurrency.isdigit(), f"auth: AUTH_PASSWORD_HASH_CONCURRENCY is set, not left to the host's cores: {concurrency!r}")
+    auth_limit = megabytes(str(services["auth"].get("mem_limit", "")))
+    if concurrency.isdigit() and auth_limit:
+        check(int(concurrency) * 19 + 256 <= auth_limit, f"auth: {concurrency} hashes of 19 MiB and 256 MB besides fit mem_limit {auth_limit} MB")
     # The counts survive a restart of the limits' Redis: forgotten, every account would
     # take a fresh 100 failed sign-ins an hour.
     limits = services.get("redis-limits", {})

@@ -59,7 +59,9 @@ deploy/tests/node_modules/.bin/dclint deploy/compose.yaml --quiet \
 say "compose.yaml follows the Compose Specification"
 
 python3 deploy/tests/compose_test.py
-python3 deploy/tests/nginx_resolve_test.py "$(deploy/tests/build_nginx.sh)"
+# On a line of its own: `set -e` does not stop on a failed substitution in an argument.
+nginx_1_28=$(deploy/tests/build_nginx.sh)
+python3 deploy/tests/nginx_resolve_test.py "$nginx_1_28"
 
 cargo build --locked -q -p auth -p movies
 python3 deploy/tests/nginx_test.py
