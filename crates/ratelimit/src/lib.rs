@@ -28,6 +28,13 @@ mod redis_store;
 pub mod testing;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpService, TrustedProxies, ip_subject};
+
+/// The limiter's fallback series at zero, so that an alert can tell zero from missing.
+/// Call once the metrics recorder is installed.
+pub fn register_metrics() {
+    metrics::counter!("ratelimit_fallbacks_total").increment(0);
+    metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+}
 pub use layer::{RateLimit, RateLimitLayer, too_many_requests};
 pub use limiter::{Backend, Check, Limiter, LimiterConfig, Status, Verdict};
 pub use policy::{Policy, Rate};

@@ -97,8 +97,7 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
     // alert can tell zero from missing.
     if platform::metrics::install().is_some() {
         crate::store::history::register_metrics();
-        metrics::counter!("ratelimit_fallbacks_total").increment(0);
-        metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+        ratelimit::register_metrics();
         crate::store::CacheFailures::register_metrics();
     }
     let frontend_origins = state.oauth.frontend_origins();

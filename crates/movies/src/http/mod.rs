@@ -88,10 +88,7 @@ async fn viewer_cache_headers(request: axum::extract::Request, next: middleware:
 fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
     platform::metrics::install();
     auth_client::register_metrics();
-    // As Auth does: the limiter's fallback series exist from the start, so an alert can
-    // tell zero from missing.
-    metrics::counter!("ratelimit_fallbacks_total").increment(0);
-    metrics::gauge!("ratelimit_fallback_active").increment(0.0);
+    ratelimit::register_metrics();
     let (db, auth) = (state.db.clone(), state.auth.clone());
     platform::metrics::endpoint(move || {
         platform::metrics::record_pool("movies", &db);
