@@ -12,10 +12,12 @@ test:
 	@scripts/test.sh
 
 ## rustfmt's check (rustfmt.toml) and clippy over every crate and test, warnings as
-## errors (not part of `make test`, which it would lengthen by a second full build).
+## errors (not part of `make test`, which it would lengthen by a second full build);
+## and that the fuzz targets, a workspace of their own, still compile against the crates.
 lint:
 	@cargo fmt --all --check
 	@cd fuzz && cargo fmt --check
+	@cd fuzz && cargo check --locked --bins --quiet
 	@cargo clippy --workspace --all-targets --locked -- -D warnings
 
 ## Every benchmark, on release builds (about an hour): each rewrites its section of

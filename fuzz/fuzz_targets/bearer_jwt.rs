@@ -73,6 +73,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         audience: AUDIENCE.into(),
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(86_400),
+        session_lifetime: Duration::from_secs(30 * 86_400),
         signing_key_file: None,
         dev_key_file: PathBuf::from("/nonexistent/never-read.pem"),
         extra_public_key_files: Vec::new(),

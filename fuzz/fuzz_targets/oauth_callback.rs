@@ -1,7 +1,8 @@
 //! The OAuth callback (`GET /api/v1/oauth/{provider}/callback?code=…&state=…`):
 //! the query string through Auth's own `Query` extractor into `CallbackQuery` (`code`,
 //! `state`, `error`, VK's `device_id`), the browser-binding cookie
-//! (`http::oauth::browser_cookie`), and the checks the handler makes once the state
+//! (`http::oauth::BrowserCookie::read`, of an HTTPS deployment, `__Host-oauth_browser`,
+//! or a plain-HTTP one, `oauth_browser`), and the checks the handler makes once the state
 //! found its flow (`http::oauth::accept_callback`: this provider, this browser, no
 //! provider error, a code of sane length). The Redis lookup of the state and the
 //! provider calls are outside.
@@ -11,13 +12,15 @@
 //! - the extracted fields are exactly the query's percent-decoded pairs
 //!   (`serde_urlencoded` read independently as a list of pairs), a repeated known
 //!   field is refused, unknown ones are ignored;
-//! - a browser cookie is only ever read from a well-formed `oauth_browser=` pair;
+//! - a browser cookie is only ever read from a well-formed pair of the deployment's
+//!   name (never the other's);
 //! - `accept_callback` decides exactly by the documented rule: `invalid_state` unless
 //!   the flow is this provider's and this browser's; then `provider_denied` for
 //!   `error=access_denied`, `provider_error` for any other error or a code that is
 //!   missing, empty or over 2048 bytes; otherwise the code and device id, untouched.
 //!
-//! Input: byte 0 the provider in the path, byte 1 the flow's provider, then the query
+//! Input: byte 0 the provider in the path (its top bit set: an HTTPS deployment), byte 1
+//! the flow's provider, then the query
 //! string, a NUL, and `Cookie` header values separated by NULs; `$B` in a cookie
 //! stands for the browser cookie the flow was started with.
 #![no_main]
@@ -28,7 +31,7 @@ use auth::{
     error::ApiError,
     http::{
         extract::Query,
-        oauth::{BROWSER_COOKIE, CallbackQuery, accept_callback, browser_cookie},
+        oauth::{BrowserCookie, CallbackQuery, accept_callback},
     },
     oauth::{FlowState, Provider},
 };
@@ -50,6 +53,10 @@ fn well_formed_cookie(v: &str) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let [path_provider, flow_provider, rest @ ..] = data else { return };
+    let kind = BrowserCookie::new(*path_provider >= 0x80);
+    let (name, other_name) =
+        if *path_provider >= 0x80 { ("__Host-oauth_browser", "oauth_browser") } else { ("oauth_browser", "__Host-oauth_browser") };
+    assert_eq!(kind.name(), name);
     let path_provider = Provider::ALL[usize::from(*path_provider) % 4];
     let flow_provider = Provider::ALL[usize::from(*flow_provider) % 4];
     let mut pieces = rest.split(|&b| b == 0);
@@ -89,24 +96,27 @@ fuzz_target!(|data: &[u8]| {
 
     // The browser binding.
     let headers: &HeaderMap = &parts.headers;
-    let cookie = browser_cookie(headers);
+    let cookie = kind.read(headers);
     if let Some(value) = cookie {
         assert!(well_formed_cookie(value), "read a malformed browser cookie {value:?}");
-        let pair = format!("{BROWSER_COOKIE}={value}");
+        let pair = format!("{name}={value}");
         assert!(
             headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(';').any(|p| p.trim() == pair)),
             "read {value:?}, which no cookie pair carries"
         );
     }
     let single: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
-    if single.len() == 1 && single[0].as_bytes() == format!("{BROWSER_COOKIE}={BROWSER}").as_bytes() {
+    if single.len() == 1 && single[0].as_bytes() == format!("{name}={BROWSER}").as_bytes() {
         assert_eq!(cookie, Some(BROWSER));
+    }
+    if single.len() == 1 && single[0].as_bytes() == format!("{other_name}={BROWSER}").as_bytes() {
+        assert_eq!(cookie, None, "read the cookie of the other name");
     }
 
     // The checks after the flow was found.
     let flow = FlowState::new(flow_provider, BROWSER, None, None);
     let bound = path_provider == flow_provider && cookie == Some(BROWSER);
-    let decided = accept_callback(&query, path_provider, &flow, headers);
+    let decided = accept_callback(&query, path_provider, &flow, cookie);
     let code_ok = query.code.as_deref().is_some_and(|c| !c.is_empty() && c.len() <= 2048);
     match (&decided, bound, query.error.as_deref()) {
         (Err(ApiError::Refused { code: "invalid_state", status, .. }), false, _) => assert_eq!(*status, StatusCode::BAD_REQUEST),

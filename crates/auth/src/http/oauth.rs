@@ -49,7 +49,12 @@ pub struct BrowserCookie {
 
 impl BrowserCookie {
     pub fn of(state: &AppState) -> Self {
-        Self { secure: state.oauth.secure_cookies() }
+        Self::new(state.oauth.secure_cookies())
+    }
+
+    /// The cookie of an HTTPS deployment (`secure`) or of a plain-HTTP one.
+    pub fn new(secure: bool) -> Self {
+        Self { secure }
     }
 
     pub fn name(self) -> &'static str {
