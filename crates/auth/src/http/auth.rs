@@ -19,6 +19,7 @@ use crate::{
     limits::sign_in::{AccountKey, SignInError},
     state::AppState,
     store::{
+        CacheCall,
         history::{self, Failure, Method},
         sessions::{self, EndReason, Rotation},
         users::{self, NewUser, SignInIdentifier, User},
@@ -302,8 +303,9 @@ async fn refresh_tokens(State(state): State<AppState>, ClientInfo(client): Clien
 /// Writes revocations to the Redis cache. PostgreSQL already holds them, so a failure
 /// here only delays their effect by at most the live-cache TTL.
 pub async fn cache_revocation(state: &AppState, sessions: &[Uuid], token: Option<(Uuid, i64)>) {
-    if let Err(e) = state.revocations.revoke(sessions, token).await {
-        tracing::warn!(error = %e, "could not cache a revocation; the database still holds it");
+    match state.revocations.revoke(sessions, token).await {
+        Ok(()) => state.cache_failures.succeeded(CacheCall::RevocationWrite),
+        Err(e) => state.cache_failures.failed(CacheCall::RevocationWrite, &e),
     }
 }
 

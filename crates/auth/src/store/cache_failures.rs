@@ -31,16 +31,20 @@ pub enum CacheCall {
     SessionStateWrite,
     /// Filling a profile read from PostgreSQL.
     ProfileWrite,
+    /// A sign-out's (or a session end's) revocation: PostgreSQL holds it, and Auth's
+    /// own checks see it once the live mark of the cache expires (30 s).
+    RevocationWrite,
 }
 
 impl CacheCall {
-    pub const ALL: [Self; 3] = [Self::RevocationRead, Self::SessionStateWrite, Self::ProfileWrite];
+    pub const ALL: [Self; 4] = [Self::RevocationRead, Self::SessionStateWrite, Self::ProfileWrite, Self::RevocationWrite];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::RevocationRead => "revocation_read",
             Self::SessionStateWrite => "session_state_write",
             Self::ProfileWrite => "profile_write",
+            Self::RevocationWrite => "revocation_write",
         }
     }
 }
@@ -87,6 +91,11 @@ impl CacheFailures {
             "revocation_read" => {
                 tracing::warn!(error = %error, call, "revocation cache unavailable; asking the database until it answers again")
             }
+            "revocation_write" => tracing::warn!(
+                error = %error,
+                call,
+                "could not cache a revocation; the database holds it, and Auth's own checks see it within 30 s; counted, not logged, until a write works again"
+            ),
             _ => tracing::warn!(error = %error, call, "could not write to the Redis cache; counted, not logged, until a write works again"),
         }
     }

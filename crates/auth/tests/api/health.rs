@@ -56,6 +56,13 @@ async fn with_redis_unreachable_signed_in_requests_warn_once_and_are_counted() {
     assert_eq!(after_many, after_one, "twenty more requests, no more warnings");
     let revocation: Vec<_> = after_many.iter().filter(|line| line.contains("revocation cache unavailable")).collect();
     assert_eq!(revocation.len(), 1, "{after_many:#?}");
+    // Sign-outs: PostgreSQL holds their revocations; the cache's refusal is told once.
+    for _ in 0..3 {
+        let (_, tokens) = app.signed_in_user().await;
+        assert_eq!(app.post_with("/api/v1/auth/logout", &tokens.access).await.status(), StatusCode::NO_CONTENT);
+    }
+    let uncached = warnings().into_iter().filter(|line| line.contains("could not cache a revocation")).count();
+    assert_eq!(uncached, 1, "{:#?}", warnings());
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let counted = metrics
         .lines()
