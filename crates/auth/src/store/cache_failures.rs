@@ -101,7 +101,10 @@ impl CacheFailures {
     }
 
     pub fn succeeded(&self, call: CacheCall) {
-        if !self.failing[call as usize].swap(false, Ordering::Relaxed) {
+        // A load first: a swap on every request would make each write the flag's cache
+        // line, shared by every core serving requests.
+        let failing = &self.failing[call as usize];
+        if !failing.load(Ordering::Relaxed) || !failing.swap(false, Ordering::Relaxed) {
             return;
         }
         let mut logged = self.logged[call as usize].lock().unwrap_or_else(|e| e.into_inner());
