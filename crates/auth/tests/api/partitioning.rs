@@ -348,15 +348,7 @@ async fn retention_drops_whole_months_older_than_the_setting_and_nothing_newer()
     // days, none within two days of the three months' limit (89 to 92 days). Set up
     // under pg_partman's lock, so that the maintenance run the service starts with goes
     // wholly before or wholly after; either way the outcome below is the same.
-    let mut setup = app.db.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
-    sqlx::query(
-        "SELECT partman.create_partition_time(current_schema() || '.login_history',
-                ARRAY(SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => m)) AT TIME ZONE 'UTC' FROM generate_series(1, 10) m))",
-    )
-    .execute(&mut *setup)
-    .await
-    .unwrap();
+    let mut setup = past_months_under_upkeeps_lock(&app.db).await;
     sqlx::query(
         "INSERT INTO login_history (id, attempted_at, device, method, success, failure_reason)
          SELECT gen_random_uuid(), now() - d * interval '1 day', 'web', 'password', false, 'unknown_account' FROM generate_series(5, 295, 10) d",
@@ -511,6 +503,21 @@ async fn a_row_years_ahead_does_not_stop_the_coming_months_being_made() {
 
 /// How long the longest wait for pg_partman's advisory lock `name` in this database has
 /// lasted so far, in seconds; `None` while nobody waits for it.
+/// A transaction holding pg_partman's maintenance lock (so that a run of the service's
+/// goes wholly before or after it) in which the ten months before this one have been made.
+async fn past_months_under_upkeeps_lock(db: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut setup = db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
+    sqlx::query(
+        "SELECT partman.create_partition_time(current_schema() || '.login_history',
+                ARRAY(SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => m)) AT TIME ZONE 'UTC' FROM generate_series(1, 10) m))",
+    )
+    .execute(&mut *setup)
+    .await
+    .unwrap();
+    setup
+}
+
 async fn advisory_wait_seconds(db: &PgPool, name: &str) -> Option<f64> {
     sqlx::query_scalar(
         "SELECT extract(epoch FROM max(clock_timestamp() - waitstart))::float8 FROM pg_locks
@@ -562,15 +569,7 @@ async fn a_query_reading_an_expired_month_holds_up_only_its_drop_not_sign_ins_or
         tokio::task::yield_now().await;
     }
     // Months back to ten ago, and none ahead: upkeep must make those.
-    let mut setup = app.db.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pg_partman run_maintenance'))").execute(&mut *setup).await.unwrap();
-    sqlx::query(
-        "SELECT partman.create_partition_time(current_schema() || '.login_history',
-                ARRAY(SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => m)) AT TIME ZONE 'UTC' FROM generate_series(1, 10) m))",
-    )
-    .execute(&mut *setup)
-    .await
-    .unwrap();
+    let mut setup = past_months_under_upkeeps_lock(&app.db).await;
     let partitions = login_history_partitions(&mut setup).await.unwrap();
     let coming: Vec<String> = partitions.iter().filter(|p| p.from > Utc::now()).map(|p| p.name.clone()).collect();
     assert!(coming.len() >= 3, "{partitions:?}");
