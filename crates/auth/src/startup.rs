@@ -119,13 +119,7 @@ pub async fn connect_existing(settings: &Settings) -> anyhow::Result<PgPool> {
 async fn connect(settings: &Settings, if_missing: IfMissing<'_>) -> anyhow::Result<PgPool> {
     let timeout_ms = settings.database_statement_timeout.as_millis().to_string();
     let options = database_options(settings)?.options([("statement_timeout", timeout_ms.as_str())]);
-    if let IfMissing::Create = if_missing {
-        platform::db::ensure_database(&options).await?;
-        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await.context("connecting to PostgreSQL")?;
-        crate::partitions::check_pg_partman(&mut db).await?;
-        sqlx::Connection::close(db).await?;
-    }
-    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, if_missing).await
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, if_missing, crate::partitions::check_pg_partman).await
 }
 
 /// How Auth connects to PostgreSQL.

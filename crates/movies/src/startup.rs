@@ -94,7 +94,8 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
         // Typo tolerance of search: pg_trgm's default word similarity threshold (0.6)
         // misses one wrong letter in a short word ("spilberg" scores 0.58).
         .options([("pg_trgm.word_similarity_threshold", SEARCH_SIMILARITY_THRESHOLD)]);
-    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, platform::db::IfMissing::Create).await
+    platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, platform::db::IfMissing::Create, async |_, _| Ok(()))
+        .await
 }
 
 pub fn cache(settings: &Settings) -> anyhow::Result<Cache> {

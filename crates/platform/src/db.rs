@@ -47,11 +47,16 @@ pub enum IfMissing<'a> {
 /// previously applied but is missing in the resolved migrations"). That is safe as long
 /// as each release's migrations are ones the previous release still runs on (add a
 /// column, backfill, then constrain, in separate releases).
+///
+/// `before_migrating` runs on the migrating connection, given the versions applied,
+/// before any migration (not for [`IfMissing::Refuse`]): a service's checks of what its
+/// migrations need, to say what is wrong in its own words.
 pub async fn connect_and_migrate(
     options: PgConnectOptions,
     max_connections: u32,
     migrator: &Migrator,
     if_missing: IfMissing<'_>,
+    before_migrating: impl AsyncFnOnce(&mut PgConnection, &[i64]) -> anyhow::Result<()>,
 ) -> anyhow::Result<PgPool> {
     match if_missing {
         IfMissing::Create => ensure_database(&options).await?,
@@ -76,6 +81,7 @@ pub async fn connect_and_migrate(
     }
     match if_missing {
         IfMissing::Create => {
+            before_migrating(&mut migrating, &applied).await?;
             let mut tolerant = Migrator::with_migrations(migrator.iter().cloned().collect());
             tolerant.set_ignore_missing(true);
             tolerant.run(&mut migrating).await.context("applying migrations")?;

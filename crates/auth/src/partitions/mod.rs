@@ -72,14 +72,9 @@ const PARTITIONING_MIGRATION: i64 = 20261125000020;
 /// pg_partman` puts it in `public`) failed with "function partman.create_parent(…)
 /// does not exist", and a role that may not create it got a bare "permission denied to
 /// create extension".
-pub async fn check_pg_partman(db: &mut sqlx::PgConnection) -> anyhow::Result<()> {
-    // A table that may not exist yet cannot be named in the statement that checks it.
-    let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut *db).await?;
-    let migrated = bookkept
-        && sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1 AND success)")
-            .bind(PARTITIONING_MIGRATION)
-            .fetch_one(&mut *db)
-            .await?;
+/// `applied`: the versions of the migrations the database has.
+pub async fn check_pg_partman(db: &mut sqlx::PgConnection, applied: &[i64]) -> anyhow::Result<()> {
+    let migrated = applied.contains(&PARTITIONING_MIGRATION);
     let (available, schema, database, role): (bool, Option<String>, String, String) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_partman'),
                 (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'),
