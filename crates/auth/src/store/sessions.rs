@@ -141,16 +141,26 @@ pub struct Rotating<'a> {
 }
 
 /// Exchanges a refresh token for its successor. The happy path is one round trip.
+///
+/// The session's row is locked first (`live`), so a refresh racing the end of its
+/// session (sign-out, password change, a deleted session) waits for that transaction
+/// and then sees the session ended: it rotates nothing and is refused, rather than
+/// renewing an ended session with a pair that is dead on arrival. Sessions are locked
+/// before their refresh tokens, the order deleting a session takes too.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 /// A session past its lifetime is not renewed: its token is invalid, as if expired.
 pub async fn rotate(db: &PgPool, rotating: &Rotating<'_>, client: &Client) -> Result<Rotation> {
     let rotated: Option<(Uuid, Uuid, Vec<String>, Option<chrono::NaiveDate>)> = sqlx::query_as(concat!(
-        "WITH old AS (
-             UPDATE refresh_tokens rt SET rotated_at = now()
-               FROM sessions s
+        "WITH live AS (
+             SELECT s.id, s.user_id, s.created_at
+               FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
               WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > now()
-                AND s.id = rt.session_id AND s.ended_at IS NULL
-                AND s.created_at + make_interval(secs => $6) > now()
+                AND s.ended_at IS NULL AND s.created_at + make_interval(secs => $6) > now()
+                FOR NO KEY UPDATE OF s
+         ), old AS (
+             UPDATE refresh_tokens rt SET rotated_at = now()
+               FROM live s
+              WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > now() AND rt.session_id = s.id
           RETURNING rt.session_id, s.user_id, LEAST($3, s.created_at + make_interval(secs => $6)) AS expires_at
          ), successor AS (
              INSERT INTO refresh_tokens (token_hash, session_id, expires_at)

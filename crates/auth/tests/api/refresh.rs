@@ -117,3 +117,28 @@ async fn refreshing_never_renews_a_session_past_its_lifetime_from_sign_in() {
     let refused = app.refresh(&second.refresh).await;
     assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 }
+
+/// A refresh racing the end of its session (a sign-out, a password change, a deleted
+/// session): the ending transaction holds the session's row when the refresh arrives.
+/// The refresh used to wait for it, then renew the ended session and answer 200 with a
+/// pair that was dead on arrival; it must answer 401 and write nothing.
+#[tokio::test]
+async fn a_refresh_racing_the_end_of_its_session_gets_401_and_writes_nothing() {
+    let app = spawn_app().await;
+    let (_, signed_in) = app.signed_in_user().await;
+    let session_id = app.state.tokens.verify(&signed_in.access).unwrap().sid;
+    let mut ending = app.db.begin().await.unwrap();
+    sqlx::query("UPDATE sessions SET ended_at = now(), end_reason = 'logout' WHERE id = $1").bind(session_id).execute(&mut *ending).await.unwrap();
+    let commit_when_the_refresh_waits = async {
+        crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+        ending.commit().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(app.refresh(&signed_in.refresh), commit_when_the_refresh_waits);
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    let (tokens_of_the_session, rotated): (i64, i64) = sqlx::query_as("SELECT count(*), count(rotated_at) FROM refresh_tokens WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!((tokens_of_the_session, rotated), (1, 0), "no successor written, the presented token left as it was");
+}
