@@ -153,8 +153,17 @@ fn slow_cache() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "revocation cache slow"))
 }
 
-/// Whether the token is revoked, given what the Redis cache said about it.
+/// Whether the token is revoked, given what the Redis cache said about it. A revoked
+/// token is remembered, so the rate-limit layer stops counting it against its user.
 async fn resolve_revocation(state: &AppState, claims: &AccessClaims, cached: redis::RedisResult<Cached>) -> Result<bool, ApiError> {
+    let revoked = revocation(state, claims, cached).await?;
+    if revoked {
+        state.limits.revoked_tokens.remember(claims);
+    }
+    Ok(revoked)
+}
+
+async fn revocation(state: &AppState, claims: &AccessClaims, cached: redis::RedisResult<Cached>) -> Result<bool, ApiError> {
     let failures = &state.cache_failures;
     match &cached {
         Ok(_) => failures.succeeded(CacheCall::RevocationRead),

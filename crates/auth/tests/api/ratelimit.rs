@@ -190,6 +190,32 @@ async fn the_user_limit_counts_by_account_whatever_the_address() {
     assert_problem(forged, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
+/// Whoever holds a leaked token cannot keep its owner at 429 after the owner signs
+/// out everywhere: once Auth has found the token revoked, its requests count by
+/// address, and the owner's new session keeps its quota.
+#[tokio::test]
+async fn a_revoked_token_does_not_spend_its_owners_quota() {
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_USER", "1/m burst 3"), ("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 100")]).await;
+    let (email, leaked) = app.signed_in_user().await;
+    let out = app.post_with("/api/v1/auth/logout-all", &leaked.access).await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    for attempt in 0..6 {
+        let replay = app.get_with("/api/v1/users/me", &leaked.access).await;
+        if attempt > 0 {
+            assert!(header(&replay, "ratelimit").starts_with("\"api-ip\";"), "attempt {attempt}: {}", header(&replay, "ratelimit"));
+        }
+        assert_problem(replay, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    let fresh = crate::helpers::tokens(app.login(&email, PASSWORD).await).await;
+    let me = app.get_with("/api/v1/users/me", &fresh.access).await;
+    assert_eq!(me.status(), StatusCode::OK, "{}", header(&me, "ratelimit"));
+    assert!(
+        header(&me, "ratelimit").starts_with("\"api-user\";r=0;"),
+        "one request of the burst was the revoked token's first, one the sign-out's: {}",
+        header(&me, "ratelimit")
+    );
+}
+
 #[tokio::test]
 async fn headers_describe_each_policy_and_retry_after_is_exact() {
     // One request per 30 s, two at once: deterministic whole seconds.
