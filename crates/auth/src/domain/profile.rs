@@ -88,6 +88,13 @@ impl Email {
         if looks_latin(local) || shown_domain.split('.').any(looks_latin) {
             return Err("must not be written in letters of another script that look like Latin ones (such as Cyrillic р and о)".into());
         }
+        // A dot above an `i` or `j` does not show: they carry one already. Lower-casing
+        // the Turkish `İ` gives `i` + U+0307, so `İnfo@…` would make a second account
+        // that shows as `info@…`. Neither UTS #39 rule above sees it: one script, and
+        // the combining dot is not ASCII.
+        if has_invisible_dot(local) || has_invisible_dot(&shown_domain) {
+            return Err("must not put a dot above i or j (as lower-casing İ does): write name@example.com".into());
+        }
         Ok(normal.into_email())
     }
 
@@ -107,6 +114,12 @@ const INVALID: &str = "must be an email address such as name@example.com";
 /// `анна` keeps `н` (its prototype is `ʜ`), so real Cyrillic names pass.
 fn looks_latin(part: &str) -> bool {
     !part.is_ascii() && unicode_security::skeleton(part).all(|c| c.is_ascii())
+}
+
+/// Whether `part` has a combining dot above (U+0307) right after an `i` or `j`, where it
+/// cannot be seen.
+fn has_invisible_dot(part: &str) -> bool {
+    part.chars().zip(part.chars().skip(1)).any(|(letter, mark)| matches!(letter, 'i' | 'j') && mark == '\u{0307}')
 }
 
 /// An address trimmed, in NFC and lower-cased, split at its `@`, its domain in ASCII.
@@ -345,6 +358,12 @@ mod tests {
         ] {
             assert!(Email::parse(look_alike).unwrap_err().contains("look like Latin"), "{look_alike:?} accepted");
         }
+        // A dot above i or j, which does not show: the Turkish capital İ lower-cased, in
+        // the local part or the domain, and typed as i + U+0307.
+        for dotted in ["\u{0130}nfo@example.com", "info@\u{0130}nfo.com", "ni\u{0307}k@example.com", "j\u{0307}o@example.com"] {
+            assert!(Email::parse(dotted).unwrap_err().contains("dot above"), "{dotted:?} accepted");
+        }
+        assert!(Email::parse("\u{0117}ma@example.com").is_ok(), "a dot above another letter shows");
         // One script per part is fine, whichever it is: real Cyrillic names, and Latin
         // letters with accents.
         for fine in [
