@@ -199,7 +199,7 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
         Err(verdict) => {
             let user_id = account.map(|a| a.id);
             history::record(&state.db, user_id, &client, Method::Password, Err(Failure::RateLimited)).await?;
-            tracing::info!(user_id = ?user_id, reason = Failure::RateLimited.as_str(), "sign-in refused");
+            tracing::info!(user_id = user_id.map(tracing::field::display), reason = Failure::RateLimited.as_str(), "sign-in refused");
             return Err(SignInError::TooManyAttempts(verdict));
         }
     };
@@ -214,7 +214,7 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     let user_id = account.as_ref().map(|a| a.id);
     if let Some(failure) = failure {
         history::record(&state.db, user_id, &client, Method::Password, Err(failure)).await?;
-        tracing::info!(user_id = ?user_id, reason = failure.as_str(), "sign-in refused");
+        tracing::info!(user_id = user_id.map(tracing::field::display), reason = failure.as_str(), "sign-in refused");
         return Err(attempt.failed(invalid_credentials()));
     }
     let user_id = user_id.ok_or_else(|| anyhow::anyhow!("verified sign-in without an account"))?;

@@ -91,6 +91,14 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
             }
         });
     }
+    // A sign-in refused for an unknown account logs no user id, not the text "None".
+    let refused = client
+        .post(url("/api/v1/auth/login"))
+        .header("x-request-id", format!("logs-{id}-unknown"))
+        .json(&serde_json::json!({"email": format!("nobody-{id}@example.com"), "password": "correct horse battery"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
     // Stopped before its log is read; the rest of the clean-up is the guard's.
     let _ = running.child.kill();
     let _ = running.child.wait();
@@ -102,6 +110,13 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
         .collect();
     let logged: Vec<&str> = answered.iter().filter_map(|l| l["request_id"].as_str()).collect();
     let missing: Vec<&String> = ids.iter().filter(|id| !logged.contains(&id.as_str())).collect();
+    let refusal = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|l| l["fields"]["message"] == "sign-in refused")
+        .expect("the refused sign-in's line");
     drop(running);
+    assert_eq!(refusal["fields"]["reason"], "unknown_account", "{refusal}");
+    assert!(refusal["fields"].get("user_id").is_none(), "{refusal}");
     assert!(missing.is_empty(), "{} of {} request lines without their request_id: {missing:?}", missing.len(), ids.len());
 }
