@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use crate::{
     config::Settings,
-    domain::{Email, NewPassword, PasswordHasher},
+    domain::{Email, NewPassword, PasswordHasher, password::Stored},
     error::ApiError,
     startup::connect_existing,
     store::users::{self, NewUser},
@@ -42,8 +42,9 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
                 return Ok((Outcome::AlreadyAdmin, email));
             }
             let password = given(&mut password, stdin)?;
-            let hash = users::password_hash(&db, user.id).await?;
-            if !PasswordHasher::new(1)?.verify(password, hash.as_deref()).await? {
+            let (hash, stored) = users::password_hash(&db, user.id).await?.unzip();
+            let stored = stored.unwrap_or(Stored::Normalised);
+            if !PasswordHasher::new(1)?.verify_stored(password, hash.as_deref(), stored).await?.found() {
                 bail!(
                     "{email} already has an account, and the password given is not its password: only an account you can sign in to is promoted (sign-up does not verify addresses)"
                 );

@@ -133,15 +133,24 @@ impl PasswordHasher {
         self.run(move |memory| hash_with(&params, memory, normalized(password.expose_secret()).as_bytes())).await?
     }
 
-    /// Verifies `password` against `hash`, or against the dummy hash when there is no
-    /// account; returns false in that case whatever the password.
+    /// Verifies `password` against a hash made since passwords are normalised, or
+    /// against the dummy hash when there is no account; returns false in that case
+    /// whatever the password.
     pub async fn verify(&self, password: &SecretString, hash: Option<&str>) -> anyhow::Result<bool> {
+        Ok(self.verify_stored(password, hash, Stored::Normalised).await?.found())
+    }
+
+    /// [`Self::verify`] of a stored hash that may predate normalisation, saying which
+    /// form of the password matched. Only such a hash costs a second run when the
+    /// password is not in NFC; the dummy hash of an unknown account is a normalised one.
+    pub async fn verify_stored(&self, password: &SecretString, hash: Option<&str>, stored: Stored) -> anyhow::Result<Match> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
+        let stored = if known { stored } else { Stored::Normalised };
         let password = password.clone();
-        let matches = self.run(move |memory| verify_normalised(memory, password.expose_secret(), &hash)).await?;
-        Ok(known && matches)
+        let matched = self.run(move |memory| verify_normalised(password.expose_secret(), stored, |bytes| verify_with(memory, bytes, &hash))).await?;
+        Ok(if known { matched } else { Match::No })
     }
 
     /// [`Self::verify`] of a known hash for a caller outside the async runtime: the
@@ -149,8 +158,9 @@ impl PasswordHasher {
     /// benchmark's bound on logins.
     pub fn verify_blocking(&self, password: &SecretString, hash: &str) -> anyhow::Result<bool> {
         let (password, hash) = (password.clone(), hash.to_owned());
-        let reply = self.submit(move |memory| verify_normalised(memory, password.expose_secret(), &hash))?;
-        Ok(reply.blocking_recv()?)
+        let reply =
+            self.submit(move |memory| verify_normalised(password.expose_secret(), Stored::Normalised, |bytes| verify_with(memory, bytes, &hash)))?;
+        Ok(reply.blocking_recv()?.found())
     }
 
     pub fn verifications(&self) -> u64 {
@@ -184,11 +194,44 @@ fn normalized(password: &str) -> std::borrow::Cow<'_, str> {
     if is_nfc(password) { password.into() } else { password.nfc().collect::<String>().into() }
 }
 
-/// Verifies `password` in NFC and, for a hash set before passwords were normalised (by
-/// a client that sent it decomposed), as it came.
-fn verify_normalised(memory: &mut [Block], password: &str, phc: &str) -> bool {
+/// What a stored hash may be a hash of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The password in NFC: every hash made since passwords are normalised.
+    Normalised,
+    /// A hash made before (`users.password_unnormalised`): maybe of the bytes a client
+    /// sent, decomposed.
+    MaybeUnnormalised,
+}
+
+/// Which form of the password a hash matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    No,
+    /// The password in NFC.
+    Normalised,
+    /// The password as it was sent, not in NFC: the hash is of a decomposed password.
+    AsSent,
+}
+
+impl Match {
+    pub fn found(self) -> bool {
+        self != Self::No
+    }
+}
+
+/// Verifies `password` in NFC and, for a hash that may be of a decomposed password (set
+/// before passwords were normalised), as it came. Only such hashes get the second run:
+/// for every other, a password sent decomposed would cost two hashes per guess.
+fn verify_normalised(password: &str, stored: Stored, mut verify: impl FnMut(&[u8]) -> bool) -> Match {
     let nfc = normalized(password);
-    verify_with(memory, nfc.as_bytes(), phc) || (nfc != password && verify_with(memory, password.as_bytes(), phc))
+    if verify(nfc.as_bytes()) {
+        Match::Normalised
+    } else if stored == Stored::MaybeUnnormalised && nfc != password && verify(password.as_bytes()) {
+        Match::AsSent
+    } else {
+        Match::No
+    }
 }
 
 /// Work for a hashing thread, given its buffer.
@@ -284,7 +327,8 @@ mod tests {
     }
 
     /// The same text composed or decomposed is one password; a hash made from the
-    /// decomposed bytes before passwords were normalised still verifies.
+    /// decomposed bytes before passwords were normalised still verifies, and only a
+    /// hash stored as maybe unnormalised is tried a second time.
     #[tokio::test]
     async fn passwords_are_compared_in_nfc() {
         let hasher = PasswordHasher::new(1).unwrap();
@@ -295,8 +339,34 @@ mod tests {
         assert!(hasher.verify(&composed, Some(&hash)).await.unwrap());
         let mut memory = vec![Block::default(); hasher.params.block_count()];
         let legacy = hash_with(&hasher.params, &mut memory, decomposed.expose_secret().as_bytes()).unwrap();
-        assert!(hasher.verify(&decomposed, Some(&legacy)).await.unwrap());
-        assert!(!hasher.verify(&SecretString::from("cafe cafe cafe"), Some(&legacy)).await.unwrap());
+        let maybe = Stored::MaybeUnnormalised;
+        assert_eq!(hasher.verify_stored(&decomposed, Some(&legacy), maybe).await.unwrap(), Match::AsSent);
+        assert_eq!(hasher.verify_stored(&composed, Some(&legacy), maybe).await.unwrap(), Match::No);
+        assert_eq!(hasher.verify_stored(&composed, Some(&hash), maybe).await.unwrap(), Match::Normalised);
+        assert!(!hasher.verify_stored(&SecretString::from("cafe cafe cafe"), Some(&legacy), maybe).await.unwrap().found());
+        // A normalised hash is not tried a second time: the legacy one, stored so, fails.
+        assert!(!hasher.verify(&decomposed, Some(&legacy)).await.unwrap());
+        // Nor is the dummy hash of an unknown account, whatever the caller says.
+        assert_eq!(hasher.verify_stored(&decomposed, None, maybe).await.unwrap(), Match::No);
+    }
+
+    /// A decomposed guess costs one run against a normalised hash, two only against a
+    /// hash that may predate normalisation; a password in NFC always one.
+    #[test]
+    fn only_a_hash_that_may_predate_normalisation_costs_a_second_run() {
+        let runs = |password: &str, stored| {
+            let mut runs = 0;
+            let matched = verify_normalised(password, stored, |_| {
+                runs += 1;
+                false
+            });
+            assert_eq!(matched, Match::No);
+            runs
+        };
+        let (decomposed, composed) = ("cafe\u{301} guess", "caf\u{e9} guess");
+        assert_eq!(runs(decomposed, Stored::Normalised), 1);
+        assert_eq!(runs(decomposed, Stored::MaybeUnnormalised), 2);
+        assert_eq!(runs(composed, Stored::MaybeUnnormalised), 1);
     }
 
     #[test]

@@ -14,7 +14,10 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, ClientInfo, IntrospectionClient, Json};
 use crate::{
-    domain::{BirthDate, Country, Email, Login, NewPassword, Region},
+    domain::{
+        BirthDate, Country, Email, Login, NewPassword, Region,
+        password::{Match, Stored},
+    },
     error::{ApiError, Problem, Result},
     limits::sign_in::{AccountKey, SignInError},
     state::AppState,
@@ -204,7 +207,9 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
         }
     };
     let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
-    let verified = state.hasher.verify(&body.password, hash).await?;
+    let stored = account.as_ref().map_or(Stored::Normalised, users::Credentials::stored);
+    let matched = state.hasher.verify_stored(&body.password, hash, stored).await?;
+    let verified = matched.found();
     let failure = match &account {
         None => Some(Failure::UnknownAccount),
         Some(a) if a.password_hash.is_none() => Some(Failure::PasswordNotSet),
@@ -226,7 +231,34 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     };
     attempt.succeeded(&state.limits).await;
     tracing::info!(%user_id, "signed in");
+    if stored == Stored::MaybeUnnormalised
+        && let Some(hash) = hash
+    {
+        renormalise(&state, user_id, hash, matched, &body.password);
+    }
     Ok(pair)
+}
+
+/// After a sign-in to an account whose hash may predate normalised passwords: in the
+/// background, the hash is marked normalised (it matched the password in NFC), or
+/// replaced by a hash of the password in NFC (it matched the password as sent), so
+/// later sign-ins try one form only. Once per such account; a failure is logged and
+/// tried again at the next sign-in.
+fn renormalise(state: &AppState, user_id: Uuid, checked: &str, matched: Match, password: &SecretString) {
+    let (state, checked, password) = (state.clone(), checked.to_owned(), password.clone());
+    tokio::spawn(async move {
+        let result = async {
+            let nfc_hash = match matched {
+                Match::AsSent => Some(state.hasher.hash(&password).await?),
+                Match::Normalised | Match::No => None,
+            };
+            users::mark_password_normalised(&state.db, user_id, &checked, nfc_hash.as_deref()).await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(%user_id, error = %format_args!("{e:#}"), "could not mark a password hash as normalised; tried again at the next sign-in");
+        }
+    });
 }
 
 /// Opens a session for a signed-in user, records the sign-in, and issues the first

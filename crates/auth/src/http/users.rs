@@ -133,9 +133,9 @@ async fn change_password(
     match (&current_hash, &body.current_password) {
         (Some(_), None) => return Err(ApiError::field("current_password", "is required").into()),
         (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet").into()),
-        (Some(hash), Some(current)) => {
+        (Some((hash, stored)), Some(current)) => {
             let attempt = state.limits.admit_sign_in(&AccountKey::account(user.id()), client.ip).await.map_err(SignInError::TooManyAttempts)?;
-            if !state.hasher.verify(current, Some(hash.as_str())).await? {
+            if !state.hasher.verify_stored(current, Some(hash.as_str()), *stored).await?.found() {
                 return Err(attempt.failed(ApiError::field("current_password", "is incorrect")));
             }
             attempt.succeeded(&state.limits).await;
@@ -146,7 +146,7 @@ async fn change_password(
     let mut tx = state.db.begin().await?;
     // Only over the hash just checked: a change that came first wins, and this one,
     // checked against a replaced password, is refused.
-    if !users::set_password_hash(&mut *tx, user.id(), current_hash.as_deref(), &hash).await? {
+    if !users::set_password_hash(&mut *tx, user.id(), current_hash.as_ref().map(|(hash, _)| hash.as_str()), &hash).await? {
         return Err(match current_hash {
             Some(_) => ApiError::field("current_password", "is incorrect: the password was changed meanwhile"),
             // Another request set one meanwhile: from now on, it is needed.

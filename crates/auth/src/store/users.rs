@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    domain::{BirthDate, Country, Email, Login, Region},
+    domain::{BirthDate, Country, Email, Login, Region, password::Stored},
     error::{ApiError, ConstraintErrors, Result, ResultExt},
 };
 
@@ -43,6 +43,14 @@ pub struct NewUser {
 pub struct Credentials {
     pub id: Uuid,
     pub password_hash: Option<String>,
+    /// The hash may predate normalised passwords (`users.password_unnormalised`).
+    pub password_unnormalised: bool,
+}
+
+impl Credentials {
+    pub fn stored(&self) -> Stored {
+        if self.password_unnormalised { Stored::MaybeUnnormalised } else { Stored::Normalised }
+    }
 }
 
 /// A profile change; `None` leaves a field as it is, `Some(None)` clears it.
@@ -89,9 +97,11 @@ pub const SELECT_BY_ID: &str = select_user!("WHERE u.id = $1");
 /// A [`User`] by email: `$1` the normalised email.
 pub const SELECT_BY_EMAIL: &str = select_user!("WHERE u.id = (SELECT user_id FROM user_emails WHERE email = $1)");
 /// Sign-in [`Credentials`] by email: `$1` the normalised email.
-pub const CREDENTIALS_BY_EMAIL: &str = "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)";
+pub const CREDENTIALS_BY_EMAIL: &str =
+    "SELECT id, password_hash, password_unnormalised FROM users WHERE id = (SELECT user_id FROM user_emails WHERE email = $1)";
 /// Sign-in [`Credentials`] by login, whatever its case: `$1` the login.
-pub const CREDENTIALS_BY_LOGIN: &str = "SELECT id, password_hash FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
+pub const CREDENTIALS_BY_LOGIN: &str =
+    "SELECT id, password_hash, password_unnormalised FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
 
 /// Creates the account with the built-in `user` role, in the caller's transaction.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
@@ -245,8 +255,25 @@ pub async fn confirm_email(db: impl PgExecutor<'_>, id: Uuid, email: &Email) -> 
 }
 
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(db).await?.flatten())
+pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<(String, Stored)>> {
+    let row: Option<(Option<String>, bool)> =
+        sqlx::query_as("SELECT password_hash, password_unnormalised FROM users WHERE id = $1").bind(id).fetch_optional(db).await?;
+    Ok(row.and_then(|(hash, unnormalised)| Some((hash?, if unnormalised { Stored::MaybeUnnormalised } else { Stored::Normalised }))))
+}
+
+/// After a sign-in matched a hash that may predate normalised passwords: the hash is
+/// replaced by `nfc_hash`, a hash of the password in NFC, when given (it matched the
+/// password as sent), and marked normalised, unless the password changed meanwhile.
+/// Not a change of the profile: `updated_at` stays.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn mark_password_normalised(db: impl PgExecutor<'_>, id: Uuid, checked: &str, nfc_hash: Option<&str>) -> Result<()> {
+    sqlx::query("UPDATE users SET password_hash = COALESCE($3, password_hash), password_unnormalised = false WHERE id = $1 AND password_hash = $2")
+        .bind(id)
+        .bind(checked)
+        .bind(nfc_hash)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Sets the password hash of an account whose hash is still `checked`, the one the
@@ -254,12 +281,15 @@ pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<S
 /// `false` when another change came first.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn set_password_hash(db: impl PgExecutor<'_>, id: Uuid, checked: Option<&str>, hash: &str) -> Result<bool> {
-    let updated = sqlx::query("UPDATE users SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash IS NOT DISTINCT FROM $2")
-        .bind(id)
-        .bind(checked)
-        .bind(hash)
-        .execute(db)
-        .await?;
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $3, password_unnormalised = false, updated_at = now()
+          WHERE id = $1 AND password_hash IS NOT DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(checked)
+    .bind(hash)
+    .execute(db)
+    .await?;
     Ok(updated.rows_affected() > 0)
 }
 

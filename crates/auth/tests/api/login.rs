@@ -153,3 +153,51 @@ async fn an_address_accepted_before_a_rule_still_signs_in() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["email"], older);
 }
+
+/// A hash made before passwords were normalised, of a password a client sent
+/// decomposed (`e` + U+0301), in PHC form, as the service made them then.
+fn hash_of_the_bytes_as_sent(password: &str) -> String {
+    use base64::{Engine as _, engine::general_purpose::STANDARD_NO_PAD};
+    let salt = *b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    argon2::Argon2::default().hash_password_into(password.as_bytes(), &salt, &mut out).unwrap();
+    format!("$argon2id$v=19$m=19456,t=2,p=1${}${}", STANDARD_NO_PAD.encode(salt), STANDARD_NO_PAD.encode(out))
+}
+
+/// Only an account whose hash may predate normalised passwords has the password as sent
+/// tried after its NFC form (every other decomposed guess would cost two hashes); its
+/// first sign-in replaces the hash by one of the password in NFC, in the background,
+/// and from then on both forms sign in with one hash each.
+#[tokio::test]
+async fn only_a_hash_from_before_normalisation_is_tried_as_sent_and_its_first_sign_in_renormalises_it() {
+    let app = spawn_app().await;
+    app.signup("ann@example.com").await;
+    let stored = || async {
+        sqlx::query_as::<_, (String, bool)>("SELECT password_hash, password_unnormalised FROM users WHERE email = 'ann@example.com'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    assert!(!stored().await.1, "a hash made now is of the password in NFC");
+    let (decomposed, composed) = ("cafe\u{301} cafe\u{301} cafe\u{301}", "caf\u{e9} caf\u{e9} caf\u{e9}");
+    let legacy = hash_of_the_bytes_as_sent(decomposed);
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE email = 'ann@example.com'").bind(&legacy).execute(&app.db).await.unwrap();
+    assert_eq!(app.login("ann@example.com", decomposed).await.status(), StatusCode::UNAUTHORIZED, "marked normalised: tried in NFC only");
+
+    sqlx::query("UPDATE users SET password_unnormalised = true WHERE email = 'ann@example.com'").execute(&app.db).await.unwrap();
+    assert_eq!(app.login("ann@example.com", composed).await.status(), StatusCode::UNAUTHORIZED, "the hash is of the decomposed bytes");
+    assert_eq!(app.login("ann@example.com", decomposed).await.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (hash, unnormalised) = loop {
+        let (hash, unnormalised) = stored().await;
+        if !unnormalised {
+            break (hash, unnormalised);
+        }
+        assert!(std::time::Instant::now() < deadline, "the hash was not renormalised within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(!unnormalised);
+    assert_ne!(hash, legacy, "rehashed");
+    assert_eq!(app.login("ann@example.com", composed).await.status(), StatusCode::OK);
+    assert_eq!(app.login("ann@example.com", decomposed).await.status(), StatusCode::OK);
+}
