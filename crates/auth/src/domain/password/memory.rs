@@ -15,6 +15,9 @@
 //! `never`, or another OS) the advice fails or is ignored and the buffer is ordinary
 //! memory.
 
+// The workspace refuses `unsafe` (Cargo.toml); this module maps memory itself.
+#![allow(unsafe_code)]
+
 use std::{ops, ptr::NonNull};
 
 use argon2::Block;
