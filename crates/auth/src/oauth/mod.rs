@@ -3,7 +3,9 @@
 //! Redis, PKCE, one client per provider that turns a callback's `code` into an
 //! [`Identity`], and the rules that map an identity to an account (`linking`).
 //! The routes are in `http::oauth` and `http::social`, the SQL in `store::social`.
-//! Wire formats follow `docs/oauth.md`.
+//! Wire formats follow `docs/oauth.md`, which also says why this is written on
+//! `reqwest` and `jsonwebtoken` rather than the `oauth2` and `openidconnect` crates
+//! (the providers' non-standard answers, and a second HTTP stack).
 
 pub mod config;
 pub mod flow;
