@@ -57,6 +57,8 @@ impl AccessTokens {
         // Refused from the second of `exp` on, as RFC 7519 §4.1.4 has it (jsonwebtoken's
         // own check is `exp < now`); auth-client's validation does the same.
         validation.reject_tokens_expiring_in_less_than = 1;
+        // None of ours carries `nbf`; one that does is held to it (RFC 7519 §4.1.5).
+        validation.validate_nbf = true;
         Self { keys, issuer: settings.issuer.clone(), audience: settings.audience.clone(), ttl: settings.access_ttl, validation }
     }
 

@@ -110,6 +110,16 @@ async fn a_token_is_refused_from_the_second_of_its_exp() {
     assert_refused(&app, &sign_ed(&our_key(&app), &kid(&app), &claims)).await;
 }
 
+/// RFC 7519 §4.1.5: not before `nbf`. Auth's tokens carry none; one that does is held
+/// to it.
+#[tokio::test]
+async fn a_token_before_its_nbf_is_refused() {
+    let app = spawn_app().await;
+    let (mut claims, _) = genuine_claims(&app).await;
+    claims["nbf"] = json!(chrono::Utc::now().timestamp() + 600);
+    assert_refused(&app, &sign_ed(&our_key(&app), &kid(&app), &claims)).await;
+}
+
 #[tokio::test]
 async fn a_tampered_payload_is_refused() {
     let app = spawn_app().await;
