@@ -82,8 +82,9 @@ pub struct PasswordHasher {
     /// Hash of a random password, verified against when an account does not exist so
     /// that both paths cost one Argon2 run.
     dummy_hash: Arc<str>,
-    /// Verifications run so far, for metrics and for checking that unknown accounts
-    /// cost the same work as wrong passwords.
+    /// Argon2 runs of verifications completed so far, counted by the hashing threads
+    /// as each run ends: for checking that unknown accounts cost the same work as
+    /// wrong passwords (a count of calls would not see a run skipped).
     verifications: Arc<AtomicU64>,
 }
 
@@ -144,12 +145,19 @@ impl PasswordHasher {
     /// form of the password matched. Only such a hash costs a second run when the
     /// password is not in NFC; the dummy hash of an unknown account is a normalised one.
     pub async fn verify_stored(&self, password: &SecretString, hash: Option<&str>, stored: Stored) -> anyhow::Result<Match> {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let stored = if known { stored } else { Stored::Normalised };
-        let password = password.clone();
-        let matched = self.run(move |memory| verify_normalised(password.expose_secret(), stored, |bytes| verify_with(memory, bytes, &hash))).await?;
+        let (password, runs) = (password.clone(), self.verifications.clone());
+        let matched = self
+            .run(move |memory| {
+                verify_normalised(password.expose_secret(), stored, |bytes| {
+                    let matched = verify_with(memory, bytes, &hash);
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    matched
+                })
+            })
+            .await?;
         Ok(if known { matched } else { Match::No })
     }
 
@@ -163,6 +171,7 @@ impl PasswordHasher {
         Ok(reply.blocking_recv()?.found())
     }
 
+    /// Argon2 runs of verifications completed so far.
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }

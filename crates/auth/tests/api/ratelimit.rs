@@ -484,10 +484,15 @@ async fn when_redis_stops_mid_test_requests_are_served_by_the_in_process_limiter
     assert!(limiter.fallbacks() >= 1);
     assert_eq!(statuses[..3], [StatusCode::OK; 3], "{statuses:?}");
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
-    // Signing up and in still work (the revocation cache falls back to PostgreSQL).
+    // Signing up and in still work, limited locally (the revocation cache falls back to
+    // PostgreSQL), and the new session's token is served.
     let email = email();
     let signup = app.post_json("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD})).await;
-    assert_ne!(signup.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let signed_in = login_from(app, "198.51.100.3", &email, PASSWORD).await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let tokens = crate::helpers::tokens(signed_in).await;
+    assert_eq!(app.get_with("/api/v1/users/me", &tokens.access).await.status(), StatusCode::OK);
 
     redis.restart();
     let start = tokio::time::Instant::now();

@@ -25,6 +25,8 @@ async fn replaying_a_rotated_refresh_token_ends_the_whole_session() {
     let app = spawn_app().await;
     let (_, first) = app.signed_in_user().await;
     let second = tokens(app.refresh(&first.refresh).await).await;
+    // In use: Redis holds the session's "live" mark, which the replay must overwrite.
+    assert_eq!(app.get_with("/api/v1/users/me", &second.access).await.status(), StatusCode::OK);
 
     let replay = app.refresh(&first.refresh).await;
     assert_problem(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;

@@ -73,6 +73,8 @@ async fn changing_the_password_ends_every_other_session() {
     let app = spawn_app().await;
     let (email, current) = app.signed_in_user().await;
     let other = app.sign_in(&email).await;
+    // In use: Redis holds its session's "live" mark, which the change must overwrite.
+    assert_eq!(app.get_with("/api/v1/users/me", &other.access).await.status(), StatusCode::OK);
     let new_password = "a much better passphrase";
     let response = app
         .client
@@ -108,5 +110,16 @@ async fn a_password_change_needs_the_current_password_and_a_good_new_one() {
     assert_eq!(error_fields(&problem), ["current_password"]);
     let problem = assert_problem(change(PASSWORD, "qwerty123").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["new_password"]);
+    // Left out: an account with a password needs it to set another.
+    let without = app
+        .client
+        .put(app.url("/api/v1/users/me/password"))
+        .bearer_auth(&tokens.access)
+        .json(&json!({"new_password": "a much better passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(without, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["current_password"]);
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK, "the password is unchanged");
 }

@@ -171,7 +171,7 @@ fn count(answers: &[Answer], kind: Kind, from: Instant, ok: bool) -> usize {
 
 /// The whole scenario, with PostgreSQL stopped by `pg_ctl stop -m <mode>`.
 async fn outage_during_sign_ups(mode: &str) {
-    let Some(mut pg) = Postgres::start() else { return };
+    let mut pg = Postgres::start();
     let auth = Auth::start(&pg.url("auth"), &shared_redis_url(), &[]).await;
     let stream = Stream::start(&auth, 2);
     let t0 = Instant::now();

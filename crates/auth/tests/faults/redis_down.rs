@@ -74,7 +74,7 @@ async fn bogus_refresh(auth: &Auth, ip: &str) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_empty_sign_in_works_limits_fall_back_revocations_hold() {
-    let Some(pg) = Postgres::start() else { return };
+    let pg = Postgres::start();
     let mut redis = Redis::start();
     let auth = Auth::start(
         &pg.url("auth"),
@@ -191,7 +191,7 @@ async fn redis_killed_and_restarted_empty_sign_in_works_limits_fall_back_revocat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_redis_missed_is_late_by_at_most_the_live_mark_and_never_in_introspection() {
     const LIVE_TTL: Duration = Duration::from_secs(30);
-    let Some(pg) = Postgres::start() else { return };
+    let pg = Postgres::start();
     let mut redis = Redis::start_persistent();
     let auth = Auth::start(&pg.url("auth"), &redis.url(), &[]).await;
     eventually("Auth to reach Redis", Duration::from_secs(15), || async { auth.redis_ok().await }).await;

@@ -122,14 +122,6 @@ fn postgres_bindir() -> PathBuf {
     panic!("no PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL (scripts/services.sh does) or set PG_BINDIR");
 }
 
-/// Says loudly why a fault test cannot run here. Returns `None` for the test to return.
-fn skip<T>(why: &str) -> Option<T> {
-    eprintln!("\n==================== FAULT TEST SKIPPED ====================");
-    eprintln!("cannot start a private PostgreSQL: {why}");
-    eprintln!("============================================================\n");
-    None
-}
-
 /// A PostgreSQL cluster of this test alone, on 127.0.0.1 and a port of its own; the
 /// superuser `postgres` connects without a password. Removed when dropped.
 pub struct Postgres {
@@ -143,13 +135,11 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// A new cluster, started. `None` (after saying why) only when this machine cannot
-    /// run one: as root with no unprivileged user to switch to.
-    pub fn start() -> Option<Self> {
-        let runner = match Runner::find() {
-            Ok(runner) => runner,
-            Err(why) => return skip(&why),
-        };
+    /// A new cluster, started. A machine that cannot run one (as root with no
+    /// unprivileged user to switch to) fails the test, saying why: a fault test that
+    /// passed without running would claim what nobody checked.
+    pub fn start() -> Self {
+        let runner = Runner::find().unwrap_or_else(|why| panic!("cannot start a private PostgreSQL for a fault test: {why}"));
         let bindir = postgres_bindir();
         // The server's user must reach the directory: under root, /tmp (TMPDIR may be private).
         let base = if runner.owner.is_some() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -188,7 +178,7 @@ impl Postgres {
             })
             .expect("configuring the cluster");
         pg.resume();
-        Some(pg)
+        pg
     }
 
     /// The URL of database `name` as the superuser.

@@ -23,7 +23,7 @@ const HISTORY: &str = "/api/v1/users/me/login-history";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_stuck_behind_a_lock_fail_cleanly_within_the_statement_timeout_and_the_pool_recovers() {
-    let Some(pg) = Postgres::start() else { return };
+    let pg = Postgres::start();
     let timeout_ms = STATEMENT_TIMEOUT.as_millis().to_string();
     let auth = Auth::start(
         &pg.url("auth"),
