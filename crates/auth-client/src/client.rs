@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     User,
     breaker::{Breaker, BreakerState},
-    config::AuthClientConfig,
+    config::{AuthClientConfig, InvalidConfig, without_userinfo},
     introspection::{IntrospectionRequest, IntrospectionResponse},
     keys::{FetchSlot, KeyCache},
 };
@@ -129,6 +129,12 @@ pub struct AuthClient {
 
 struct Inner {
     config: AuthClientConfig,
+    /// Auth's endpoints, and the same without user name or password for spans
+    /// (`url.full`), which reach the logs and the trace collector.
+    jwks_url: String,
+    jwks_url_shown: String,
+    introspection_url: String,
+    introspection_url_shown: String,
     http: reqwest::Client,
     keys: KeyCache,
     validation: Validation,
@@ -179,7 +185,10 @@ enum Revocation {
 }
 
 impl AuthClient {
-    pub fn new(config: AuthClientConfig) -> Self {
+    /// A client of Auth with these settings; refused when they cannot work (an Auth URL
+    /// with a user name or password, which would displace the client credentials).
+    pub fn new(config: AuthClientConfig) -> Result<Self, InvalidConfig> {
+        config.check()?;
         let validation = validation(&config.issuer, &config.audience);
         // A no-op when a provider is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -189,8 +198,14 @@ impl AuthClient {
             .build()
             .expect("a plain HTTP client builds");
         let introspections = Cache::builder().time_to_live(config.introspection_cache_ttl).max_capacity(100_000).build();
-        Self {
+        let jwks_url = format!("{}/.well-known/jwks.json", config.auth_url);
+        let introspection_url = format!("{}/api/v1/auth/introspect", config.auth_url);
+        Ok(Self {
             inner: Arc::new(Inner {
+                jwks_url_shown: without_userinfo(&jwks_url),
+                introspection_url_shown: without_userinfo(&introspection_url),
+                jwks_url,
+                introspection_url,
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
                 credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
                 refused_logged: Mutex::new(None),
@@ -206,7 +221,7 @@ impl AuthClient {
                 jwks_failing: AtomicBool::new(false),
                 jwks_failed: tokio::sync::Notify::new(),
             }),
-        }
+        })
     }
 
     /// Starts the background task that fetches the JWKS: every `jwks_retry_interval`
@@ -291,11 +306,11 @@ impl AuthClient {
     }
 
     async fn fetch_keys(&self, timeout: Duration) -> Result<usize, String> {
-        let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
         let asked_at = SystemTime::now();
-        let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %url);
+        let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %self.inner.jwks_url_shown);
         let headers = outgoing_headers(&span, None);
-        let response = self.inner.http.get(&url).headers(headers).timeout(timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
+        let response =
+            self.inner.http.get(&self.inner.jwks_url).headers(headers).timeout(timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -466,13 +481,12 @@ impl AuthClient {
     }
 
     async fn introspect(&self, token: &str, request_id: Option<&str>, timeout: Duration) -> Result<IntrospectionResponse, IntrospectionError> {
-        let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
         let span = tracing::info_span!(
             "POST /api/v1/auth/introspect",
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             http.request.method = "POST",
-            url.full = %url,
+            url.full = %self.inner.introspection_url_shown,
             http.response.status_code = tracing::field::Empty,
         );
         let headers = outgoing_headers(&span, request_id);
@@ -480,7 +494,7 @@ impl AuthClient {
             let response = self
                 .inner
                 .http
-                .post(&url)
+                .post(&self.inner.introspection_url)
                 .headers(headers)
                 .header(reqwest::header::AUTHORIZATION, self.inner.credentials.clone())
                 .timeout(timeout)

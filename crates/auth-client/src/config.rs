@@ -64,6 +64,49 @@ impl AuthClientConfig {
     }
 }
 
+/// A setting [`AuthClient::new`](crate::AuthClient::new) cannot work with: which
+/// field, and why (never its value, which may carry a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+impl AuthClientConfig {
+    /// What [`AuthClient::new`](crate::AuthClient::new) refuses.
+    pub(crate) fn check(&self) -> Result<(), InvalidConfig> {
+        let invalid = |field, reason: &str| Err(InvalidConfig { field, reason: reason.into() });
+        let Ok(url) = reqwest::Url::parse(&self.auth_url) else { return invalid("auth_url", "not an absolute URL") };
+        // reqwest would send them as an `Authorization: Basic` header of its own, ahead
+        // of the client credentials, and Auth would refuse every introspection.
+        if !url.username().is_empty() || url.password().is_some() {
+            return invalid("auth_url", "must not carry a user name or password (the client credentials are sent instead)");
+        }
+        Ok(())
+    }
+}
+
+/// `url` without its user name and password, for what is shown (spans, logs).
+pub(crate) fn without_userinfo(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Neither fails on a URL that has a user name or password.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +117,17 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains(r#"client_id: "movies""#), "{debug}");
+    }
+
+    #[test]
+    fn a_url_with_a_user_or_password_is_refused_and_never_shown_with_them() {
+        for bad in ["http://admin:s3cret@auth:8000", "http://admin@auth:8000", "http://:s3cret@auth:8000"] {
+            let error = AuthClientConfig::new(bad, "movies", "x".into()).check().unwrap_err();
+            assert_eq!(error.field, "auth_url");
+            assert!(!error.to_string().contains("s3cret") && !error.to_string().contains("admin"), "{error}");
+            assert_eq!(without_userinfo(&format!("{bad}/api/v1/auth/introspect")), "http://auth:8000/api/v1/auth/introspect");
+        }
+        assert_eq!(AuthClientConfig::new("http://auth:8000", "movies", "x".into()).check(), Ok(()));
+        assert_eq!(without_userinfo("http://auth:8000/a@b"), "http://auth:8000/a@b");
     }
 }

@@ -183,7 +183,9 @@ fn auth_client_credentials(env: &Env) -> Result<(ClientId, Option<SecretString>)
 
 /// Auth's base URL. Checked here because a value reqwest cannot call (`auth:8000`, a
 /// typo) would otherwise leave the service degraded for good, with every token check
-/// failing. The value is never echoed: it may carry a password.
+/// failing. A URL with a user name or password is refused: reqwest would send it as an
+/// `Authorization: Basic` header of its own, ahead of this service's client
+/// credentials, and Auth would refuse every introspection. The value is never echoed.
 fn auth_url(env: &Env) -> Result<String, ConfigError> {
     let raw = env.string("AUTH_URL", "http://127.0.0.1:8000").trim().to_owned();
     let invalid = |reason: String| ConfigError { name: "AUTH_URL".into(), reason };
@@ -193,6 +195,11 @@ fn auth_url(env: &Env) -> Result<String, ConfigError> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("the URL has no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(format!(
+            "must not carry a user name or password; Auth is called with {CLIENT_ID} and {CLIENT_SECRET}, expected e.g. http://auth:8000"
+        )));
     }
     Ok(raw)
 }
@@ -309,5 +316,17 @@ mod tests {
     fn a_rejected_auth_url_does_not_echo_its_password() {
         let error = with(&[("AUTH_URL", "ftp://admin:s3cret@auth:8000")]).unwrap_err().to_string();
         assert!(error.starts_with("AUTH_URL: ") && !error.contains("s3cret") && !error.contains("admin"), "{error}");
+    }
+
+    /// Userinfo would reach Auth as a second `Authorization` header, ahead of the
+    /// client credentials: refused at start, with one line that echoes neither part.
+    #[test]
+    fn an_auth_url_with_a_user_or_password_is_refused() {
+        for bad in ["http://admin:s3cret@auth:8000", "http://admin@auth:8000", "https://:s3cret@auth:8443/"] {
+            let error = with(&[("AUTH_URL", bad)]).unwrap_err();
+            assert_eq!(error.name, "AUTH_URL", "{bad}");
+            let line = error.to_string();
+            assert!(line.contains("user name or password") && !line.contains("s3cret") && !line.contains("admin") && !line.contains('\n'), "{line}");
+        }
     }
 }
