@@ -90,9 +90,27 @@ impl AuthClientConfig {
         if !url.username().is_empty() || url.password().is_some() {
             return invalid("auth_url", "must not carry a user name or password (the client credentials are sent instead)");
         }
+        // The introspection cache refuses (panics on) a lifetime past 1000 years, and
+        // no duration here is of use past a year.
+        for (field, value) in [
+            ("introspection_timeout", self.introspection_timeout),
+            ("introspection_cache_ttl", self.introspection_cache_ttl),
+            ("breaker_open_for", self.breaker_open_for),
+            ("jwks_refresh_interval", self.jwks_refresh_interval),
+            ("jwks_retry_interval", self.jwks_retry_interval),
+            ("unknown_kid_refetch_interval", self.unknown_kid_refetch_interval),
+            ("jwks_timeout", self.jwks_timeout),
+        ] {
+            if value > MAX_DURATION {
+                return invalid(field, "must be at most a year");
+            }
+        }
         Ok(())
     }
 }
+
+/// The longest duration [`AuthClientConfig::check`] accepts: a year.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// `url` without its user name and password, for what is shown (spans, logs).
 pub(crate) fn without_userinfo(url: &str) -> String {
@@ -129,5 +147,17 @@ mod tests {
         }
         assert_eq!(AuthClientConfig::new("http://auth:8000", "movies", "x".into()).check(), Ok(()));
         assert_eq!(without_userinfo("http://auth:8000/a@b"), "http://auth:8000/a@b");
+    }
+
+    /// The introspection cache panicked on a lifetime past 1000 years: such a setting
+    /// is an error from `AuthClient::new`, not a panic.
+    #[test]
+    fn a_duration_past_a_year_is_an_error_not_a_panic() {
+        let mut config = AuthClientConfig::new("http://auth:8000", "movies", "x".into());
+        config.introspection_cache_ttl = Duration::from_millis(40_000_000_000_000);
+        let error = crate::AuthClient::new(config.clone()).err().expect("refused");
+        assert_eq!(error.field, "introspection_cache_ttl");
+        config.introspection_cache_ttl = MAX_DURATION;
+        assert!(crate::AuthClient::new(config).is_ok());
     }
 }
