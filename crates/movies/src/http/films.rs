@@ -190,7 +190,7 @@ async fn film(state: &AppState, id: Uuid) -> Result<FilmDetail> {
     ))]
 async fn get_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<FilmDetail>> {
     let film = film(&state, id).await?;
-    access::check_age(&viewer, film.age_class as u8)?;
+    access::check_age(&viewer, film.age_class)?;
     Ok(axum::Json(film))
 }
 
@@ -227,7 +227,7 @@ pub struct PlaybackDescriptor {
     ))]
 async fn stream_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<PlaybackDescriptor>> {
     let film = film(&state, id).await?;
-    access::check_stream(&viewer, film.age_class as u8, &film.access_tier)?;
+    access::check_stream(&viewer, film.age_class, &film.access_tier)?;
     let signed = state.playback.sign(&UrlSigner::manifest_path(film.id));
     Ok(axum::Json(PlaybackDescriptor {
         film_id: film.id,
