@@ -38,9 +38,24 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
-    pub(crate) fn user(&self, roles: Vec<String>) -> User {
-        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles, age_class: self.age_class }
+    /// The user as the token says, without asking Auth (served degraded).
+    pub(crate) fn user(&self) -> User {
+        self.user_now(Live { roles: self.roles.clone(), age_class: self.age_class })
     }
+
+    /// The user with what Auth's introspection says of them now, which wins over the
+    /// token's claims: roles granted or removed, a birth date corrected since it was
+    /// issued.
+    fn user_now(&self, live: Live) -> User {
+        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles: live.roles, age_class: live.age_class }
+    }
+}
+
+/// What Auth's introspection says of a live token's user now.
+#[derive(Debug, Clone)]
+struct Live {
+    roles: Vec<String>,
+    age_class: Option<u8>,
 }
 
 /// Every counter the client keeps, at zero, so that an alert can tell zero from a
@@ -139,8 +154,9 @@ struct Inner {
     keys: KeyCache,
     validation: Validation,
     breaker: Breaker,
-    /// Introspection answers by token hash: `Some(roles)` live, `None` revoked.
-    introspections: Cache<[u8; 32], Option<Vec<String>>>,
+    /// Introspection answers by token hash: `Some` live (with the user's roles and age
+    /// class now), `None` revoked.
+    introspections: Cache<[u8; 32], Option<Live>>,
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
@@ -179,7 +195,7 @@ fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
 }
 
 enum Revocation {
-    Live(Vec<String>),
+    Live(Live),
     Revoked,
     Unknown,
 }
@@ -357,9 +373,9 @@ impl AuthClient {
             }
         };
         match self.revocation(token, request_id).await {
-            Revocation::Live(roles) => Authentication::User { user: claims.user(roles), degraded: false },
+            Revocation::Live(live) => Authentication::User { user: claims.user_now(live), degraded: false },
             Revocation::Revoked => Authentication::Invalid,
-            Revocation::Unknown => Authentication::User { user: claims.user(claims.roles.clone()), degraded: true },
+            Revocation::Unknown => Authentication::User { user: claims.user(), degraded: true },
         }
     }
 
@@ -403,9 +419,9 @@ impl AuthClient {
         }
     }
 
-    /// One introspection call, within a place and the breaker: `Some(roles)` live,
-    /// `None` revoked, `Err` when Auth gave no answer.
-    async fn ask(&self, token: &str, request_id: Option<&str>) -> Result<Option<Vec<String>>, Unconfirmed> {
+    /// One introspection call, within a place and the breaker: `Some` live, `None`
+    /// revoked, `Err` when Auth gave no answer.
+    async fn ask(&self, token: &str, request_id: Option<&str>) -> Result<Option<Live>, Unconfirmed> {
         // A place before the breaker: a call not made must not hold the breaker's probe.
         // Waited for up to the introspection timeout: under a burst of new tokens places
         // free within milliseconds; when a slow Auth holds them all, the token goes
@@ -421,7 +437,7 @@ impl AuthClient {
         match self.introspect(token, request_id, self.inner.config.introspection_timeout).await {
             Ok(answer) => {
                 call.succeeded();
-                Ok(answer.active.then(|| answer.roles.unwrap_or_default()))
+                Ok(answer.active.then(|| Live { roles: answer.roles.unwrap_or_default(), age_class: answer.age_class }))
             }
             // Auth is up and answering: its rate limit refused this one call. Counted as
             // a failure it would open the breaker, and turn revocation checks off for
