@@ -1,7 +1,8 @@
 //! What each viewer may see and watch.
 //!
 //! Age: films above the viewer's age class are left out of lists and search, and
-//! refused (403) on detail and stream. Anonymous viewers and users whose birth date is
+//! refused on detail and stream: 403 to a signed-in viewer, 401 (sign in) to an
+//! anonymous one. Anonymous viewers and users whose birth date is
 //! unknown may see up to 16+; a user sees up to the class in their token; admins see
 //! everything. Tiers: `free` films stream for everyone; `subscription` films need the
 //! `subscriber` (or `admin`) role. A tier or age class not listed here is refused to
@@ -57,12 +58,18 @@ pub fn film_age_class(stored: i16) -> Result<u8, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a film has the unknown age class {stored}")))
 }
 
-/// Whether the viewer may see a film of this stored age class.
+/// Whether the viewer may see a film of this stored age class. Above it, an anonymous
+/// viewer is asked to sign in (401 `sign_in_required`: signed in with an old enough
+/// birth date they may see it), a signed-in one is refused (403 `age_restricted`).
 pub fn check_age(viewer: &Viewer, film_age_class: i16) -> Result<(), ApiError> {
-    if self::film_age_class(film_age_class)? > max_age_class(viewer) {
-        return Err(ApiError::Forbidden { code: "age_restricted", detail: "This film is above your age class." });
+    let class = self::film_age_class(film_age_class)?;
+    if class <= max_age_class(viewer) {
+        return Ok(());
     }
-    Ok(())
+    match viewer {
+        Viewer::Anonymous => Err(ApiError::SignInRequired("Sign in to see this film: it is above the age class of viewers not signed in.")),
+        Viewer::User(_) => Err(ApiError::Forbidden { code: "age_restricted", detail: "This film is above your age class." }),
+    }
 }
 
 /// Whether the viewer may stream a film: age first, then the tier.
@@ -108,7 +115,12 @@ mod tests {
     fn streaming_rules() {
         assert!(check_stream(&Viewer::Anonymous, 12, "free").is_ok());
         assert!(matches!(check_stream(&Viewer::Anonymous, 12, "subscription"), Err(ApiError::SignInRequired(_))));
-        assert!(matches!(check_stream(&Viewer::Anonymous, 18, "free"), Err(ApiError::Forbidden { code: "age_restricted", .. })));
+        // Above the anonymous class: signing in may allow it, so 401, not 403.
+        assert!(matches!(check_stream(&Viewer::Anonymous, 18, "free"), Err(ApiError::SignInRequired(_))));
+        assert!(matches!(check_stream(&Viewer::Anonymous, 18, "subscription"), Err(ApiError::SignInRequired(_))));
+        assert!(matches!(check_age(&Viewer::Anonymous, 18), Err(ApiError::SignInRequired(_))));
+        assert!(check_age(&Viewer::Anonymous, 16).is_ok());
+        assert!(matches!(check_age(&user(&["user"], None), 18), Err(ApiError::Forbidden { code: "age_restricted", .. })));
         assert!(matches!(
             check_stream(&user(&["user"], Some(18)), 0, "subscription"),
             Err(ApiError::Forbidden { code: "subscription_required", .. })
