@@ -342,6 +342,8 @@ def main():
     client = f"{movies.get('MOVIES_AUTH_CLIENT_ID')}:{movies.get('MOVIES_AUTH_CLIENT_SECRET')}"
     check(auth.get("AUTH_INTROSPECTION_CLIENTS") == client, "auth lists movies' introspection client id and secret, and nothing else")
     check(auth.get("AUTH_JWT_PRIVATE_KEY_FILE") == "/run/secrets/auth_jwt_signing_key", "auth reads its signing key from the secret")
+    for variable in ("AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE"):
+        check(auth.get(variable) and auth.get(variable) == movies.get(variable), f"auth and movies get the same {variable}")
     check(services["auth"].get("secrets") == ["auth_jwt_signing_key"], "auth gets the signing key secret")
     secret = compose.get("secrets", {}).get("auth_jwt_signing_key", {})
     check(secret.get("file", "").startswith("./secrets/"), "the signing key comes from deploy/secrets/ (ignored by git)")

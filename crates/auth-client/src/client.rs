@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     User,
     breaker::{Breaker, BreakerState},
-    config::AuthClientConfig,
+    config::{AuthClientConfig, InvalidConfig, without_userinfo},
     introspection::{IntrospectionRequest, IntrospectionResponse},
     keys::{FetchSlot, KeyCache},
 };
@@ -38,9 +38,24 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
-    pub(crate) fn user(&self, roles: Vec<String>) -> User {
-        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles, age_class: self.age_class }
+    /// The user as the token says, without asking Auth (served degraded).
+    pub(crate) fn user(&self) -> User {
+        self.user_now(Live { roles: self.roles.clone(), age_class: self.age_class })
     }
+
+    /// The user with what Auth's introspection says of them now, which wins over the
+    /// token's claims: roles granted or removed, a birth date corrected since it was
+    /// issued.
+    fn user_now(&self, live: Live) -> User {
+        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles: live.roles, age_class: live.age_class }
+    }
+}
+
+/// What Auth's introspection says of a live token's user now.
+#[derive(Debug, Clone)]
+struct Live {
+    roles: Vec<String>,
+    age_class: Option<u8>,
 }
 
 /// Every counter the client keeps, at zero, so that an alert can tell zero from a
@@ -129,12 +144,19 @@ pub struct AuthClient {
 
 struct Inner {
     config: AuthClientConfig,
+    /// Auth's endpoints, and the same without user name or password for spans
+    /// (`url.full`), which reach the logs and the trace collector.
+    jwks_url: String,
+    jwks_url_shown: String,
+    introspection_url: String,
+    introspection_url_shown: String,
     http: reqwest::Client,
     keys: KeyCache,
     validation: Validation,
     breaker: Breaker,
-    /// Introspection answers by token hash: `Some(roles)` live, `None` revoked.
-    introspections: Cache<[u8; 32], Option<Vec<String>>>,
+    /// Introspection answers by token hash: `Some` live (with the user's roles and age
+    /// class now), `None` revoked.
+    introspections: Cache<[u8; 32], Option<Live>>,
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
@@ -173,13 +195,16 @@ fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
 }
 
 enum Revocation {
-    Live(Vec<String>),
+    Live(Live),
     Revoked,
     Unknown,
 }
 
 impl AuthClient {
-    pub fn new(config: AuthClientConfig) -> Self {
+    /// A client of Auth with these settings; refused when they cannot work (an Auth URL
+    /// with a user name or password, which would displace the client credentials).
+    pub fn new(config: AuthClientConfig) -> Result<Self, InvalidConfig> {
+        config.check()?;
         let validation = validation(&config.issuer, &config.audience);
         // A no-op when a provider is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -189,8 +214,14 @@ impl AuthClient {
             .build()
             .expect("a plain HTTP client builds");
         let introspections = Cache::builder().time_to_live(config.introspection_cache_ttl).max_capacity(100_000).build();
-        Self {
+        let jwks_url = format!("{}/.well-known/jwks.json", config.auth_url);
+        let introspection_url = format!("{}/api/v1/auth/introspect", config.auth_url);
+        Ok(Self {
             inner: Arc::new(Inner {
+                jwks_url_shown: without_userinfo(&jwks_url),
+                introspection_url_shown: without_userinfo(&introspection_url),
+                jwks_url,
+                introspection_url,
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
                 credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
                 refused_logged: Mutex::new(None),
@@ -206,7 +237,7 @@ impl AuthClient {
                 jwks_failing: AtomicBool::new(false),
                 jwks_failed: tokio::sync::Notify::new(),
             }),
-        }
+        })
     }
 
     /// Starts the background task that fetches the JWKS: every `jwks_retry_interval`
@@ -291,11 +322,11 @@ impl AuthClient {
     }
 
     async fn fetch_keys(&self, timeout: Duration) -> Result<usize, String> {
-        let url = format!("{}/.well-known/jwks.json", self.inner.config.auth_url);
         let asked_at = SystemTime::now();
-        let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %url);
+        let span = tracing::info_span!("GET /.well-known/jwks.json", otel.kind = "client", http.request.method = "GET", url.full = %self.inner.jwks_url_shown);
         let headers = outgoing_headers(&span, None);
-        let response = self.inner.http.get(&url).headers(headers).timeout(timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
+        let response =
+            self.inner.http.get(&self.inner.jwks_url).headers(headers).timeout(timeout).send().instrument(span).await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
@@ -342,9 +373,9 @@ impl AuthClient {
             }
         };
         match self.revocation(token, request_id).await {
-            Revocation::Live(roles) => Authentication::User { user: claims.user(roles), degraded: false },
+            Revocation::Live(live) => Authentication::User { user: claims.user_now(live), degraded: false },
             Revocation::Revoked => Authentication::Invalid,
-            Revocation::Unknown => Authentication::User { user: claims.user(claims.roles.clone()), degraded: true },
+            Revocation::Unknown => Authentication::User { user: claims.user(), degraded: true },
         }
     }
 
@@ -388,9 +419,9 @@ impl AuthClient {
         }
     }
 
-    /// One introspection call, within a place and the breaker: `Some(roles)` live,
-    /// `None` revoked, `Err` when Auth gave no answer.
-    async fn ask(&self, token: &str, request_id: Option<&str>) -> Result<Option<Vec<String>>, Unconfirmed> {
+    /// One introspection call, within a place and the breaker: `Some` live, `None`
+    /// revoked, `Err` when Auth gave no answer.
+    async fn ask(&self, token: &str, request_id: Option<&str>) -> Result<Option<Live>, Unconfirmed> {
         // A place before the breaker: a call not made must not hold the breaker's probe.
         // Waited for up to the introspection timeout: under a burst of new tokens places
         // free within milliseconds; when a slow Auth holds them all, the token goes
@@ -406,7 +437,7 @@ impl AuthClient {
         match self.introspect(token, request_id, self.inner.config.introspection_timeout).await {
             Ok(answer) => {
                 call.succeeded();
-                Ok(answer.active.then(|| answer.roles.unwrap_or_default()))
+                Ok(answer.active.then(|| Live { roles: answer.roles.unwrap_or_default(), age_class: answer.age_class }))
             }
             // Auth is up and answering: its rate limit refused this one call. Counted as
             // a failure it would open the breaker, and turn revocation checks off for
@@ -466,13 +497,12 @@ impl AuthClient {
     }
 
     async fn introspect(&self, token: &str, request_id: Option<&str>, timeout: Duration) -> Result<IntrospectionResponse, IntrospectionError> {
-        let url = format!("{}/api/v1/auth/introspect", self.inner.config.auth_url);
         let span = tracing::info_span!(
             "POST /api/v1/auth/introspect",
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             http.request.method = "POST",
-            url.full = %url,
+            url.full = %self.inner.introspection_url_shown,
             http.response.status_code = tracing::field::Empty,
         );
         let headers = outgoing_headers(&span, request_id);
@@ -480,7 +510,7 @@ impl AuthClient {
             let response = self
                 .inner
                 .http
-                .post(&url)
+                .post(&self.inner.introspection_url)
                 .headers(headers)
                 .header(reqwest::header::AUTHORIZATION, self.inner.credentials.clone())
                 .timeout(timeout)

@@ -64,6 +64,67 @@ impl AuthClientConfig {
     }
 }
 
+/// A setting [`AuthClient::new`](crate::AuthClient::new) cannot work with: which
+/// field, and why (never its value, which may carry a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+impl AuthClientConfig {
+    /// What [`AuthClient::new`](crate::AuthClient::new) refuses.
+    pub(crate) fn check(&self) -> Result<(), InvalidConfig> {
+        let invalid = |field, reason: &str| Err(InvalidConfig { field, reason: reason.into() });
+        let Ok(url) = reqwest::Url::parse(&self.auth_url) else { return invalid("auth_url", "not an absolute URL") };
+        // reqwest would send them as an `Authorization: Basic` header of its own, ahead
+        // of the client credentials, and Auth would refuse every introspection.
+        if !url.username().is_empty() || url.password().is_some() {
+            return invalid("auth_url", "must not carry a user name or password (the client credentials are sent instead)");
+        }
+        // The introspection cache refuses (panics on) a lifetime past 1000 years, and
+        // no duration here is of use past a year.
+        for (field, value) in [
+            ("introspection_timeout", self.introspection_timeout),
+            ("introspection_cache_ttl", self.introspection_cache_ttl),
+            ("breaker_open_for", self.breaker_open_for),
+            ("jwks_refresh_interval", self.jwks_refresh_interval),
+            ("jwks_retry_interval", self.jwks_retry_interval),
+            ("unknown_kid_refetch_interval", self.unknown_kid_refetch_interval),
+            ("jwks_timeout", self.jwks_timeout),
+        ] {
+            if value > MAX_DURATION {
+                return invalid(field, "must be at most a year");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest duration [`AuthClientConfig::check`] accepts: a year.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `url` without its user name and password, for what is shown (spans, logs).
+pub(crate) fn without_userinfo(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Neither fails on a URL that has a user name or password.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +135,29 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains(r#"client_id: "movies""#), "{debug}");
+    }
+
+    #[test]
+    fn a_url_with_a_user_or_password_is_refused_and_never_shown_with_them() {
+        for bad in ["http://admin:s3cret@auth:8000", "http://admin@auth:8000", "http://:s3cret@auth:8000"] {
+            let error = AuthClientConfig::new(bad, "movies", "x".into()).check().unwrap_err();
+            assert_eq!(error.field, "auth_url");
+            assert!(!error.to_string().contains("s3cret") && !error.to_string().contains("admin"), "{error}");
+            assert_eq!(without_userinfo(&format!("{bad}/api/v1/auth/introspect")), "http://auth:8000/api/v1/auth/introspect");
+        }
+        assert_eq!(AuthClientConfig::new("http://auth:8000", "movies", "x".into()).check(), Ok(()));
+        assert_eq!(without_userinfo("http://auth:8000/a@b"), "http://auth:8000/a@b");
+    }
+
+    /// The introspection cache panicked on a lifetime past 1000 years: such a setting
+    /// is an error from `AuthClient::new`, not a panic.
+    #[test]
+    fn a_duration_past_a_year_is_an_error_not_a_panic() {
+        let mut config = AuthClientConfig::new("http://auth:8000", "movies", "x".into());
+        config.introspection_cache_ttl = Duration::from_millis(40_000_000_000_000);
+        let error = crate::AuthClient::new(config.clone()).err().expect("refused");
+        assert_eq!(error.field, "introspection_cache_ttl");
+        config.introspection_cache_ttl = MAX_DURATION;
+        assert!(crate::AuthClient::new(config).is_ok());
     }
 }

@@ -37,6 +37,6 @@ impl LocalVerifier {
         let kid = eddsa_kid(token)?;
         let key = self.keys.get(&kid)?;
         let claims = decode_claims(token, &key, &self.validation)?;
-        Some(claims.user(claims.roles.clone()))
+        Some(claims.user())
     }
 }

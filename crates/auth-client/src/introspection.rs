@@ -18,6 +18,10 @@ pub struct IntrospectionResponse {
     pub sid: Option<Uuid>,
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// The user's age class now, from the birth date Auth holds now; absent when it
+    /// knows none.
+    #[serde(default)]
+    pub age_class: Option<u8>,
     #[serde(default)]
     pub exp: Option<i64>,
 }

@@ -18,6 +18,6 @@ mod viewer;
 
 pub use breaker::BreakerState;
 pub use client::{AuthClient, Authentication, CREDENTIAL_CHECK_TOKEN, CredentialCheck, POOL_IDLE_TIMEOUT, SignedToken, register_metrics};
-pub use config::AuthClientConfig;
+pub use config::{AuthClientConfig, InvalidConfig};
 pub use introspection::{IntrospectionRequest, IntrospectionResponse};
 pub use viewer::{DEGRADED_HEADER, User, Viewer, ViewerRejection, bearer_token, degraded_layer};

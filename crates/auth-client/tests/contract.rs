@@ -65,7 +65,7 @@ fn the_introspection_fields_we_read_exist_with_compatible_types() {
     let schema = resolve(&spec, &operation["responses"]["200"]["content"]["application/json"]["schema"]);
     let properties = &schema["properties"];
     // The fields IntrospectionResponse deserialises, and the JSON types it accepts.
-    let expected = [("active", "boolean"), ("sub", "string"), ("sid", "string"), ("roles", "array"), ("exp", "integer")];
+    let expected = [("active", "boolean"), ("sub", "string"), ("sid", "string"), ("roles", "array"), ("age_class", "integer"), ("exp", "integer")];
     for (field, kind) in expected {
         assert!(types(&properties[field]).contains(&kind), "`{field}` is no longer a {kind} in the contract");
     }
@@ -74,9 +74,9 @@ fn the_introspection_fields_we_read_exist_with_compatible_types() {
     assert!(schema["required"].as_array().unwrap().iter().any(|r| r == "active"), "`active` must always be present");
 
     // An example shaped by the contract deserialises.
-    let example = serde_json::json!({"active": true, "sub": "0196b1b2-7c1a-7000-8000-000000000001", "sid": "0196b1b2-7c1a-7000-8000-000000000002", "roles": ["user"], "exp": 1_900_000_000, "iss": "cinema-auth"});
+    let example = serde_json::json!({"active": true, "sub": "0196b1b2-7c1a-7000-8000-000000000001", "sid": "0196b1b2-7c1a-7000-8000-000000000002", "roles": ["user"], "age_class": 16, "exp": 1_900_000_000, "iss": "cinema-auth"});
     let parsed: auth_client::IntrospectionResponse = serde_json::from_value(example).unwrap();
-    assert!(parsed.active);
+    assert!(parsed.active && parsed.age_class == Some(16));
     let inactive: auth_client::IntrospectionResponse = serde_json::from_value(serde_json::json!({"active": false})).unwrap();
     assert!(!inactive.active && inactive.roles.is_none());
 }

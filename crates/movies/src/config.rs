@@ -127,15 +127,16 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     let (client_id, client_secret) = auth_client_credentials(env)?;
     let issuer = env.string("AUTH_JWT_ISSUER", "cinema-auth");
     let audience = env.string("AUTH_JWT_AUDIENCE", "cinema");
-    let introspection_timeout = env.millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
-    let introspection_cache_ttl = env.millis("MOVIES_AUTH_INTROSPECTION_CACHE_MS", 2000)?;
+    let millis = |name, default| env.positive_at_most(name, default, A_DAY_MS).map(Duration::from_millis);
+    let introspection_timeout = millis("MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS", 100)?;
+    let introspection_cache_ttl = introspection_cache_ttl(env)?;
     let breaker_failure_threshold = env.parse_positive("MOVIES_AUTH_BREAKER_FAILURES", 5)?;
-    let breaker_open_for = env.millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
+    let breaker_open_for = millis("MOVIES_AUTH_BREAKER_OPEN_MS", 5000)?;
     let max_concurrent_introspections = max_concurrent_introspections(env)?;
-    let jwks_refresh_interval = env.seconds("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300)?;
-    let jwks_retry_interval = env.millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
-    let jwks_timeout = env.millis("MOVIES_AUTH_JWKS_TIMEOUT_MS", 2000)?;
-    let unknown_kid_refetch_interval = env.millis("MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS", 5000)?;
+    let jwks_refresh_interval = Duration::from_secs(env.positive_at_most("MOVIES_AUTH_JWKS_REFRESH_SECONDS", 300, A_DAY_MS / 1000)?);
+    let jwks_retry_interval = millis("MOVIES_AUTH_JWKS_RETRY_MS", 2000)?;
+    let jwks_timeout = millis("MOVIES_AUTH_JWKS_TIMEOUT_MS", 2000)?;
+    let unknown_kid_refetch_interval = millis("MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS", 5000)?;
     let Some(client_secret) = client_secret else { return Ok(None) };
     let mut auth = AuthClientConfig::new(url, client_id.as_str(), client_secret);
     auth.credential_settings = format!("{CLIENT_ID} and {CLIENT_SECRET}");
@@ -151,6 +152,28 @@ fn auth_client(env: &Env) -> Result<Option<AuthClientConfig>, ConfigError> {
     auth.jwks_timeout = jwks_timeout;
     auth.unknown_kid_refetch_interval = unknown_kid_refetch_interval;
     Ok(Some(auth))
+}
+
+/// The longest of the other `MOVIES_AUTH_*` durations, a day: past any use, and a
+/// mistyped value stops the start rather than failing later.
+const A_DAY_MS: u64 = 86_400_000;
+
+/// The longest `MOVIES_AUTH_INTROSPECTION_CACHE_MS`: an introspection answer is reused
+/// this long, so it bounds how late a sign-out is noticed, which docs/degradation.md
+/// promises within 5 s.
+const MAX_INTROSPECTION_CACHE_MS: u64 = 5000;
+
+/// `MOVIES_AUTH_INTROSPECTION_CACHE_MS`, 2000 by default, at most 5000.
+fn introspection_cache_ttl(env: &Env) -> Result<Duration, ConfigError> {
+    let name = "MOVIES_AUTH_INTROSPECTION_CACHE_MS";
+    let value = env.parse_positive(name, 2000)?;
+    if value > MAX_INTROSPECTION_CACHE_MS {
+        return Err(ConfigError {
+            name: name.into(),
+            reason: format!("must be at most {MAX_INTROSPECTION_CACHE_MS}: it bounds how late a sign-out is noticed"),
+        });
+    }
+    Ok(Duration::from_millis(value))
 }
 
 /// `MOVIES_AUTH_MAX_CONCURRENT_INTROSPECTIONS`, 128 by default: each call in flight
@@ -183,7 +206,9 @@ fn auth_client_credentials(env: &Env) -> Result<(ClientId, Option<SecretString>)
 
 /// Auth's base URL. Checked here because a value reqwest cannot call (`auth:8000`, a
 /// typo) would otherwise leave the service degraded for good, with every token check
-/// failing. The value is never echoed: it may carry a password.
+/// failing. A URL with a user name or password is refused: reqwest would send it as an
+/// `Authorization: Basic` header of its own, ahead of this service's client
+/// credentials, and Auth would refuse every introspection. The value is never echoed.
 fn auth_url(env: &Env) -> Result<String, ConfigError> {
     let raw = env.string("AUTH_URL", "http://127.0.0.1:8000").trim().to_owned();
     let invalid = |reason: String| ConfigError { name: "AUTH_URL".into(), reason };
@@ -193,6 +218,11 @@ fn auth_url(env: &Env) -> Result<String, ConfigError> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("the URL has no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(format!(
+            "must not carry a user name or password; Auth is called with {CLIENT_ID} and {CLIENT_SECRET}, expected e.g. http://auth:8000"
+        )));
     }
     Ok(raw)
 }
@@ -229,6 +259,32 @@ mod tests {
     fn with(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars: Vec<(&str, &str)> = vars.iter().copied().chain([(CLIENT_SECRET, SECRET)]).collect();
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    /// A huge value made `serve` panic in the introspection cache (moka refuses a
+    /// lifetime past 1000 years); now every duration has a bound, and a value past it
+    /// stops the start with one line naming the variable.
+    #[test]
+    fn the_auth_client_durations_are_bounded() {
+        let name = "MOVIES_AUTH_INTROSPECTION_CACHE_MS";
+        assert_eq!(with(&[]).unwrap().auth_client().unwrap().introspection_cache_ttl, Duration::from_secs(2));
+        assert_eq!(with(&[(name, "5000")]).unwrap().auth_client().unwrap().introspection_cache_ttl, Duration::from_secs(5));
+        for bad in ["5001", "40000000000000", "0"] {
+            let error = with(&[(name, bad)]).unwrap_err();
+            assert_eq!(error.name, name, "{bad}");
+        }
+        for name in [
+            "MOVIES_AUTH_INTROSPECTION_TIMEOUT_MS",
+            "MOVIES_AUTH_BREAKER_OPEN_MS",
+            "MOVIES_AUTH_JWKS_RETRY_MS",
+            "MOVIES_AUTH_JWKS_TIMEOUT_MS",
+            "MOVIES_AUTH_UNKNOWN_KID_REFETCH_MS",
+            "MOVIES_AUTH_JWKS_REFRESH_SECONDS",
+        ] {
+            assert!(with(&[(name, "86400")]).is_ok(), "{name}");
+            let error = with(&[(name, "40000000000000")]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("{name}: must be at most")), "{error}");
+        }
     }
 
     #[test]
@@ -309,5 +365,17 @@ mod tests {
     fn a_rejected_auth_url_does_not_echo_its_password() {
         let error = with(&[("AUTH_URL", "ftp://admin:s3cret@auth:8000")]).unwrap_err().to_string();
         assert!(error.starts_with("AUTH_URL: ") && !error.contains("s3cret") && !error.contains("admin"), "{error}");
+    }
+
+    /// Userinfo would reach Auth as a second `Authorization` header, ahead of the
+    /// client credentials: refused at start, with one line that echoes neither part.
+    #[test]
+    fn an_auth_url_with_a_user_or_password_is_refused() {
+        for bad in ["http://admin:s3cret@auth:8000", "http://admin@auth:8000", "https://:s3cret@auth:8443/"] {
+            let error = with(&[("AUTH_URL", bad)]).unwrap_err();
+            assert_eq!(error.name, "AUTH_URL", "{bad}");
+            let line = error.to_string();
+            assert!(line.contains("user name or password") && !line.contains("s3cret") && !line.contains("admin") && !line.contains('\n'), "{line}");
+        }
     }
 }

@@ -30,7 +30,7 @@ impl Application {
     /// the background, and the site is served meanwhile.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let auth_config = settings.auth_client()?;
-        let auth = AuthClient::new(auth_config.clone());
+        let auth = AuthClient::new(auth_config.clone()).context("AUTH_URL or a MOVIES_AUTH_* setting")?;
         check_auth_credentials(&auth, &auth_config.credential_settings).await;
         let db = connect_and_migrate(settings).await?;
         auth.spawn_key_refresh();

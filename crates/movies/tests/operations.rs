@@ -215,6 +215,9 @@ async fn a_fresh_service_lists_its_counters_at_zero() {
     ] {
         assert!(m.expect(counter, &[]) >= 0.0, "{counter}");
     }
+    for call in ["read", "write", "decode"] {
+        assert!(m.expect("movies_cache_failures_total", &[("call", call)]) >= 0.0, "{call}");
+    }
 }
 
 /// The real `auth` binary, run by the test so it can be signalled.

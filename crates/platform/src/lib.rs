@@ -2,6 +2,7 @@
 //! domain: typed settings from the environment, the rules for service credentials,
 //! database bootstrap, logging, metrics, shutdown.
 
+pub mod cache_failures;
 pub mod connections;
 pub mod credentials;
 pub mod db;

@@ -386,6 +386,13 @@ pub struct Introspection {
     /// The user's roles now, which may differ from those in the token.
     #[serde(skip_serializing_if = "Option::is_none")]
     roles: Option<Vec<String>>,
+    /// The user's age class now (0, 6, 12, 16 or 18), from the birth date held now, on
+    /// today's UTC calendar day, as the token's `age_class` is computed at issue: it
+    /// differs from the token's when the birth date changed since. Absent when no birth
+    /// date is known (or the token is not active).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 16, minimum = 0, maximum = 18)]
+    age_class: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -426,7 +433,7 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectionBody {
 }
 
 /// Authoritative token check for other services: signature, expiry, revocation, and
-/// the user's current roles.
+/// the user's current roles and age class.
 ///
 /// Only for services registered in `AUTH_INTROSPECTION_CLIENTS`, which authenticate
 /// with their client id and secret as HTTP Basic credentials (RFC 7662 §2.1, RFC 6749
@@ -453,13 +460,15 @@ async fn introspect(
     // PostgreSQL alone: every revocation ends a session there (a denylisted `jti` always
     // comes with its session ended), and the answer carries the roles held now, which
     // only PostgreSQL knows. A Redis lookup first would add a round trip and nothing else.
-    let Some(roles) = sessions::live_roles(&state.db, claims.sid, claims.sub).await? else { return Ok(inactive()) };
+    let Some(user) = sessions::live_user(&state.db, claims.sid, claims.sub).await? else { return Ok(inactive()) };
+    let age_class = user.birth_date.map(|birth| crate::domain::profile::age_class(birth, chrono::Utc::now().date_naive()));
     Ok(Json(Introspection {
         active: true,
         sub: Some(claims.sub),
         sid: Some(claims.sid),
         jti: Some(claims.jti),
-        roles: Some(roles),
+        roles: Some(user.roles),
+        age_class,
         exp: Some(claims.exp),
         iat: Some(claims.iat),
         iss: Some(claims.iss),

@@ -301,14 +301,23 @@ pub async fn list_live(db: impl PgExecutor<'_>, user_id: Uuid, current: Uuid) ->
         .collect())
 }
 
-/// The user's current roles if the session is live, else `None`: the database side of
-/// introspection, one round trip.
+/// What introspection reports of a live session's user, read now: roles and birth date
+/// may have changed since the token was issued.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveUser {
+    pub roles: Vec<String>,
+    pub birth_date: Option<chrono::NaiveDate>,
+}
+
+/// The user's current roles and birth date if the session is live, else `None`: the
+/// database side of introspection, one round trip.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn live_roles(db: impl PgExecutor<'_>, session_id: Uuid, user_id: Uuid) -> Result<Option<Vec<String>>> {
-    Ok(sqlx::query_scalar(concat!(
+pub async fn live_user(db: impl PgExecutor<'_>, session_id: Uuid, user_id: Uuid) -> Result<Option<LiveUser>> {
+    Ok(sqlx::query_as(concat!(
         "SELECT ",
         role_names!("s.user_id"),
-        " FROM sessions s
+        " AS roles, u.birth_date
+           FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1 AND s.user_id = $2 AND s.ended_at IS NULL AND s.expires_at > now()"
     ))
     .bind(session_id)

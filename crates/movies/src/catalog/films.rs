@@ -127,9 +127,13 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 }
 
 /// The CTEs of film search: `q.tolerant` is the typo-tolerant query, `q.typed` the
-/// query as typed; `$2` is the query. Stop words ("the", "a", "in") are left out of
-/// the tolerant query: the index holds none of them, and the title words like them
-/// ("then", "thin") would have had to match in their place.
+/// query as typed; `$2` is the query. Both read the operators of a web search box
+/// (`websearch_to_tsquery`'s): `or` between words offers alternatives, `-word` leaves
+/// out titles with that word; every other word must match. An alternative of left-out
+/// words alone names nothing to find and finds nothing (not the whole catalogue). Stop words ("the", "a",
+/// "in") are left out of the tolerant query: the index holds none of them, and the
+/// title words like them ("then", "thin") would have had to match in their place. A
+/// left-out word is matched exactly (its look-alikes stay in).
 ///
 /// A text without lexemes (`%`, only stop words) gives no query at all (NULL), never an
 /// empty one: PostgreSQL answers an empty text-search query with a NOTICE, which sqlx
@@ -138,24 +142,35 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
 /// planned when `$2` is known, and evaluated lazily when it is not.
 macro_rules! search_matches {
     () => {
-        "WITH words AS (
-                SELECT DISTINCT w FROM regexp_split_to_table(lower($2), '[^[:alnum:]]+') AS w
-                 WHERE w <> '' AND to_tsvector('english', w) <> ''::tsvector
+        "WITH tokens AS (
+                SELECT t.token, sum((t.token = 'or')::int) OVER (ORDER BY t.n) AS alternative
+                  FROM regexp_split_to_table(lower($2), '[[:space:]]+') WITH ORDINALITY AS t(token, n)
+              ),
+              words AS (
+                SELECT DISTINCT tokens.alternative, left(tokens.token, 1) = '-' AS excluded, w
+                  FROM tokens, regexp_split_to_table(tokens.token, '[^[:alnum:]]+') AS w
+                 WHERE tokens.token <> 'or' AND w <> '' AND to_tsvector('english', w) <> ''::tsvector
               ),
               alternatives AS (
-                SELECT '(' || string_agg(DISTINCT quote_literal(a.word), ' | ') || ')' AS alts
+                SELECT words.alternative,
+                       CASE WHEN words.excluded THEN '!' ELSE '' END
+                         || '(' || string_agg(DISTINCT quote_literal(a.word), ' | ') || ')' AS alts
                   FROM words,
                        LATERAL (SELECT words.w AS word
                                 UNION
                                 SELECT d.word FROM title_words d
-                                 WHERE left(d.word, 1) = left(words.w, 1)
+                                 WHERE NOT words.excluded
+                                   AND left(d.word, 1) = left(words.w, 1)
                                    AND length(d.word) BETWEEN length(words.w) - 2 AND length(words.w) + 2
                                    AND words.w <% d.word) AS a
-                 GROUP BY words.w
+                 GROUP BY words.alternative, words.excluded, words.w
+              ),
+              each_alternative AS (
+                SELECT '(' || string_agg(alts, ' & ') || ')' AS query FROM alternatives GROUP BY alternative HAVING bool_or(alts NOT LIKE '!%')
               ),
               q AS (
                 SELECT CASE WHEN to_tsvector('english', $2) <> ''::tsvector THEN websearch_to_tsquery('english', $2) END AS typed,
-                       to_tsquery('english', (SELECT string_agg(alts, ' & ') FROM alternatives)) AS tolerant
+                       to_tsquery('english', (SELECT string_agg(query, ' | ') FROM each_alternative)) AS tolerant
               )"
     };
 }
@@ -173,8 +188,8 @@ macro_rules! search_filter {
 /// Full-text search on titles, tolerant of typos. Each word of the query stands for
 /// itself or any word of a title like it (same first letter, length within two, and
 /// trigram word similarity, against `title_words`), all words but stop words must match
-/// (English stemming, through the tsvector's GIN index), or the whole title is the
-/// query. A film whose title is the query ranks first, then films matching the query as
+/// (English stemming, through the tsvector's GIN index), but for `or` (either side
+/// suffices) and `-word` (titles without it), or the whole title is the query. A film whose title is the query ranks first, then films matching the query as
 /// typed, then by text rank, by how close the title is to the query, and by rating.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {

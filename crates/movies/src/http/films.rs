@@ -178,19 +178,20 @@ async fn film(state: &AppState, id: Uuid) -> Result<FilmDetail> {
     state.cache.get_or_load(&format!("film:{}", id.simple()), || films::get(&state.db, id)).await?.ok_or(ApiError::NotFound("No film with this id."))
 }
 
-/// One film. 403 when it is above the viewer's age class.
+/// One film. Above the viewer's age class: 401 `sign_in_required` to an anonymous
+/// viewer (signing in may allow it), 403 `age_restricted` to a signed-in one.
 #[utoipa::path(get, path = "/api/v1/films/{id}", tag = "films", security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Film id")),
     responses(
         (status = 200, description = "The film", body = FilmDetail),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Above the viewer's age class", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Anonymous and above the age class of viewers not signed in (`sign_in_required`: signing in may allow it), or an invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Above the signed-in viewer's age class (`age_restricted`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such film", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<FilmDetail>> {
     let film = film(&state, id).await?;
-    access::check_age(&viewer, film.age_class as u8)?;
+    access::check_age(&viewer, film.age_class)?;
     Ok(axum::Json(film))
 }
 
@@ -220,14 +221,14 @@ pub struct PlaybackDescriptor {
     params(("id" = Uuid, Path, description = "Film id")),
     responses(
         (status = 200, description = "How to play it", body = PlaybackDescriptor),
-        (status = 401, description = "Sign in with a subscription, or an invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "No subscription, or above the viewer's age class", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Anonymous, and a subscription film or one above the age class of viewers not signed in (`sign_in_required`), or an invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No subscription (`subscription_required`), or above the signed-in viewer's age class (`age_restricted`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such film", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stream_film(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Uuid>) -> Result<axum::Json<PlaybackDescriptor>> {
     let film = film(&state, id).await?;
-    access::check_stream(&viewer, film.age_class as u8, &film.access_tier)?;
+    access::check_stream(&viewer, film.age_class, &film.access_tier)?;
     let signed = state.playback.sign(&UrlSigner::manifest_path(film.id));
     Ok(axum::Json(PlaybackDescriptor {
         film_id: film.id,

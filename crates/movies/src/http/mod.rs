@@ -89,6 +89,7 @@ fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
     platform::metrics::install();
     auth_client::register_metrics();
     ratelimit::register_metrics();
+    crate::cache::CacheFailures::register_metrics();
     let (db, auth) = (state.db.clone(), state.auth.clone());
     platform::metrics::endpoint(move || {
         platform::metrics::record_pool("movies", &db);

@@ -6,7 +6,7 @@ use auth_client::{AuthClient, AuthClientConfig, Authentication, CredentialCheck}
 use crate::helpers::{Auth, INTROSPECTION_SECRET};
 
 async fn client(auth: &Auth, secret: &str) -> AuthClient {
-    let client = AuthClient::new(AuthClientConfig::new(&auth.url, "movies", secret.into()));
+    let client = AuthClient::new(AuthClientConfig::new(&auth.url, "movies", secret.into())).unwrap();
     assert!(client.refresh_keys().await, "the JWKS is served without credentials");
     client
 }
@@ -39,7 +39,7 @@ async fn the_client_introspects_with_its_credentials_and_a_wrong_secret_leaves_i
 #[tokio::test]
 async fn the_credential_check_tells_a_refusal_from_an_auth_that_does_not_answer() {
     let auth = Auth::in_process().await;
-    let check = |url: &str, secret: &str| AuthClient::new(AuthClientConfig::new(url, "movies", secret.into()));
+    let check = |url: &str, secret: &str| AuthClient::new(AuthClientConfig::new(url, "movies", secret.into())).unwrap();
     assert_eq!(check(&auth.url, INTROSPECTION_SECRET).check_credentials().await, CredentialCheck::Accepted);
     let wrong = check(&auth.url, "a-wrong-secret-a-wrong-secret-a-wrong-secret");
     assert_eq!(wrong.check_credentials().await, CredentialCheck::Refused);

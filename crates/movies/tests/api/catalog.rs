@@ -64,6 +64,40 @@ async fn bad_list_parameters_are_422_naming_the_parameter() {
     }
 }
 
+/// The search box reads `or` and `-word` as a web search does, in which titles match
+/// as well as in their ranking: `matrix -reloaded` found only "The Matrix Reloaded",
+/// and `godfather or matrix` nothing.
+#[tokio::test]
+async fn search_honours_or_and_minus_as_a_web_search_box_does() {
+    let (_auth, movies) = movies().await;
+    movies
+        .load_with_fixture(serde_json::json!([
+            {"Title": "The Matrix Reloaded", "MPAA Rating": "PG-13", "Release Date": "May 15 2003", "IMDB Rating": 7.2},
+            {"Title": "The Godfather", "MPAA Rating": "PG", "Release Date": "Mar 15 1972", "IMDB Rating": 9.2},
+            {"Title": "Dead or Alive", "MPAA Rating": "PG", "Release Date": "Jan 01 2006", "IMDB Rating": 4.8},
+        ]))
+        .await;
+    let search = |query: &'static str| {
+        let movies = &movies;
+        async move {
+            let mut found = titles(&movies.json(&format!("/api/v1/films/search?query={query}"), None).await);
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(search("matrix").await, ["The Matrix", "The Matrix Reloaded"]);
+    assert_eq!(search("matrix%20-reloaded").await, ["The Matrix"]);
+    assert_eq!(search("godfather%20or%20matrix").await, ["The Godfather", "The Matrix", "The Matrix Reloaded"]);
+    assert_eq!(search("godfather%20OR%20matrx%20-reloaded").await, ["The Godfather", "The Matrix"], "typos are tolerated in each alternative");
+    // Without operators every word must match, and a hyphen inside a word is no minus.
+    assert_eq!(search("godfather%20matrix").await, Vec::<String>::new());
+    assert_eq!(search("-reloaded%20or%20godfather").await, ["The Godfather"], "exclusions alone find nothing");
+    assert_eq!(search("matrix-reloaded").await, ["The Matrix Reloaded"]);
+    // A title with "or" in it is still found first by its whole name.
+    let dead_or_alive = movies.json("/api/v1/films/search?query=dead%20or%20alive", None).await;
+    assert_eq!(titles(&dead_or_alive)[0], "Dead or Alive");
+}
+
 #[tokio::test]
 async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
     let (_auth, movies) = movies().await;
@@ -106,9 +140,9 @@ async fn a_search_with_stop_words_still_finds_the_title() {
     assert_eq!(titles(&movies.json("/api/v1/films/search?query=grown%20up%20drama", None).await), ["Grown Up Drama"]);
     // Stop words alone find nothing, rather than the titles with words like them.
     assert_eq!(movies.json("/api/v1/films/search?query=the", None).await["page"]["total"], 0);
-    // The query as typed ranks, it does not widen: its websearch syntax read "-matrix"
-    // as every film without "matrix" once its matches were added to the results.
-    assert_eq!(titles(&movies.json("/api/v1/films/search?query=-matrix", None).await), ["The Matrix"]);
+    // "-matrix" leaves out the titles with "matrix", and names nothing to find: it finds
+    // nothing, not every film without "matrix".
+    assert_eq!(movies.json("/api/v1/films/search?query=-matrix", None).await["page"]["total"], 0);
 }
 
 /// A title made only of stop words ("Up", "Once", "She's All That": six of the demo

@@ -2,6 +2,7 @@
 
 mod access;
 mod auth_client;
+mod cache;
 mod catalog;
 mod contract;
 mod database;
