@@ -89,6 +89,8 @@ pub(crate) fn validation(issuer: &str, audience: &str) -> Validation {
     // `exp < now`, which accepts a token for the whole second of its `exp`; asking
     // for one second of life left makes that `exp <= now`, as Auth itself does.
     validation.reject_tokens_expiring_in_less_than = 1;
+    // Auth's tokens carry no `nbf`; one that does is held to it (RFC 7519 §4.1.5).
+    validation.validate_nbf = true;
     validation
 }
 
@@ -649,9 +651,34 @@ mod tests {
     const PUBLIC_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 
     fn token_expiring_at(exp: u64) -> String {
+        signed(&json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp}))
+    }
+
+    fn signed(claims: &Value) -> String {
         let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
-        let claims = json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp});
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    /// While Movies serves degraded, this check is the only one a token gets: a token
+    /// of Auth's key made for another audience or by another issuer must not pass.
+    #[test]
+    fn tokens_for_another_audience_or_issuer_or_not_yet_valid_are_refused() {
+        let key = DecodingKey::from_ed_components(PUBLIC_X).unwrap();
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let check = |claims: Value| jsonwebtoken::decode::<Value>(&signed(&claims), &key, &validation("cinema-auth", "cinema")).map(|_| ());
+        assert!(check(json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp})).is_ok());
+        let refusals = [
+            (json!({"iss": "cinema-auth", "aud": "billing", "sub": "viewer", "exp": exp}), ErrorKind::InvalidAudience),
+            (json!({"iss": "cinema-auth", "aud": ["billing"], "sub": "viewer", "exp": exp}), ErrorKind::InvalidAudience),
+            (json!({"iss": "other-auth", "aud": "cinema", "sub": "viewer", "exp": exp}), ErrorKind::InvalidIssuer),
+            (json!({"iss": "cinema-auth", "sub": "viewer", "exp": exp}), ErrorKind::MissingRequiredClaim("aud".into())),
+            (json!({"aud": "cinema", "sub": "viewer", "exp": exp}), ErrorKind::MissingRequiredClaim("iss".into())),
+            (json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": exp, "nbf": exp}), ErrorKind::ImmatureSignature),
+        ];
+        for (claims, kind) in refusals {
+            let refused = check(claims.clone()).unwrap_err();
+            assert_eq!(refused.kind(), &kind, "{claims}");
+        }
     }
 
     /// RFC 6749 §2.3.1 and RFC 7617: `Basic base64(urlencode(id) ":" urlencode(secret))`.
