@@ -86,9 +86,11 @@ async fn viewer_cache_headers(request: axum::extract::Request, next: middleware:
 /// contract). At each scrape: the pool's usage and the state of the breaker in front
 /// of Auth, which the breaker itself only reports when it changes.
 fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
+    // Installed first thing at start-up (`startup::Application::build`); this only
+    // gets its handle.
     platform::metrics::install();
     auth_client::register_metrics();
-    ratelimit::register_metrics();
+    ratelimit::register_metrics(state.limits.policies());
     let (db, auth) = (state.db.clone(), state.auth.clone());
     platform::metrics::endpoint(move || {
         platform::metrics::record_pool("movies", &db);
