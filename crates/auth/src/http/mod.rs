@@ -110,6 +110,8 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
+        // Inside the rate limits: a malformed query string counts like any request.
+        .layer(axum::middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins))

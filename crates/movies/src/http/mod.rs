@@ -60,6 +60,8 @@ pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(middleware::from_fn(auth_client::degraded_layer))
+        // Inside the rate limits: a malformed query string counts like any request.
+        .layer(middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers(router, http)
