@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis are installed and answering on 127.0.0.1.
-# Installs Debian's packages when missing (as root), starts them when stopped.
+# Installs Debian's packages when missing (as root; otherwise prints the one command
+# that installs all of them, and stops), starts them when stopped.
 set -euo pipefail
 
 PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_PORT=6379
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else
-    echo "services: need root for: $*" >&2
-    echo "services: run it yourself with sudo, then run this command again" >&2
+    echo "services: this needs root; run it yourself, then run this command again:" >&2
+    echo "  sudo $*" >&2
     exit 1
   fi
 }
@@ -26,21 +27,48 @@ wait_for() {
   exit 1
 }
 
+# What is missing, all of it, before installing anything: without root the whole
+# command is printed once, rather than its first step (which, run by hand, led to the
+# same message again, never to the install).
 need_install=()
 installed_postgres=no
 command -v pg_ctlcluster >/dev/null 2>&1 || { need_install+=(postgresql postgresql-contrib); installed_postgres=yes; }
 command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
-if [ ${#need_install[@]} -gt 0 ]; then
-  echo "services: installing ${need_install[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null
+# pg_partman makes and drops the login history's monthly partitions (docs/partitioning.md);
+# its package is named after the PostgreSQL major version.
+installed_pg_major() { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1; }
+partman_missing() {
+  local major; major=$(installed_pg_major)
+  [ -n "$major" ] && [ ! -f "/usr/share/postgresql/$major/extension/pg_partman.control" ]
+}
+if [ "$installed_postgres" = no ] && partman_missing; then
+  need_install+=("postgresql-$(installed_pg_major)-partman")
 fi
-# pg_partman makes and drops the login history's monthly partitions (docs/partitioning.md).
-pg_major=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1)
-if [ -n "$pg_major" ] && [ ! -f "/usr/share/postgresql/$pg_major/extension/pg_partman.control" ]; then
-  echo "services: installing postgresql-$pg_major-partman"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$pg_major-partman" >/dev/null
+
+if [ ${#need_install[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    command="sudo apt-get update && sudo apt-get install -y ${need_install[*]}"
+    if [ "$installed_postgres" = yes ]; then
+      # The version the postgresql package brings, when apt knows it; else read once
+      # it is installed.
+      major=$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1 || true)
+      if [ -n "$major" ]; then
+        command="$command postgresql-$major-partman"
+      else
+        command="$command && sudo apt-get install -y \"postgresql-\$(ls /usr/lib/postgresql | sort -V | tail -n1)-partman\""
+      fi
+    fi
+    echo "services: missing packages; installing them needs root. Run, then run this command again:" >&2
+    echo "  $command" >&2
+    exit 1
+  fi
+  echo "services: installing ${need_install[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null
+  if partman_missing; then
+    echo "services: installing postgresql-$(installed_pg_major)-partman"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$(installed_pg_major)-partman" >/dev/null
+  fi
 fi
 
 if ! pg_ready; then

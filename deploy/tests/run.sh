@@ -7,45 +7,49 @@
 #   4. nginx 1.28, the image's, built from source (build_nginx.sh), resolving the
 #      services' names while running (nginx_resolve_test.py).
 # Installs what is missing: nginx, envsubst, a C compiler, make and the PCRE2 headers
-# (Debian packages), PyYAML and dnslib, Node.js 22.12+ (scripts/node.sh), dclint (npm).
+# (Debian packages, as root; otherwise prints the one command that installs all of
+# them, and stops), PyYAML and dnslib, Node.js 22.12+ (scripts/node.sh), dclint (npm).
 # Expects PostgreSQL and Redis up (scripts/services.sh) and builds the debug binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 say() { echo "deploy-tests: $*" >&2; }
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else
-    say "need root for: $*; run it yourself with sudo, then run this again"
-    exit 1
-  fi
-}
 
+# Everything missing is gathered before anything is installed: without root the whole
+# command is printed once (printing only its first step, `apt-get update`, led to the
+# same message again after running it, never to the install).
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v envsubst >/dev/null 2>&1 || need+=(gettext-base)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -e /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+# PyYAML and dnslib from pip when it can, else Debian's packages.
+python_module() {
+  local module=$1 pip_name=$2 package=$3
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c "import $module" 2>/dev/null && return 0
+    say "installing $pip_name"
+    python3 -m pip install --quiet "$pip_name" 2>/dev/null && return 0
+    python3 -m pip install --quiet --break-system-packages "$pip_name" 2>/dev/null && return 0
+  fi
+  need+=("$package")
+}
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python_module yaml PyYAML python3-yaml
+python_module dnslib dnslib python3-dnslib
 if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing packages; installing them needs root. Run, then run this again:"
+    say "  sudo apt-get update && sudo apt-get install -y ${need[*]}"
+    exit 1
+  fi
   say "installing ${need[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export PATH="$PATH:/usr/sbin"
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  say "installing PyYAML"
-  python3 -m pip install --quiet PyYAML 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages PyYAML 2>/dev/null \
-    || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
-fi
-if ! python3 -c 'import dnslib' 2>/dev/null; then
-  say "installing dnslib"
-  python3 -m pip install --quiet dnslib 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages dnslib 2>/dev/null \
-    || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dnslib >/dev/null
-fi
 
 # dclint needs Node.js 20.19 or later: the system's, or one installed under target/
 # from PyPI (scripts/node.sh, which asks for 22.12, as Auth's tests do).

@@ -32,6 +32,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // The metrics recorder before anything can record: without it a metric is
+        // dropped, and a rate limiter that finds its Redis down below (`warm_up`) would
+        // fall back uncounted, `ratelimit_fallback_active` at 0 until Redis came back.
+        platform::metrics::install();
         // The keys first: a missing key file stops start-up before any database is made.
         let keys = Arc::new(KeyRing::load(&settings.tokens)?);
         let db = connect_and_migrate(settings).await?;

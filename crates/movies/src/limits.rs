@@ -84,6 +84,13 @@ impl RateLimits {
     }
 }
 
+impl RateLimits {
+    /// Every policy, for the metrics listed from the start.
+    pub fn policies(&self) -> [&Arc<Policy>; 2] {
+        [&self.api_anonymous, &self.api_user]
+    }
+}
+
 /// Routes never limited: probes must answer whatever the load.
 pub fn is_unlimited(route: &str) -> bool {
     route.starts_with("/health/") || route == "/metrics"

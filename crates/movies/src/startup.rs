@@ -29,6 +29,10 @@ impl Application {
     /// introspection credentials ([`check_auth_credentials`]): the keys are fetched in
     /// the background, and the site is served meanwhile.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // The metrics recorder before anything can record: without it a metric is
+        // dropped, and a rate limiter that finds its Redis down below (`warm_up`) would
+        // fall back uncounted, `ratelimit_fallback_active` at 0 until Redis came back.
+        platform::metrics::install();
         let auth_config = settings.auth_client()?;
         let auth = AuthClient::new(auth_config.clone()).context("AUTH_URL or a MOVIES_AUTH_* setting")?;
         check_auth_credentials(&auth, &auth_config.credential_settings).await;

@@ -200,6 +200,11 @@ async fn a_fresh_service_lists_its_counters_at_zero() {
     for call in ["revocation_read", "session_state_write", "profile_write"] {
         assert_eq!(m.expect("auth_cache_failures_total", &[("call", call)]), 0.0, "{call}");
     }
+    for policy in AUTH_POLICIES {
+        for outcome in ["allowed", "limited"] {
+            assert_eq!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", outcome)]), 0.0, "{policy} {outcome}");
+        }
+    }
     // The movies API runs in this process, beside the other test's: listed, whatever
     // that one moved.
     let movies = Movies::start(&auth.url).await;
@@ -217,6 +222,105 @@ async fn a_fresh_service_lists_its_counters_at_zero() {
     }
     for call in ["read", "write", "decode"] {
         assert!(m.expect("movies_cache_failures_total", &[("call", call)]) >= 0.0, "{call}");
+    }
+    for policy in MOVIES_POLICIES {
+        for outcome in ["allowed", "limited"] {
+            assert!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", outcome)]) >= 0.0, "{policy} {outcome}");
+        }
+    }
+}
+
+/// Auth's rate-limit policies, by the names they carry in metrics.
+const AUTH_POLICIES: [&str; 11] = [
+    "api-ip",
+    "api-user",
+    "signup-ip",
+    "refresh-ip",
+    "password-change-ip",
+    "login-ip",
+    "login-account-ip",
+    "login-account",
+    "introspect-client",
+    "oauth-authorize-ip",
+    "oauth-exchange-ip",
+];
+
+const MOVIES_POLICIES: [&str; 2] = ["api-ip", "api-user"];
+
+/// A service that starts while the Redis of its limits is down falls back to the
+/// in-process limits at once, and `/metrics` says so from the start: the fallback
+/// counted, the gauge at 1 (the alert on it fires), the request counters listed. Each
+/// service runs as its own process, so that its metrics recorder is its own and
+/// nothing recorded before the first request is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_with_its_limits_redis_down_shows_the_fallback() {
+    let down = format!("redis://127.0.0.1:{}", free_port());
+    let auth = Auth::process_with(vec![("AUTH_RATE_LIMIT_REDIS_URL".into(), down.clone())]).await;
+    let client = http_client();
+    let m = Scrape::of(&client, &auth.url).await;
+    assert_eq!(m.expect("ratelimit_fallbacks_total", &[]), 1.0, "auth");
+    assert_eq!(m.expect("ratelimit_fallback_active", &[]), 1.0, "auth");
+    for policy in AUTH_POLICIES {
+        assert_eq!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", "allowed")]), 0.0, "{policy}");
+    }
+
+    let movies = MoviesProcess::spawn(&auth.url, &[("MOVIES_RATE_LIMIT_REDIS_URL", down)]).await;
+    let m = Scrape::of(&client, &movies.url).await;
+    assert_eq!(m.expect("ratelimit_fallbacks_total", &[]), 1.0, "movies");
+    assert_eq!(m.expect("ratelimit_fallback_active", &[]), 1.0, "movies");
+    for policy in MOVIES_POLICIES {
+        for outcome in ["allowed", "limited"] {
+            assert_eq!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", outcome)]), 0.0, "{policy} {outcome}");
+        }
+    }
+}
+
+/// The real `movies` binary as a child process, with a fresh database.
+struct MoviesProcess {
+    child: Child,
+    url: String,
+    redis_prefix: String,
+    _database: Database,
+}
+
+impl MoviesProcess {
+    async fn spawn(auth_url: &str, extra: &[(&str, String)]) -> Self {
+        let database = Database::new("movies");
+        let port = free_port();
+        let redis_prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+        let child = Command::new(env!("CARGO_BIN_EXE_movies"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MOVIES_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MOVIES_DATABASE_URL", &database.url)
+            .env("MOVIES_DATABASE_MAX_CONNECTIONS", "5")
+            .env("REDIS_URL", helpers::redis_url())
+            .env("MOVIES_REDIS_KEY_PREFIX", &redis_prefix)
+            .env("AUTH_URL", auth_url)
+            .env("MOVIES_AUTH_CLIENT_SECRET", helpers::INTROSPECTION_SECRET)
+            .env("RUST_LOG", "error")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = Self { child, url: format!("http://127.0.0.1:{port}"), redis_prefix, _database: database };
+        let (client, ready) = (http_client(), format!("{}/health/ready", process.url));
+        eventually("movies to become ready", Duration::from_secs(60), || {
+            let (client, ready) = (client.clone(), ready.clone());
+            async move { client.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        process
+    }
+}
+
+impl Drop for MoviesProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        ratelimit::testing::delete_keys(&helpers::redis_url(), &self.redis_prefix);
     }
 }
 

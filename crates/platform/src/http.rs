@@ -19,9 +19,12 @@
 //! 4. Panics become a fixed 500 problem; a request over the timeout a 503 problem, or
 //!    a 408 one (`request_timeout`, and the connection closed) when it was waiting for
 //!    the client to send its body: a slow client is not a server error.
-//! 5. A query string that is not UTF-8 once percent-decoded is a 400 problem
-//!    (`malformed_query`): the query extractors would replace the bytes with U+FFFD
-//!    and go on with a text the client never sent.
+//!
+//! And one a service applies itself, inside its rate limits so that the refusal counts
+//! against them like any other answer: [`refuse_undecodable_query`], a query string
+//! that is not UTF-8 once percent-decoded is a 400 problem (`malformed_query`): the
+//! query extractors would replace the bytes with U+FFFD and go on with a text the
+//! client never sent.
 
 use std::{
     sync::{
@@ -68,7 +71,6 @@ pub fn standard_layers_with_gate(router: Router, settings: HttpSettings, gate: i
     let timeout = settings.request_timeout;
     crate::metrics::install();
     let router = router
-        .layer(middleware::from_fn(refuse_undecodable_query))
         .layer(middleware::from_fn(move |req, next| with_timeout(req, next, timeout)))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", None, Vec::new())
@@ -244,7 +246,12 @@ async fn traced(req: Request, next: Next) -> Response {
     response
 }
 
-async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
+/// Refuses with 400 `malformed_query` a request whose query string is not UTF-8 once
+/// percent-decoded, on any route. Not one of [`standard_layers`]: a service applies it
+/// (`axum::middleware::from_fn(refuse_undecodable_query)`) inside its rate-limit
+/// layer, so that such requests count against the limits like any other (they were
+/// refused before the limiter, uncounted, a way around every limit).
+pub async fn refuse_undecodable_query(req: Request, next: Next) -> Response {
     let decodable = req.uri().query().is_none_or(|query| percent_encoding::percent_decode_str(query).decode_utf8().is_ok());
     if decodable {
         return next.run(req).await;

@@ -31,7 +31,11 @@ pub struct BodyRejections;
 impl Modify for BodyRejections {
     fn modify(&self, openapi: &mut OpenApi) {
         const ANSWERS: [(&str, &str, &str); 4] = [
-            ("400", "MalformedBody", "Malformed request: the body does not parse (`bad_request`)."),
+            (
+                "400",
+                "MalformedBody",
+                "Malformed request: the body does not parse (`bad_request`), or the query string is not UTF-8 once percent-decoded (`malformed_query`).",
+            ),
             (
                 "408",
                 "RequestTimeout",
@@ -72,20 +76,33 @@ fn document_answers(openapi: &mut OpenApi, applies: impl Fn(&str, &utoipa::opena
     }
 }
 
-/// Documents the 400 that every operation with query parameters can give before its
-/// handler runs: a query string that is not UTF-8 once percent-decoded
-/// (`malformed_query`, see `crate::http`). A 400 an operation documents itself is kept.
+/// Documents the 400 that every operation can give before its handler runs, whether it
+/// reads query parameters or not: a query string that is not UTF-8 once
+/// percent-decoded (`malformed_query`, `crate::http::refuse_undecodable_query`). Apply
+/// after [`BodyRejections`]. An operation without a 400 gets this one; one that
+/// documents a 400 of its own keeps it, and its description says `malformed_query`
+/// too (the body's `MalformedBody` does already).
 pub struct QueryRejections;
+
+impl QueryRejections {
+    const SENTENCE: &str = "Or `malformed_query`: the query string is not UTF-8 once percent-decoded.";
+}
 
 impl Modify for QueryRejections {
     fn modify(&self, openapi: &mut OpenApi) {
-        use utoipa::openapi::path::ParameterIn;
-        let reads_a_query = |operation: &utoipa::openapi::path::Operation| {
-            operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
-        };
         const ANSWER: (&str, &str, &str) =
             ("400", "MalformedQuery", "Malformed request: the query string is not UTF-8 once percent-decoded (`malformed_query`).");
-        document_answers(openapi, |_, operation| reads_a_query(operation), &[ANSWER]);
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if let Some(RefOr::T(own)) = operation.responses.responses.get_mut("400")
+                    && !own.description.contains("malformed_query")
+                {
+                    own.description = format!("{}. {}", own.description.trim_end().trim_end_matches('.'), Self::SENTENCE);
+                }
+            }
+        }
+        document_answers(openapi, |_, _| true, &[ANSWER]);
     }
 }
 

@@ -13,17 +13,31 @@
 //! in batches from a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2,048 by default) by a
 //! background thread: a collector that is down or slow never fails or delays a
 //! request; when the queue is full spans are dropped and the SDK counts them.
+//!
+//! Export failures are logged when they start (a warning, at most once a minute) and
+//! when exporting works again (info), by [`ReportedExporter`], not at every failed
+//! batch: the SDK's own `BatchSpanProcessor.ExportError`, an ERROR every half second
+//! or so while the collector is down, is kept out of the log.
 
-use std::time::Duration;
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
     Resource,
+    error::OTelSdkResult,
     propagation::TraceContextPropagator,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider},
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter},
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 /// Where and how to export traces, from the standard OpenTelemetry variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,9 +231,121 @@ fn init_to(export: Option<TraceExport>, output: LogOutput) -> Result<Telemetry, 
     if let Some(p) = &provider {
         global::set_tracer_provider(p.clone());
     }
-    // Per-layer filters: RUST_LOG sets what is logged, never what is traced.
+    // Per-layer filters: RUST_LOG sets what is logged, never what is traced. The SDK's
+    // error at every failed export is left out: `ReportedExporter` logs the outage.
+    let filter = filter.and(filter_fn(|meta| !is_sdk_export_error(meta)));
     tracing_subscriber::registry().with(otel).with(logs.with_filter(AskEveryTime(filter))).try_init().map_err(|e| e.to_string())?;
     Ok(Telemetry { provider })
+}
+
+/// The event the SDK's batch processor emits, at ERROR, at every export that fails.
+fn is_sdk_export_error(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "opentelemetry_sdk" && meta.name() == "BatchSpanProcessor.ExportError"
+}
+
+/// How often, at most, the start of an export outage is logged: a collector failing
+/// now and then would otherwise log a start and an end at every flap.
+const EXPORT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A span exporter that logs its outages: a warning when exports start failing (at
+/// most once a minute), an info line when one works again (only when its start was
+/// logged), each failure at debug. The SDK's error per failed export is filtered out
+/// of the log (`is_sdk_export_error`).
+#[derive(Debug)]
+struct ReportedExporter<E> {
+    inner: E,
+    /// The collector as configured, to strip from error texts.
+    configured: String,
+    /// The collector without any password, for the log lines.
+    endpoint: String,
+    health: ExportHealth,
+}
+
+impl<E: SpanExporter> SpanExporter for ReportedExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => {
+                if let Some(failed_exports) = self.health.succeeded() {
+                    tracing::info!(endpoint = %self.endpoint, failed_exports, "trace export working again");
+                }
+            }
+            Err(e) => {
+                let error = e.to_string().replace(&self.configured, &self.endpoint);
+                tracing::debug!(endpoint = %self.endpoint, error, spans, "trace export failed");
+                if self.health.failed(Instant::now()) {
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        error,
+                        "trace export failing: spans are dropped until the collector answers again (logged again when it does)"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E> ReportedExporter<E> {
+    fn new(inner: E, endpoint: &str) -> Self {
+        Self { inner, configured: endpoint.to_owned(), endpoint: without_userinfo(endpoint), health: ExportHealth::default() }
+    }
+}
+
+/// Whether exports are failing, and what of it has been logged.
+#[derive(Debug, Default)]
+struct ExportHealth {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Failed exports since the last one that worked; 0 while exports work.
+    failures: u64,
+    /// Whether the start of the current outage was logged.
+    start_logged: bool,
+    /// When the start of an outage was last logged.
+    last_start_logged: Option<Instant>,
+}
+
+impl ExportHealth {
+    /// Counts a failed export; true when it starts an outage whose start is to be
+    /// logged (none logged in the last minute).
+    fn failed(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.failures += 1;
+        if state.failures > 1 {
+            return false;
+        }
+        let log = state.last_start_logged.is_none_or(|at| now.duration_since(at) >= EXPORT_FAILURE_LOG_INTERVAL);
+        if log {
+            state.last_start_logged = Some(now);
+        }
+        state.start_logged = log;
+        log
+    }
+
+    /// An export that worked: the failed exports before it when it ends an outage
+    /// whose start was logged.
+    fn succeeded(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = std::mem::take(&mut state.failures);
+        let logged = std::mem::take(&mut state.start_logged);
+        (failures > 0 && logged).then_some(failures)
+    }
 }
 
 /// A per-layer filter whose callsites are never cached as always enabled, so it is
@@ -302,7 +428,7 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
     }
     // The exporter's error quotes the URL: never with a password in it.
     .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {}", e.to_string().replace(&export.endpoint, &without_userinfo(&export.endpoint))))?;
-    let batch = BatchSpanProcessor::builder(exporter)
+    let batch = BatchSpanProcessor::builder(ReportedExporter::new(exporter, &export.endpoint))
         .with_batch_config(BatchConfigBuilder::default().with_scheduled_delay(Duration::from_millis(500)).build())
         .build();
     let resource = Resource::builder().with_service_name(export.service_name).with_attribute(KeyValue::new("service.namespace", "cinema")).build();
@@ -343,6 +469,27 @@ mod tests {
         assert!(error.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: ") && !error.contains("tok3n"), "{error}");
         assert_eq!(without_userinfo("http://u:p@h:1/a@b"), "http://…@h:1/a@b");
         assert_eq!(without_userinfo("http://h:1/a@b"), "http://h:1/a@b");
+    }
+
+    /// Exports failing now and then: the start of an outage is logged at most once a
+    /// minute, and its end only when its start was.
+    #[test]
+    fn an_export_outage_is_logged_when_it_starts_and_ends_at_most_once_a_minute() {
+        let health = ExportHealth::default();
+        let start = Instant::now();
+        assert_eq!(health.succeeded(), None, "working: nothing to say");
+        assert!(health.failed(start), "the first failure starts an outage");
+        for _ in 0..100 {
+            assert!(!health.failed(start + Duration::from_secs(1)), "not per failed export");
+        }
+        assert_eq!(health.succeeded(), Some(101), "the end, with the failures it saw");
+        assert_eq!(health.succeeded(), None);
+        // A flap within the minute: neither its start nor its end is logged.
+        assert!(!health.failed(start + Duration::from_secs(30)));
+        assert_eq!(health.succeeded(), None);
+        // A minute after the last logged start, an outage is logged again.
+        assert!(health.failed(start + Duration::from_secs(61)));
+        assert_eq!(health.succeeded(), Some(1));
     }
 
     fn from(vars: &[(&str, &str)]) -> Result<Option<TraceExport>, String> {

@@ -97,6 +97,9 @@ impl Verdict {
     }
 }
 
+/// The `outcome` label values of `ratelimit_requests_total`: allowed, then limited.
+pub(crate) const OUTCOMES: [&str; 2] = ["allowed", "limited"];
+
 /// Which store is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -267,7 +270,7 @@ impl Limiter {
         }
         let statuses: Vec<Status> = statuses.into_iter().flatten().collect();
         for s in &statuses {
-            let outcome = if s.allowed { "allowed" } else { "limited" };
+            let outcome = if s.allowed { OUTCOMES[0] } else { OUTCOMES[1] };
             metrics::counter!("ratelimit_requests_total", "policy" => s.policy.name().to_owned(), "outcome" => outcome).increment(1);
         }
         Verdict { statuses }

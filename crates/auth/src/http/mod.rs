@@ -94,10 +94,11 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
     let db = state.db.clone();
     let metrics = platform::metrics::endpoint(move || platform::metrics::record_pool("auth", &db));
     // Counters exist from the start, at zero with every label they can take, so an
-    // alert can tell zero from missing.
+    // alert can tell zero from missing. (The recorder is installed first thing at
+    // start-up, `startup::Application::build`; this call only gets its handle.)
     if platform::metrics::install().is_some() {
         crate::store::history::register_metrics();
-        ratelimit::register_metrics();
+        ratelimit::register_metrics(state.limits.policies.all());
         crate::store::CacheFailures::register_metrics();
     }
     let frontend_origins = state.oauth.frontend_origins();
@@ -109,6 +110,8 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
+        // Inside the rate limits: a malformed query string counts like any request.
+        .layer(axum::middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins))

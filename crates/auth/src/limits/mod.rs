@@ -102,6 +102,25 @@ pub struct Policies {
     pub oauth_exchange: Arc<Policy>,
 }
 
+impl Policies {
+    /// Every policy, for the metrics listed from the start.
+    pub fn all(&self) -> [&Arc<Policy>; 11] {
+        [
+            &self.api_anonymous,
+            &self.api_user,
+            &self.signup,
+            &self.refresh,
+            &self.password_change,
+            &self.login_ip,
+            &self.login_account_ip,
+            &self.login_account,
+            &self.introspect_client,
+            &self.oauth_authorize,
+            &self.oauth_exchange,
+        ]
+    }
+}
+
 /// Everything the layer and the sign-in handler need, shared through `AppState`.
 pub struct RateLimits {
     pub enabled: bool,

@@ -266,6 +266,25 @@ async fn two_instances_share_one_limit_through_redis() {
     }
 }
 
+/// A query string that is not UTF-8 (400 `malformed_query`) counts against the limits
+/// like any request, on any route, unknown paths included: refused before the limiter,
+/// such requests were a way to send without limit. Probes stay unlimited.
+#[tokio::test]
+async fn malformed_query_strings_count_against_the_limits_like_any_request() {
+    let app = app_with(&[("AUTH_RATE_LIMIT_API_ANONYMOUS", "1/m burst 3")]).await;
+    for (remaining, path) in [(2, "/api/v1/roles?x=%FF"), (1, "/api/v1/nowhere?x=%FF"), (0, "/.well-known/jwks.json?x=%C0%80")] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert!(header(&response, "ratelimit").starts_with(&format!("\"api-ip\";r={remaining};")), "{path}: {}", header(&response, "ratelimit"));
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed_query").await;
+    }
+    let refused = app.client.get(app.url("/api/v1/roles?x=%FF")).send().await.unwrap();
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let refused = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let probe = app.client.get(app.url("/health/ready?x=%FF")).send().await.unwrap();
+    assert_problem(probe, StatusCode::BAD_REQUEST, "malformed_query").await;
+}
+
 #[tokio::test]
 async fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
     // No trusted proxies (the default): the peer address is the client's.

@@ -60,6 +60,8 @@ pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(middleware::from_fn(auth_client::degraded_layer))
+        // Inside the rate limits: a malformed query string counts like any request.
+        .layer(middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
     platform::http::standard_layers(router, http)
@@ -86,9 +88,11 @@ async fn viewer_cache_headers(request: axum::extract::Request, next: middleware:
 /// contract). At each scrape: the pool's usage and the state of the breaker in front
 /// of Auth, which the breaker itself only reports when it changes.
 fn metrics(state: &AppState) -> axum::routing::MethodRouter<AppState> {
+    // Installed first thing at start-up (`startup::Application::build`); this only
+    // gets its handle.
     platform::metrics::install();
     auth_client::register_metrics();
-    ratelimit::register_metrics();
+    ratelimit::register_metrics(state.limits.policies());
     crate::cache::CacheFailures::register_metrics();
     let (db, auth) = (state.db.clone(), state.auth.clone());
     platform::metrics::endpoint(move || {

@@ -41,6 +41,23 @@ async fn anonymous_viewers_are_limited_by_address_and_probes_never() {
     }
 }
 
+/// A query string that is not UTF-8 (400 `malformed_query`) counts against the limits
+/// like any request, on any route, unknown paths included; probes stay unlimited.
+#[tokio::test]
+async fn malformed_query_strings_count_against_the_limits_like_any_request() {
+    let auth = Auth::in_process().await;
+    let movies = limited_movies(&auth).await;
+    for (remaining, path) in [(2, "/api/v1/genres?x=%FF"), (1, "/api/v1/nowhere?x=%FF"), (0, "/api/v1/films?genre=%C0%80")] {
+        let response = movies.get(path, None).await;
+        let state = response.headers().get("ratelimit").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert!(state.starts_with(&format!(r#""api-ip";r={remaining};"#)), "{path}: {state}");
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed_query").await;
+    }
+    assert_problem(movies.get("/api/v1/genres?x=%FF", None).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_problem(movies.get("/api/v1/genres", None).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_problem(movies.get("/health/ready?x=%FF", None).await, StatusCode::BAD_REQUEST, "malformed_query").await;
+}
+
 /// The limits can live in a Redis of their own (the deployment's never evicts):
 /// whatever happens to the keys of `REDIS_URL`, which also holds the answer cache and
 /// evicts when full, a viewer past the limit stays refused.

@@ -116,13 +116,20 @@ pub struct Receiver {
 impl Receiver {
     /// Runs on a thread of its own, so it outlives any one test's runtime.
     fn spawn(serve: impl FnOnce(tokio::net::TcpListener, Store) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static) -> Self {
+        Self::spawn_on(0, serve)
+    }
+
+    fn spawn_on(
+        port: u16,
+        serve: impl FnOnce(tokio::net::TcpListener, Store) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
+    ) -> Self {
         let store: Store = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread_store = store.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 serve(listener, thread_store).await;
             });
@@ -132,7 +139,12 @@ impl Receiver {
     }
 
     pub fn grpc() -> Self {
-        Self::spawn(|listener, store| {
+        Self::grpc_on(0)
+    }
+
+    /// A gRPC receiver on this port of 127.0.0.1 (0: any), e.g. a collector coming back.
+    pub fn grpc_on(port: u16) -> Self {
+        Self::spawn_on(port, |listener, store| {
             Box::pin(async move {
                 tonic::transport::Server::builder()
                     .add_service(TraceServiceServer::new(Grpc(store)))
