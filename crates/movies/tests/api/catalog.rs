@@ -403,3 +403,47 @@ async fn the_load_demo_command_loads_the_bundled_catalogue_idempotently() {
     assert_eq!(analyzed, ["film_genres", "film_persons", "films", "genres", "persons", "title_words"]);
     db.close().await;
 }
+
+/// Answers are cached per age class: an adult's answer, cached first, is never served
+/// to a viewer of a lower class (search and a person's films, whose cache keys once
+/// could lose the class without any test noticing), nor a child's to an adult.
+#[tokio::test]
+async fn cached_answers_of_one_age_class_never_reach_another() {
+    let (auth, movies) = movies().await;
+    // The cache is filled in the background: each answer below is in Redis before the
+    // next viewer asks, or a wrong key could pass unseen.
+    let redis = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let prefix = movies.redis_prefix().to_owned();
+    let cached = |key: String| {
+        let (redis, pattern) = (redis.clone(), format!("{prefix}*{key}"));
+        async move {
+            crate::helpers::eventually(&format!("{pattern} in Redis"), std::time::Duration::from_secs(10), || {
+                let (mut redis, pattern) = (redis.clone(), pattern.clone());
+                async move { !redis::cmd("KEYS").arg(&pattern).query_async::<Vec<String>>(&mut redis).await.unwrap().is_empty() }
+            })
+            .await;
+        }
+    };
+    let adult = auth.viewer(&[], Some("1980-01-01")).await;
+    let child = auth.viewer(&[], Some(&birth_date(13))).await;
+    let search = "/api/v1/films/search?query=adults%20only";
+    assert_eq!(movies.json(search, Some(&adult.access)).await["page"]["total"], 1, "the adult finds the 18+ film");
+    cached("search:18:*:adults only".into()).await;
+    assert_eq!(movies.json(search, None).await["page"]["total"], 0, "not from the adult's cached answer");
+    assert_eq!(movies.json(search, Some(&child.access)).await["page"]["total"], 0);
+
+    let bob = movies.json("/api/v1/persons/search?query=bob%20maker", None).await["items"][0]["id"].as_str().unwrap().to_owned();
+    let films = |page: Value| page.as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let path = format!("/api/v1/persons/{bob}/film");
+    assert_eq!(films(movies.json(&path, Some(&adult.access)).await).len(), 2, "the adult sees both of Bob Maker's films");
+    cached(format!("person-films:{}:18", bob.replace('-', ""))).await;
+    assert_eq!(films(movies.json(&path, None).await), ["Classic Masterpiece"]);
+    assert_eq!(films(movies.json(&path, Some(&child.access)).await), ["Classic Masterpiece"]);
+
+    // The other way round: a lower class's answer, cached first, does not cap the adult.
+    let other = "/api/v1/films/search?query=adults%20only%20night";
+    assert_eq!(movies.json(other, Some(&child.access)).await["page"]["total"], 0);
+    cached("search:12:*:adults only night".into()).await;
+    assert_eq!(movies.json(other, Some(&adult.access)).await["page"]["total"], 1);
+}
