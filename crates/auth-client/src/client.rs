@@ -31,6 +31,8 @@ pub(crate) struct Claims {
     sub: Uuid,
     sid: Uuid,
     jti: Uuid,
+    /// Checked by the validation; kept to forget a revoked token once it expires.
+    exp: u64,
     #[serde(default)]
     pub(crate) roles: Vec<String>,
     #[serde(default)]
@@ -159,6 +161,9 @@ struct Inner {
     /// Introspection answers by token hash: `Some` live (with the user's roles and age
     /// class now), `None` revoked.
     introspections: Cache<[u8; 32], Option<Live>>,
+    /// Tokens Auth said were revoked, by `jti`, until they expire: see
+    /// [`AuthClient::found_revoked`].
+    revoked: moka::sync::Cache<Uuid, Duration>,
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
@@ -194,6 +199,15 @@ fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
     }
     *last = Some(now);
     true
+}
+
+/// Each revoked token is remembered for its remaining life (its value).
+struct UntilTheTokenExpires;
+
+impl moka::Expiry<Uuid, Duration> for UntilTheTokenExpires {
+    fn expire_after_create(&self, _: &Uuid, left: &Duration, _: std::time::Instant) -> Option<Duration> {
+        Some(*left)
+    }
 }
 
 enum Revocation {
@@ -236,6 +250,7 @@ impl AuthClient {
                 keys: KeyCache::default(),
                 validation,
                 introspections,
+                revoked: moka::sync::Cache::builder().max_capacity(10_000).expire_after(UntilTheTokenExpires).build(),
                 jwks_failing: AtomicBool::new(false),
                 jwks_failed: tokio::sync::Notify::new(),
             }),
@@ -346,6 +361,14 @@ impl AuthClient {
         decode_claims(token, &key, &self.inner.validation).map(|claims| SignedToken(Arc::new(claims)))
     }
 
+    /// Whether Auth has said this token was revoked (in this process, before its
+    /// expiry). A rate limit counts such a token by address, not against its user:
+    /// otherwise whoever holds a leaked token could keep its owner at 429 after the
+    /// owner signed out. Bounded (10,000 tokens); only Auth's key makes tokens.
+    pub fn found_revoked(&self, signed: &SignedToken) -> bool {
+        self.inner.revoked.contains_key(&signed.0.jti)
+    }
+
     /// Checks a bearer token: signature and expiry locally, revocation through Auth.
     /// `request_id` is forwarded to Auth as `X-Request-Id`.
     pub async fn authenticate(&self, token: &str, request_id: Option<&str>) -> Authentication {
@@ -376,7 +399,13 @@ impl AuthClient {
         };
         match self.revocation(token, request_id).await {
             Revocation::Live(live) => Authentication::User { user: claims.user_now(live), degraded: false },
-            Revocation::Revoked => Authentication::Invalid,
+            Revocation::Revoked => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if let Some(left) = claims.exp.checked_sub(now).filter(|left| *left > 0) {
+                    self.inner.revoked.insert(claims.jti, Duration::from_secs(left));
+                }
+                Authentication::Invalid
+            }
             Revocation::Unknown => Authentication::User { user: claims.user(), degraded: true },
         }
     }

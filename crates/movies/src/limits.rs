@@ -110,13 +110,14 @@ pub fn checks(limits: &RateLimits, auth: &AuthClient, parts: &mut Parts) -> Vec<
     let signed: Option<SignedToken> =
         parts.headers.get(header::AUTHORIZATION).and_then(auth_client::bearer_token).and_then(|token| auth.check_signature(token));
     match signed {
-        Some(signed) => {
+        // A token Auth already said was revoked counts by address (`found_revoked`).
+        Some(signed) if !auth.found_revoked(&signed) => {
             let check = Check::new(&limits.api_user, format_args!("user:{}", signed.user_id().simple()));
             parts.extensions.insert(signed);
             vec![check]
         }
         // No token, or one that fails: by address (the handler answers 401 to a bad one).
-        None => vec![Check::new(&limits.api_anonymous, ip_subject(ClientIp::of(&parts.extensions)))],
+        _ => vec![Check::new(&limits.api_anonymous, ip_subject(ClientIp::of(&parts.extensions)))],
     }
 }
 

@@ -118,3 +118,34 @@ async fn a_token_checked_by_the_limiter_is_still_refused_once_signed_out() {
     })
     .await;
 }
+
+/// Whoever holds a leaked token cannot keep its owner at 429 after the owner signs
+/// out: once Auth has said the token is revoked, its requests count by address, and
+/// the owner's new token keeps its quota.
+#[tokio::test]
+async fn a_revoked_token_does_not_spend_its_owners_quota() {
+    let auth = Auth::in_process().await;
+    let options = MoviesOptions {
+        vars: vec![
+            ("MOVIES_RATE_LIMIT_ENABLED", "true".into()),
+            ("MOVIES_RATE_LIMIT_API_ANONYMOUS", "1/h burst 100".into()),
+            ("MOVIES_RATE_LIMIT_API_USER", "1/h burst 2".into()),
+        ],
+    };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let leaked = auth.viewer(&[], None).await;
+    auth.logout(&leaked).await;
+    for attempt in 0..5 {
+        let replay = movies.get("/api/v1/genres", Some(&leaked.access)).await;
+        let state = replay.headers().get("ratelimit").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        if attempt > 0 {
+            assert!(state.starts_with(r#""api-ip";"#), "attempt {attempt}: {state}");
+        }
+        assert_problem(replay, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    let fresh = auth.sign_in(&leaked.email).await;
+    let response = movies.get("/api/v1/genres", Some(&fresh.access)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["ratelimit"].to_str().unwrap().starts_with(r#""api-user";r=0;"#), "the revoked token's first request took one");
+}
