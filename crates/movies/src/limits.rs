@@ -91,11 +91,6 @@ impl RateLimits {
     }
 }
 
-/// Routes never limited: probes must answer whatever the load.
-pub fn is_unlimited(route: &str) -> bool {
-    route.starts_with("/health/") || route == "/metrics"
-}
-
 /// What a request counts against. Needs the [`ClientIp`] extension (`ratelimit::ClientIpLayer`).
 /// A token whose signature checks out is left in the extensions for the `Viewer`
 /// extractor, which then does not check it again.
@@ -104,7 +99,7 @@ pub fn checks(limits: &RateLimits, auth: &AuthClient, parts: &mut Parts) -> Vec<
         return Vec::new();
     }
     // Unmatched paths (404s) count like any other request.
-    if parts.extensions.get::<MatchedPath>().is_some_and(|m| is_unlimited(m.as_str())) {
+    if parts.extensions.get::<MatchedPath>().is_some_and(|m| platform::http::is_operational(m.as_str())) {
         return Vec::new();
     }
     let signed: Option<SignedToken> =
@@ -130,5 +125,5 @@ pub fn layer(limits: Arc<RateLimits>, auth: AuthClient) -> RateLimitLayer<impl F
 /// Documents the 429 answer on every limited operation of the OpenAPI document.
 pub const TOO_MANY_REQUESTS_DOC: platform::openapi::TooManyRequests = platform::openapi::TooManyRequests {
     description: "Too many requests: a rate limit refused it (`rate_limited`). See docs/rate-limiting.md.",
-    unlimited: is_unlimited,
+    unlimited: platform::http::is_operational,
 };

@@ -134,8 +134,9 @@ async fn refuse_without_request_id(req: Request, next: Next) -> Response {
 }
 
 /// Probes and metrics: called directly by the orchestrator and Prometheus, which send
-/// no request id, never through nginx.
-fn is_operational(path: &str) -> bool {
+/// no request id, never through nginx; and never rate-limited, since they must answer
+/// whatever the load. One list for both services and both rules.
+pub fn is_operational(path: &str) -> bool {
     path.starts_with("/health/") || path == "/metrics"
 }
 

@@ -93,11 +93,6 @@ impl Default for RevokedTokens {
 /// The introspection route, whose callers are services with client credentials.
 pub const INTROSPECTION_ROUTE: &str = "/api/v1/auth/introspect";
 
-/// Routes never limited: probes must answer whatever the load.
-fn is_unlimited(route: &str) -> bool {
-    route.starts_with("/health/") || route == "/metrics"
-}
-
 /// The route's own policy, beyond the general API limit.
 fn route_policy<'a>(limits: &'a RateLimits, method: &Method, route: &str) -> Option<&'a Arc<ratelimit::Policy>> {
     let p = &limits.policies;
@@ -124,7 +119,7 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, clients
     }
     // Unmatched paths (404s) count like any other request.
     let route = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    if route.as_deref().is_some_and(is_unlimited) {
+    if route.as_deref().is_some_and(platform::http::is_operational) {
         return Vec::new();
     }
     let ip = ip_subject(ClientIp::of(&parts.extensions));
@@ -176,5 +171,5 @@ fn refusal(_: &Verdict) -> Response {
 /// Documents the 429 answer on every limited operation of the OpenAPI document.
 pub const TOO_MANY_REQUESTS_DOC: platform::openapi::TooManyRequests = platform::openapi::TooManyRequests {
     description: "Too many requests: a rate limit refused it (`rate_limited`, or `too_many_sign_in_attempts` on sign-in and on a password change's check of the current password). See docs/rate-limiting.md.",
-    unlimited: is_unlimited,
+    unlimited: platform::http::is_operational,
 };
