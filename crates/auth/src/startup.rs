@@ -66,6 +66,7 @@ impl Application {
         // Before serving: the first requests would otherwise fall back to the in-process
         // limits while the connection opens.
         state.limits.limiter.warm_up(Duration::from_secs(2)).await;
+        crate::store::users::note_unnormalised_hashes(&state.db, &state.hasher).await;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
         Ok(Self {

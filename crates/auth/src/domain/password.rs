@@ -8,7 +8,7 @@ use std::{
     panic::AssertUnwindSafe,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -86,6 +86,12 @@ pub struct PasswordHasher {
     /// as each run ends: for checking that unknown accounts cost the same work as
     /// wrong passwords (a count of calls would not see a run skipped).
     verifications: Arc<AtomicU64>,
+    /// Whether some account may still hold a hash from before passwords were
+    /// normalised (`users.password_unnormalised`); assumed until Auth finds none (see
+    /// [`Self::unnormalised_hashes_remain`]). While it holds, a password not in NFC
+    /// costs two runs against every hash, so that those accounts' second run does not
+    /// tell them from the others.
+    unnormalised_remain: Arc<AtomicBool>,
 }
 
 impl PasswordHasher {
@@ -125,7 +131,7 @@ impl PasswordHasher {
                 })
                 .map_err(|e| anyhow::anyhow!("starting a password hashing thread: {e}"))?;
         }
-        Ok(Self { params, jobs, dummy_hash, verifications: Arc::default() })
+        Ok(Self { params, jobs, dummy_hash, verifications: Arc::default(), unnormalised_remain: Arc::new(AtomicBool::new(true)) })
     }
 
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
@@ -142,16 +148,18 @@ impl PasswordHasher {
     }
 
     /// [`Self::verify`] of a stored hash that may predate normalisation, saying which
-    /// form of the password matched. Only such a hash costs a second run when the
-    /// password is not in NFC; the dummy hash of an unknown account is a normalised one.
+    /// form of the password matched. Only such a hash is tried as sent when the password
+    /// is not in NFC; while any remain, every other hash (the dummy hash of an unknown
+    /// account too) costs the same second run, its answer ignored.
     pub async fn verify_stored(&self, password: &SecretString, hash: Option<&str>, stored: Stored) -> anyhow::Result<Match> {
         let known = hash.is_some();
         let hash: Arc<str> = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let stored = if known { stored } else { Stored::Normalised };
+        let equal_cost = self.unnormalised_remain.load(Ordering::Relaxed);
         let (password, runs) = (password.clone(), self.verifications.clone());
         let matched = self
             .run(move |memory| {
-                verify_normalised(password.expose_secret(), stored, |bytes| {
+                verify_normalised(password.expose_secret(), stored, equal_cost, |bytes| {
                     let matched = verify_with(memory, bytes, &hash);
                     runs.fetch_add(1, Ordering::Relaxed);
                     matched
@@ -166,9 +174,16 @@ impl PasswordHasher {
     /// benchmark's bound on logins.
     pub fn verify_blocking(&self, password: &SecretString, hash: &str) -> anyhow::Result<bool> {
         let (password, hash) = (password.clone(), hash.to_owned());
-        let reply =
-            self.submit(move |memory| verify_normalised(password.expose_secret(), Stored::Normalised, |bytes| verify_with(memory, bytes, &hash)))?;
+        let reply = self.submit(move |memory| {
+            verify_normalised(password.expose_secret(), Stored::Normalised, false, |bytes| verify_with(memory, bytes, &hash))
+        })?;
         Ok(reply.blocking_recv()?.found())
+    }
+
+    /// Says whether some account may still hold a hash from before passwords were
+    /// normalised (Auth asks PostgreSQL at start: [`crate::store::users::unnormalised_hashes_remain`]).
+    pub fn unnormalised_hashes_remain(&self, remain: bool) {
+        self.unnormalised_remain.store(remain, Ordering::Relaxed);
     }
 
     /// Argon2 runs of verifications completed so far.
@@ -230,16 +245,27 @@ impl Match {
 }
 
 /// Verifies `password` in NFC and, for a hash that may be of a decomposed password (set
-/// before passwords were normalised), as it came. Only such hashes get the second run:
-/// for every other, a password sent decomposed would cost two hashes per guess.
-fn verify_normalised(password: &str, stored: Stored, mut verify: impl FnMut(&[u8]) -> bool) -> Match {
+/// before passwords were normalised), as it came. With `equal_cost` (while such hashes
+/// remain) every other hash gets that second run too, its answer ignored, so the time
+/// of a wrong password not in NFC does not tell those accounts from the others or from
+/// unknown ones. Once none remain, a guess costs one run whatever its form.
+fn verify_normalised(password: &str, stored: Stored, equal_cost: bool, mut verify: impl FnMut(&[u8]) -> bool) -> Match {
     let nfc = normalized(password);
     if verify(nfc.as_bytes()) {
-        Match::Normalised
-    } else if stored == Stored::MaybeUnnormalised && nfc != password && verify(password.as_bytes()) {
-        Match::AsSent
-    } else {
-        Match::No
+        return Match::Normalised;
+    }
+    if nfc == password {
+        return Match::No;
+    }
+    match stored {
+        Stored::MaybeUnnormalised if verify(password.as_bytes()) => Match::AsSent,
+        Stored::MaybeUnnormalised => Match::No,
+        Stored::Normalised => {
+            if equal_cost {
+                let _ = verify(password.as_bytes());
+            }
+            Match::No
+        }
     }
 }
 
@@ -363,9 +389,9 @@ mod tests {
     /// hash that may predate normalisation; a password in NFC always one.
     #[test]
     fn only_a_hash_that_may_predate_normalisation_costs_a_second_run() {
-        let runs = |password: &str, stored| {
+        let runs = |password: &str, stored, equal_cost| {
             let mut runs = 0;
-            let matched = verify_normalised(password, stored, |_| {
+            let matched = verify_normalised(password, stored, equal_cost, |_| {
                 runs += 1;
                 false
             });
@@ -373,9 +399,13 @@ mod tests {
             runs
         };
         let (decomposed, composed) = ("cafe\u{301} guess", "caf\u{e9} guess");
-        assert_eq!(runs(decomposed, Stored::Normalised), 1);
-        assert_eq!(runs(decomposed, Stored::MaybeUnnormalised), 2);
-        assert_eq!(runs(composed, Stored::MaybeUnnormalised), 1);
+        assert_eq!(runs(decomposed, Stored::Normalised, false), 1);
+        assert_eq!(runs(decomposed, Stored::MaybeUnnormalised, false), 2);
+        assert_eq!(runs(composed, Stored::MaybeUnnormalised, false), 1);
+        // While hashes from before normalisation remain, every hash costs the same.
+        assert_eq!(runs(decomposed, Stored::Normalised, true), 2);
+        assert_eq!(runs(decomposed, Stored::MaybeUnnormalised, true), 2);
+        assert_eq!(runs(composed, Stored::Normalised, true), 1);
     }
 
     #[test]
@@ -407,7 +437,7 @@ mod tests {
     /// abandoned one.
     #[test]
     fn queued_work_whose_caller_has_hung_up_is_skipped() {
-        use std::sync::{atomic::AtomicBool, mpsc};
+        use std::sync::mpsc;
         let hasher = PasswordHasher::new(1).unwrap();
         let (started, has_started) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();

@@ -180,7 +180,7 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// Signs in and opens a session. Unknown accounts and wrong passwords get the same
-/// answer after the same work (one Argon2 verification).
+/// answer after the same work (the same Argon2 runs).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),

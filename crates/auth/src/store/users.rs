@@ -261,6 +261,19 @@ pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<(
     Ok(row.and_then(|(hash, unnormalised)| Some((hash?, if unnormalised { Stored::MaybeUnnormalised } else { Stored::Normalised }))))
 }
 
+/// Tells the hasher whether any account still holds a hash that may predate
+/// normalised passwords. Asked once at start, for at most a second: on a large table
+/// where none remain the scan may take longer, and the hasher then keeps assuming some
+/// do (every password not in NFC costs two runs: slower, never telling).
+pub async fn note_unnormalised_hashes(db: &PgPool, hasher: &crate::domain::PasswordHasher) {
+    let query = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE password_unnormalised AND password_hash IS NOT NULL)").fetch_one(db);
+    match tokio::time::timeout(std::time::Duration::from_secs(1), query).await {
+        Ok(Ok(remain)) => hasher.unnormalised_hashes_remain(remain),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not tell whether password hashes from before normalisation remain; assuming they do"),
+        Err(_) => tracing::info!("no answer within 1 s whether password hashes from before normalisation remain; assuming they do"),
+    }
+}
+
 /// After a sign-in matched a hash that may predate normalised passwords: the hash is
 /// replaced by `nfc_hash`, a hash of the password in NFC, when given (it matched the
 /// password as sent), and marked normalised, unless the password changed meanwhile.

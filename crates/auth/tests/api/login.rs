@@ -210,3 +210,31 @@ async fn only_a_hash_from_before_normalisation_is_tried_as_sent_and_its_first_si
     assert_eq!(app.login("ann@example.com", composed).await.status(), StatusCode::OK);
     assert_eq!(app.login("ann@example.com", decomposed).await.status(), StatusCode::OK);
 }
+
+/// While some account holds a hash from before normalisation, its second run must not
+/// tell it apart: a wrong password not in NFC costs two runs for it, for an account made
+/// since, and for an unknown one. Once none remain, one run each.
+#[tokio::test]
+async fn while_hashes_from_before_normalisation_remain_every_account_costs_the_same() {
+    let app = spawn_app().await;
+    app.signup("old@example.com").await;
+    app.signup("new@example.com").await;
+    sqlx::query("UPDATE users SET password_unnormalised = true WHERE email = 'old@example.com'").execute(&app.db).await.unwrap();
+    auth::store::users::note_unnormalised_hashes(&app.db, &app.state.hasher).await;
+    let runs = |email: &'static str, expected: u64| {
+        let app = &app;
+        async move {
+            let before = app.state.hasher.verifications();
+            assert_eq!(app.login(email, "not the passe\u{301}").await.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(app.state.hasher.verifications() - before, expected, "{email}");
+        }
+    };
+    for email in ["old@example.com", "new@example.com", "nobody@example.com"] {
+        runs(email, 2).await;
+    }
+    sqlx::query("UPDATE users SET password_unnormalised = false").execute(&app.db).await.unwrap();
+    auth::store::users::note_unnormalised_hashes(&app.db, &app.state.hasher).await;
+    for email in ["old@example.com", "new@example.com", "nobody@example.com"] {
+        runs(email, 1).await;
+    }
+}
