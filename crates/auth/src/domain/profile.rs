@@ -116,10 +116,22 @@ fn looks_latin(part: &str) -> bool {
     !part.is_ascii() && unicode_security::skeleton(part).all(|c| c.is_ascii())
 }
 
-/// Whether `part` has a combining dot above (U+0307) right after an `i` or `j`, where it
-/// cannot be seen.
+/// Whether `part` has a combining dot above (U+0307) on an `i` or `j`, where it cannot
+/// be seen: read on the UTS #39 skeleton, which maps the dotless `ı` and `ȷ` (and other
+/// look-alikes) to `i` and `j` and decomposes `į` or `ị` into `i` and a mark, and with
+/// other marks between the letter and the dot skipped.
 fn has_invisible_dot(part: &str) -> bool {
-    part.chars().zip(part.chars().skip(1)).any(|(letter, mark)| matches!(letter, 'i' | 'j') && mark == '\u{0307}')
+    let mut on_i_or_j = false;
+    for c in unicode_security::skeleton(part) {
+        if unicode_normalization::char::is_combining_mark(c) {
+            if c == '\u{0307}' && on_i_or_j {
+                return true;
+            }
+        } else {
+            on_i_or_j = matches!(c, 'i' | 'j');
+        }
+    }
+    false
 }
 
 /// An address trimmed, in NFC and lower-cased, split at its `@`, its domain in ASCII.
@@ -360,7 +372,18 @@ mod tests {
         }
         // A dot above i or j, which does not show: the Turkish capital İ lower-cased, in
         // the local part or the domain, and typed as i + U+0307.
-        for dotted in ["\u{0130}nfo@example.com", "info@\u{0130}nfo.com", "ni\u{0307}k@example.com", "j\u{0307}o@example.com"] {
+        for dotted in [
+            "\u{0130}nfo@example.com",
+            "info@\u{0130}nfo.com",
+            "ni\u{0307}k@example.com",
+            "j\u{0307}o@example.com",
+            // The dotless ı and ȷ with a dot above show as i and j.
+            "\u{0131}\u{0307}nfo@example.com",
+            "\u{0237}\u{0307}o@example.com",
+            // Another mark between the letter and the dot (NFC puts a mark below first).
+            "i\u{0323}\u{0307}nfo@example.com",
+            "\u{012f}\u{0307}nfo@example.com",
+        ] {
             assert!(Email::parse(dotted).unwrap_err().contains("dot above"), "{dotted:?} accepted");
         }
         assert!(Email::parse("\u{0117}ma@example.com").is_ok(), "a dot above another letter shows");
