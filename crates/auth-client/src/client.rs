@@ -42,14 +42,14 @@ pub(crate) struct Claims {
 impl Claims {
     /// The user as the token says, without asking Auth (served degraded).
     pub(crate) fn user(&self) -> User {
-        self.user_now(Live { roles: self.roles.clone(), age_class: self.age_class })
+        self.user_now(Live { roles: self.roles.clone(), age_class: None })
     }
 
     /// The user with what Auth's introspection says of them now, which wins over the
     /// token's claims: roles granted or removed, a birth date corrected since it was
     /// issued.
     fn user_now(&self, live: Live) -> User {
-        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles: live.roles, age_class: live.age_class }
+        User { id: self.sub, session_id: self.sid, token_id: self.jti, roles: live.roles, age_class: live.age_class.unwrap_or(self.age_class) }
     }
 }
 
@@ -57,7 +57,8 @@ impl Claims {
 #[derive(Debug, Clone)]
 struct Live {
     roles: Vec<String>,
-    age_class: Option<u8>,
+    /// `None`: Auth did not say (an older Auth), so the token's claim stands.
+    age_class: Option<Option<u8>>,
 }
 
 /// Every counter the client keeps, at zero, so that an alert can tell zero from a
@@ -686,6 +687,22 @@ mod tests {
     fn signed(claims: &Value) -> String {
         let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    /// Auth's answer wins over the token's age class when it says one, `null` (no birth
+    /// date) included; an answer without the field (an Auth from before it) leaves the
+    /// token's claim, rather than dropping a child's cap to the default.
+    #[test]
+    fn the_age_class_of_the_answer_wins_only_when_it_says_one() {
+        let claims: Claims = serde_json::from_value(json!({
+            "sub": Uuid::nil(), "sid": Uuid::nil(), "jti": Uuid::nil(), "exp": 1, "roles": ["user"], "age_class": 12
+        }))
+        .unwrap();
+        let live = |age_class| Live { roles: vec!["user".into()], age_class };
+        assert_eq!(claims.user_now(live(None)).age_class, Some(12), "an older Auth: the token's");
+        assert_eq!(claims.user_now(live(Some(Some(18)))).age_class, Some(18));
+        assert_eq!(claims.user_now(live(Some(None))).age_class, None, "Auth knows no birth date now");
+        assert_eq!(claims.user().age_class, Some(12));
     }
 
     /// While Movies serves degraded, this check is the only one a token gets: a token

@@ -76,7 +76,13 @@ fn the_introspection_fields_we_read_exist_with_compatible_types() {
     // An example shaped by the contract deserialises.
     let example = serde_json::json!({"active": true, "sub": "0196b1b2-7c1a-7000-8000-000000000001", "sid": "0196b1b2-7c1a-7000-8000-000000000002", "roles": ["user"], "age_class": 16, "exp": 1_900_000_000, "iss": "cinema-auth"});
     let parsed: auth_client::IntrospectionResponse = serde_json::from_value(example).unwrap();
-    assert!(parsed.active && parsed.age_class == Some(16));
+    assert!(parsed.active && parsed.age_class == Some(Some(16)));
+    // `null`: Auth knows no birth date; absent: an older Auth that does not say.
+    let unknown: auth_client::IntrospectionResponse = serde_json::from_value(serde_json::json!({"active": true, "age_class": null})).unwrap();
+    assert_eq!(unknown.age_class, Some(None));
+    let silent: auth_client::IntrospectionResponse = serde_json::from_value(serde_json::json!({"active": true})).unwrap();
+    assert_eq!(silent.age_class, None);
+    assert!(types(&properties["age_class"]).contains(&"null"), "`age_class` must be nullable in the contract");
     let inactive: auth_client::IntrospectionResponse = serde_json::from_value(serde_json::json!({"active": false})).unwrap();
     assert!(!inactive.active && inactive.roles.is_none());
 }

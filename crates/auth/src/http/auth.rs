@@ -388,11 +388,12 @@ pub struct Introspection {
     roles: Option<Vec<String>>,
     /// The user's age class now (0, 6, 12, 16 or 18), from the birth date held now, on
     /// today's UTC calendar day, as the token's `age_class` is computed at issue: it
-    /// differs from the token's when the birth date changed since. Absent when no birth
-    /// date is known (or the token is not active).
+    /// differs from the token's when the birth date changed since. `null` when no birth
+    /// date is known; present on every active answer, so that a client can tell "no
+    /// birth date" from an older Auth that does not say (absent: keep the token's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = 16, minimum = 0, maximum = 18)]
-    age_class: Option<u8>,
+    #[schema(value_type = Option<u8>, example = 16, minimum = 0, maximum = 18)]
+    age_class: Option<Option<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -468,7 +469,7 @@ async fn introspect(
         sid: Some(claims.sid),
         jti: Some(claims.jti),
         roles: Some(user.roles),
-        age_class,
+        age_class: Some(age_class),
         exp: Some(claims.exp),
         iat: Some(claims.iat),
         iss: Some(claims.iss),

@@ -38,6 +38,8 @@ async fn introspection_of_a_live_token_returns_its_claims_in_rfc7662_shape() {
     assert_eq!(body["aud"], "cinema");
     assert_eq!(body["roles"], json!(["user"]));
     assert_eq!(body["token_type"], "Bearer");
+    // No birth date: said as null, not left out (absent means an Auth that does not say).
+    assert_eq!(body.get("age_class"), Some(&serde_json::Value::Null), "{body}");
 }
 
 #[tokio::test]
