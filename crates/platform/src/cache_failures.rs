@@ -44,6 +44,9 @@ pub trait CacheCall: Copy + 'static {
 pub struct CacheFailures<C> {
     /// Read on every successful call, so the path with no outage takes no lock.
     failing: Box<[AtomicBool]>,
+    /// An outage under way whose start fell within a minute of the last warning, and
+    /// was not logged: logged at a later failure once the minute has passed.
+    untold: Box<[AtomicBool]>,
     logged: Box<[Mutex<Logged>]>,
     calls: PhantomData<C>,
 }
@@ -60,6 +63,7 @@ impl<C: CacheCall> Default for CacheFailures<C> {
     fn default() -> Self {
         Self {
             failing: C::ALL.iter().map(|_| AtomicBool::new(false)).collect(),
+            untold: C::ALL.iter().map(|_| AtomicBool::new(false)).collect(),
             logged: C::ALL.iter().map(|_| Mutex::default()).collect(),
             calls: PhantomData,
         }
@@ -80,14 +84,18 @@ impl<C: CacheCall> CacheFailures<C> {
 
     pub fn failed(&self, call: C, error: &dyn Display) {
         metrics::counter!(C::METRIC, "call" => call.label()).increment(1);
-        if self.failing[call.index()].swap(true, Ordering::Relaxed) {
+        let i = call.index();
+        // Past the first failure of an outage, only one not yet told takes the lock.
+        if self.failing[i].swap(true, Ordering::Relaxed) && !self.untold[i].load(Ordering::Relaxed) {
             return;
         }
-        let mut logged = self.logged[call.index()].lock().unwrap_or_else(|e| e.into_inner());
+        let mut logged = self.logged[i].lock().unwrap_or_else(|e| e.into_inner());
         if logged.warned_at.is_some_and(|at| at.elapsed() < WARN_INTERVAL) {
+            self.untold[i].store(true, Ordering::Relaxed);
             return;
         }
         *logged = Logged { warned_at: Some(Instant::now()), announced: true };
+        self.untold[i].store(false, Ordering::Relaxed);
         tracing::warn!(error = %error, call = call.label(), "{}", call.warning());
     }
 
@@ -99,6 +107,7 @@ impl<C: CacheCall> CacheFailures<C> {
             return;
         }
         let mut logged = self.logged[call.index()].lock().unwrap_or_else(|e| e.into_inner());
+        self.untold[call.index()].store(false, Ordering::Relaxed);
         if std::mem::take(&mut logged.announced) {
             tracing::info!(call = call.label(), "Redis cache working again");
         }
@@ -178,5 +187,28 @@ mod tests {
         failures.logged[Call::Read as usize].lock().unwrap().warned_at = Instant::now().checked_sub(WARN_INTERVAL);
         failures.failed(Call::Read, &ERROR);
         assert_eq!(logs.text().lines().filter(|line| line.contains("cache unavailable")).count(), 2);
+    }
+
+    /// A real outage starting within a minute of a brief failure was never logged: only
+    /// its first failure was weighed. It is logged once that minute has passed.
+    #[test]
+    fn an_outage_starting_soon_after_a_logged_failure_is_logged_once_the_minute_has_passed() {
+        let (logs, _guard) = crate::testing::CapturedLogs::capture(tracing::Level::INFO);
+        let failures = CacheFailures::<Call>::default();
+        failures.failed(Call::Read, &ERROR);
+        failures.succeeded(Call::Read);
+        // The outage: failing from now on, its start inside the minute.
+        for _ in 0..3 {
+            failures.failed(Call::Read, &ERROR);
+        }
+        let count = || logs.text().lines().filter(|line| line.contains("cache unavailable")).count();
+        assert_eq!(count(), 1);
+        failures.logged[Call::Read as usize].lock().unwrap().warned_at = Instant::now().checked_sub(WARN_INTERVAL);
+        failures.failed(Call::Read, &ERROR);
+        assert_eq!(count(), 2, "{}", logs.text());
+        failures.failed(Call::Read, &ERROR);
+        assert_eq!(count(), 2, "once");
+        failures.succeeded(Call::Read);
+        assert_eq!(logs.text().lines().filter(|line| line.contains("working again")).count(), 2);
     }
 }

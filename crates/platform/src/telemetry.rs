@@ -327,7 +327,9 @@ impl ExportHealth {
     fn failed(&self, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.failures += 1;
-        if state.failures > 1 {
+        // Told once per outage; one whose start fell within the minute is told at a
+        // later failure, once the minute has passed.
+        if state.start_logged {
             return false;
         }
         let log = state.last_start_logged.is_none_or(|at| now.duration_since(at) >= EXPORT_FAILURE_LOG_INTERVAL);
@@ -490,6 +492,13 @@ mod tests {
         // A minute after the last logged start, an outage is logged again.
         assert!(health.failed(start + Duration::from_secs(61)));
         assert_eq!(health.succeeded(), Some(1));
+        // An outage starting within the minute is told once the minute has passed, at
+        // one of its later failures, and then its end.
+        assert!(!health.failed(start + Duration::from_secs(70)));
+        assert!(!health.failed(start + Duration::from_secs(100)));
+        assert!(health.failed(start + Duration::from_secs(122)));
+        assert!(!health.failed(start + Duration::from_secs(123)));
+        assert_eq!(health.succeeded(), Some(4));
     }
 
     fn from(vars: &[(&str, &str)]) -> Result<Option<TraceExport>, String> {
