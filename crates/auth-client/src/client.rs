@@ -398,6 +398,11 @@ impl AuthClient {
                 Arc::new(claims)
             }
         };
+        // Auth said so already: revocation is for good, and asking again would let an
+        // outage of Auth serve the token as a degraded viewer.
+        if self.inner.revoked.contains_key(&claims.jti) {
+            return Authentication::Invalid;
+        }
         match self.revocation(token, request_id).await {
             Revocation::Live(live) => Authentication::User { user: claims.user_now(live), degraded: false },
             Revocation::Revoked => {

@@ -88,6 +88,33 @@ async fn assert_recovers(auth: &Auth, movies: &Movies) {
     assert_ne!(movies.state.auth.breaker_state(), BreakerState::Open);
 }
 
+/// A token Auth has said was revoked is refused from then on without asking again, so
+/// an outage of Auth does not bring it back as a degraded viewer once the introspection
+/// cache has let its answer go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_auth_said_was_revoked_stays_refused_while_auth_is_down() {
+    const CACHE: Duration = Duration::from_millis(100);
+    let mut auth = Auth::process().await;
+    let options = MoviesOptions { vars: vec![("MOVIES_AUTH_INTROSPECTION_CACHE_MS", CACHE.as_millis().to_string())] };
+    let movies = Movies::start_with(&auth.url, options).await;
+    movies.wait_for_keys().await;
+    let signed_out = auth.viewer(&["subscriber"], None).await;
+    let others = subscribers(&auth, 1).await;
+    auth.logout(&signed_out).await;
+    let matrix = movies.film_id("The Matrix").await;
+    let stream = format!("/api/v1/films/{matrix}/stream");
+    assert_problem(movies.get(&stream, Some(&signed_out.access)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let refused_at = tokio::time::Instant::now();
+    auth.stop();
+    // Auth gives no answer: another viewer is served degraded; and the refusal above is
+    // out of the introspection cache.
+    assert_serves_degraded(&movies, &others).await;
+    tokio::time::sleep_until(refused_at + CACHE * 2).await;
+    let again = movies.get(&stream, Some(&signed_out.access)).await;
+    assert!(again.headers().get("x-auth-degraded").is_none());
+    assert_problem(again, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_stopped_then_restarted() {
     let mut auth = Auth::process().await;
