@@ -75,7 +75,7 @@ pub fn register_metrics() {
 }
 
 /// How long an idle connection to Auth is kept for reuse: below the 30 s after which
-/// Auth closes a connection that sends no request (`platform::shutdown::HEADER_READ_TIMEOUT`),
+/// Auth closes a connection that sends no request (`platform::server::HEADER_READ_TIMEOUT`),
 /// so an introspection is never sent on a connection Auth is closing (it would fail,
 /// and the token be accepted on its signature alone).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -89,7 +89,7 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(platform::shutdown::signal()).await
+        self.run_until(platform::server::signal()).await
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, gives the requests in
@@ -98,9 +98,9 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Login history partitions ahead of the clock, expired months dropped.
         let maintenance = tokio::spawn(crate::partitions::run_periodically(self.state.db.clone(), self.partitions));
-        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
+        let served = platform::server::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
         maintenance.abort();
-        platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
+        platform::server::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;
         Ok(())
     }

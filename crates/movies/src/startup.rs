@@ -58,15 +58,15 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(platform::shutdown::signal()).await
+        self.run_until(platform::server::signal()).await
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, gives the requests in
     /// flight up to `MOVIES_SHUTDOWN_TIMEOUT_SECONDS` to finish and closes the pool.
     /// (The caller flushes the spans: `platform::service::run`.)
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let served = platform::shutdown::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
-        platform::shutdown::close_pool(&self.state.db, Duration::from_secs(2)).await;
+        let served = platform::server::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
+        platform::server::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;
         Ok(())
     }
@@ -118,6 +118,6 @@ mod tests {
     /// Movies' pooled connections to Auth go idle before Auth would close them.
     #[test]
     fn idle_connections_to_auth_are_dropped_before_auth_closes_them() {
-        assert!(auth_client::POOL_IDLE_TIMEOUT < platform::shutdown::HEADER_READ_TIMEOUT);
+        assert!(auth_client::POOL_IDLE_TIMEOUT < platform::server::HEADER_READ_TIMEOUT);
     }
 }

@@ -1,4 +1,6 @@
-//! Waiting for the signal to stop.
+//! The services' HTTP server: the accept loop with its connection cap, the timeouts
+//! on reading a request's headers and on writing an answer, and a graceful stop on
+//! SIGINT or SIGTERM.
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn signal() {
