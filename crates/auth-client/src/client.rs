@@ -97,11 +97,13 @@ pub(crate) fn validation(issuer: &str, audience: &str) -> Validation {
     validation
 }
 
-/// The key id a token's header names, when the header parses and names EdDSA: only
-/// then is a key looked up (or the JWKS refetched).
+/// The key id a token's header names, when the header parses, names EdDSA and asks
+/// for no extension (`crit`, which RFC 7515 §4.1.11 says to refuse when not
+/// understood: Auth's tokens use none): only then is a key looked up (or the JWKS
+/// refetched).
 pub(crate) fn eddsa_kid(token: &str) -> Option<String> {
     let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::EdDSA {
+    if header.alg != Algorithm::EdDSA || header.crit.is_some() {
         return None;
     }
     header.kid
@@ -692,6 +694,21 @@ mod tests {
     fn signed(claims: &Value) -> String {
         let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    /// RFC 7515 §4.1.11: a header naming critical extensions we do not understand (any:
+    /// Auth's tokens use none) is refused, whatever the signature.
+    #[test]
+    fn a_header_with_critical_extensions_is_refused() {
+        let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
+        let claims = json!({"iss": "cinema-auth", "aud": "cinema", "sub": "viewer", "exp": jsonwebtoken::get_current_timestamp() + 60});
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let plain = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap();
+        assert_eq!(eddsa_kid(&plain).as_deref(), Some("k1"));
+        header.crit = Some(vec!["exp-ext".into()]);
+        let critical = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap();
+        assert_eq!(eddsa_kid(&critical), None);
     }
 
     /// Auth's answer wins over the token's age class when it says one, `null` (no birth

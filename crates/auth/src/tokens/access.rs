@@ -91,11 +91,13 @@ impl AccessTokens {
         Ok(IssuedAccess { token, claims })
     }
 
-    /// Checks the signature (EdDSA only, a published `kid` required), issuer, audience
-    /// and expiry. Revocation is checked separately.
+    /// Checks the signature (EdDSA only, a published `kid` required, no `crit`), issuer,
+    /// audience and expiry. Revocation is checked separately.
     pub fn verify(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
+        // Critical extensions are refused when not understood (RFC 7515 §4.1.11): ours
+        // use none.
+        if header.alg != Algorithm::EdDSA || header.crit.is_some() {
             return None;
         }
         let key = self.keys.verifying(header.kid.as_deref()?)?;

@@ -120,6 +120,20 @@ async fn a_token_before_its_nbf_is_refused() {
     assert_refused(&app, &sign_ed(&our_key(&app), &kid(&app), &claims)).await;
 }
 
+/// RFC 7515 §4.1.11: a header naming critical extensions Auth does not understand
+/// (any) is refused, even signed by our key.
+#[tokio::test]
+async fn a_token_with_critical_header_extensions_is_refused() {
+    let app = spawn_app().await;
+    let (claims, _) = genuine_claims(&app).await;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid(&app));
+    header.crit = Some(vec!["exp-ext".into()]);
+    let der = our_key(&app).to_pkcs8_der().unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap();
+    assert_refused(&app, &token).await;
+}
+
 #[tokio::test]
 async fn a_tampered_payload_is_refused() {
     let app = spawn_app().await;
