@@ -21,6 +21,35 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the 401 of every operation whose security names the `bearer` scheme,
+/// with this description, unless the operation documents its own: one place for what
+/// every signed-in operation answers to a missing, invalid or revoked token.
+pub struct BearerUnauthorized(pub &'static str);
+
+impl Modify for BearerUnauthorized {
+    fn modify(&self, doc: &mut OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let names_bearer = operation.security.as_ref().is_some_and(|requirements| {
+                    serde_json::to_value(requirements)
+                        .ok()
+                        .and_then(|v| v.as_array().cloned())
+                        .is_some_and(|all| all.iter().any(|requirement| requirement.get("bearer").is_some()))
+                });
+                if !names_bearer || operation.responses.responses.contains_key("401") {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description(self.0)
+                    .content(problem::PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                    .build();
+                operation.responses.responses.insert("401".into(), RefOr::T(response));
+            }
+        }
+    }
+}
+
 /// Documents the answers every operation with a request body can give before its
 /// handler runs: 400 (the body does not parse), 408 (it did not arrive in time), 413
 /// (over the body limit) and 415 (not a media type the operation reads), each a

@@ -345,7 +345,6 @@ pub async fn cache_revocation(state: &AppState, sessions: &[Uuid], token: Option
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode> {
     sessions::end(&state.db, user.session_id(), EndReason::Logout).await?;
@@ -357,7 +356,6 @@ async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusC
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out everywhere"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn logout_all(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode> {
     let ended = sessions::end_all(&state.db, user.id(), None, EndReason::LogoutAll).await?;

@@ -54,6 +54,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     platform::openapi::BodyRejections.modify(&mut openapi);
     platform::openapi::QueryRejections.modify(&mut openapi);
     platform::openapi::ServiceUnavailable.modify(&mut openapi);
+    platform::openapi::BearerUnauthorized("No valid access token").modify(&mut openapi);
     (router, openapi)
 }
 

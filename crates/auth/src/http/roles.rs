@@ -50,7 +50,6 @@ fn permissions(raw: Vec<Permission>) -> Result<Vec<String>> {
 #[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])),
     responses(
         (status = 200, description = "Roles", body = Vec<Role>),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_roles(State(state): State<AppState>, _: Authorized<ManageRoles>) -> Result<Json<Vec<Role>>> {
@@ -74,7 +73,6 @@ pub struct NewRole {
     responses(
         (status = 201, description = "Created", body = Role,
             headers(("Location" = String, description = "The new role's URL: `/api/v1/roles/{id}`"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
@@ -98,7 +96,6 @@ async fn create_role(
     params(("id" = Uuid, Path, description = "Role id")),
     responses(
         (status = 200, description = "The role", body = Role),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -123,7 +120,6 @@ pub struct RolePatch {
     params(("id" = Uuid, Path, description = "Role id")),
     responses(
         (status = 200, description = "The updated role", body = Role),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Name taken, renaming a built-in role, or taking `roles.manage` from the built-in admin role (`admin_role_needs_roles_manage`)", body = Problem, content_type = "application/problem+json"),
@@ -151,7 +147,6 @@ async fn update_role(
     params(("id" = Uuid, Path, description = "Role id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in role", body = Problem, content_type = "application/problem+json"),
@@ -172,7 +167,6 @@ async fn existing_user(state: &AppState, id: Uuid) -> Result<()> {
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user's roles", body = Vec<Role>),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -196,7 +190,6 @@ pub struct RoleGrant {
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user's roles now", body = Vec<Role>),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`too_many_roles`: the user holds 32 roles already, the most one may hold (each goes into the access token)", body = Problem, content_type = "application/problem+json"),
@@ -233,7 +226,6 @@ async fn grant_role(
     params(("id" = Uuid, Path, description = "User id"), ("name" = RoleName, Path, description = "Role name")),
     responses(
         (status = 204, description = "The user does not hold the role"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user or role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_admin`: taking the admin role from its last holder", body = Problem, content_type = "application/problem+json"),
@@ -264,7 +256,6 @@ pub struct UserSearch {
     responses(
         (status = 200, description = "The matching users: none or one", body = Vec<User>),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed to read users", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or malformed email", body = Problem, content_type = "application/problem+json"),
     ))]

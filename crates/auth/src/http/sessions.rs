@@ -22,7 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "sessions", security(("bearer" = [])),
     responses(
         (status = 200, description = "Live sessions", body = Vec<SessionView>),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<SessionView>>> {
     Ok(Json(sessions::list_live(&state.db, user.id(), user.session_id()).await?))
@@ -33,7 +32,6 @@ async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> Result<
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
         (status = 204, description = "Session ended"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live session of the caller", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -29,7 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/users/me/social", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "Linked accounts, oldest first", body = Vec<SocialAccount>),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_linked(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<SocialAccount>>> {
     Ok(Json(social::list(&state.db, user.id()).await?))
@@ -56,7 +55,6 @@ pub struct LinkStart {
     responses(
         (status = 200, description = "The provider address to send the browser to", body = LinkStart,
             headers(("set-cookie" = String, description = "Binds the flow to this browser"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider, or not enabled", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`redirect_uri` is not on the allow-list", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider's discovery failed (Google)", body = Problem, content_type = "application/problem+json"),
@@ -84,7 +82,6 @@ async fn start_link(
     params(("provider" = Provider, Path, description = "The provider")),
     responses(
         (status = 204, description = "Unlinked"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No account of this provider is linked", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_sign_in_method`: set a password or link another account first", body = Problem, content_type = "application/problem+json"),
     ))]

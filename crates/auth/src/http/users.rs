@@ -35,7 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = User),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_me(Me(user): Me) -> Json<User> {
     Json(user)
@@ -76,7 +75,6 @@ pub struct ProfilePatch {
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = ProfilePatch,
     responses(
         (status = 200, description = "The updated account", body = User),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email or login taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -117,7 +115,6 @@ pub struct PasswordChange {
 #[utoipa::path(put, path = "/api/v1/users/me/password", tag = "users", security(("bearer" = [])), request_body = PasswordChange,
     responses(
         (status = 204, description = "Password changed or set; other sessions ended"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Current password wrong, missing, or sent for an account without one; or the new one fails the policy", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_password(
@@ -182,7 +179,6 @@ pub struct Permissions {
 #[utoipa::path(get, path = "/api/v1/users/me/permissions", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "Roles and permissions", body = Permissions),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn my_permissions(State(state): State<AppState>, user: AuthUser) -> Result<Json<Permissions>> {
     let roles = users::role_names(&state.db, user.id()).await?;
@@ -215,7 +211,6 @@ pub struct HistoryPage {
 #[utoipa::path(get, path = "/api/v1/users/me/login-history", tag = "users", security(("bearer" = [])), params(HistoryQuery),
     responses(
         (status = 200, description = "A page of sign-in attempts", body = HistoryPage),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn my_login_history(State(state): State<AppState>, user: AuthUser, Query(query): Query<HistoryQuery>) -> Result<Json<HistoryPage>> {

@@ -53,7 +53,6 @@ impl utoipa::ToSchema for FilmSort {}
 #[utoipa::path(get, path = "/api/v1/films", tag = "films", params(ListParams, PageParams), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of films", body = FilmPage),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_films(
@@ -157,7 +156,6 @@ impl utoipa::Modify for SearchQueryDoc {
 #[utoipa::path(get, path = "/api/v1/films/search", tag = "films", params(SearchParams, PageParams), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Best matches first", body = FilmPage),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn search_films(

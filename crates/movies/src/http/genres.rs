@@ -22,7 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/genres", tag = "genres", security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Genres", body = Vec<Genre>),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_genres(State(state): State<AppState>, viewer: Viewer) -> Result<axum::Json<Vec<Genre>>> {
     let max_age = access::max_age_class(&viewer);
@@ -34,7 +33,6 @@ async fn list_genres(State(state): State<AppState>, viewer: Viewer) -> Result<ax
     params(("id" = Uuid, Path, description = "Genre id")),
     responses(
         (status = 200, description = "The genre", body = Genre),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such genre", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]

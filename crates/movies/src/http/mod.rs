@@ -38,6 +38,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     utoipa::Modify::modify(&films::SearchQueryDoc, &mut openapi);
     utoipa::Modify::modify(&crate::limits::TOO_MANY_REQUESTS_DOC, &mut openapi);
     utoipa::Modify::modify(&platform::openapi::QueryRejections, &mut openapi);
+    utoipa::Modify::modify(&platform::openapi::BearerUnauthorized("Invalid, expired or revoked token"), &mut openapi);
     utoipa::Modify::modify(&platform::openapi::ServiceUnavailable, &mut openapi);
     (router, openapi)
 }

@@ -40,7 +40,6 @@ pub struct PersonSearch {
 #[utoipa::path(get, path = "/api/v1/persons/search", tag = "persons", security((), ("bearer" = [])), params(PersonSearch, PageParams),
     responses(
         (status = 200, description = "Matching people", body = PersonPage),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn search_persons(
@@ -70,7 +69,6 @@ async fn person(state: &AppState, max_age: u8, id: Uuid) -> Result<Person> {
     params(("id" = Uuid, Path, description = "Person id")),
     responses(
         (status = 200, description = "The person", body = Person),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such person, or none of their films may be seen by the viewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -83,7 +81,6 @@ async fn get_person(State(state): State<AppState>, viewer: Viewer, Path(id): Pat
     params(("id" = Uuid, Path, description = "Person id")),
     responses(
         (status = 200, description = "Films", body = Vec<FilmSummary>),
-        (status = 401, description = "Invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such person, or none of their films may be seen by the viewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
