@@ -762,9 +762,9 @@ def check_upstream_keepalive_ends_first():
     service disconnects a client that sends no request headers for
     HEADER_READ_TIMEOUT), or a request sent on a connection being closed fails."""
     template = (DEPLOY / "nginx/templates/default.conf.template").read_text()
-    shutdown = (ROOT / "crates/platform/src/shutdown.rs").read_text()
-    service = re.search(r"HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs\((\d+)\)", shutdown)
-    expect(service is not None, "HEADER_READ_TIMEOUT not found in crates/platform/src/shutdown.rs")
+    server = (ROOT / "crates/platform/src/server.rs").read_text()
+    service = re.search(r"HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs\((\d+)\)", server)
+    expect(service is not None, "HEADER_READ_TIMEOUT not found in crates/platform/src/server.rs")
     upstreams = re.findall(r"^upstream (\w+) \{\n(.*?)^\}", template, re.MULTILINE | re.DOTALL)
     expect({name for name, _ in upstreams} == {"auth", "movies"}, f"upstreams: {upstreams}")
     for name, body in upstreams:
