@@ -262,15 +262,23 @@ pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<(
 }
 
 /// Tells the hasher whether any account still holds a hash that may predate
-/// normalised passwords. Asked once at start, for at most a second: on a large table
+/// normalised passwords. Asked once at start, for at most a second of the server's
+/// time (`statement_timeout`, so that PostgreSQL stops the scan too): on a large table
 /// where none remain the scan may take longer, and the hasher then keeps assuming some
 /// do (every password not in NFC costs two runs: slower, never telling).
 pub async fn note_unnormalised_hashes(db: &PgPool, hasher: &crate::domain::PasswordHasher) {
-    let query = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE password_unnormalised AND password_hash IS NOT NULL)").fetch_one(db);
-    match tokio::time::timeout(std::time::Duration::from_secs(1), query).await {
-        Ok(Ok(remain)) => hasher.unnormalised_hashes_remain(remain),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not tell whether password hashes from before normalisation remain; assuming they do"),
-        Err(_) => tracing::info!("no answer within 1 s whether password hashes from before normalisation remain; assuming they do"),
+    let asked = async {
+        let mut tx = db.begin().await?;
+        sqlx::query("SET LOCAL statement_timeout = 1000").execute(&mut *tx).await?;
+        let remain: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE password_unnormalised AND password_hash IS NOT NULL)")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(remain)
+    };
+    match asked.await {
+        Ok(remain) => hasher.unnormalised_hashes_remain(remain),
+        Err(e) => tracing::info!(error = %e, "could not tell within 1 s whether password hashes from before normalisation remain; assuming they do"),
     }
 }
 
