@@ -223,7 +223,18 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
         return Err(attempt.failed(invalid_credentials()));
     }
     let user_id = user_id.ok_or_else(|| anyhow::anyhow!("verified sign-in without an account"))?;
-    let Some(pair) = try_open_session(&state, user_id, hash, &client, Method::Password).await? else {
+    let pair = match try_open_session(&state, user_id, hash, &client, Method::Password).await? {
+        Some(pair) => {
+            if stored == Stored::MaybeUnnormalised
+                && let Some(hash) = hash
+            {
+                renormalise(&state, user_id, hash, matched, &body.password);
+            }
+            Some(pair)
+        }
+        None => open_with_the_current_hash(&state, user_id, &body.password, &client).await?,
+    };
+    let Some(pair) = pair else {
         // The password was changed (or the account deleted) while this one was checked.
         history::record(&state.db, Some(user_id), &client, Method::Password, Err(Failure::WrongPassword)).await?;
         tracing::info!(%user_id, reason = Failure::WrongPassword.as_str(), "sign-in refused: the password changed meanwhile");
@@ -231,12 +242,28 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
     };
     attempt.succeeded(&state.limits).await;
     tracing::info!(%user_id, "signed in");
-    if stored == Stored::MaybeUnnormalised
-        && let Some(hash) = hash
-    {
-        renormalise(&state, user_id, hash, matched, &body.password);
-    }
     Ok(pair)
+}
+
+/// The hash a sign-in checked was replaced before its session opened: by a password
+/// change, or by the background rehash of a hash from before normalisation after
+/// another sign-in ([`renormalise`]). The password, already found right once, is checked
+/// once more against the hash stored now, so the rehash refuses no one and a changed
+/// password still refuses the old one. Reached only with a right password, so the
+/// extra Argon2 run tells a guesser nothing.
+async fn open_with_the_current_hash(
+    state: &AppState,
+    user_id: Uuid,
+    password: &SecretString,
+    client: &sessions::Client,
+) -> Result<Option<TokenPair>> {
+    let Some((hash, stored)) = users::password_hash(&state.db, user_id).await? else {
+        return Ok(None);
+    };
+    if !state.hasher.verify_stored(password, Some(&hash), stored).await?.found() {
+        return Ok(None);
+    }
+    try_open_session(state, user_id, Some(&hash), client, Method::Password).await
 }
 
 /// After a sign-in to an account whose hash may predate normalised passwords: in the

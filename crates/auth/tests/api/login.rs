@@ -211,6 +211,53 @@ async fn only_a_hash_from_before_normalisation_is_tried_as_sent_and_its_first_si
     assert_eq!(app.login("ann@example.com", decomposed).await.status(), StatusCode::OK);
 }
 
+/// A sign-in checked against a legacy hash while another sign-in's background rehash
+/// replaces it (here, the replacement is committed once the sign-in waits for the
+/// account's row) is checked again against the new hash and signs in; it used to be
+/// refused once and counted as a failed attempt. A password really changed meanwhile
+/// still refuses it, and opens no session.
+#[tokio::test]
+async fn a_sign_in_racing_the_rehash_of_its_legacy_hash_signs_in_and_one_racing_a_change_does_not() {
+    let app = spawn_app().await;
+    let (decomposed, composed) = ("cafe\u{301} cafe\u{301} cafe\u{301}", "caf\u{e9} caf\u{e9} caf\u{e9}");
+    let race = |email: &'static str, replacement: String| {
+        let app = &app;
+        async move {
+            app.signup(email).await;
+            sqlx::query("UPDATE users SET password_hash = $1, password_unnormalised = true WHERE email = $2")
+                .bind(hash_of_the_bytes_as_sent(decomposed))
+                .bind(email)
+                .execute(&app.db)
+                .await
+                .unwrap();
+            let mut replace = app.db.begin().await.unwrap();
+            sqlx::query("UPDATE users SET password_hash = $1, password_unnormalised = false WHERE email = $2")
+                .bind(replacement)
+                .bind(email)
+                .execute(&mut *replace)
+                .await
+                .unwrap();
+            let commit_when_the_sign_in_waits = async {
+                crate::helpers::until_a_session_waits_for_a_lock(&app.db).await;
+                replace.commit().await.unwrap();
+            };
+            let (response, ()) = tokio::join!(app.login(email, decomposed), commit_when_the_sign_in_waits);
+            let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = $1")
+                .bind(email)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+            (response.status(), sessions)
+        }
+    };
+    assert_eq!(race("rehashed@example.com", hash_of_the_bytes_as_sent(composed)).await, (StatusCode::OK, 1), "refused by its own rehash");
+    assert_eq!(
+        race("changed@example.com", hash_of_the_bytes_as_sent("another password entirely")).await,
+        (StatusCode::UNAUTHORIZED, 0),
+        "signed in with a replaced password"
+    );
+}
+
 /// While some account holds a hash from before normalisation, its second run must not
 /// tell it apart: a wrong password not in NFC costs two runs for it, for an account made
 /// since, and for an unknown one. Once none remain, one run each.
