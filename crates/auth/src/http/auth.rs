@@ -197,7 +197,7 @@ async fn login(State(state): State<AppState>, ClientInfo(client): ClientInfo, Js
         (None, SignInIdentifier::Email(email)) => AccountKey::unknown(email.as_ref(), &state.limits.identifier_secret),
         (None, SignInIdentifier::Login(login)) => AccountKey::unknown(login.as_ref(), &state.limits.identifier_secret),
     };
-    let attempt = match state.limits.admit_sign_in(&key, client.ip).await {
+    let attempt = match state.limits.admit_sign_in(&state.db, &key, client.ip).await {
         Ok(attempt) => attempt,
         Err(verdict) => {
             let user_id = account.map(|a| a.id);

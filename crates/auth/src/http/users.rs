@@ -131,7 +131,8 @@ async fn change_password(
         (Some(_), None) => return Err(ApiError::field("current_password", "is required").into()),
         (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet").into()),
         (Some((hash, stored)), Some(current)) => {
-            let attempt = state.limits.admit_sign_in(&AccountKey::account(user.id()), client.ip).await.map_err(SignInError::TooManyAttempts)?;
+            let attempt =
+                state.limits.admit_sign_in(&state.db, &AccountKey::account(user.id()), client.ip).await.map_err(SignInError::TooManyAttempts)?;
             if !state.hasher.verify_stored(current, Some(hash.as_str()), *stored).await?.found() {
                 return Err(attempt.failed(ApiError::field("current_password", "is incorrect")));
             }

@@ -23,19 +23,23 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use ratelimit::{Check, Verdict};
+use ratelimit::{Backend, Check, Status, Verdict};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{RateLimits, ip_subject};
-use crate::error::{ApiError, problem_response};
+use crate::{
+    error::{ApiError, problem_response},
+    store::history,
+};
 
 /// Whose attempts are counted: the account, or, when no account matches, the
 /// identifier typed (keyed-hashed: keys in Redis carry no email addresses).
-pub struct AccountKey(String);
+pub struct AccountKey(String, Option<Uuid>);
 
 impl AccountKey {
     pub fn account(id: Uuid) -> Self {
-        Self(format!("acct:{}", id.simple()))
+        Self(format!("acct:{}", id.simple()), Some(id))
     }
 
     /// For an identifier that matches no account; `identifier` is already normalised.
@@ -47,7 +51,7 @@ impl AccountKey {
     pub fn unknown(identifier: &str, secret: &IdentifierSecret) -> Self {
         let mac = crate::tokens::hmac_sha256(&secret.0, identifier.to_lowercase().as_bytes());
         let hex: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
-        Self(format!("acct:~{hex}"))
+        Self(format!("acct:~{hex}"), None)
     }
 }
 
@@ -80,14 +84,50 @@ pub struct Admitted {
 impl RateLimits {
     /// Counts a sign-in attempt; refuses it when the account is locked from this
     /// address or from everywhere.
-    pub async fn admit_sign_in(&self, account: &AccountKey, ip: Option<IpAddr>) -> Result<Admitted, Verdict> {
+    ///
+    /// While the limits' Redis is down or slow, each instance counts on its own, so
+    /// with N instances an account took N times its hourly limit of guesses. Then an
+    /// attempt on an existing account is also refused when the sign-in history already
+    /// holds the account-wide limit's burst of wrong passwords within its window:
+    /// PostgreSQL, which every instance writes, bounds the guesses across instances
+    /// (give or take the attempts in flight at that moment). One indexed read per
+    /// sign-in, only while the limiter is on its in-process store.
+    pub async fn admit_sign_in(&self, db: &PgPool, account: &AccountKey, ip: Option<IpAddr>) -> Result<Admitted, Verdict> {
         if !self.enabled {
             return Ok(Admitted { per_ip: None, per_account: None, verdict: Verdict::default() });
         }
         let per_ip = Check::new(&self.policies.login_account_ip, &account.0).within(ip_subject(ip));
         let per_account = Check::new(&self.policies.login_account, &account.0);
         let verdict = reported(self.limiter.acquire(&[per_ip.clone(), per_account.clone()]).await, &self.policies.login_account_ip);
-        if verdict.allowed() { Ok(Admitted { per_ip: Some(per_ip), per_account: Some(per_account), verdict }) } else { Err(verdict) }
+        if !verdict.allowed() {
+            return Err(verdict);
+        }
+        if self.limiter.backend() == Backend::Local
+            && let Some(user_id) = account.1
+            && let Some(refused) = self.beyond_recorded_failures(db, user_id).await
+        {
+            return Err(refused);
+        }
+        Ok(Admitted { per_ip: Some(per_ip), per_account: Some(per_account), verdict })
+    }
+
+    /// The account-wide refusal, when the sign-in history holds `login-account`'s burst
+    /// of wrong passwords within its window; it may retry once the oldest of them
+    /// leaves the window. A failed read refuses nothing: the in-process limits still
+    /// hold, and the sign-in needs PostgreSQL for what follows anyway.
+    async fn beyond_recorded_failures(&self, db: &PgPool, user_id: Uuid) -> Option<Verdict> {
+        let policy = &self.policies.login_account;
+        let rate = policy.rate();
+        let oldest = match history::nth_latest_wrong_password(db, user_id, rate.window, rate.burst).await {
+            Ok(oldest) => oldest?,
+            Err(e) => {
+                tracing::warn!(%user_id, error = %format_args!("{e:#}"), "could not count the account's recorded sign-in failures; the in-process limits alone apply");
+                return None;
+            }
+        };
+        let leaves = (oldest + rate.window - chrono::Utc::now()).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1));
+        let refused = Status { policy: policy.clone(), allowed: false, remaining: 0, reset: leaves, retry_after: leaves };
+        Some(Verdict { statuses: vec![refused] })
     }
 }
 

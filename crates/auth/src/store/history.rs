@@ -80,6 +80,30 @@ pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Cli
     Ok(())
 }
 
+/// When the account's `nth` latest wrong password within `window` was tried; `None`
+/// when it has had fewer. Read on the index of the account's history by time, within
+/// the window's partitions only (limits::sign_in, while the limits' Redis is down).
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn nth_latest_wrong_password(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    window: std::time::Duration,
+    nth: u32,
+) -> Result<Option<DateTime<Utc>>> {
+    let since = Utc::now() - chrono::Duration::from_std(window).map_err(anyhow::Error::from)?;
+    Ok(sqlx::query_scalar(
+        "SELECT attempted_at FROM login_history
+         WHERE user_id = $1 AND attempted_at > $2 AND method = 'password' AND failure_reason = $3
+         ORDER BY attempted_at DESC OFFSET $4 LIMIT 1",
+    )
+    .bind(user_id)
+    .bind(since)
+    .bind(Failure::WrongPassword.as_str())
+    .bind(i64::from(nth.max(1)) - 1)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Lists `auth_sign_ins_total` at zero for every method and outcome it can take, so an
 /// alert on failures or on a provider's sign-ins can tell zero from missing: every
 /// method's successes, and the password's failures (a provider's refusals happen at

@@ -438,6 +438,36 @@ async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit()
     assert_problem(app.login(&owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
 }
 
+/// While the limits' Redis is down, each instance counts sign-ins on its own, so N
+/// instances allowed N times the account-wide limit of guesses. The sign-in history,
+/// which every instance writes, then bounds them: here two wrong passwords tried on
+/// this instance and one recorded by another reach `login-account`'s burst of 3, and
+/// even the right password is refused until the oldest leaves the hour.
+#[tokio::test]
+async fn while_the_limits_redis_is_down_the_account_limit_holds_across_instances_through_the_history() {
+    let mut limits = RedisServer::start();
+    let url = limits.url();
+    limits.stop();
+    let app =
+        app_with(&[("AUTH_RATE_LIMIT_REDIS_URL", url.as_str()), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "3/h"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1")])
+            .await;
+    assert_eq!(app.state.limits.limiter.backend(), Backend::Local);
+    let email = email();
+    app.signup(&email).await;
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, "198.51.100.50", &email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_from(&app, "198.51.100.51", &email, PASSWORD).await.status(), StatusCode::OK, "two failures are under the limit");
+    let user_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
+    let elsewhere = auth::store::sessions::Client { ip: Some("198.51.100.52".parse().unwrap()), user_agent: None };
+    history::record(&app.db, Some(user_id), &elsewhere, history::Method::Password, Err(history::Failure::WrongPassword)).await.unwrap();
+
+    let refused = login_from(&app, "198.51.100.51", &email, PASSWORD).await;
+    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((3500..=3600).contains(&retry_after), "until the oldest of the three leaves the hour: {retry_after}");
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+}
+
 /// The limits can live in a Redis of their own (the deployment's never evicts):
 /// whatever happens to the keys of `REDIS_URL` — an evicting Redis filled by OAuth
 /// flows dropped them — the sign-in counters stay, and a guesser stays refused.
