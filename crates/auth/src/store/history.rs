@@ -91,18 +91,14 @@ pub async fn nth_latest_wrong_password(
     nth: u32,
 ) -> Result<Option<DateTime<Utc>>> {
     let since = Utc::now() - chrono::Duration::from_std(window).map_err(anyhow::Error::from)?;
-    Ok(sqlx::query_scalar(
-        "SELECT attempted_at FROM login_history
-         WHERE user_id = $1 AND attempted_at > $2 AND method = 'password' AND failure_reason = $3
-         ORDER BY attempted_at DESC OFFSET $4 LIMIT 1",
-    )
-    .bind(user_id)
-    .bind(since)
-    .bind(Failure::WrongPassword.as_str())
-    .bind(i64::from(nth.max(1)) - 1)
-    .fetch_optional(db)
-    .await?)
+    Ok(sqlx::query_scalar(NTH_LATEST_WRONG_PASSWORD).bind(user_id).bind(since).bind(i64::from(nth.max(1)) - 1).fetch_optional(db).await?)
 }
+
+/// [`nth_latest_wrong_password`]'s statement: `$1` the account, `$2` since when, `$3`
+/// how many of the latest to skip.
+pub const NTH_LATEST_WRONG_PASSWORD: &str = "SELECT attempted_at FROM login_history
+     WHERE user_id = $1 AND attempted_at > $2 AND method = 'password' AND failure_reason = 'wrong_password'
+     ORDER BY attempted_at DESC OFFSET $3 LIMIT 1";
 
 /// Lists `auth_sign_ins_total` at zero for every method and outcome it can take, so an
 /// alert on failures or on a provider's sign-ins can tell zero from missing: every

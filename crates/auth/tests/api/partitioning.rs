@@ -261,6 +261,27 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
     let page: serde_json::Value = app.get_with("/api/v1/users/me/login-history?limit=21", &tokens.access).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 21);
 
+    // The account's latest wrong passwords within the hour (the sign-in limit while
+    // the limits' Redis is down): only the months that hour touches, on the index
+    // (in order, or a bitmap of the account's hour then sorted: the rows of one
+    // account's hour, whichever the planner finds cheaper).
+    let months = login_history_partitions(&mut app.db.acquire().await.unwrap()).await.unwrap();
+    let now = Utc::now();
+    let hour: Vec<&str> = months.iter().filter(|m| m.from <= now && m.to > now - chrono::Duration::hours(1)).map(|m| m.name.as_str()).collect();
+    let ahead: Vec<&str> = months.iter().filter(|m| m.from > now).map(|m| m.name.as_str()).collect();
+    for mode in [PlanMode::Custom, PlanMode::Generic] {
+        let mut conn = app.db.acquire().await.unwrap();
+        let scans = scans_of(&mut conn, history::NTH_LATEST_WRONG_PASSWORD, &format!("'{heavy}', now() - interval '1 hour', 49"), mode).await;
+        let read = partitions_read(&scans, "login_history");
+        assert!(read.iter().any(|p| hour.contains(p)), "{mode:?}: read {read:?}, the hour's months {hour:?}");
+        // The months ahead are empty: whatever reads them reads nothing.
+        assert!(read.iter().all(|p| hour.contains(p) || ahead.contains(p)), "{mode:?}: read {read:?}, the hour's months {hour:?}");
+        for scan in scans.iter().filter(|s| s.executed && hour.contains(&s.relation.as_str())) {
+            let index = scan.index.as_deref().unwrap_or_default();
+            assert!(copies.iter().any(|c| c == index), "{mode:?}: {scan:?}");
+        }
+    }
+
     // A page far back, after 2,500 of the account's rows, two months or so ago: the
     // months after its cursor are skipped, and each month read starts at the cursor
     // in the index instead of reading the newer rows and filtering them out (with the

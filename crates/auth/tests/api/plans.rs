@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 #[derive(Debug)]
 pub struct Scan {
     pub relation: String,
+    /// The index read: the scan's own, or its bitmap's.
     pub index: Option<String>,
     /// False for a partition pruned while the statement ran ("never executed").
     pub executed: bool,
@@ -54,7 +55,7 @@ fn collect(node: &Value, sorted: bool, scans: &mut Vec<Scan>) {
     if let Some(relation) = node["Relation Name"].as_str() {
         scans.push(Scan {
             relation: relation.to_owned(),
-            index: node["Index Name"].as_str().map(str::to_owned),
+            index: node["Index Name"].as_str().or_else(|| bitmap_index(node)).map(str::to_owned),
             executed: node["Actual Loops"].as_u64().is_none_or(|loops| loops > 0),
             sorted,
             filter: node["Filter"].as_str().map(str::to_owned),
@@ -63,6 +64,11 @@ fn collect(node: &Value, sorted: bool, scans: &mut Vec<Scan>) {
     for child in node["Plans"].as_array().into_iter().flatten() {
         collect(child, sorted, scans);
     }
+}
+
+/// The index a bitmap heap scan's bitmap comes from (one, for the statements tested).
+fn bitmap_index(node: &Value) -> Option<&str> {
+    node["Plans"].as_array()?.iter().find_map(|child| child["Index Name"].as_str().or_else(|| bitmap_index(child)))
 }
 
 /// The partitions of `table` (named `<table>_p…`) that a plan actually read.
