@@ -3,14 +3,16 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
+use log_hygiene::{AtMostEvery, without_userinfo};
 use moka::future::Cache;
+use revoked_tokens::RevokedTokens;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     User,
     breaker::{Breaker, BreakerState},
-    config::{AuthClientConfig, InvalidConfig, without_userinfo},
+    config::{AuthClientConfig, InvalidConfig},
     introspection::{IntrospectionRequest, IntrospectionResponse},
     keys::{FetchSlot, KeyCache},
 };
@@ -166,7 +168,7 @@ struct Inner {
     introspections: Cache<[u8; 32], Option<Live>>,
     /// Tokens Auth said were revoked, by `jti`, until they expire: see
     /// [`AuthClient::found_revoked`].
-    revoked: moka::sync::Cache<Uuid, Duration>,
+    revoked: RevokedTokens,
     /// Whether the last JWKS fetch failed, to log outages once rather than per retry
     /// and to report Auth unreachable (`auth_reachable`).
     jwks_failing: AtomicBool,
@@ -174,43 +176,20 @@ struct Inner {
     jwks_failed: tokio::sync::Notify,
     /// `Authorization: Basic` of every introspection, built once (marked sensitive).
     credentials: reqwest::header::HeaderValue,
-    /// When Auth's refusal of our credentials was last logged: at most once a minute.
-    refused_logged: Mutex<Option<Instant>>,
+    /// Auth's refusal of our credentials, logged at most once a minute: each signed-in
+    /// request meets it until the breaker opens, then each probe. It, `shed_logged`
+    /// and `throttled_logged` are driven by requests: whoever holds many tokens would
+    /// otherwise choose the log's volume.
+    refused_logged: AtMostEvery,
     /// Whether Auth's last answer to an introspection was a refusal of our credentials
     /// (reported by readiness, cleared by the next answer).
     credentials_refused: AtomicBool,
     /// Places for introspection calls in flight (`max_concurrent_introspections`).
     introspection_slots: tokio::sync::Semaphore,
-    /// When a call was last not made for want of a place: logged at most once a minute.
-    shed_logged: Mutex<Option<Instant>>,
-    /// When Auth's rate limit last refused a call: logged at most once a minute.
-    throttled_logged: Mutex<Option<Instant>>,
-}
-
-/// How often, at most, a repeated condition is logged: Auth's refusal of our
-/// credentials (each signed-in request meets it until the breaker opens, then each
-/// probe), its rate limit's refusals and calls not made for want of a place. Each is
-/// driven by requests, so whoever holds many tokens would otherwise choose the log's volume.
-const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Whether a condition last logged at `*last` may be logged now; if so, notes it.
-fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
-    let now = Instant::now();
-    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_some_and(|at| now.duration_since(at) < REPEAT_LOG_INTERVAL) {
-        return false;
-    }
-    *last = Some(now);
-    true
-}
-
-/// Each revoked token is remembered for its remaining life (its value).
-struct UntilTheTokenExpires;
-
-impl moka::Expiry<Uuid, Duration> for UntilTheTokenExpires {
-    fn expire_after_create(&self, _: &Uuid, left: &Duration, _: std::time::Instant) -> Option<Duration> {
-        Some(*left)
-    }
+    /// Calls not made for want of a place, logged at most once a minute.
+    shed_logged: AtMostEvery,
+    /// Calls refused by Auth's rate limit, logged at most once a minute.
+    throttled_logged: AtMostEvery,
 }
 
 enum Revocation {
@@ -243,17 +222,17 @@ impl AuthClient {
                 introspection_url,
                 breaker: Breaker::new(config.breaker_failure_threshold, config.breaker_open_for),
                 credentials: basic_credentials(&config.client_id, config.client_secret.expose_secret()),
-                refused_logged: Mutex::new(None),
+                refused_logged: AtMostEvery::default(),
                 credentials_refused: AtomicBool::new(false),
                 introspection_slots: tokio::sync::Semaphore::new(config.max_concurrent_introspections.max(1)),
-                shed_logged: Mutex::new(None),
-                throttled_logged: Mutex::new(None),
+                shed_logged: AtMostEvery::default(),
+                throttled_logged: AtMostEvery::default(),
                 config,
                 http,
                 keys: KeyCache::default(),
                 validation,
                 introspections,
-                revoked: moka::sync::Cache::builder().max_capacity(10_000).expire_after(UntilTheTokenExpires).build(),
+                revoked: RevokedTokens::new(),
                 jwks_failing: AtomicBool::new(false),
                 jwks_failed: tokio::sync::Notify::new(),
             }),
@@ -369,7 +348,7 @@ impl AuthClient {
     /// otherwise whoever holds a leaked token could keep its owner at 429 after the
     /// owner signed out. Bounded (10,000 tokens); only Auth's key makes tokens.
     pub fn found_revoked(&self, signed: &SignedToken) -> bool {
-        self.inner.revoked.contains_key(&signed.0.jti)
+        self.inner.revoked.contains(&signed.0.jti)
     }
 
     /// Checks a bearer token: signature and expiry locally, revocation through Auth.
@@ -402,16 +381,13 @@ impl AuthClient {
         };
         // Auth said so already: revocation is for good, and asking again would let an
         // outage of Auth serve the token as a degraded viewer.
-        if self.inner.revoked.contains_key(&claims.jti) {
+        if self.inner.revoked.contains(&claims.jti) {
             return Authentication::Invalid;
         }
         match self.revocation(token, request_id).await {
             Revocation::Live(live) => Authentication::User { user: claims.user_now(live), degraded: false },
             Revocation::Revoked => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                if let Some(left) = claims.exp.checked_sub(now).filter(|left| *left > 0) {
-                    self.inner.revoked.insert(claims.jti, Duration::from_secs(left));
-                }
+                self.inner.revoked.remember(claims.jti, claims.exp);
                 Authentication::Invalid
             }
             Revocation::Unknown => Authentication::User { user: claims.user(), degraded: true },
@@ -484,7 +460,7 @@ impl AuthClient {
             // tokens at once could do that at will. This token alone goes unconfirmed.
             Err(IntrospectionError::Throttled) => {
                 metrics::counter!("auth_client_introspections_throttled_total").increment(1);
-                if once_a_minute(&self.inner.throttled_logged) {
+                if self.inner.throttled_logged.happened().is_some() {
                     tracing::warn!(
                         "introspection refused by Auth's rate limit; tokens are accepted on their signature meanwhile (logged at most once a minute)"
                     );
@@ -514,7 +490,7 @@ impl AuthClient {
     /// calls holding the places tell it of theirs).
     fn shed(&self) {
         metrics::counter!("auth_client_introspections_shed_total").increment(1);
-        if once_a_minute(&self.inner.shed_logged) {
+        if self.inner.shed_logged.happened().is_some() {
             tracing::warn!(
                 max = self.inner.config.max_concurrent_introspections,
                 "every introspection place is taken; tokens are accepted on their signature meanwhile (logged at most once a minute)"
@@ -523,7 +499,7 @@ impl AuthClient {
     }
 
     fn log_refused_credentials(&self) {
-        if !once_a_minute(&self.inner.refused_logged) {
+        if self.inner.refused_logged.happened().is_none() {
             return;
         }
         let config = &self.inner.config;

@@ -8,22 +8,13 @@
 //! otherwise log "failing" and "working" in turn on every request. A Redis that fails
 //! now and then (slow answers past the cache's timeout) starts and ends an outage at
 //! every failure: a start is logged at most once a minute per call, and an end only
-//! when its start was.
+//! when its start was (the rules of [`log_hygiene::Outage`]).
 //!
 //! Each service names its calls and its counter through [`CacheCall`].
 
-use std::{
-    fmt::Display,
-    marker::PhantomData,
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{fmt::Display, marker::PhantomData, time::Instant};
 
-/// At most one "failing" line per call this often.
-const WARN_INTERVAL: Duration = Duration::from_secs(60);
+use log_hygiene::Outage;
 
 /// The kinds of cache call of one service, and the counter that counts their failures
 /// (`<service>_cache_failures_total`, labelled `call`).
@@ -40,33 +31,16 @@ pub trait CacheCall: Copy + 'static {
     fn warning(self) -> &'static str;
 }
 
+/// The outage of each call; the rules of what is logged are [`Outage`]'s.
 #[derive(Debug)]
 pub struct CacheFailures<C> {
-    /// Read on every successful call, so the path with no outage takes no lock.
-    failing: Box<[AtomicBool]>,
-    /// An outage under way whose start fell within a minute of the last warning, and
-    /// was not logged: logged at a later failure once the minute has passed.
-    untold: Box<[AtomicBool]>,
-    logged: Box<[Mutex<Logged>]>,
+    outages: Box<[Outage]>,
     calls: PhantomData<C>,
-}
-
-#[derive(Debug, Default)]
-struct Logged {
-    /// When a start of failures was last logged.
-    warned_at: Option<Instant>,
-    /// Whether the outage under way was logged, so its end is.
-    announced: bool,
 }
 
 impl<C: CacheCall> Default for CacheFailures<C> {
     fn default() -> Self {
-        Self {
-            failing: C::ALL.iter().map(|_| AtomicBool::new(false)).collect(),
-            untold: C::ALL.iter().map(|_| AtomicBool::new(false)).collect(),
-            logged: C::ALL.iter().map(|_| Mutex::default()).collect(),
-            calls: PhantomData,
-        }
+        Self { outages: C::ALL.iter().map(|_| Outage::default()).collect(), calls: PhantomData }
     }
 }
 
@@ -83,32 +57,18 @@ impl<C: CacheCall> CacheFailures<C> {
     }
 
     pub fn failed(&self, call: C, error: &dyn Display) {
+        self.failed_at(call, error, Instant::now());
+    }
+
+    fn failed_at(&self, call: C, error: &dyn Display, now: Instant) {
         metrics::counter!(C::METRIC, "call" => call.label()).increment(1);
-        let i = call.index();
-        // Past the first failure of an outage, only one not yet told takes the lock.
-        if self.failing[i].swap(true, Ordering::Relaxed) && !self.untold[i].load(Ordering::Relaxed) {
-            return;
+        if self.outages[call.index()].failed_at(now) {
+            tracing::warn!(error = %error, call = call.label(), "{}", call.warning());
         }
-        let mut logged = self.logged[i].lock().unwrap_or_else(|e| e.into_inner());
-        if logged.warned_at.is_some_and(|at| at.elapsed() < WARN_INTERVAL) {
-            self.untold[i].store(true, Ordering::Relaxed);
-            return;
-        }
-        *logged = Logged { warned_at: Some(Instant::now()), announced: true };
-        self.untold[i].store(false, Ordering::Relaxed);
-        tracing::warn!(error = %error, call = call.label(), "{}", call.warning());
     }
 
     pub fn succeeded(&self, call: C) {
-        // A load first: a swap on every request would make each write the flag's cache
-        // line, shared by every core serving requests.
-        let failing = &self.failing[call.index()];
-        if !failing.load(Ordering::Relaxed) || !failing.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        let mut logged = self.logged[call.index()].lock().unwrap_or_else(|e| e.into_inner());
-        self.untold[call.index()].store(false, Ordering::Relaxed);
-        if std::mem::take(&mut logged.announced) {
+        if self.outages[call.index()].succeeded().is_some() {
             tracing::info!(call = call.label(), "Redis cache working again");
         }
     }
@@ -148,6 +108,7 @@ mod tests {
     }
 
     const ERROR: &str = "refused";
+    const A_MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 
     #[test]
     fn failures_are_logged_when_they_start_and_when_they_stop_not_each_time() {
@@ -184,8 +145,7 @@ mod tests {
         assert_eq!(count("cache unavailable"), 1, "{text}");
         assert_eq!(count("working again"), 1, "{text}");
         // A minute on, a new outage is logged again.
-        failures.logged[Call::Read as usize].lock().unwrap().warned_at = Instant::now().checked_sub(WARN_INTERVAL);
-        failures.failed(Call::Read, &ERROR);
+        failures.failed_at(Call::Read, &ERROR, Instant::now() + A_MINUTE);
         assert_eq!(logs.text().lines().filter(|line| line.contains("cache unavailable")).count(), 2);
     }
 
@@ -203,10 +163,9 @@ mod tests {
         }
         let count = || logs.text().lines().filter(|line| line.contains("cache unavailable")).count();
         assert_eq!(count(), 1);
-        failures.logged[Call::Read as usize].lock().unwrap().warned_at = Instant::now().checked_sub(WARN_INTERVAL);
-        failures.failed(Call::Read, &ERROR);
+        failures.failed_at(Call::Read, &ERROR, Instant::now() + A_MINUTE);
         assert_eq!(count(), 2, "{}", logs.text());
-        failures.failed(Call::Read, &ERROR);
+        failures.failed_at(Call::Read, &ERROR, Instant::now() + A_MINUTE);
         assert_eq!(count(), 2, "once");
         failures.succeeded(Call::Read);
         assert_eq!(logs.text().lines().filter(|line| line.contains("working again")).count(), 2);

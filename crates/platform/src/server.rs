@@ -145,17 +145,13 @@ pub async fn serve_with(
     }
 }
 
-/// How long the warning that the cap is reached stays quiet after it was logged: a
-/// service held at its cap would otherwise log at every connection that closes.
-const CAP_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// The permits of the connection cap, and the metrics and the warning that go with it.
 struct ConnectionSlots {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     max: usize,
-    last_warning: Option<tokio::time::Instant>,
-    /// Times the cap was reached since the last warning.
-    unwarned: u64,
+    /// The warning that the cap is reached, at most once a minute: a service held at
+    /// its cap would otherwise log at every connection that closes.
+    cap_warning: log_hygiene::AtMostEvery,
 }
 
 impl ConnectionSlots {
@@ -163,7 +159,7 @@ impl ConnectionSlots {
         metrics::gauge!(crate::metrics::MAX_CONNECTIONS).set(max as f64);
         // Listed from the start, so an alert can tell "never reached" from "missing".
         metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(0);
-        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, last_warning: None, unwarned: 0 }
+        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, cap_warning: log_hygiene::AtMostEvery::default() }
     }
 
     /// A place for one more connection, waiting for one to close when all are open.
@@ -177,20 +173,16 @@ impl ConnectionSlots {
         }
     }
 
-    fn cap_reached(&mut self) {
+    fn cap_reached(&self) {
         metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(1);
-        self.unwarned += 1;
-        let now = tokio::time::Instant::now();
-        if self.last_warning.is_some_and(|at| now.duration_since(at) < CAP_WARNING_INTERVAL) {
-            return;
+        // Tokio's clock, which a test may pause and advance.
+        if let Some(times_reached) = self.cap_warning.happened_at(tokio::time::Instant::now().into_std()) {
+            tracing::warn!(
+                max_connections = self.max,
+                times_reached,
+                "connection cap reached: new connections wait in the listen backlog until one closes (logged at most once a minute)"
+            );
         }
-        tracing::warn!(
-            max_connections = self.max,
-            times_reached = self.unwarned,
-            "connection cap reached: new connections wait in the listen backlog until one closes (logged at most once a minute)"
-        );
-        self.last_warning = Some(now);
-        self.unwarned = 0;
     }
 }
 

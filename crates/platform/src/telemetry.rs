@@ -19,11 +19,9 @@
 //! batch: the SDK's own `BatchSpanProcessor.ExportError`, an ERROR every half second
 //! or so while the collector is down, is kept out of the log.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
+use log_hygiene::{Outage, without_userinfo};
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::{
@@ -233,7 +231,8 @@ fn init_to(export: Option<TraceExport>, output: LogOutput) -> Result<Telemetry, 
     }
     // Per-layer filters: RUST_LOG sets what is logged, never what is traced. The SDK's
     // error at every failed export is left out: `ReportedExporter` logs the outage.
-    let filter = filter.and(filter_fn(|meta| !is_sdk_export_error(meta)));
+    // The Redis client's own lines are let through at most once a minute.
+    let filter = filter.and(filter_fn(|meta| !is_sdk_export_error(meta))).and(RedisClientLines::default());
     tracing_subscriber::registry().with(otel).with(logs.with_filter(AskEveryTime(filter))).try_init().map_err(|e| e.to_string())?;
     Ok(Telemetry { provider })
 }
@@ -243,13 +242,9 @@ fn is_sdk_export_error(meta: &tracing::Metadata<'_>) -> bool {
     meta.target() == "opentelemetry_sdk" && meta.name() == "BatchSpanProcessor.ExportError"
 }
 
-/// How often, at most, the start of an export outage is logged: a collector failing
-/// now and then would otherwise log a start and an end at every flap.
-const EXPORT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
 /// A span exporter that logs its outages: a warning when exports start failing (at
 /// most once a minute), an info line when one works again (only when its start was
-/// logged), each failure at debug. The SDK's error per failed export is filtered out
+/// logged): the rules of [`Outage`]. Each failure is logged at debug. The SDK's error per failed export is filtered out
 /// of the log (`is_sdk_export_error`).
 #[derive(Debug)]
 struct ReportedExporter<E> {
@@ -258,7 +253,7 @@ struct ReportedExporter<E> {
     configured: String,
     /// The collector without any password, for the log lines.
     endpoint: String,
-    health: ExportHealth,
+    health: Outage,
 }
 
 impl<E: SpanExporter> SpanExporter for ReportedExporter<E> {
@@ -274,7 +269,7 @@ impl<E: SpanExporter> SpanExporter for ReportedExporter<E> {
             Err(e) => {
                 let error = e.to_string().replace(&self.configured, &self.endpoint);
                 tracing::debug!(endpoint = %self.endpoint, error, spans, "trace export failed");
-                if self.health.failed(Instant::now()) {
+                if self.health.failed() {
                     tracing::warn!(
                         endpoint = %self.endpoint,
                         error,
@@ -301,53 +296,47 @@ impl<E: SpanExporter> SpanExporter for ReportedExporter<E> {
 
 impl<E> ReportedExporter<E> {
     fn new(inner: E, endpoint: &str) -> Self {
-        Self { inner, configured: endpoint.to_owned(), endpoint: without_userinfo(endpoint), health: ExportHealth::default() }
+        Self { inner, configured: endpoint.to_owned(), endpoint: without_userinfo(endpoint), health: Outage::default() }
     }
 }
 
-/// Whether exports are failing, and what of it has been logged.
+/// The Redis client's own log lines (its `log` records, through the bridge to
+/// tracing), at most one a minute. Its cluster client logs every attempt to reconnect
+/// to a node it cannot reach, with warnings and errors: about six lines a second while
+/// a Redis Cluster of the rate limiter is unreachable, which the limiter itself reports
+/// once (`ratelimit::limiter`, falling back to the in-process store and back). One line
+/// a minute keeps the client's details (which node, what error).
 #[derive(Debug, Default)]
-struct ExportHealth {
-    state: Mutex<HealthState>,
-}
+struct RedisClientLines(log_hygiene::AtMostEvery);
 
-#[derive(Debug, Default)]
-struct HealthState {
-    /// Failed exports since the last one that worked; 0 while exports work.
-    failures: u64,
-    /// Whether the start of the current outage was logged.
-    start_logged: bool,
-    /// When the start of an outage was last logged.
-    last_start_logged: Option<Instant>,
-}
-
-impl ExportHealth {
-    /// Counts a failed export; true when it starts an outage whose start is to be
-    /// logged (none logged in the last minute).
-    fn failed(&self, now: Instant) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.failures += 1;
-        // Told once per outage; one whose start fell within the minute is told at a
-        // later failure, once the minute has passed.
-        if state.start_logged {
-            return false;
-        }
-        let log = state.last_start_logged.is_none_or(|at| now.duration_since(at) >= EXPORT_FAILURE_LOG_INTERVAL);
-        if log {
-            state.last_start_logged = Some(now);
-        }
-        state.start_logged = log;
-        log
+impl<S> tracing_subscriber::layer::Filter<S> for RedisClientLines {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        true
     }
 
-    /// An export that worked: the failed exports before it when it ends an outage
-    /// whose start was logged.
-    fn succeeded(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let failures = std::mem::take(&mut state.failures);
-        let logged = std::mem::take(&mut state.start_logged);
-        (failures > 0 && logged).then_some(failures)
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        !is_redis_client_line(event) || self.0.happened().is_some()
     }
+}
+
+/// Whether an event is a `log` record of the Redis client: the bridge's events have
+/// the target `log`, and the record's own in the field `log.target`.
+fn is_redis_client_line(event: &tracing::Event<'_>) -> bool {
+    struct LogTarget(bool);
+    impl tracing::field::Visit for LogTarget {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "log.target" {
+                self.0 = value == "redis" || value.starts_with("redis::");
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+    if event.metadata().target() != "log" {
+        return false;
+    }
+    let mut target = LogTarget(false);
+    event.record(&mut target);
+    target.0
 }
 
 /// A per-layer filter whose callsites are never cached as always enabled, so it is
@@ -437,16 +426,6 @@ fn provider(export: TraceExport) -> Result<SdkTracerProvider, String> {
     Ok(SdkTracerProvider::builder().with_sampler(export.sampling.sampler()).with_span_processor(batch).with_resource(resource).build())
 }
 
-/// `url` with any `user:password@` after its scheme replaced by `…@`.
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://…{}", &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,36 +448,6 @@ mod tests {
         };
         let Err(error) = provider(export) else { panic!("an invalid endpoint was accepted") };
         assert!(error.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: ") && !error.contains("tok3n"), "{error}");
-        assert_eq!(without_userinfo("http://u:p@h:1/a@b"), "http://…@h:1/a@b");
-        assert_eq!(without_userinfo("http://h:1/a@b"), "http://h:1/a@b");
-    }
-
-    /// Exports failing now and then: the start of an outage is logged at most once a
-    /// minute, and its end only when its start was.
-    #[test]
-    fn an_export_outage_is_logged_when_it_starts_and_ends_at_most_once_a_minute() {
-        let health = ExportHealth::default();
-        let start = Instant::now();
-        assert_eq!(health.succeeded(), None, "working: nothing to say");
-        assert!(health.failed(start), "the first failure starts an outage");
-        for _ in 0..100 {
-            assert!(!health.failed(start + Duration::from_secs(1)), "not per failed export");
-        }
-        assert_eq!(health.succeeded(), Some(101), "the end, with the failures it saw");
-        assert_eq!(health.succeeded(), None);
-        // A flap within the minute: neither its start nor its end is logged.
-        assert!(!health.failed(start + Duration::from_secs(30)));
-        assert_eq!(health.succeeded(), None);
-        // A minute after the last logged start, an outage is logged again.
-        assert!(health.failed(start + Duration::from_secs(61)));
-        assert_eq!(health.succeeded(), Some(1));
-        // An outage starting within the minute is told once the minute has passed, at
-        // one of its later failures, and then its end.
-        assert!(!health.failed(start + Duration::from_secs(70)));
-        assert!(!health.failed(start + Duration::from_secs(100)));
-        assert!(health.failed(start + Duration::from_secs(122)));
-        assert!(!health.failed(start + Duration::from_secs(123)));
-        assert_eq!(health.succeeded(), Some(4));
     }
 
     fn from(vars: &[(&str, &str)]) -> Result<Option<TraceExport>, String> {
@@ -546,6 +495,32 @@ mod tests {
             "the per-signal variable wins"
         );
         assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "http://jaeger:4317");
+    }
+
+    /// An unreachable Redis Cluster: its client logs each reconnection attempt (about six
+    /// lines a second, through the `log` bridge, whose events look like these). One
+    /// line a minute is kept; every other line is not touched.
+    #[test]
+    fn the_redis_clients_own_lines_are_logged_at_most_once_a_minute() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let logs = crate::testing::CapturedLogs::default();
+        let writer = logs.clone();
+        let layer = tracing_subscriber::fmt::layer().with_writer(move || writer.clone()).with_ansi(false);
+        let filter = log_filter(Some("info".into())).unwrap().and(RedisClientLines::default());
+        let subscriber = tracing_subscriber::registry().with(layer.with_filter(AskEveryTime(filter)));
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..60 {
+                tracing::event!(target: "log", tracing::Level::WARN, log.target = "redis::cluster_handling::async_connection", "Failed to connect to node: 127.0.0.1:1");
+                tracing::event!(target: "log", tracing::Level::ERROR, log.target = "redis::cluster_handling::async_connection", "async cluster client recovery: slot refresh failed");
+                tracing::event!(target: "log", tracing::Level::WARN, log.target = "sqlx::query", "slow statement");
+                tracing::warn!(target: "ratelimit::limiter", "rate limits: Redis unavailable or slow");
+            }
+        });
+        let text = logs.text();
+        let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+        assert_eq!(count("async cluster client") + count("Failed to connect to node"), 1, "{text}");
+        assert_eq!(count("slow statement"), 60);
+        assert_eq!(count("rate limits: Redis unavailable"), 60);
     }
 
     #[test]

@@ -158,7 +158,7 @@ fn slow_cache() -> redis::RedisError {
 async fn resolve_revocation(state: &AppState, claims: &AccessClaims, cached: redis::RedisResult<Cached>) -> Result<bool, ApiError> {
     let revoked = revocation(state, claims, cached).await?;
     if revoked {
-        state.limits.revoked_tokens.remember(claims);
+        state.limits.revoked_tokens.remember(claims.jti, u64::try_from(claims.exp).unwrap_or(0));
     }
     Ok(revoked)
 }

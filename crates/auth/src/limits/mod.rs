@@ -130,7 +130,7 @@ pub struct RateLimits {
     /// Keys the sign-in counts of identifiers that match no account.
     pub identifier_secret: sign_in::IdentifierSecret,
     /// Tokens found revoked, counted by address rather than against their user.
-    pub revoked_tokens: requests::RevokedTokens,
+    pub revoked_tokens: revoked_tokens::RevokedTokens,
 }
 
 impl RateLimits {
@@ -166,7 +166,7 @@ impl RateLimits {
             limiter,
             trusted_proxies: s.trusted_proxies.clone(),
             identifier_secret,
-            revoked_tokens: requests::RevokedTokens::new(),
+            revoked_tokens: revoked_tokens::RevokedTokens::new(),
             policies: Policies {
                 api_anonymous: Policy::new("api-ip", s.api_anonymous),
                 api_user: Policy::new("api-user", s.api_user),

@@ -2,8 +2,10 @@
 //!
 //! Every request except the probes (and metrics) counts against the general API
 //! limit: per user when it carries a valid access token, else per client address. A
-//! token this instance has already found revoked counts by address ([`RevokedTokens`]):
-//! whoever holds a leaked token cannot spend its owner's quota after a sign-out.
+//! token this instance has already found revoked counts by address
+//! ([`revoked_tokens::RevokedTokens`], filled by the handler's extractor, which checks
+//! revocation: this layer verifies signature and expiry only): whoever holds a leaked
+//! token cannot spend its owner's quota after a sign-out.
 //! Some routes also count against their own per-address policy: sign-in (and the
 //! social sign-in callbacks), signup, refresh, the password change, and the start of a
 //! social sign-in and the exchange of its login code. Token
@@ -12,10 +14,7 @@
 //! service's credentials check out; without valid credentials it counts by address
 //! like any anonymous request, so guessing a client secret is as slow as anything else.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::sync::Arc;
 
 use axum::{
     extract::MatchedPath,
@@ -41,54 +40,6 @@ pub struct VerifiedToken(pub AccessClaims);
 /// handler's extractor does not check them a second time.
 #[derive(Debug, Clone)]
 pub struct CheckedClient(pub ClientCheck);
-
-/// Access tokens this instance found revoked, by `jti`, until they expire.
-///
-/// The layer verifies a token's signature and expiry, not its revocation (that is the
-/// handler's Redis round trip, shared with the profile on `/users/me`). Counting every
-/// signed token against its user would let anyone holding a leaked token keep the
-/// owner at 429 on every endpoint for the token's remaining life, sign-out or not. So
-/// the handler's extractor records each token it finds revoked here, and the layer
-/// counts such a token by address from then on: its first request on each instance
-/// costs the owner one request of quota, no more. Bounded, since only Auth's own key
-/// makes tokens and only their owners' sign-ins make sessions to revoke.
-pub struct RevokedTokens(moka::sync::Cache<uuid::Uuid, Duration>);
-
-/// Each entry lives for its token's remaining life (its value).
-struct UntilTheTokenExpires;
-
-impl moka::Expiry<uuid::Uuid, Duration> for UntilTheTokenExpires {
-    fn expire_after_create(&self, _: &uuid::Uuid, remaining: &Duration, _: std::time::Instant) -> Option<Duration> {
-        Some(*remaining)
-    }
-}
-
-impl RevokedTokens {
-    const CAPACITY: u64 = 10_000;
-
-    pub fn new() -> Self {
-        Self(moka::sync::Cache::builder().max_capacity(Self::CAPACITY).expire_after(UntilTheTokenExpires).build())
-    }
-
-    /// Records a token found revoked; one past its expiry is left out (it verifies no more).
-    pub fn remember(&self, claims: &AccessClaims) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let remaining = u64::try_from(claims.exp).unwrap_or(0).saturating_sub(now);
-        if remaining > 0 {
-            self.0.insert(claims.jti, Duration::from_secs(remaining));
-        }
-    }
-
-    pub fn contains(&self, claims: &AccessClaims) -> bool {
-        self.0.contains_key(&claims.jti)
-    }
-}
-
-impl Default for RevokedTokens {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// The introspection route, whose callers are services with client credentials.
 pub const INTROSPECTION_ROUTE: &str = "/api/v1/auth/introspect";
@@ -135,7 +86,7 @@ pub fn checks(limits: &RateLimits, tokens: &crate::tokens::AccessTokens, clients
     let claims = bearer_token(parts).ok().flatten().and_then(|token| tokens.verify(token));
     let mut checks = Vec::with_capacity(2);
     match claims {
-        Some(claims) if !limits.revoked_tokens.contains(&claims) => {
+        Some(claims) if !limits.revoked_tokens.contains(&claims.jti) => {
             checks.push(Check::new(&limits.policies.api_user, format_args!("user:{}", claims.sub.simple())));
             parts.extensions.insert(VerifiedToken(claims));
         }
