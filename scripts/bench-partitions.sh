@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The partitioning benchmark (docs/partitioning.md): `auth bench-partitions` fills a
-# scratch database with BENCH_USERS accounts and BENCH_HISTORY sign-ins, and times
+# The partitioning benchmark (docs/partitioning.md): `partition-bench` (a binary of
+# its own, crates/partition-bench, kept out of the service's image) fills a scratch
+# database with BENCH_USERS accounts and BENCH_HISTORY sign-ins, and times
 # Auth's own queries on the partitioned schema against the earlier, unpartitioned one.
 # Writes its section of docs/benchmarks.md between
 #   <!-- partitions:start --> and <!-- partitions:end -->
@@ -21,9 +22,9 @@ OUTPUT=${BENCH_OUTPUT:-docs/benchmarks.md}
 say() { echo "bench-partitions: $*" >&2; }
 
 scripts/services.sh >&2
-say "building auth (release)"
-cargo build --release --locked -q -p auth
-AUTH=${CARGO_TARGET_DIR:-target}/release/auth
+say "building partition-bench (release)"
+cargo build --release --locked -q -p partition-bench
+BENCH=${CARGO_TARGET_DIR:-target}/release/partition-bench
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-partitions.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -32,7 +33,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 say "$USERS accounts, $HISTORY sign-ins"
 # The scratch database lives on the server of AUTH_DATABASE_URL, which must name another database.
 AUTH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable RUST_LOG=warn \
-  "$AUTH" bench-partitions --users "$USERS" --history "$HISTORY" --samples "$SAMPLES" >"$WORK/report.md"
+  "$BENCH" --users "$USERS" --history "$HISTORY" --samples "$SAMPLES" >"$WORK/report.md"
 ELAPSED=$(($(date +%s) - START))
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -55,7 +56,7 @@ retiring a month of history in at most 1 s, by dropping its partition, not by \`
 - **Run:** $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT, $(nproc) cores, PostgreSQL $PG_VERSION
   with its default settings on the same machine; load average at the start $LOAD_BEFORE;
   $((ELAPSED / 60)) min in all.
-- **Command:** \`RUST_LOG=warn target/release/auth bench-partitions --users $USERS --history $HISTORY --samples $SAMPLES\`
+- **Command:** \`RUST_LOG=warn target/release/partition-bench --users $USERS --history $HISTORY --samples $SAMPLES\`
 
 SECTION
   cat "$WORK/report.md"

@@ -392,6 +392,13 @@ def main():
         copy_all = builder.find("COPY . .")
         check(0 <= cook < copy_all, "builder cooks the dependencies before copying the sources (their own cached layer)")
         check("--locked" in builder and "--release" in builder, "builder builds release with the lock file")
+        # The services' packages only: a workspace build would put the tools beside them
+        # (crates/partition-bench, which drops and fills databases; crates/loadgen).
+        for step in ("cargo chef cook", "cargo build"):
+            line = next((l for l in stages["builder"]["lines"] if step in l), "")
+            packages = set(re.findall(r"(?:--package|-p)[ =](\S+)", line))
+            check(packages == {"auth", "movies"} and not re.search(r"--workspace|--all\b", line),
+                  f"builder's {step} names the packages auth and movies alone (it names {sorted(packages)})")
         check(stages["runtime"]["from"].startswith("debian:") and "slim" in stages["runtime"]["from"], "runtime is Debian slim")
         check(any(l.startswith("USER ") and not l.startswith(("USER root", "USER 0")) for l in stages["runtime"]["lines"]), "runtime runs as a non-root user")
         for stage in ("auth", "movies"):

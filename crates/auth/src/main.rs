@@ -30,9 +30,6 @@ enum Command {
     /// AUTH_LOGIN_HISTORY_RETENTION_MONTHS, and delete dead sessions past
     /// AUTH_ENDED_SESSION_RETENTION_DAYS, once (the service also does it periodically).
     MaintainPartitions,
-    /// Fill a scratch database with a realistic audience and measure the partitioned
-    /// schema against the same data unpartitioned (docs/partitioning.md).
-    BenchPartitions(auth::partitions::bench::BenchArgs),
     /// Exit 0 when the service on AUTH_LISTEN answers its readiness probe: the container
     /// healthcheck of images without a shell or curl.
     Healthcheck,
@@ -68,7 +65,6 @@ async fn main() -> ExitCode {
             })
         }
         Command::MaintainPartitions => maintain_partitions(&settings).await,
-        Command::BenchPartitions(args) => auth::partitions::bench::run(&settings, args).await,
         Command::Openapi | Command::Healthcheck => unreachable!("handled above"),
     })
     .await

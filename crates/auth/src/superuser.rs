@@ -65,8 +65,10 @@ pub async fn run(settings: &Settings, email: &str, stdin: &mut dyn BufRead) -> a
             region: None,
         };
         let id = match users::insert(&mut tx, new).await {
-            Ok(id) => id,
-            Err(ApiError::Conflict { .. }) => continue,
+            Ok(Ok(id)) => id,
+            // Created since it was looked up (or a concurrent change got in the way):
+            // the next round finds it.
+            Ok(Err(_)) | Err(ApiError::Conflict { .. }) => continue,
             Err(e) => bail!("creating the account: {e}"),
         };
         users::grant_built_in_role(&mut *tx, id, "admin").await?;

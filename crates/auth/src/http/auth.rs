@@ -89,7 +89,7 @@ async fn signup(State(state): State<AppState>, Json(body): Json<SignupRequest>) 
             region: body.region,
         },
     )
-    .await?;
+    .await??;
     let user = users::get(&mut *tx, id).await?.ok_or_else(|| anyhow::anyhow!("created user vanished"))?;
     tx.commit().await?;
     tracing::info!(user_id = %id, "account created");

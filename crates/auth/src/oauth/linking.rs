@@ -23,7 +23,7 @@ use crate::{
     error::{ApiError, Result},
     store::{
         social::{self, InsertConflict, SocialAccount},
-        users::{self, NewUser},
+        users::{self, NewUser, Taken},
     },
 };
 
@@ -95,10 +95,13 @@ async fn try_sign_in(db: &PgPool, identity: &Identity) -> Result<Attempt> {
         country: None,
         region: None,
     };
-    let user_id = match users::insert(&mut tx, new).await {
+    let user_id = match users::insert(&mut tx, new).await? {
         Ok(id) => id,
-        Err(ApiError::Conflict { code: "email_taken", .. }) => return Ok(Attempt::Raced),
-        Err(e) => return Err(e),
+        // Not there when looked up above: a concurrent sign-in of the same person has
+        // created the account since (tests/api/social/flows.rs,
+        // `a_first_sign_in_that_loses_the_race_to_create_the_account_signs_in_to_the_winners`).
+        Err(Taken::Email) => return Ok(Attempt::Raced),
+        Err(taken @ Taken::Login) => return Err(taken.into()),
     };
     match social::insert(&mut tx, user_id, identity, true).await? {
         Ok(_) => {

@@ -1,8 +1,7 @@
 //! Partitioning of accounts and login history (docs/partitioning.md): the settings of
-//! the login history's upkeep, the periodic task that runs it, and the benchmark that
-//! measures the scheme (`bench`). The SQL is in `store::partitions`.
-
-pub mod bench;
+//! the login history's upkeep and the periodic task that runs it. The SQL is in
+//! `store::partitions`; the benchmark that measures the scheme is a crate of its own,
+//! `crates/partition-bench`, kept out of the service's binary.
 
 use std::time::Duration;
 

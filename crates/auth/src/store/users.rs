@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{BirthDate, Country, Email, Login, Region, password::Stored},
-    error::{ApiError, ConstraintErrors, Result, ResultExt},
+    error::{ApiError, Result, ResultExt},
 };
 
 /// An account as clients see it: never the password hash.
@@ -75,17 +75,39 @@ macro_rules! select_user {
     };
 }
 
-fn email_taken() -> ApiError {
-    ApiError::Conflict { code: "email_taken", detail: "An account with this email already exists." }
+/// Another account holds the value: what [`insert`] returns for it, to be matched by
+/// callers that expect it (a concurrent social sign-in of the same person,
+/// `oauth::linking`) and turned into the API's 409 by the others (`?`, through `From`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Email,
+    Login,
 }
 
-fn login_taken() -> ApiError {
-    ApiError::Conflict { code: "login_taken", detail: "This login is already taken." }
+/// The one place that says how a taken email or login is answered.
+impl From<Taken> for ApiError {
+    fn from(taken: Taken) -> Self {
+        match taken {
+            Taken::Email => ApiError::Conflict { code: "email_taken", detail: "An account with this email already exists." },
+            Taken::Login => ApiError::Conflict { code: "login_taken", detail: "This login is already taken." },
+        }
+    }
 }
 
 /// Emails and logins are unique through their lookup tables, written by a trigger on
 /// `users` (migrations/20261125000020_partitioning.sql, docs/partitioning.md).
-const UNIQUE_ACCOUNT: ConstraintErrors = &[("user_emails_pkey", email_taken), ("user_logins_pkey", login_taken)];
+const UNIQUE_ACCOUNT: [(&str, Taken); 2] = [("user_emails_pkey", Taken::Email), ("user_logins_pkey", Taken::Login)];
+
+/// The value another account holds, when that is why `e` was refused.
+fn taken(e: &sqlx::Error) -> Option<Taken> {
+    let constraint = e.as_database_error()?.constraint()?;
+    UNIQUE_ACCOUNT.iter().find(|(name, _)| *name == constraint).map(|(_, taken)| *taken)
+}
+
+/// `e` as the API answers it: 409 for a value another account holds.
+fn on_unique_account(e: sqlx::Error) -> ApiError {
+    taken(&e).map_or_else(|| e.into(), ApiError::from)
+}
 
 // The lookups of an account. Each reads one partition of `users` (and one of a lookup
 // table): `users` is split by a hash of the id, so a lookup by email or login goes
@@ -103,11 +125,12 @@ pub const CREDENTIALS_BY_EMAIL: &str =
 pub const CREDENTIALS_BY_LOGIN: &str =
     "SELECT id, password_hash, password_unnormalised FROM users WHERE id = (SELECT user_id FROM user_logins WHERE login = lower($1))";
 
-/// Creates the account with the built-in `user` role, in the caller's transaction.
+/// Creates the account with the built-in `user` role, in the caller's transaction; or
+/// says which of its values another account holds (an outer `?` then answers 409).
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
+pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Result<Uuid, Taken>> {
     let id = Uuid::now_v7();
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO users (id, email, email_verified, login, password_hash, birth_date, country, region)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -120,10 +143,15 @@ pub async fn insert(tx: &mut sqlx::PgConnection, new: NewUser) -> Result<Uuid> {
     .bind(new.country.as_ref().map(AsRef::as_ref))
     .bind(new.region.as_ref().map(AsRef::as_ref))
     .execute(&mut *tx)
-    .await
-    .on_constraints(UNIQUE_ACCOUNT)?;
+    .await;
+    if let Err(e) = inserted {
+        return match taken(&e) {
+            Some(taken) => Ok(Err(taken)),
+            None => Err(e.into()),
+        };
+    }
     grant_built_in_role(&mut *tx, id, "user").await?;
-    Ok(id)
+    Ok(Ok(id))
 }
 
 /// What granting a role did.
@@ -348,7 +376,7 @@ pub async fn update_profile(db: &mut sqlx::PgConnection, id: Uuid, change: Profi
     .bind(region)
     .execute(&mut *db)
     .await
-    .on_constraints(UNIQUE_ACCOUNT)?;
+    .map_err(on_unique_account)?;
     if updated.rows_affected() == 0 {
         return Ok(None);
     }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use auth::{
     domain::Email,
-    error::ApiError,
     partitions::PartitionSettings,
     store::{
         history,
@@ -111,6 +110,7 @@ async fn an_email_or_login_is_unique_across_partitions_of_users() {
         NewUser { login: Some(auth::domain::Login::parse("Holder").unwrap()), ..new_user("holder@example.com") },
     )
     .await
+    .unwrap()
     .unwrap();
     // A row that would live in another partition of users still cannot take them.
     let other = id_in_another_partition(&app.db, holder).await;
@@ -166,7 +166,7 @@ async fn a_second_claim_of_an_email_waits_for_the_first_and_fails_only_if_it_com
     for first_commits in [true, false] {
         let email = format!("claimed-{first_commits}@example.com");
         let mut first = app.db.begin().await.unwrap();
-        let first_id = users::insert(&mut first, new_user(&email)).await.unwrap();
+        let first_id = users::insert(&mut first, new_user(&email)).await.unwrap().unwrap();
         let db = app.db.clone();
         let second_email = email.clone();
         let second = tokio::spawn(async move {
@@ -184,10 +184,10 @@ async fn a_second_claim_of_an_email_waits_for_the_first_and_fails_only_if_it_com
         let outcome = second.await.unwrap();
         let holder: Uuid = sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
         if first_commits {
-            assert!(matches!(outcome, Err(ApiError::Conflict { code: "email_taken", .. })), "{outcome:?}");
+            assert!(matches!(outcome, Ok(Err(users::Taken::Email))), "{outcome:?}");
             assert_eq!(holder, first_id);
         } else {
-            assert_eq!(holder, outcome.unwrap());
+            assert_eq!(holder, outcome.unwrap().unwrap());
         }
     }
 }
@@ -429,9 +429,11 @@ async fn accounts_swapping_emails_or_logins_fail_at_once_without_a_deadlock() {
     let mut first = app.db.begin().await.unwrap();
     let a = users::insert(&mut first, NewUser { login: Some(auth::domain::Login::parse("Alpha").unwrap()), ..new_user("alpha@example.com") })
         .await
+        .unwrap()
         .unwrap();
     let b = users::insert(&mut first, NewUser { login: Some(auth::domain::Login::parse("Beta").unwrap()), ..new_user("beta@example.com") })
         .await
+        .unwrap()
         .unwrap();
     first.commit().await.unwrap();
     for (column, a_value, b_value) in [("email", "alpha@example.com", "beta@example.com"), ("login", "alpha", "beta")] {
@@ -658,5 +660,6 @@ async fn truncating_users_frees_their_emails_and_logins() {
     let mut conn = app.db.acquire().await.unwrap();
     users::insert(&mut conn, NewUser { login: Some(auth::domain::Login::parse("Member2").unwrap()), ..new_user("member2@example.com") })
         .await
+        .unwrap()
         .expect("the login and email of a truncated account are free");
 }

@@ -1,11 +1,22 @@
 //! The whole flow for every provider: authorize, callback, account created, signed in,
 //! signed in again to the same account, recorded in the login history.
 
+use auth::{
+    domain::Email,
+    oauth::{
+        Identity, Provider,
+        linking::{self, SignIn},
+    },
+    store::{
+        social,
+        users::{self, NewUser},
+    },
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::support::*;
-use crate::helpers::{PASSWORD, assert_problem, spawn_app};
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, until_a_session_waits_for_a_lock};
 
 /// Authorize carries what the provider requires; two sign-ins land in one account.
 async fn sign_up_and_in_again(kind: Kind, person: Person, expect_authorize: &[(&str, &str)]) {
@@ -258,4 +269,36 @@ async fn a_front_end_address_must_be_on_the_allow_list() {
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(crate::helpers::error_fields(&problem), ["redirect_uri"], "{bad}");
     }
+}
+
+/// Two first sign-ins of one person at once (two tabs, a double click on the consent
+/// screen): the one that creates the account second finds its email taken by the first,
+/// which has created the account and linked the identity meanwhile. It tries again and
+/// signs in to that account, rather than answer 409 `email_taken`. The first is played
+/// by hand, its transaction held open until the second waits on its email.
+#[tokio::test]
+async fn a_first_sign_in_that_loses_the_race_to_create_the_account_signs_in_to_the_winners() {
+    let app = spawn_app().await;
+    let email = Email::parse("racer@yandex.ru").unwrap();
+    let identity = Identity {
+        provider: Provider::Yandex,
+        subject: "racer-1".into(),
+        email: Some(email.clone()),
+        email_verified: true,
+        display_name: None,
+        birth_date: None,
+    };
+    let mut first = app.db.begin().await.unwrap();
+    let new = NewUser { email, email_verified: true, login: None, password_hash: None, birth_date: None, country: None, region: None };
+    let winner = users::insert(&mut first, new).await.unwrap().unwrap();
+    let second = tokio::spawn({
+        let (db, identity) = (app.db.clone(), identity.clone());
+        async move { linking::sign_in(&db, &identity).await }
+    });
+    until_a_session_waits_for_a_lock(&app.db).await;
+    assert!(social::insert(&mut first, winner, &identity, true).await.unwrap().is_ok(), "the identity was free");
+    first.commit().await.unwrap();
+    let outcome = second.await.unwrap();
+    assert!(matches!(outcome, Ok(SignIn::Linked(id)) if id == winner), "{outcome:?}");
+    assert_eq!((user_count(&app).await, social_count(&app).await), (1, 1));
 }

@@ -1,5 +1,7 @@
-//! `auth bench-partitions`: measures the partitioned schema against the same data
-//! unpartitioned (docs/partitioning.md).
+//! `partition-bench`: measures Auth's partitioned schema against the same data
+//! unpartitioned (docs/partitioning.md). A crate of its own, beside the `auth` library it
+//! measures, so that the service's binary and image do not carry it (`main.rs` is the
+//! command line).
 //!
 //! It fills a scratch database with an audience like ours — mostly Russian, skewed to
 //! the big cities, signing up faster every year, signing in from phones, browsers and
@@ -27,7 +29,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::{
+use auth::{
     config::Settings,
     domain::PasswordHasher,
     startup::MIGRATOR,
@@ -79,8 +81,8 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
         "--users, --history, --samples and --insert-connections must be positive"
     );
     // The service's connection settings, on both schemas alike.
-    let server = crate::startup::database_options(settings)?
-        .application_name("auth-bench-partitions")
+    let server = auth::startup::database_options(settings)?
+        .application_name("partition-bench")
         .log_statements(tracing::log::LevelFilter::Off)
         .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
     anyhow::ensure!(
@@ -802,7 +804,7 @@ fn report(args: &BenchArgs, fill_time: Duration, shape: &Shape, rows: &[Comparis
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n### bench-partitions: {} accounts, {} sign-ins over {HISTORY_MONTHS} months (filled in {:.0} s)\n",
+        "\n### partition-bench: {} accounts, {} sign-ins over {HISTORY_MONTHS} months (filled in {:.0} s)\n",
         args.users,
         args.history,
         fill_time.as_secs_f64()
