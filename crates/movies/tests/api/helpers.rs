@@ -9,6 +9,7 @@ use std::{
 };
 
 use reqwest::{Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
@@ -279,6 +280,7 @@ pub struct Movies {
     pub client: reqwest::Client,
     pub state: movies::state::AppState,
     _database: Database,
+    redis_url: String,
     redis_prefix: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -318,7 +320,8 @@ impl Movies {
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Self { addr, client: http_client(), state, _database: database, redis_prefix: settings.redis_key_prefix, shutdown: Some(tx) }
+        let redis_url = settings.redis_url.expose_secret().to_owned();
+        Self { addr, client: http_client(), state, _database: database, redis_url, redis_prefix: settings.redis_key_prefix, shutdown: Some(tx) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -328,6 +331,23 @@ impl Movies {
     /// The prefix of this instance's Redis keys.
     pub fn redis_prefix(&self) -> &str {
         &self.redis_prefix
+    }
+
+    /// Waits until an answer is in the answer cache under `key` (after the cache's
+    /// prefix and version, and may hold `*`: `genres:16`, `search:18:*:matrix`), and
+    /// returns the Redis keys it matches. Answers are written in the background, after
+    /// they are sent: a test whose next request must meet the cached answer waits here,
+    /// or it could fail for a write still on its way (or pass where a wrong key would
+    /// have been caught).
+    pub async fn cached(&self, key: &str) -> Vec<String> {
+        let redis = redis::Client::open(self.redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let pattern = format!("{}:v1:{key}", self.redis_prefix);
+        let keys = || {
+            let (mut redis, pattern) = (redis.clone(), pattern.clone());
+            async move { redis::cmd("KEYS").arg(&pattern).query_async::<Vec<String>>(&mut redis).await.unwrap() }
+        };
+        eventually(&format!("{pattern} in Redis"), Duration::from_secs(10), || async { !keys().await.is_empty() }).await;
+        keys().await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
