@@ -17,7 +17,7 @@
 //! A password change's check of the current password is counted by the same rules:
 //! it is a guess at the password too.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use axum::{
     http::StatusCode,
@@ -35,11 +35,15 @@ use crate::{
 
 /// Whose attempts are counted: the account, or, when no account matches, the
 /// identifier typed (keyed-hashed: keys in Redis carry no email addresses).
-pub struct AccountKey(String, Option<Uuid>);
+pub struct AccountKey {
+    key: String,
+    /// The account, when the identifier matched one.
+    user_id: Option<Uuid>,
+}
 
 impl AccountKey {
     pub fn account(id: Uuid) -> Self {
-        Self(format!("acct:{}", id.simple()), Some(id))
+        Self { key: format!("acct:{}", id.simple()), user_id: Some(id) }
     }
 
     /// For an identifier that matches no account; `identifier` is already normalised.
@@ -51,7 +55,7 @@ impl AccountKey {
     pub fn unknown(identifier: &str, secret: &IdentifierSecret) -> Self {
         let mac = crate::tokens::hmac_sha256(&secret.0, identifier.to_lowercase().as_bytes());
         let hex: String = mac[..16].iter().map(|b| format!("{b:02x}")).collect();
-        Self(format!("acct:~{hex}"), None)
+        Self { key: format!("acct:~{hex}"), user_id: None }
     }
 }
 
@@ -87,47 +91,53 @@ impl RateLimits {
     ///
     /// While the limits' Redis is down or slow, each instance counts on its own, so
     /// with N instances an account took N times its hourly limit of guesses. Then an
-    /// attempt on an existing account is also refused when the sign-in history already
-    /// holds the account-wide limit's burst of wrong passwords within its window:
-    /// PostgreSQL, which every instance writes, bounds the guesses across instances
-    /// (give or take the attempts in flight at that moment). One indexed read per
-    /// sign-in, only while the limiter is on its in-process store.
+    /// attempt is also refused when the sign-in history, which every instance writes,
+    /// already holds `login-account`'s burst of wrong passwords for the account within
+    /// the time that burst takes to refill (docs/rate-limiting.md, "When Redis is down
+    /// or slow", for what still passes). One read on the index of the account's
+    /// history, only while the limiter is on its in-process store; an identifier of no
+    /// account makes the same read, for nothing, so that the two cost the same.
     pub async fn admit_sign_in(&self, db: &PgPool, account: &AccountKey, ip: Option<IpAddr>) -> Result<Admitted, Verdict> {
         if !self.enabled {
             return Ok(Admitted { per_ip: None, per_account: None, verdict: Verdict::default() });
         }
-        let per_ip = Check::new(&self.policies.login_account_ip, &account.0).within(ip_subject(ip));
-        let per_account = Check::new(&self.policies.login_account, &account.0);
-        let verdict = reported(self.limiter.acquire(&[per_ip.clone(), per_account.clone()]).await, &self.policies.login_account_ip);
+        let per_ip = Check::new(&self.policies.login_account_ip, &account.key).within(ip_subject(ip));
+        let per_account = Check::new(&self.policies.login_account, &account.key);
+        let checks = [per_ip, per_account];
+        let verdict = reported(self.limiter.acquire(&checks).await, &self.policies.login_account_ip);
         if !verdict.allowed() {
             return Err(verdict);
         }
         if self.limiter.backend() == Backend::Local
-            && let Some(user_id) = account.1
-            && let Some(refused) = self.beyond_recorded_failures(db, user_id).await
+            && let Some(refused) = self.beyond_recorded_failures(db, account).await
         {
+            // Not checked, so not counted: as a refusal by Redis charges nothing.
+            self.limiter.refund(&checks).await;
             return Err(refused);
         }
+        let [per_ip, per_account] = checks;
         Ok(Admitted { per_ip: Some(per_ip), per_account: Some(per_account), verdict })
     }
 
     /// The account-wide refusal, when the sign-in history holds `login-account`'s burst
-    /// of wrong passwords within its window; it may retry once the oldest of them
-    /// leaves the window. A failed read refuses nothing: the in-process limits still
-    /// hold, and the sign-in needs PostgreSQL for what follows anyway.
-    async fn beyond_recorded_failures(&self, db: &PgPool, user_id: Uuid) -> Option<Verdict> {
+    /// of wrong passwords within the time the burst takes to refill; it may retry once
+    /// the oldest of them leaves that time. A failed read refuses nothing: the
+    /// in-process limits still hold, and the sign-in needs PostgreSQL for what follows
+    /// anyway.
+    async fn beyond_recorded_failures(&self, db: &PgPool, account: &AccountKey) -> Option<Verdict> {
         let policy = &self.policies.login_account;
-        let rate = policy.rate();
-        let oldest = match history::nth_latest_wrong_password(db, user_id, rate.window, rate.burst).await {
-            Ok(oldest) => oldest?,
+        let (burst, refill_seconds) = policy.quota();
+        // The nil id holds no history: an unknown identifier is read for, and never refused.
+        let user_id = account.user_id.unwrap_or(Uuid::nil());
+        let wait = match history::until_fewer_wrong_passwords(db, user_id, Duration::from_secs(refill_seconds), burst).await {
+            Ok(wait) => wait?,
             Err(e) => {
-                tracing::warn!(%user_id, error = %format_args!("{e:#}"), "could not count the account's recorded sign-in failures; the in-process limits alone apply");
+                tracing::warn!(error = %format_args!("{e:#}"), "could not count the account's recorded sign-in failures; the in-process limits alone apply");
                 return None;
             }
         };
-        let leaves = (oldest + rate.window - chrono::Utc::now()).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1));
-        let refused = Status { policy: policy.clone(), allowed: false, remaining: 0, reset: leaves, retry_after: leaves };
-        Some(Verdict { statuses: vec![refused] })
+        let wait = wait.max(Duration::from_secs(1));
+        Some(Verdict { statuses: vec![Status { policy: policy.clone(), allowed: false, remaining: 0, reset: wait, retry_after: wait }] })
     }
 }
 
@@ -219,14 +229,14 @@ mod tests {
     fn unknown_identifiers_are_hashed_case_insensitively_under_the_secret() {
         let secret = IdentifierSecret::new([7; 32]);
         let a = AccountKey::unknown("Viewer_42", &secret);
-        assert_eq!(a.0, AccountKey::unknown("viewer_42", &secret).0);
-        assert!(a.0.starts_with("acct:~") && a.0.len() == 6 + 32 && !a.0.contains("viewer"));
+        assert_eq!(a.key, AccountKey::unknown("viewer_42", &secret).key);
+        assert!(a.key.starts_with("acct:~") && a.key.len() == 6 + 32 && !a.key.contains("viewer"));
         // Not computable from the identifier alone: another secret, another key, and
         // not the plain SHA-256 these keys once were.
-        assert_ne!(a.0, AccountKey::unknown("viewer_42", &IdentifierSecret::new([8; 32])).0);
+        assert_ne!(a.key, AccountKey::unknown("viewer_42", &IdentifierSecret::new([8; 32])).key);
         use sha2::Digest as _;
         let plain: String = sha2::Sha256::digest(b"viewer_42")[..16].iter().map(|b| format!("{b:02x}")).collect();
-        assert!(!a.0.ends_with(&plain));
+        assert!(!a.key.ends_with(&plain));
         assert_eq!(format!("{secret:?}"), "IdentifierSecret(..)");
     }
 }

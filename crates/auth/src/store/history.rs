@@ -80,25 +80,43 @@ pub async fn record(db: impl PgExecutor<'_>, user_id: Option<Uuid>, client: &Cli
     Ok(())
 }
 
-/// When the account's `nth` latest wrong password within `window` was tried; `None`
-/// when it has had fewer. Read on the index of the account's history by time, within
-/// the window's partitions only (limits::sign_in, while the limits' Redis is down).
+/// How long until fewer than `burst` of the account's wrong passwords lie within the
+/// last `window`; `None` when fewer already do (limits::sign_in, while the limits'
+/// Redis is down). Times are the database's, as `attempted_at` is. Reads at most
+/// [`WRONG_PASSWORDS_ROWS_READ`] of the account's latest rows: an account flooded
+/// with more refused attempts than that within the window is left to the in-process
+/// limits, so that a flood makes each check no dearer.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn nth_latest_wrong_password(
+pub async fn until_fewer_wrong_passwords(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     window: std::time::Duration,
-    nth: u32,
-) -> Result<Option<DateTime<Utc>>> {
-    let since = Utc::now() - chrono::Duration::from_std(window).map_err(anyhow::Error::from)?;
-    Ok(sqlx::query_scalar(NTH_LATEST_WRONG_PASSWORD).bind(user_id).bind(since).bind(i64::from(nth.max(1)) - 1).fetch_optional(db).await?)
+    burst: u64,
+) -> Result<Option<std::time::Duration>> {
+    let seconds: Option<f64> = sqlx::query_scalar(WRONG_PASSWORDS_IN_WINDOW)
+        .bind(user_id)
+        .bind(window.as_secs_f64())
+        .bind(Method::Password.as_str())
+        .bind(Failure::WrongPassword.as_str())
+        .bind(WRONG_PASSWORDS_ROWS_READ)
+        .bind(i64::try_from(burst.max(1) - 1).unwrap_or(i64::MAX))
+        .fetch_optional(db)
+        .await?;
+    Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
 }
 
-/// [`nth_latest_wrong_password`]'s statement: `$1` the account, `$2` since when, `$3`
-/// how many of the latest to skip.
-pub const NTH_LATEST_WRONG_PASSWORD: &str = "SELECT attempted_at FROM login_history
-     WHERE user_id = $1 AND attempted_at > $2 AND method = 'password' AND failure_reason = 'wrong_password'
-     ORDER BY attempted_at DESC OFFSET $3 LIMIT 1";
+/// How many of an account's latest history rows [`until_fewer_wrong_passwords`] reads.
+pub const WRONG_PASSWORDS_ROWS_READ: i64 = 1000;
+
+/// [`until_fewer_wrong_passwords`]'s statement: `$1` the account, `$2` the window in
+/// seconds, `$3` the method and `$4` the failure counted, `$5` the rows read, `$6` how
+/// many of the latest such failures to skip.
+pub const WRONG_PASSWORDS_IN_WINDOW: &str = "SELECT EXTRACT(EPOCH FROM attempted_at + make_interval(secs => $2) - now())::float8
+       FROM (SELECT attempted_at, method, failure_reason FROM login_history
+              WHERE user_id = $1 AND attempted_at > now() - make_interval(secs => $2)
+              ORDER BY attempted_at DESC LIMIT $5) latest
+      WHERE method = $3 AND failure_reason = $4
+      ORDER BY attempted_at DESC OFFSET $6 LIMIT 1";
 
 /// Lists `auth_sign_ins_total` at zero for every method and outcome it can take, so an
 /// alert on failures or on a provider's sign-ins can tell zero from missing: every

@@ -440,32 +440,55 @@ async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit()
 
 /// While the limits' Redis is down, each instance counts sign-ins on its own, so N
 /// instances allowed N times the account-wide limit of guesses. The sign-in history,
-/// which every instance writes, then bounds them: here two wrong passwords tried on
-/// this instance and one recorded by another reach `login-account`'s burst of 3, and
-/// even the right password is refused until the oldest leaves the hour.
+/// which every instance writes, then bounds them: with `login-account` at 6 an hour,
+/// burst 3 (a burst refills in 30 minutes), two wrong passwords tried on this instance
+/// and one recorded by another reach the burst, and even the right password is
+/// refused until the oldest is 30 minutes old. A wrong password older than that does
+/// not count, and a refused attempt is not charged to the in-process limits.
 #[tokio::test]
 async fn while_the_limits_redis_is_down_the_account_limit_holds_across_instances_through_the_history() {
     let mut limits = RedisServer::start();
     let url = limits.url();
     limits.stop();
-    let app =
-        app_with(&[("AUTH_RATE_LIMIT_REDIS_URL", url.as_str()), ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "3/h"), ("AUTH_TRUSTED_PROXIES", "127.0.0.1")])
-            .await;
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_REDIS_URL", url.as_str()),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "6/h burst 3"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "4/h"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
     assert_eq!(app.state.limits.limiter.backend(), Backend::Local);
     let email = email();
     app.signup(&email).await;
+    let user_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
+    let elsewhere = |ago_minutes: i32| {
+        sqlx::query(
+            "INSERT INTO login_history (id, attempted_at, user_id, ip, device, method, success, failure_reason)
+             VALUES (gen_random_uuid(), now() - make_interval(mins => $2), $1, '198.51.100.52', 'web', 'password', false, 'wrong_password')",
+        )
+        .bind(user_id)
+        .bind(ago_minutes)
+        .execute(&app.db)
+    };
+    elsewhere(40).await.unwrap();
     for _ in 0..2 {
         assert_eq!(login_from(&app, "198.51.100.50", &email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(login_from(&app, "198.51.100.51", &email, PASSWORD).await.status(), StatusCode::OK, "two failures are under the limit");
-    let user_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
-    let elsewhere = auth::store::sessions::Client { ip: Some("198.51.100.52".parse().unwrap()), user_agent: None };
-    history::record(&app.db, Some(user_id), &elsewhere, history::Method::Password, Err(history::Failure::WrongPassword)).await.unwrap();
+    assert_eq!(login_from(&app, "198.51.100.51", &email, PASSWORD).await.status(), StatusCode::OK, "40 minutes back is past the burst's refill");
+    elsewhere(0).await.unwrap();
 
-    let refused = login_from(&app, "198.51.100.51", &email, PASSWORD).await;
-    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
-    assert!((3500..=3600).contains(&retry_after), "until the oldest of the three leaves the hour: {retry_after}");
-    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    for _ in 0..3 {
+        let refused = login_from(&app, "198.51.100.51", &email, PASSWORD).await;
+        let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+        assert!((1700..=1800).contains(&retry_after), "until the oldest of the three is 30 minutes old: {retry_after}");
+        assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    }
+    // The refusals charged nothing: this address has used one attempt of its 4 (a
+    // success gives its attempt back), so all 4 are left once the history allows.
+    sqlx::query("DELETE FROM login_history WHERE user_id = $1 AND failure_reason = 'wrong_password'").bind(user_id).execute(&app.db).await.unwrap();
+    let answer = login_from(&app, "198.51.100.51", &email, "wrong password").await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(header(&answer, "ratelimit").contains("\"login-account-ip\";r=3;"), "{}", header(&answer, "ratelimit"));
 }
 
 /// The limits can live in a Redis of their own (the deployment's never evicts):
