@@ -1,9 +1,10 @@
 //! How the cinema's services keep their logs few and free of secrets, in one place for
-//! `platform`, `ratelimit` and `auth-client` alike (auth-client, the light library
-//! other services link, takes neither `platform` nor any dependency through this crate).
+//! `platform` and `auth-client` alike (auth-client, the light library other services
+//! link, takes neither `platform` nor any dependency through this crate).
 //!
-//! - [`Outage`]: a failure that lasts (Redis, a trace collector, Auth) is told when it
-//!   starts, at most once a minute, and when it ends, only when its start was told.
+//! - [`Outage`]: a failure that lasts (the answer cache's Redis, a trace collector) is
+//!   told when it starts, at most once a minute, and when it ends, only when its start
+//!   was told.
 //! - [`AtMostEvery`]: a condition that recurs on every request (a refusal, a cap
 //!   reached) is told at most once a minute, with how often it happened meanwhile.
 //! - [`without_userinfo`]: a URL as shown in logs and spans, without its password.

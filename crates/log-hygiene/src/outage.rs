@@ -91,11 +91,6 @@ impl Outage {
         let failures = self.failures.swap(0, Ordering::Relaxed);
         std::mem::take(&mut told.start).then_some(failures)
     }
-
-    /// Whether the last report was a failure.
-    pub fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
@@ -113,10 +108,8 @@ mod tests {
         for _ in 0..100 {
             assert!(!outage.failed_at(start + Duration::from_secs(1)), "not per failure");
         }
-        assert!(outage.is_failing());
         assert_eq!(outage.succeeded(), Some(101), "the end, with the failures it saw");
         assert_eq!(outage.succeeded(), None);
-        assert!(!outage.is_failing());
         // A flap within the minute: neither its start nor its end is told.
         assert!(!outage.failed_at(start + Duration::from_secs(30)));
         assert_eq!(outage.succeeded(), None);

@@ -300,12 +300,13 @@ impl<E> ReportedExporter<E> {
     }
 }
 
-/// The Redis client's own log lines (its `log` records, through the bridge to
-/// tracing), at most one a minute. Its cluster client logs every attempt to reconnect
-/// to a node it cannot reach, with warnings and errors: about six lines a second while
-/// a Redis Cluster of the rate limiter is unreachable, which the limiter itself reports
-/// once (`ratelimit::limiter`, falling back to the in-process store and back). One line
-/// a minute keeps the client's details (which node, what error).
+/// The Redis cluster client's own log lines (its `log` records under `redis::cluster…`,
+/// through the bridge to tracing), at most one a minute. It logs every attempt to
+/// reconnect to a node it cannot reach, with warnings and errors: about six lines a
+/// second while a Redis Cluster of the rate limiter is unreachable, which the limiter
+/// itself reports (`ratelimit::limiter`, falling back to the in-process store and
+/// back). One line a minute keeps the client's details (which node, what error). The
+/// single-node client's lines (the cache's, the sessions') are not touched.
 #[derive(Debug, Default)]
 struct RedisClientLines(log_hygiene::AtMostEvery);
 
@@ -319,14 +320,14 @@ impl<S> tracing_subscriber::layer::Filter<S> for RedisClientLines {
     }
 }
 
-/// Whether an event is a `log` record of the Redis client: the bridge's events have
-/// the target `log`, and the record's own in the field `log.target`.
+/// Whether an event is a `log` record of the Redis cluster client: the bridge's events
+/// have the target `log`, and the record's own in the field `log.target`.
 fn is_redis_client_line(event: &tracing::Event<'_>) -> bool {
     struct LogTarget(bool);
     impl tracing::field::Visit for LogTarget {
         fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
             if field.name() == "log.target" {
-                self.0 = value == "redis" || value.starts_with("redis::");
+                self.0 = value.starts_with("redis::cluster");
             }
         }
         fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
@@ -499,7 +500,8 @@ mod tests {
 
     /// An unreachable Redis Cluster: its client logs each reconnection attempt (about six
     /// lines a second, through the `log` bridge, whose events look like these). One
-    /// line a minute is kept; every other line is not touched.
+    /// line a minute is kept; every other line, the single-node client's too, is not
+    /// touched.
     #[test]
     fn the_redis_clients_own_lines_are_logged_at_most_once_a_minute() {
         use tracing_subscriber::layer::SubscriberExt;
@@ -513,6 +515,7 @@ mod tests {
                 tracing::event!(target: "log", tracing::Level::WARN, log.target = "redis::cluster_handling::async_connection", "Failed to connect to node: 127.0.0.1:1");
                 tracing::event!(target: "log", tracing::Level::ERROR, log.target = "redis::cluster_handling::async_connection", "async cluster client recovery: slot refresh failed");
                 tracing::event!(target: "log", tracing::Level::WARN, log.target = "sqlx::query", "slow statement");
+                tracing::event!(target: "log", tracing::Level::ERROR, log.target = "redis::aio::connection_manager", "single node unreachable");
                 tracing::warn!(target: "ratelimit::limiter", "rate limits: Redis unavailable or slow");
             }
         });
@@ -520,6 +523,7 @@ mod tests {
         let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
         assert_eq!(count("async cluster client") + count("Failed to connect to node"), 1, "{text}");
         assert_eq!(count("slow statement"), 60);
+        assert_eq!(count("single node unreachable"), 60, "the single-node client's lines are all kept");
         assert_eq!(count("rate limits: Redis unavailable"), 60);
     }
 
