@@ -244,8 +244,8 @@ fn is_sdk_export_error(meta: &tracing::Metadata<'_>) -> bool {
 
 /// A span exporter that logs its outages: a warning when exports start failing (at
 /// most once a minute), an info line when one works again (only when its start was
-/// logged): the rules of [`Outage`]. Each failure is logged at debug. The SDK's error per failed export is filtered out
-/// of the log (`is_sdk_export_error`).
+/// logged): the rules of [`Outage`]. Each failure is logged at debug. The SDK's error
+/// per failed export is filtered out of the log (`is_sdk_export_error`).
 #[derive(Debug)]
 struct ReportedExporter<E> {
     inner: E,

@@ -271,8 +271,13 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
     let ahead: Vec<&str> = months.iter().filter(|m| m.from > now).map(|m| m.name.as_str()).collect();
     for mode in [PlanMode::Custom, PlanMode::Generic] {
         let mut conn = app.db.acquire().await.unwrap();
-        let scans =
-            scans_of(&mut conn, history::WRONG_PASSWORDS_IN_WINDOW, &format!("'{heavy}', 3600, 'password', 'wrong_password', 1000, 49"), mode).await;
+        let scans = scans_of(
+            &mut conn,
+            history::WRONG_PASSWORDS_IN_WINDOW,
+            &format!("'{heavy}', 3600, 'password', 'wrong_password', {}, 49", history::WRONG_PASSWORDS_ROWS_READ),
+            mode,
+        )
+        .await;
         let read = partitions_read(&scans, "login_history");
         assert!(read.iter().any(|p| hour.contains(p)), "{mode:?}: read {read:?}, the hour's months {hour:?}");
         // The months ahead are empty: whatever reads them reads nothing.
