@@ -155,6 +155,7 @@ pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
         if let Err(e) = purge_sessions(&db, &settings).await {
             tracing::warn!(error = format_args!("{e:#}"), "purging dead sessions failed; retrying at the next run");
         }
+        tracing::debug!("upkeep run done");
     }
 }
 

@@ -33,8 +33,41 @@ pub struct TestApp {
     pub state: AppState,
     pub key_file: PathBuf,
     pub settings: Settings,
-    db_name: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped after `shutdown` is sent (fields drop after `Drop::drop`).
+    _leftovers: Leftovers,
+}
+
+/// What a test app leaves behind, removed when this is dropped: its database, its
+/// development key file and its Redis keys. Made before the application starts, so a
+/// test whose application fails to start (or that panics anywhere) leaves none of them.
+struct Leftovers {
+    database: String,
+    key_file: PathBuf,
+    redis_prefix: String,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.key_file);
+        ratelimit::testing::delete_keys(&redis_url(), &self.redis_prefix);
+        drop_database(&self.database);
+    }
+}
+
+/// `DROP DATABASE … WITH (FORCE)`, from synchronous code that may run inside a runtime
+/// or while unwinding: on a thread with its own runtime. Errors are ignored.
+pub fn drop_database(name: &str) {
+    let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                let _ = conn.execute(sqlx::AssertSqlSafe(statement)).await;
+            }
+        });
+    })
+    .join();
 }
 
 pub struct Options {
@@ -83,6 +116,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     vars.extend(options.extra_vars);
     // Later entries override earlier ones.
     let settings = Settings::from_lookup(|name| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
+    let leftovers = Leftovers { database: db_name, key_file: key_file.clone(), redis_prefix: settings.redis_key_prefix.clone() };
     // The application creates its own database: that path is under test too.
     let app = Application::build(&settings).await.expect("the application starts");
     let addr = app.local_addr();
@@ -102,8 +136,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         state,
         key_file,
         settings,
-        db_name,
         shutdown: Some(tx),
+        _leftovers: leftovers,
     }
 }
 
@@ -112,20 +146,6 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let name = self.db_name.clone();
-        let _ = std::fs::remove_file(&self.key_file);
-        ratelimit::testing::delete_keys(&redis_url(), &self.settings.redis_key_prefix);
-        // Drop runs outside async context guarantees: use a thread with its own runtime.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-                    let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
     }
 }
 

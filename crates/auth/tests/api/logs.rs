@@ -30,7 +30,7 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
         .env("AUTH_JWT_DEV_KEY_FILE", dir.join("key.pem"))
         // Spans are exported (to a closed port: the export fails, which changes nothing).
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-        .env("RUST_LOG", "info,platform::http=debug")
+        .env("RUST_LOG", "info,platform::http=debug,auth::partitions=debug")
         // Bursts from one address, far beyond the anonymous limit.
         .env("AUTH_RATE_LIMIT_ENABLED", "false")
         // The upkeep's queries every second, on whichever worker thread runs it.
@@ -52,18 +52,7 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
             let _ = self.child.wait();
             let _ = std::fs::remove_dir_all(&self.dir);
             ratelimit::testing::delete_keys(&redis_url(), &self.prefix);
-            let database = self.database.clone();
-            // Outside any runtime, and maybe while unwinding: a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    use sqlx::{Connection, Executor};
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))).await;
-                    }
-                });
-            })
-            .join();
+            crate::helpers::drop_database(&self.database);
         }
     }
     let mut running = Running { child, database, prefix: format!("test:{id}"), dir: dir.clone() };
@@ -77,9 +66,22 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
     }
     // Readiness queries PostgreSQL; requests beside it land on the threads it queried on.
     let ids: Vec<String> = (0..24).map(|n| format!("logs-{id}-{n}")).collect();
+    // Upkeep runs so far, by their debug line.
+    let upkeep_runs = || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|l| l["fields"]["message"] == "upkeep run done")
+            .count()
+    };
     for round in ids.chunks(4) {
-        // Part of the stimulus, not a wait: an upkeep run (queries) between rounds.
-        std::thread::sleep(Duration::from_millis(1200));
+        // Part of the stimulus: an upkeep run (queries on some worker thread) between rounds.
+        let runs = upkeep_runs();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while upkeep_runs() <= runs {
+            assert!(Instant::now() < deadline, "no upkeep run within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         std::thread::scope(|s| {
             let (client, url) = (&client, &url);
             for request_id in round {
