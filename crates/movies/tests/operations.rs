@@ -197,6 +197,9 @@ async fn a_fresh_service_lists_its_counters_at_zero() {
     for outcome in ["unknown_account", "wrong_password", "password_not_set", "rate_limited"] {
         assert_eq!(m.expect("auth_sign_ins_total", &[("method", "password"), ("outcome", outcome)]), 0.0, "{outcome}");
     }
+    for outcome in ["wrong_password", "rate_limited"] {
+        assert_eq!(m.expect("auth_sign_ins_total", &[("method", "password_change"), ("outcome", outcome)]), 0.0, "{outcome}");
+    }
     for call in ["revocation_read", "session_state_write", "profile_write"] {
         assert_eq!(m.expect("auth_cache_failures_total", &[("call", call)]), 0.0, "{call}");
     }

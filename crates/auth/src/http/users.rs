@@ -16,7 +16,7 @@ use crate::{
     limits::sign_in::{AccountKey, SignInError},
     state::AppState,
     store::{
-        history::{self, Cursor, LoginAttempt},
+        history::{self, Cursor, Failure, LoginAttempt, Method},
         roles,
         sessions::{self, EndReason},
         users::{self, ProfileChange, User},
@@ -131,9 +131,18 @@ async fn change_password(
         (Some(_), None) => return Err(ApiError::field("current_password", "is required").into()),
         (None, Some(_)) => return Err(ApiError::field("current_password", "must be omitted: the account has no password yet").into()),
         (Some((hash, stored)), Some(current)) => {
-            let attempt =
-                state.limits.admit_sign_in(&state.db, &AccountKey::account(user.id()), client.ip).await.map_err(SignInError::TooManyAttempts)?;
+            // Refusals are recorded in the history, as sign-ins' are: the owner sees
+            // them, and they count there while the limits' Redis is down.
+            let attempt = match state.limits.admit_sign_in(&state.db, &AccountKey::account(user.id()), client.ip).await {
+                Ok(attempt) => attempt,
+                Err(verdict) => {
+                    history::record(&state.db, Some(user.id()), &client, Method::PasswordChange, Err(Failure::RateLimited)).await?;
+                    return Err(SignInError::TooManyAttempts(verdict));
+                }
+            };
             if !state.hasher.verify_stored(current, Some(hash.as_str()), *stored).await?.found() {
+                history::record(&state.db, Some(user.id()), &client, Method::PasswordChange, Err(Failure::WrongPassword)).await?;
+                tracing::info!(user_id = %user.id(), reason = Failure::WrongPassword.as_str(), "password change refused");
                 return Err(attempt.failed(ApiError::field("current_password", "is incorrect")));
             }
             attempt.succeeded(&state.limits).await;

@@ -16,6 +16,10 @@ use crate::{domain::DeviceClass, error::Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Password,
+    /// The current password a password change (`PUT /users/me/password`) checks: recorded
+    /// when refused (wrong, or too many attempts), so that the owner sees such guesses
+    /// and the account-wide limit counts them while the limits' Redis is down.
+    PasswordChange,
     Yandex,
     Vk,
     Google,
@@ -23,11 +27,13 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Self; 5] = [Self::Password, Self::Yandex, Self::Vk, Self::Google, Self::Mailru];
+    /// The ways to sign in, each of which can succeed.
+    pub const SIGN_IN: [Self; 5] = [Self::Password, Self::Yandex, Self::Vk, Self::Google, Self::Mailru];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
+            Self::PasswordChange => "password_change",
             Self::Yandex => "yandex",
             Self::Vk => "vk",
             Self::Google => "google",
@@ -96,7 +102,6 @@ pub async fn until_fewer_wrong_passwords(
     let seconds: Option<f64> = sqlx::query_scalar(WRONG_PASSWORDS_IN_WINDOW)
         .bind(user_id)
         .bind(window.as_secs_f64())
-        .bind(Method::Password.as_str())
         .bind(Failure::WrongPassword.as_str())
         .bind(WRONG_PASSWORDS_ROWS_READ)
         .bind(i64::try_from(burst.max(1) - 1).unwrap_or(i64::MAX))
@@ -109,26 +114,32 @@ pub async fn until_fewer_wrong_passwords(
 pub const WRONG_PASSWORDS_ROWS_READ: i64 = 1000;
 
 /// [`until_fewer_wrong_passwords`]'s statement: `$1` the account, `$2` the window in
-/// seconds, `$3` the method and `$4` the failure counted, `$5` the rows read, `$6` how
-/// many of the latest such failures to skip.
+/// seconds, `$3` the failure counted (a wrong password, at sign-in or at a password
+/// change), `$4` the rows read, `$5` how many of the latest such failures to skip.
 pub const WRONG_PASSWORDS_IN_WINDOW: &str = "SELECT EXTRACT(EPOCH FROM attempted_at + make_interval(secs => $2) - now())::float8
-       FROM (SELECT attempted_at, method, failure_reason FROM login_history
+       FROM (SELECT attempted_at, failure_reason FROM login_history
               WHERE user_id = $1 AND attempted_at > now() - make_interval(secs => $2)
-              ORDER BY attempted_at DESC LIMIT $5) latest
-      WHERE method = $3 AND failure_reason = $4
-      ORDER BY attempted_at DESC OFFSET $6 LIMIT 1";
+              ORDER BY attempted_at DESC LIMIT $4) latest
+      WHERE failure_reason = $3
+      ORDER BY attempted_at DESC OFFSET $5 LIMIT 1";
 
 /// Lists `auth_sign_ins_total` at zero for every method and outcome it can take, so an
 /// alert on failures or on a provider's sign-ins can tell zero from missing: every
-/// method's successes, and the password's failures (a provider's refusals happen at
-/// the provider, before an attempt is recorded).
+/// sign-in method's successes, the password's failures (a provider's refusals happen at
+/// the provider, before an attempt is recorded) and a password change's refused checks.
 pub fn register_metrics() {
-    metrics::describe_counter!("auth_sign_ins_total", "Sign-in attempts by method (password or provider) and outcome (success or why not).");
-    for method in Method::ALL {
+    metrics::describe_counter!(
+        "auth_sign_ins_total",
+        "Sign-in attempts by method (password, provider, or a password change's check of the current password) and outcome (success or why not)."
+    );
+    for method in Method::SIGN_IN {
         metrics::counter!("auth_sign_ins_total", "method" => method.as_str(), "outcome" => "success").increment(0);
     }
     for failure in Failure::ALL {
         metrics::counter!("auth_sign_ins_total", "method" => Method::Password.as_str(), "outcome" => failure.as_str()).increment(0);
+    }
+    for failure in [Failure::WrongPassword, Failure::RateLimited] {
+        metrics::counter!("auth_sign_ins_total", "method" => Method::PasswordChange.as_str(), "outcome" => failure.as_str()).increment(0);
     }
 }
 

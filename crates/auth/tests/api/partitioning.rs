@@ -274,7 +274,7 @@ async fn a_history_page_reads_the_users_rows_in_index_order_whatever_their_numbe
         let scans = scans_of(
             &mut conn,
             history::WRONG_PASSWORDS_IN_WINDOW,
-            &format!("'{heavy}', 3600, 'password', 'wrong_password', {}, 49", history::WRONG_PASSWORDS_ROWS_READ),
+            &format!("'{heavy}', 3600, 'wrong_password', {}, 49", history::WRONG_PASSWORDS_ROWS_READ),
             mode,
         )
         .await;

@@ -727,4 +727,70 @@ async fn a_password_change_guesses_the_current_password_only_as_often_as_a_sign_
     );
     assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
     assert_eq!(app.login(&owner, PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS, "sign-in shares the count");
+    // The owner sees every refused check in the history, with its address.
+    let history: Value = app.get_with("/api/v1/users/me/login-history", &stolen.access).await.json().await.unwrap();
+    let changes: Vec<(&str, &str)> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["method"] == "password_change")
+        .map(|item| (item["ip"].as_str().unwrap(), item["failure_reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("198.51.100.33", "rate_limited"),
+            ("198.51.100.32", "wrong_password"),
+            ("198.51.100.31", "rate_limited"),
+            ("198.51.100.31", "wrong_password"),
+            ("198.51.100.31", "wrong_password"),
+        ],
+        "{history}"
+    );
+}
+
+/// While the limits' Redis is down, a password change's wrong current passwords are
+/// in the history that every instance reads, as sign-ins' are: with `login-account`
+/// at burst 3, two guesses through a stolen token here and one wrong password at
+/// another instance refuse the owner's sign-in, and the next check too.
+#[tokio::test]
+async fn while_the_limits_redis_is_down_a_password_changes_wrong_guesses_count_across_instances() {
+    let mut limits = RedisServer::start();
+    let url = limits.url();
+    limits.stop();
+    let app = app_with(&[
+        ("AUTH_RATE_LIMIT_REDIS_URL", url.as_str()),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "6/h burst 3"),
+        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "4/h"),
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    assert_eq!(app.state.limits.limiter.backend(), Backend::Local);
+    let owner = email();
+    app.signup(&owner).await;
+    let stolen = crate::helpers::tokens(login_from(&app, "203.0.113.60", &owner, PASSWORD).await).await;
+    let change = |current: &'static str| {
+        app.client
+            .put(app.url("/api/v1/users/me/password"))
+            .bearer_auth(&stolen.access)
+            .header("x-forwarded-for", "198.51.100.60")
+            .json(&json!({"current_password": current, "new_password": "a brand new passphrase"}))
+            .send()
+    };
+    for guess in ["first guess", "second guess"] {
+        assert_problem(change(guess).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    // In this instance's memory: 2 of 4 from that address, 2 of 3 at the account.
+    assert_eq!(login_from(&app, "198.51.100.61", &owner, PASSWORD).await.status(), StatusCode::OK);
+    // Another instance's wrong password.
+    sqlx::query(
+        "INSERT INTO login_history (id, user_id, ip, device, method, success, failure_reason)
+         SELECT gen_random_uuid(), id, '198.51.100.62', 'web', 'password', false, 'wrong_password' FROM users WHERE email = $1",
+    )
+    .bind(&owner)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_problem(login_from(&app, "198.51.100.61", &owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
+    assert_problem(change(PASSWORD).await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
 }
