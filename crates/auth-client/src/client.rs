@@ -10,7 +10,7 @@ use std::{
 };
 
 use jsonwebtoken::{Algorithm, Validation, jwk::JwkSet};
-use log_hygiene::{AtMostEvery, without_userinfo};
+use log_hygiene::{AtMostEvery, Outage, without_userinfo};
 use moka::future::Cache;
 use revoked_tokens::RevokedTokens;
 use secrecy::ExposeSecret;
@@ -169,9 +169,12 @@ struct Inner {
     /// Tokens Auth said were revoked, by `jti`, until they expire: see
     /// [`AuthClient::found_revoked`].
     revoked: RevokedTokens,
-    /// Whether the last JWKS fetch failed, to log outages once rather than per retry
-    /// and to report Auth unreachable (`auth_reachable`).
+    /// Whether the last JWKS fetch failed, to report Auth unreachable (`auth_reachable`)
+    /// and retry soon.
     jwks_failing: AtomicBool,
+    /// The JWKS fetch's outages, logged once rather than per retry, and their starts at
+    /// most once a minute however often Auth flaps.
+    jwks_outage: Outage,
     /// Told when a JWKS fetch starts failing, so the background refresh retries soon.
     jwks_failed: tokio::sync::Notify,
     /// `Authorization: Basic` of every introspection, built once (marked sensitive).
@@ -234,6 +237,7 @@ impl AuthClient {
                 introspections,
                 revoked: RevokedTokens::new(),
                 jwks_failing: AtomicBool::new(false),
+                jwks_outage: Outage::default(),
                 jwks_failed: tokio::sync::Notify::new(),
             }),
         })
@@ -305,15 +309,18 @@ impl AuthClient {
     async fn refresh_keys_within(&self, timeout: Duration) -> bool {
         match self.fetch_keys(timeout).await {
             Ok(loaded) => {
-                if self.inner.jwks_failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(keys = loaded, "JWKS fetched again");
+                self.inner.jwks_failing.store(false, Ordering::Relaxed);
+                if let Some(failures) = self.inner.jwks_outage.succeeded() {
+                    tracing::info!(keys = loaded, failures, "JWKS fetched again");
                 }
                 true
             }
             Err(why) => {
                 if !self.inner.jwks_failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %why, "JWKS fetch failed; keeping the keys already known and retrying");
                     self.inner.jwks_failed.notify_one();
+                }
+                if self.inner.jwks_outage.failed() {
+                    tracing::warn!(error = %why, "JWKS fetch failed; keeping the keys already known and retrying");
                 }
                 false
             }
@@ -670,6 +677,34 @@ mod tests {
     fn signed(claims: &Value) -> String {
         let der = [PKCS8_PREFIX.as_slice(), SEED.as_slice()].concat();
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    }
+
+    /// Auth flapping (down, up, down, up within a minute) while the keys are fetched:
+    /// the outage's start and end are logged once each, not at every flap.
+    #[tokio::test]
+    async fn a_flapping_jwks_is_logged_once_a_minute() {
+        let (logs, _guard) = log_hygiene::testing::CapturedLogs::capture(tracing::Level::INFO);
+        let up = Arc::new(AtomicBool::new(false));
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": PUBLIC_X, "kid": "k1", "alg": "EdDSA", "use": "sig"}]});
+        let answer = {
+            let up = up.clone();
+            move || {
+                let body = up.load(Ordering::Relaxed).then(|| axum::Json(jwks.clone()));
+                async move { body.ok_or(axum::http::StatusCode::SERVICE_UNAVAILABLE) }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(axum::serve(listener, axum::Router::new().route("/.well-known/jwks.json", axum::routing::get(answer))).into_future());
+        let client = AuthClient::new(AuthClientConfig::new(url, "movies", secrecy::SecretString::from("a-test-secret-0123456789abcdef"))).unwrap();
+        for auth_up in [false, false, true, false, false, true] {
+            up.store(auth_up, Ordering::Relaxed);
+            assert_eq!(client.refresh_keys().await, auth_up);
+        }
+        let text = logs.text();
+        let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+        assert_eq!((count("JWKS fetch failed"), count("JWKS fetched again")), (1, 1), "{text}");
+        assert!(text.contains("failures=2"), "the end tells the failures it saw: {text}");
     }
 
     /// RFC 7515 §4.1.11: a header naming critical extensions we do not understand (any:

@@ -9,11 +9,15 @@
 //!   reached) is told at most once a minute, with how often it happened meanwhile.
 //! - [`without_userinfo`]: a URL as shown in logs and spans, without its password.
 //!
+//! With the feature `test-support`, [`testing::CapturedLogs`] captures what a test logs.
+//!
 //! Each is driven by requests or retries: without them, whoever sends the requests, or
 //! a dependency that fails, would choose how much the log says.
 
 mod outage;
 mod repeated;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod url;
 
 pub use outage::Outage;

@@ -10,6 +10,8 @@ use std::{
     time::Duration,
 };
 
+use log_hygiene::Outage;
+
 use crate::{
     gcra::{Outcome, Params},
     local::LocalStore,
@@ -162,6 +164,9 @@ struct Inner {
     timeout: Duration,
     probe_interval: Duration,
     on_local: AtomicBool,
+    /// The switches to the in-process store, logged at most once a minute (with their
+    /// return to Redis), however often a slow Redis makes the limiter switch.
+    outage: Outage,
     fallbacks: AtomicU64,
     optimistic: AtomicU64,
 }
@@ -188,6 +193,7 @@ impl Limiter {
                 optimistic_min_burst: config.optimistic_min_burst,
                 timeout: config.redis_timeout,
                 probe_interval: config.probe_interval,
+                outage: Outage::default(),
                 fallbacks: AtomicU64::new(0),
                 optimistic: AtomicU64::new(0),
             }),
@@ -401,7 +407,9 @@ impl Limiter {
         self.inner.fallbacks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("ratelimit_fallbacks_total").increment(1);
         metrics::gauge!("ratelimit_fallback_active").set(1.0);
-        tracing::warn!(reason, "rate limits: Redis unavailable or slow; each instance now limits on its own until Redis answers again");
+        if self.inner.outage.failed() {
+            tracing::warn!(reason, "rate limits: Redis unavailable or slow; each instance now limits on its own until Redis answers again");
+        }
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(probe_until_back(weak));
     }
@@ -423,7 +431,9 @@ async fn probe_until_back(weak: Weak<Inner>) {
         if let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.probe_write(&inner.probe_key())).await {
             inner.on_local.store(false, Ordering::Release);
             metrics::gauge!("ratelimit_fallback_active").set(0.0);
-            tracing::info!("rate limits: Redis answers again; limits are shared again");
+            if let Some(switches) = inner.outage.succeeded() {
+                tracing::info!(switches, "rate limits: Redis answers again; limits are shared again");
+            }
             return;
         }
     }

@@ -179,6 +179,30 @@ async fn when_redis_dies_the_in_process_store_takes_over_until_it_is_back() {
     assert_eq!(limiter.fallbacks(), 1);
 }
 
+/// A Redis that goes away twice within a minute: the first switch to the in-process
+/// store and its return are logged, the second pair is not (a Redis slower than the
+/// deadline now and then would otherwise log a pair at every switch).
+#[tokio::test]
+async fn switches_to_the_in_process_store_are_logged_at_most_once_a_minute() {
+    let (logs, _guard) = log_hygiene::testing::CapturedLogs::capture(tracing::Level::INFO);
+    let mut server = RedisServer::start();
+    let limiter = Limiter::new(config(RedisTarget::Single(server.url()))).unwrap();
+    // A small burst: every check asks Redis (never decided optimistically).
+    let policy = Policy::new("p", "2/h".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.9")];
+    assert!(limiter.acquire(&check).await.allowed());
+    for outage in 1..=2 {
+        server.stop();
+        limiter.acquire(&check).await;
+        assert_eq!((limiter.backend(), limiter.fallbacks()), (Backend::Local, outage));
+        server.restart();
+        wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+    }
+    let text = logs.text();
+    let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+    assert_eq!((count("Redis unavailable or slow"), count("limits are shared again")), (1, 1), "{text}");
+}
+
 /// A full Redis that refuses writes (`noeviction`, as the limits' own Redis runs) still
 /// answers PING and script loads: the limiter stays on the in-process store until a
 /// write goes through, rather than return to Redis at every probe and fall back again
