@@ -3,11 +3,8 @@
 //! checks by itself when Auth is back.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering::SeqCst},
-    },
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use auth_client::BreakerState;
@@ -68,32 +65,31 @@ impl Answer {
 }
 
 /// Introspection calls about viewers' tokens a stand-in received (all but the start-up
-/// check of the credentials), and the most that were in flight at once.
+/// check of the credentials): when each arrived, and when it left (answered, or its
+/// caller gone).
 #[derive(Default)]
-struct Calls {
-    made: AtomicUsize,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-}
+struct Calls(std::sync::Mutex<Vec<(Instant, Option<Instant>)>>);
 
 /// One call in flight, from its arrival until it is answered or its caller gives up:
 /// hyper drops the handler, and this with it, when the caller closes the connection.
-struct InFlight(Arc<Calls>);
+struct InFlight(Arc<Calls>, usize);
 
 impl InFlight {
     fn enter(calls: &Arc<Calls>) -> Self {
-        calls.made.fetch_add(1, SeqCst);
-        let now = calls.in_flight.fetch_add(1, SeqCst) + 1;
-        calls.most_in_flight.fetch_max(now, SeqCst);
-        Self(calls.clone())
+        let mut spans = calls.0.lock().unwrap();
+        spans.push((Instant::now(), None));
+        Self(calls.clone(), spans.len() - 1)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, SeqCst);
+        self.0.0.lock().unwrap()[self.1].1 = Some(Instant::now());
     }
 }
+
+/// How long before its timeout a caller counts as gone (`StandIn::most_in_flight`).
+const CALLER_GONE: Duration = Duration::from_millis(100);
 
 /// A stand-in for Auth: serves the real Auth's keys, answers every introspection with
 /// one `Answer`, and counts the calls, so tests can measure how many are in flight at
@@ -131,12 +127,29 @@ impl StandIn {
 
     /// Introspection calls received about viewers' tokens.
     fn calls(&self) -> usize {
-        self.calls.made.load(SeqCst)
+        self.calls.0.lock().unwrap().len()
     }
 
-    /// The most introspection calls about viewers' tokens in flight at once.
-    fn most_in_flight(&self) -> usize {
-        self.calls.most_in_flight.load(SeqCst)
+    /// The most introspection calls about viewers' tokens in flight at once, a call
+    /// counting until it left or, at the latest, [`CALLER_GONE`] before its caller's
+    /// `timeout` had passed since its arrival. The caller takes its place under the cap
+    /// for another call when its own timer ends the call, and the stand-in learns of it
+    /// when that connection's close reaches it: two connections, whose packets may reach
+    /// it in either order. A cap exceeded keeps one call more in flight for most of a
+    /// timeout, far beyond the margin.
+    fn most_in_flight(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
+        let spans = self.calls.0.lock().unwrap();
+        let mut edges: Vec<(Instant, i32)> = spans
+            .iter()
+            .flat_map(|&(arrived, left)| {
+                let gone = arrived + timeout.saturating_sub(CALLER_GONE);
+                [(arrived, 1), (left.unwrap_or(now).min(gone), -1)]
+            })
+            .collect();
+        // At equal times, leaving before arriving: touching spans do not overlap.
+        edges.sort();
+        edges.iter().scan(0, |in_flight, &(_, step)| Some(*in_flight + step).inspect(|n| *in_flight = *n)).max().unwrap_or(0) as usize
     }
 }
 
@@ -305,9 +318,9 @@ async fn introspection_calls_in_flight_are_capped_and_the_rest_served_degraded_a
     let (answers, calls) = burst(&movies, &slow, &tokens.iter().collect::<Vec<_>>()).await;
     // Measured by Auth over the whole burst: both places were taken at once, never more.
     // (Tokens still waiting when the first calls time out take their places and call
-    // too, four calls in all; a call that timed out leaves the stand-in's count when
-    // its caller closes the connection, which reaches it before the next call does.)
-    assert_eq!(slow.most_in_flight(), 2, "introspection calls in flight at once, of {calls}");
+    // too, up to four calls in all; a call that timed out counts until its caller's
+    // timeout, whichever connection's packets reach the stand-in first.)
+    assert_eq!(slow.most_in_flight(Duration::from_millis(1000)), 2, "introspection calls in flight at once, of {calls}");
     assert_eq!(degraded(&answers), 6, "no answer came for any token");
     assert_eq!(movies.state.auth.breaker_state(), BreakerState::Closed, "at most four calls failed, under the threshold of five");
 }
@@ -321,7 +334,7 @@ async fn a_token_waits_for_a_place_within_the_introspection_timeout() {
     let tokens = subscribers(&auth, 6).await;
     let (answers, calls) = burst(&movies, &slow, &tokens.iter().collect::<Vec<_>>()).await;
     assert_eq!((calls, degraded(&answers)), (6, 0));
-    assert_eq!(slow.most_in_flight(), 2, "two at a time");
+    assert_eq!(slow.most_in_flight(Duration::from_millis(5000)), 2, "two at a time");
 }
 
 /// Requests with one token at once make one call, whatever their number: a burst of
