@@ -19,6 +19,10 @@ const MAX_REFRESH_TTL_SECONDS: u64 = 366 * 24 * 3600;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The operations listener (`AUTH_OPS_LISTEN`): the probes and `/metrics` on a port
+    /// of their own, outside the connection cap; `/metrics` is then off `listen`.
+    /// `None` (the default): both on `listen` (`platform::ops`).
+    pub ops_listen: Option<SocketAddr>,
     pub database_url: SecretString,
     pub database_max_connections: u32,
     /// Client connections served at once (`AUTH_MAX_CONNECTIONS`), within the
@@ -86,8 +90,10 @@ impl Settings {
         let env = Env::new(&lookup);
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let database_max_connections = env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?;
+        let listen = env.parse("AUTH_LISTEN", "127.0.0.1:8000")?;
         Ok(Self {
-            listen: env.parse("AUTH_LISTEN", "127.0.0.1:8000")?,
+            listen,
+            ops_listen: platform::ops::listen_setting(&env, "AUTH_OPS_LISTEN", "AUTH_LISTEN", listen)?,
             database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
             database_max_connections,
             max_connections: platform::connections::max_connections(&env, "AUTH_MAX_CONNECTIONS", database_max_connections)?,
@@ -130,6 +136,7 @@ impl Settings {
     pub fn unknown_variables() -> Vec<String> {
         const KNOWN: &[&str] = &[
             "AUTH_LISTEN",
+            "AUTH_OPS_LISTEN",
             "AUTH_DATABASE_URL",
             "AUTH_DATABASE_MAX_CONNECTIONS",
             "AUTH_MAX_CONNECTIONS",
@@ -222,6 +229,19 @@ mod tests {
     fn the_connection_cap_is_read_from_its_variable() {
         assert_eq!(with(&[("AUTH_MAX_CONNECTIONS", "200")]).unwrap().max_connections.max, 200);
         assert_eq!(with(&[("AUTH_MAX_CONNECTIONS", "0")]).unwrap_err().name, "AUTH_MAX_CONNECTIONS");
+    }
+
+    /// The rules are `platform::ops::listen_setting`'s, tested there; this is the wiring
+    /// of the variable, against the API's own address.
+    #[test]
+    fn the_operations_listener_is_read_from_its_variable() {
+        assert_eq!(with(&[]).unwrap().ops_listen, None);
+        assert_eq!(with(&[("AUTH_OPS_LISTEN", "0.0.0.0:9000")]).unwrap().ops_listen, Some("0.0.0.0:9000".parse().unwrap()));
+        let err = with(&[("AUTH_OPS_LISTEN", "9000")]).unwrap_err();
+        assert_eq!(err.name, "AUTH_OPS_LISTEN");
+        assert!(err.to_string().starts_with("AUTH_OPS_LISTEN: cannot parse \"9000\""), "{err}");
+        let err = with(&[("AUTH_LISTEN", "0.0.0.0:8000"), ("AUTH_OPS_LISTEN", "127.0.0.1:8000")]).unwrap_err();
+        assert_eq!(err.to_string(), "AUTH_OPS_LISTEN: must differ from AUTH_LISTEN (0.0.0.0:8000): the operations listener needs a port of its own");
     }
 
     #[test]

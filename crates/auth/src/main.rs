@@ -30,8 +30,8 @@ enum Command {
     /// AUTH_LOGIN_HISTORY_RETENTION_MONTHS, and delete dead sessions past
     /// AUTH_ENDED_SESSION_RETENTION_DAYS, once (the service also does it periodically).
     MaintainPartitions,
-    /// Exit 0 when the service on AUTH_LISTEN answers its readiness probe: the container
-    /// healthcheck of images without a shell or curl.
+    /// Exit 0 when the service answers its readiness probe, on AUTH_OPS_LISTEN when set,
+    /// else on AUTH_LISTEN: the container healthcheck of images without a shell or curl.
     Healthcheck,
 }
 
@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
     }
     if let Some(Command::Healthcheck) = cli.command {
         return match Settings::from_env() {
-            Ok(settings) => platform::probe::healthcheck("auth", settings.listen).await,
+            Ok(settings) => platform::probe::healthcheck("auth", settings.listen, settings.ops_listen).await,
             Err(e) => {
                 eprintln!("auth: configuration error: {e}");
                 ExitCode::from(platform::service::CONFIG_ERROR)
@@ -73,6 +73,9 @@ async fn main() -> ExitCode {
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "auth listening");
+    if let Some(address) = app.ops_addr() {
+        tracing::info!(%address, max_connections = platform::ops::MAX_CONNECTIONS, "auth operations listener (probes and /metrics) listening");
+    }
     app.run_until_stopped().await
 }
 

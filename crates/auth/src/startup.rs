@@ -24,6 +24,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The operations listener and its router, when one is set (`platform::ops`).
+    ops: Option<(TcpListener, axum::Router)>,
     state: AppState,
     partitions: crate::partitions::PartitionSettings,
     shutdown_timeout: Duration,
@@ -67,11 +69,16 @@ impl Application {
         // limits while the connection opens.
         state.limits.limiter.warm_up(Duration::from_secs(2)).await;
         crate::store::users::note_unnormalised_hashes(&state.db, &state.hasher).await;
-        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let router = http::router(state.clone(), settings.http(), settings.body_limit_bytes);
+        let listener = platform::ops::bind(settings.listen, "AUTH_LISTEN").await?;
+        let ops_listener = match settings.ops_listen {
+            Some(addr) => Some(platform::ops::bind(addr, "AUTH_OPS_LISTEN").await?),
+            None => None,
+        };
+        let routers = http::router(state.clone(), settings.http(), settings.body_limit_bytes, ops_listener.is_some());
         Ok(Self {
             listener,
-            router,
+            router: routers.api,
+            ops: ops_listener.zip(routers.ops),
             state,
             partitions: settings.partitions.clone(),
             shutdown_timeout: settings.shutdown_timeout,
@@ -81,6 +88,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The operations listener's address, when one is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(listener, _)| listener.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -98,7 +110,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Login history partitions ahead of the clock, expired months dropped.
         let maintenance = tokio::spawn(crate::partitions::run_periodically(self.state.db.clone(), self.partitions));
-        let served = platform::server::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
+        let served = platform::ops::serve((self.listener, self.router), self.ops, shutdown, self.shutdown_timeout, self.max_connections).await;
         maintenance.abort();
         platform::server::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;

@@ -14,6 +14,10 @@ const PREFIX: &str = "MOVIES_";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The operations listener (`MOVIES_OPS_LISTEN`): the probes and `/metrics` on a
+    /// port of their own, outside the connection cap; `/metrics` is then off `listen`.
+    /// `None` (the default): both on `listen` (`platform::ops`).
+    pub ops_listen: Option<SocketAddr>,
     pub database_url: SecretString,
     pub database_max_connections: u32,
     /// Client connections served at once (`MOVIES_MAX_CONNECTIONS`), within the
@@ -52,8 +56,10 @@ impl Settings {
         let env = Env::new(&lookup);
         let auth = auth_client(&env)?;
         let database_max_connections = env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?;
+        let listen = env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?;
         Ok(Self {
-            listen: env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?,
+            listen,
+            ops_listen: platform::ops::listen_setting(&env, "MOVIES_OPS_LISTEN", "MOVIES_LISTEN", listen)?,
             database_url: env.string("MOVIES_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/movies").into(),
             database_max_connections,
             max_connections: platform::connections::max_connections(&env, "MOVIES_MAX_CONNECTIONS", database_max_connections)?,
@@ -88,6 +94,7 @@ impl Settings {
             PREFIX,
             [
                 "MOVIES_LISTEN",
+                "MOVIES_OPS_LISTEN",
                 "MOVIES_DATABASE_URL",
                 "MOVIES_DATABASE_MAX_CONNECTIONS",
                 "MOVIES_MAX_CONNECTIONS",
@@ -303,6 +310,22 @@ mod tests {
     fn the_connection_cap_is_read_from_its_variable() {
         assert_eq!(with(&[("MOVIES_MAX_CONNECTIONS", "200")]).unwrap().max_connections.max, 200);
         assert_eq!(with(&[("MOVIES_MAX_CONNECTIONS", "0")]).unwrap_err().name, "MOVIES_MAX_CONNECTIONS");
+    }
+
+    /// The rules are `platform::ops::listen_setting`'s, tested there; this is the wiring
+    /// of the variable, against the API's own address.
+    #[test]
+    fn the_operations_listener_is_read_from_its_variable() {
+        assert_eq!(with(&[]).unwrap().ops_listen, None);
+        assert_eq!(with(&[("MOVIES_OPS_LISTEN", "0.0.0.0:9000")]).unwrap().ops_listen, Some("0.0.0.0:9000".parse().unwrap()));
+        let err = with(&[("MOVIES_OPS_LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(err.name, "MOVIES_OPS_LISTEN");
+        assert!(err.to_string().starts_with("MOVIES_OPS_LISTEN: cannot parse \"nowhere\""), "{err}");
+        let err = with(&[("MOVIES_OPS_LISTEN", "127.0.0.1:8001")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MOVIES_OPS_LISTEN: must differ from MOVIES_LISTEN (127.0.0.1:8001): the operations listener needs a port of its own"
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ enum Command {
     },
     /// Print the OpenAPI document (the contract in contracts/movies.openapi.json).
     Openapi,
-    /// Exit 0 when the service on MOVIES_LISTEN answers its readiness probe: the container
-    /// healthcheck of images without a shell or curl.
+    /// Exit 0 when the service answers its readiness probe, on MOVIES_OPS_LISTEN when set,
+    /// else on MOVIES_LISTEN: the container healthcheck of images without a shell or curl.
     Healthcheck,
 }
 
@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     }
     if let Some(Command::Healthcheck) = cli.command {
         return match Settings::from_env() {
-            Ok(settings) => platform::probe::healthcheck("movies", settings.listen).await,
+            Ok(settings) => platform::probe::healthcheck("movies", settings.listen, settings.ops_listen).await,
             Err(e) => {
                 eprintln!("movies: configuration error: {e}");
                 ExitCode::from(platform::service::CONFIG_ERROR)
@@ -71,6 +71,9 @@ async fn main() -> ExitCode {
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "movies listening");
+    if let Some(address) = app.ops_addr() {
+        tracing::info!(%address, max_connections = platform::ops::MAX_CONNECTIONS, "movies operations listener (probes and /metrics) listening");
+    }
     app.run_until_stopped().await
 }
 

@@ -19,6 +19,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The operations listener and its router, when one is set (`platform::ops`).
+    ops: Option<(TcpListener, axum::Router)>,
     state: AppState,
     shutdown_timeout: Duration,
     max_connections: platform::connections::ConnectionCap,
@@ -44,13 +46,29 @@ impl Application {
         limits.limiter.warm_up(Duration::from_secs(2)).await;
         let playback = std::sync::Arc::new(crate::playback::UrlSigner::from_settings(&settings.stream));
         let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits), playback };
-        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-        let router = http::router(state.clone(), settings.http());
-        Ok(Self { listener, router, state, shutdown_timeout: settings.shutdown_timeout, max_connections: settings.max_connections })
+        let listener = platform::ops::bind(settings.listen, "MOVIES_LISTEN").await?;
+        let ops_listener = match settings.ops_listen {
+            Some(addr) => Some(platform::ops::bind(addr, "MOVIES_OPS_LISTEN").await?),
+            None => None,
+        };
+        let routers = http::router(state.clone(), settings.http(), ops_listener.is_some());
+        Ok(Self {
+            listener,
+            router: routers.api,
+            ops: ops_listener.zip(routers.ops),
+            state,
+            shutdown_timeout: settings.shutdown_timeout,
+            max_connections: settings.max_connections,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The operations listener's address, when one is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(listener, _)| listener.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -65,7 +83,7 @@ impl Application {
     /// flight up to `MOVIES_SHUTDOWN_TIMEOUT_SECONDS` to finish and closes the pool.
     /// (The caller flushes the spans: `platform::service::run`.)
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let served = platform::server::serve(self.listener, self.router, shutdown, self.shutdown_timeout, self.max_connections).await;
+        let served = platform::ops::serve((self.listener, self.router), self.ops, shutdown, self.shutdown_timeout, self.max_connections).await;
         platform::server::close_pool(&self.state.db, Duration::from_secs(2)).await;
         served?;
         Ok(())

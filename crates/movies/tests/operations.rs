@@ -1,5 +1,6 @@
-//! What the people running the services rely on: `GET /metrics` on both services, and
-//! a graceful shutdown of a real service process on SIGTERM.
+//! What the people running the services rely on: `GET /metrics` on both services, the
+//! operations listener (probes and `/metrics` outside the connection cap), and a
+//! graceful shutdown of a real service process on SIGTERM.
 //!
 //! Auth runs as the real binary (a child process); the movies API in this process,
 //! as in the other tests. One binary, so the metrics recorder of this process is the
@@ -276,6 +277,111 @@ async fn a_service_started_with_its_limits_redis_down_shows_the_fallback() {
             assert_eq!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", outcome)]), 0.0, "{policy} {outcome}");
         }
     }
+}
+
+/// A connection to `addr` that asked `GET /health/live`, was answered, and stays open,
+/// idle on keep-alive: it holds one of the listener's places.
+async fn held_connection(addr: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = whole_response(&mut socket, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    socket
+}
+
+/// One response (headers and a `Content-Length` body) read from `socket`; a panic when
+/// it has not come whole within `within`.
+async fn whole_response(socket: &mut tokio::net::TcpStream, within: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse::<usize>().unwrap()))
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => panic!("the connection closed before a whole response: {text:?}"),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
+}
+
+/// `movies healthcheck` run as the container runs it, with only these variables:
+/// whether it passed, and what it said.
+async fn movies_healthcheck(vars: &[(&str, &str)]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_movies"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The movies binary with its operations listener set and its connection cap at 2,
+/// both places held by idle kept-alive connections: the operations listener answers
+/// the probes and `/metrics` at once, and `movies healthcheck` passes by asking it,
+/// while the API listener accepts nothing more until a place frees (and fails the same
+/// healthcheck without it). `/metrics` is a 404 on the API's port; the operations
+/// listener serves nothing but the probes and `/metrics`, and its connections are not
+/// counted in the API listener's series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ops_listener_answers_while_the_connection_cap_is_held_and_keeps_metrics_off_the_api_port() {
+    use tokio::io::AsyncWriteExt;
+    let auth = Auth::process().await;
+    let ops = format!("127.0.0.1:{}", free_port());
+    let movies = MoviesProcess::spawn(&auth.url, &[("MOVIES_MAX_CONNECTIONS", "2".into()), ("MOVIES_OPS_LISTEN", ops.clone())]).await;
+    let api = movies.url.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap();
+    let metrics_on_api = client.get(format!("{}/metrics", movies.url)).send().await.unwrap();
+    assert_eq!(metrics_on_api.status(), StatusCode::NOT_FOUND);
+    assert_eq!(metrics_on_api.headers()["content-type"], "application/problem+json");
+
+    let mut held = vec![held_connection(&api).await, held_connection(&api).await];
+    let mut waiting = tokio::net::TcpStream::connect(&api).await.unwrap();
+    waiting.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // A bounded wait, as what it shows is that something does not happen; the end of
+    // the test shows the request was waiting for a place, not lost.
+    let mut byte = [0u8; 1];
+    let answered = tokio::time::timeout(Duration::from_millis(500), waiting.peek(&mut byte)).await;
+    assert!(answered.is_err(), "the API listener served a connection over its cap");
+
+    for path in ["/health/live", "/health/ready"] {
+        let response = client.get(format!("http://{ops}{path}")).send().await.unwrap_or_else(|e| panic!("{path} on the operations listener: {e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let m = Scrape::of(&client, &format!("http://{ops}")).await;
+    assert_eq!(m.expect("http_server_connections_max", &[]), 2.0, "the API listener's cap, not the operations listener's");
+    assert_eq!(m.expect("http_server_connections_open", &[]), 2.0, "the API listener's held connections, not the scrape's");
+    assert!(m.expect("http_server_connection_cap_reached_total", &[]) >= 1.0);
+    for path in ["/api/v1/films", "/api/openapi.json", "/", "/metrics/x"] {
+        let response = client.get(format!("http://{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{path}");
+    }
+
+    let (passed, said) = movies_healthcheck(&[("MOVIES_LISTEN", &api), ("MOVIES_OPS_LISTEN", &ops)]).await;
+    assert!(passed, "the healthcheck asks the operations listener: {said}");
+    let (passed, said) = movies_healthcheck(&[("MOVIES_LISTEN", &api)]).await;
+    assert!(!passed && said.contains("did not answer"), "without it, the healthcheck waits behind the cap: {said}");
+
+    drop(held.pop());
+    let answer = whole_response(&mut waiting, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "served once a place freed: {answer}");
 }
 
 /// The real `movies` binary as a child process, with a fresh database.

@@ -10,6 +10,7 @@ pub mod env;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod probe;
 pub mod server;
 pub mod service;

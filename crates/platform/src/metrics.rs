@@ -15,6 +15,9 @@
 //! | `http_server_connections_max` | gauge | |
 //! | `http_server_connection_cap_reached_total` | counter | |
 //!
+//! (The three connection series are the API listener's; a service's operations
+//! listener, [`crate::ops`], is not counted in them.)
+//!
 //! Requests that match no route count under `route="unmatched"`, and requests with a
 //! method of their own making (HTTP lets a client send any token) under
 //! `method="other"`, so a scan of random paths or methods cannot grow the number of

@@ -1,6 +1,8 @@
 //! `<service> healthcheck`: asks the service's own readiness probe over loopback and
 //! answers with the exit code, for container healthchecks in images that have no
-//! shell or curl (distroless).
+//! shell or curl (distroless). It asks the operations listener when the service has
+//! one ([`crate::ops`]): there the probe is not held by the API listener's connection
+//! cap.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -49,9 +51,16 @@ pub async fn check(listen: SocketAddr, path: &str, timeout: Duration) -> Result<
     tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(format!("{path} did not answer within {timeout:?}")))
 }
 
-/// The `healthcheck` command: readiness of the service on `listen`, as an exit code.
-pub async fn healthcheck(service: &str, listen: SocketAddr) -> ExitCode {
-    match check(listen, "/health/ready", Duration::from_secs(3)).await {
+/// Where the `healthcheck` command asks: the operations listener when there is one,
+/// else the API listener.
+pub fn probe_address(listen: SocketAddr, ops_listen: Option<SocketAddr>) -> SocketAddr {
+    ops_listen.unwrap_or(listen)
+}
+
+/// The `healthcheck` command: readiness of the service listening on `listen` (and on
+/// `ops_listen`, its operations listener, when set), as an exit code.
+pub async fn healthcheck(service: &str, listen: SocketAddr, ops_listen: Option<SocketAddr>) -> ExitCode {
+    match check(probe_address(listen, ops_listen), "/health/ready", Duration::from_secs(3)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{service}: not ready: {e}");
@@ -63,6 +72,13 @@ pub async fn healthcheck(service: &str, listen: SocketAddr) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_listener_is_probed_when_set() {
+        let (api, ops) = ("0.0.0.0:8000".parse().unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(probe_address(api, None), api);
+        assert_eq!(probe_address(api, Some(ops)), ops);
+    }
 
     #[test]
     fn wildcard_listen_addresses_are_probed_over_loopback() {

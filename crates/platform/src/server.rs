@@ -1,6 +1,7 @@
 //! The services' HTTP server: the accept loop with its connection cap, the timeouts
 //! on reading a request's headers and on writing an answer, and a graceful stop on
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. The same loop serves a service's operations listener
+//! ([`crate::ops`]), with a cap of its own.
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn signal() {
@@ -89,6 +90,40 @@ pub async fn serve_with(
     timeouts: ConnectionTimeouts,
     max_connections: usize,
 ) -> std::io::Result<Drained> {
+    serve_listener(Listener::Api, listener, router, stop, drain, timeouts, max_connections).await
+}
+
+/// Which of a service's listeners an accept loop serves. The connection series on
+/// `/metrics` (`http_server_connections_open`, `_max`, `_cap_reached_total`) are the
+/// API listener's: the operations listener's few connections, under a cap of their
+/// own, are not counted in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The service's API (`AUTH_LISTEN`, `MOVIES_LISTEN`).
+    Api,
+    /// The probes and `/metrics` only (`AUTH_OPS_LISTEN`, `MOVIES_OPS_LISTEN`; [`crate::ops`]).
+    Operations,
+}
+
+impl Listener {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Operations => "operations",
+        }
+    }
+}
+
+/// [`serve_with`] for either listener of a service.
+pub(crate) async fn serve_listener(
+    kind: Listener,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    drain: std::time::Duration,
+    timeouts: ConnectionTimeouts,
+    max_connections: usize,
+) -> std::io::Result<Drained> {
     use axum::extract::ConnectInfo;
     use hyper_util::{
         rt::{TokioIo, TokioTimer},
@@ -99,7 +134,7 @@ pub async fn serve_with(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
     let connections = GracefulShutdown::new();
-    let mut slots = ConnectionSlots::new(max_connections);
+    let mut slots = ConnectionSlots::new(kind, max_connections);
     let mut stop = std::pin::pin!(stop);
     'serve: loop {
         // A place first, then the connection: at the cap nothing is accepted.
@@ -116,7 +151,7 @@ pub async fn serve_with(
                 () = &mut stop => break 'serve,
             }
         };
-        let open = OpenConnection::new(place);
+        let open = OpenConnection::new(kind, place);
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
@@ -134,12 +169,17 @@ pub async fn serve_with(
         });
     }
     drop(listener);
-    tracing::info!(drain_seconds = drain.as_secs_f64(), "not accepting new connections; finishing the requests in flight");
+    tracing::info!(listener = kind.name(), drain_seconds = drain.as_secs_f64(), "not accepting new connections; finishing the requests in flight");
     tokio::select! {
         () = connections.shutdown() => Ok(Drained::Completely),
         () = tokio::time::sleep(drain) => {
             let in_flight = crate::metrics::in_flight();
-            tracing::warn!(drain_seconds = drain.as_secs_f64(), in_flight, "requests still running at the shutdown deadline are abandoned");
+            tracing::warn!(
+                listener = kind.name(),
+                drain_seconds = drain.as_secs_f64(),
+                in_flight,
+                "requests still running at the shutdown deadline are abandoned"
+            );
             Ok(Drained::DeadlinePassed)
         }
     }
@@ -147,6 +187,7 @@ pub async fn serve_with(
 
 /// The permits of the connection cap, and the metrics and the warning that go with it.
 struct ConnectionSlots {
+    kind: Listener,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     max: usize,
     /// The warning that the cap is reached, at most once a minute: a service held at
@@ -155,11 +196,13 @@ struct ConnectionSlots {
 }
 
 impl ConnectionSlots {
-    fn new(max: usize) -> Self {
-        metrics::gauge!(crate::metrics::MAX_CONNECTIONS).set(max as f64);
-        // Listed from the start, so an alert can tell "never reached" from "missing".
-        metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(0);
-        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, cap_warning: log_hygiene::AtMostEvery::default() }
+    fn new(kind: Listener, max: usize) -> Self {
+        if kind == Listener::Api {
+            metrics::gauge!(crate::metrics::MAX_CONNECTIONS).set(max as f64);
+            // Listed from the start, so an alert can tell "never reached" from "missing".
+            metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(0);
+        }
+        Self { kind, permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)), max, cap_warning: log_hygiene::AtMostEvery::default() }
     }
 
     /// A place for one more connection, waiting for one to close when all are open.
@@ -174,10 +217,13 @@ impl ConnectionSlots {
     }
 
     fn cap_reached(&self) {
-        metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(1);
+        if self.kind == Listener::Api {
+            metrics::counter!(crate::metrics::CONNECTION_CAP_REACHED).increment(1);
+        }
         // Tokio's clock, which a test may pause and advance.
         if let Some(times_reached) = self.cap_warning.happened_at(tokio::time::Instant::now().into_std()) {
             tracing::warn!(
+                listener = self.kind.name(),
                 max_connections = self.max,
                 times_reached,
                 "connection cap reached: new connections wait in the listen backlog until one closes (logged at most once a minute)"
@@ -186,22 +232,28 @@ impl ConnectionSlots {
     }
 }
 
-/// An accepted connection's place under the cap, counted as open; dropping it frees
-/// the place.
+/// An accepted connection's place under the cap, counted as open (on the API
+/// listener); dropping it frees the place.
 struct OpenConnection {
+    counted: bool,
     _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl OpenConnection {
-    fn new(place: tokio::sync::OwnedSemaphorePermit) -> Self {
-        metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).increment(1.0);
-        Self { _place: place }
+    fn new(kind: Listener, place: tokio::sync::OwnedSemaphorePermit) -> Self {
+        let counted = kind == Listener::Api;
+        if counted {
+            metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).increment(1.0);
+        }
+        Self { counted, _place: place }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).decrement(1.0);
+        if self.counted {
+            metrics::gauge!(crate::metrics::OPEN_CONNECTIONS).decrement(1.0);
+        }
     }
 }
 
@@ -325,7 +377,7 @@ pub async fn close_pool(pool: &sqlx::PgPool, within: std::time::Duration) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{net::SocketAddr, time::Duration};
 
     use axum::{Router, extract::ConnectInfo, routing::get};
@@ -383,7 +435,7 @@ mod tests {
 
     /// Reads one response (headers and a `Content-Length` body) from a kept-alive
     /// connection; a panic if it has not come whole within `within`.
-    async fn response(socket: &mut TcpStream, within: Duration) -> String {
+    pub(crate) async fn response(socket: &mut TcpStream, within: Duration) -> String {
         let mut received = Vec::new();
         let read = tokio::time::timeout(within, async {
             let mut buf = [0u8; 1024];
@@ -414,7 +466,7 @@ mod tests {
     const NOT_ANSWERED_WITHIN: Duration = Duration::from_millis(300);
 
     /// Whether the server sent anything on `socket` within [`NOT_ANSWERED_WITHIN`].
-    async fn answered_soon(socket: &mut TcpStream) -> bool {
+    pub(crate) async fn answered_soon(socket: &mut TcpStream) -> bool {
         let mut buf = [0u8; 1];
         tokio::time::timeout(NOT_ANSWERED_WITHIN, socket.peek(&mut buf)).await.is_ok()
     }
@@ -427,7 +479,7 @@ mod tests {
 
     /// Reads until the server closes the connection; what it sent before, or a panic
     /// if it is still open after `within`.
-    async fn until_closed(socket: &mut TcpStream, within: Duration) -> String {
+    pub(crate) async fn until_closed(socket: &mut TcpStream, within: Duration) -> String {
         let mut received = Vec::new();
         let read = tokio::time::timeout(within, async {
             let mut buf = [0u8; 1024];

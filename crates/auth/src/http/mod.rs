@@ -86,7 +86,9 @@ pub fn openapi_json() -> String {
     platform::openapi::to_json(&api().1)
 }
 
-pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: usize) -> Router {
+/// The API's router and, when Auth has an operations listener (`ops_listener`), that
+/// listener's: the probes and `/metrics`, which then leaves the API's (`platform::ops`).
+pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: usize, ops_listener: bool) -> platform::ops::Routers {
     let (api, openapi) = api();
     // Inside the request span, after routing (the route template picks the policy).
     let rate_limits = crate::limits::requests::layer(state.clone());
@@ -102,20 +104,23 @@ pub fn router(state: AppState, http: platform::http::HttpSettings, body_limit: u
         ratelimit::register_metrics(state.limits.policies.all());
         crate::store::CacheFailures::register_metrics();
     }
+    let (api, ops) = platform::ops::place(api, health::router().split_for_parts().0, metrics, ops_listener);
     let frontend_origins = state.oauth.frontend_origins();
     let router = api
-        .route("/metrics", metrics)
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| refuse_unreadable_body(req, next, body_limit)))
         // Inside the rate limits: a malformed query string counts like any request.
         .layer(axum::middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
-    platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins))
+    platform::ops::Routers {
+        api: platform::http::standard_layers_with_gate(router, http, |router| cors::allow_frontends(router, &frontend_origins)),
+        ops: ops.map(|ops| platform::ops::router(ops.with_state(state), http)),
+    }
 }
 
 /// Bodies Auth will not read, refused before a handler waits for them:

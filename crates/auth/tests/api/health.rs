@@ -76,3 +76,124 @@ async fn with_redis_unreachable_signed_in_requests_warn_once_and_are_counted() {
     // The recorder is the process's: other tests' outages may add to it.
     assert!(counted >= 21, "{counted} failures counted");
 }
+
+/// A connection to `addr` that asked `GET /health/live`, was answered, and stays open,
+/// idle on keep-alive: it holds one of the listener's places.
+async fn held_connection(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = whole_response(&mut socket, std::time::Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    socket
+}
+
+/// One response (headers and a `Content-Length` body) read from `socket`; a panic when
+/// it has not come whole within `within`.
+async fn whole_response(socket: &mut tokio::net::TcpStream, within: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse::<usize>().unwrap()))
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => panic!("the connection closed before a whole response: {text:?}"),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
+}
+
+/// `auth healthcheck` run as the container runs it, with only these variables: whether
+/// it passed, and what it said.
+async fn healthcheck(vars: &[(&str, String)]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// With every place of the API listener held (its cap at 2, two idle kept-alive
+/// connections), the operations listener answers the probes and `/metrics` at once,
+/// and `auth healthcheck` passes by asking it, while the API listener accepts nothing
+/// more until a place frees. Without the operations listener the same healthcheck
+/// fails: what restarted a service that was only busy.
+#[tokio::test]
+async fn the_ops_listener_answers_probes_and_metrics_while_the_connection_cap_is_held() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(Options {
+        extra_vars: vec![("AUTH_MAX_CONNECTIONS", "2".into()), ("AUTH_OPS_LISTEN", "127.0.0.1:0".into())],
+        ..Default::default()
+    })
+    .await;
+    let ops = app.ops_addr.expect("the operations listener is bound");
+    let mut held = vec![held_connection(app.addr).await, held_connection(app.addr).await];
+    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    waiting.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // A bounded wait, as what it shows is that something does not happen; the end of
+    // the test shows the request was waiting for a place, not lost.
+    let mut byte = [0u8; 1];
+    let answered = tokio::time::timeout(std::time::Duration::from_millis(500), waiting.peek(&mut byte)).await;
+    assert!(answered.is_err(), "the API listener served a connection over its cap");
+
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+    for path in ["/health/live", "/health/ready", "/metrics"] {
+        let response = client.get(format!("http://{ops}{path}")).send().await.unwrap_or_else(|e| panic!("{path} on the operations listener: {e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let listen = ("AUTH_LISTEN", app.addr.to_string());
+    let (passed, said) = healthcheck(&[listen.clone(), ("AUTH_OPS_LISTEN", ops.to_string())]).await;
+    assert!(passed, "the healthcheck asks the operations listener: {said}");
+    let (passed, said) = healthcheck(std::slice::from_ref(&listen)).await;
+    assert!(!passed && said.contains("did not answer"), "without it, the healthcheck waits behind the cap: {said}");
+
+    drop(held.pop());
+    let answer = whole_response(&mut waiting, std::time::Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "served once a place freed: {answer}");
+}
+
+/// Once the operations listener is set, `/metrics` is off the API's port (published on
+/// the host) and a 404 problem there like any unknown path, while the probes stay; the
+/// operations listener serves the probes and `/metrics` and nothing else.
+#[tokio::test]
+async fn with_the_ops_listener_metrics_leave_the_api_port_and_the_ops_port_serves_nothing_else() {
+    let plain = spawn_app().await;
+    assert_eq!(plain.client.get(plain.url("/metrics")).send().await.unwrap().status(), StatusCode::OK, "unset, nothing changes");
+    assert_eq!(plain.ops_addr, None);
+    drop(plain);
+
+    let app = spawn_app_with(Options { extra_vars: vec![("AUTH_OPS_LISTEN", "127.0.0.1:0".into())], ..Default::default() }).await;
+    let ops = app.ops_addr.expect("the operations listener is bound");
+    assert_problem(app.client.get(app.url("/metrics")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    for path in ["/health/live", "/health/ready"] {
+        assert_eq!(app.client.get(app.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path} on the API listener");
+        assert_eq!(app.client.get(format!("http://{ops}{path}")).send().await.unwrap().status(), StatusCode::OK, "{path} on the operations listener");
+    }
+    let metrics = app.client.get(format!("http://{ops}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.text().await.unwrap().contains("auth_sign_ins_total"), "Auth's own series");
+    for path in ["/api/v1/auth/signup", "/api/v1/users/me", "/.well-known/jwks.json", "/api/openapi.json", "/api/docs/", "/", "/health", "/metrics/x"]
+    {
+        let response = app.client.get(format!("http://{ops}{path}")).send().await.unwrap();
+        assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let response = app.client.post(format!("http://{ops}/metrics")).send().await.unwrap();
+    assert_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}

@@ -28,6 +28,8 @@ pub fn redis_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The operations listener's address, when `AUTH_OPS_LISTEN` is set.
+    pub ops_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub state: AppState,
@@ -120,6 +122,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     // The application creates its own database: that path is under test too.
     let app = Application::build(&settings).await.expect("the application starts");
     let addr = app.local_addr();
+    let ops_addr = app.ops_addr();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(app.run_until(async {
@@ -131,6 +134,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     TestApp {
         addr,
+        ops_addr,
         client: reqwest::Client::builder().user_agent(DESKTOP_UA).build().unwrap(),
         db,
         state,

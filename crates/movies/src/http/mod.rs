@@ -48,24 +48,34 @@ pub fn openapi_json() -> String {
     platform::openapi::to_json(&api().1)
 }
 
-pub fn router(state: AppState, http: platform::http::HttpSettings) -> Router {
+/// The API's router and, when the service has an operations listener (`ops_listener`),
+/// that listener's: the probes and `/metrics`, which then leaves the API's
+/// (`platform::ops`).
+pub fn router(state: AppState, http: platform::http::HttpSettings, ops_listener: bool) -> platform::ops::Routers {
     let (api, openapi) = api();
     // Inside the request span, after routing (the route template exempts the probes).
     let rate_limits = crate::limits::layer(state.limits.clone(), state.auth.clone());
     let client_ip = ratelimit::ClientIpLayer::new(state.limits.trusted_proxies.clone());
+    let (api, ops) = platform::ops::place(
+        api.layer(middleware::from_fn(viewer_cache_headers)),
+        health::router().split_for_parts().0,
+        metrics(&state),
+        ops_listener,
+    );
     let router = api
-        .layer(middleware::from_fn(viewer_cache_headers))
-        .route("/metrics", metrics(&state))
         .merge(platform::openapi::docs_routes(openapi))
         .fallback(|| async { ApiError::NotFound("No such resource.") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(middleware::from_fn(auth_client::degraded_layer))
         // Inside the rate limits: a malformed query string counts like any request.
         .layer(middleware::from_fn(platform::http::refuse_undecodable_query))
         .layer(rate_limits)
         .layer(client_ip);
-    platform::http::standard_layers(router, http)
+    platform::ops::Routers {
+        api: platform::http::standard_layers(router, http),
+        ops: ops.map(|ops| platform::ops::router(ops.with_state(state), http)),
+    }
 }
 
 /// How the answers of `/api/v1/` may be cached: every one depends on the viewer (their
