@@ -230,10 +230,14 @@ def main():
     # Ports: nginx is the public entry; the rest only on the host's loopback.
     nginx_ports = services["nginx"].get("ports", [])
     check(len(nginx_ports) == 1 and str(nginx_ports[0]).endswith(":80"), f"nginx publishes its port 80: {nginx_ports}")
-    for name, port in (("auth", 8000), ("movies", 8001), ("jaeger", 16686)):
+    # The services: their API and their operations listener (probes and /metrics).
+    for name, container_ports in (("auth", (8000, 9000)), ("movies", (8001, 9000)), ("jaeger", (16686,))):
         ports = [str(p) for p in services[name].get("ports", [])]
-        check(len(ports) == 1 and ports[0].startswith("127.0.0.1:") and ports[0].endswith(f":{port}"),
-              f"{name} publishes {port} on 127.0.0.1 only: {ports}")
+        check(len(ports) == len(container_ports) and all(p.startswith("127.0.0.1:") for p in ports)
+              and [int(p.rsplit(":", 1)[-1]) for p in ports] == list(container_ports),
+              f"{name} publishes {container_ports} on 127.0.0.1 only: {ports}")
+    host_ports = [resolve(str(p), example).split(":")[-2] for name in ("nginx", "auth", "movies", "jaeger") for p in services[name].get("ports", [])]
+    check(len(host_ports) == len(set(host_ports)), f"every published host port is different: {host_ports}")
     check({"4317", "4318"} <= {str(p) for p in services["jaeger"].get("expose", [])}, "jaeger exposes OTLP 4317 and 4318")
     for name in ("postgres", "redis", "redis-limits", "catalogue-demo"):
         check(not services[name].get("ports"), f"{name} publishes no port")
@@ -299,6 +303,15 @@ def main():
     check(movies.get("MOVIES_LISTEN") == "0.0.0.0:8001", "movies listens on all interfaces, port 8001")
     check(nenv.get("AUTH_UPSTREAM") == f"auth:{auth_port}", "nginx's AUTH_UPSTREAM is auth's listen port")
     check(nenv.get("MOVIES_UPSTREAM") == f"movies:{movies_port}", "nginx's MOVIES_UPSTREAM is movies' listen port")
+    # The operations listeners: the probes and /metrics outside the connection cap,
+    # where the healthcheck asks; Prometheus' only, never routed by nginx.
+    check(auth.get("AUTH_OPS_LISTEN") == "0.0.0.0:9000", "auth's operations listener on all interfaces, port 9000")
+    check(movies.get("MOVIES_OPS_LISTEN") == "0.0.0.0:9000", "movies' operations listener on all interfaces, port 9000")
+    ops_ports = {auth.get("AUTH_OPS_LISTEN", "").rsplit(":", 1)[-1], movies.get("MOVIES_OPS_LISTEN", "").rsplit(":", 1)[-1]}
+    check(not ops_ports & {auth_port, movies_port}, f"the operations listeners' ports {ops_ports} are not the APIs'")
+    for upstream in (nenv.get("AUTH_UPSTREAM", ""), nenv.get("MOVIES_UPSTREAM", "")):
+        check(upstream.rsplit(":", 1)[-1] not in ops_ports, f"nginx's upstream {upstream} is not an operations listener")
+    check(not any(re.search(rf"[:\s]{port}\b", template) for port in ops_ports), "nginx's template names no operations port")
     check(movies.get("AUTH_URL") == f"http://auth:{auth_port}", "movies reaches Auth by its service name and port")
     check(re.fullmatch(r"postgres://auth:[^@]+@postgres:5432/auth", auth.get("AUTH_DATABASE_URL", "")), "auth: its own role and database on postgres")
     for env, who in ((movies, "movies"), (demo, "catalogue-demo")):

@@ -13,7 +13,9 @@ for Auth included). The services run as in compose.yaml: REQUIRE_REQUEST_ID=true
 nginx's address (127.0.0.1 here) as Auth's only trusted proxy.
 
 Asserted: each routed prefix reaches the right service and the rest none (nginx's
-access log names the upstream of every request); a generated X-Request-Id reaches the
+access log names the upstream of every request); the services' operations listeners
+(set as in compose.yaml) serve /metrics, which their API ports answer 404, and the
+probes, which both serve, and the healthcheck command asks them; a generated X-Request-Id reaches the
 service (its own log line carries it) and comes back, a well-formed client one passes
 through, a malformed one is replaced; the movies API's introspection, with its client
 credentials, confirms a viewer, while introspection is not routed through nginx; the client's address (and not a made-up
@@ -216,11 +218,14 @@ class Stack:
 
     def start_services(self):
         self.auth_port, self.movies_port = free_port(), free_port()
+        # Their operations listeners (probes and /metrics), as compose.yaml sets them.
+        self.auth_ops_port, self.movies_ops_port = free_port(), free_port()
         # The movies API's credentials for Auth's introspection, as compose.yaml passes them.
         introspection_secret = secrets.token_hex(32)
         self.auth_env = self.service_env({
             "AUTH_INTROSPECTION_CLIENTS": f"movies:{introspection_secret}",
             "AUTH_LISTEN": f"127.0.0.1:{self.auth_port}",
+            "AUTH_OPS_LISTEN": f"127.0.0.1:{self.auth_ops_port}",
             "AUTH_DATABASE_URL": self.db_url(self.auth_role, self.auth_password, self.auth_db),
             "AUTH_DATABASE_MAX_CONNECTIONS": "4",
             "AUTH_REDIS_KEY_PREFIX": self.redis_prefix,
@@ -236,6 +241,7 @@ class Stack:
         })
         self.movies_env = self.service_env({
             "MOVIES_LISTEN": f"127.0.0.1:{self.movies_port}",
+            "MOVIES_OPS_LISTEN": f"127.0.0.1:{self.movies_ops_port}",
             "MOVIES_DATABASE_URL": self.db_url(self.movies_role, self.movies_password, self.movies_db),
             "MOVIES_DATABASE_MAX_CONNECTIONS": "4",
             "MOVIES_REDIS_KEY_PREFIX": f"{self.redis_prefix}:movies",
@@ -252,7 +258,8 @@ class Stack:
         load = subprocess.run([str(BIN / "movies"), "load-demo", "--file", str(FIXTURE)], env=self.movies_env, capture_output=True, text=True)
         expect(load.returncode == 0, f"movies load-demo failed:\n{load.stdout}\n{load.stderr}")
         movies = self.start("movies", [str(BIN / "movies"), "serve"], self.movies_env)
-        # The containers' healthcheck command, as compose runs it.
+        # The containers' healthcheck command, as compose runs it (it asks the
+        # operations listener).
         for name, process, env in (("auth", auth, self.auth_env), ("movies", movies, self.movies_env)):
             wait_until(f"`{name} healthcheck`", lambda: subprocess.run([str(BIN / name), "healthcheck"], env=env, capture_output=True).returncode == 0,
                        process=process, log=self.logs[name])
@@ -517,7 +524,8 @@ def check_trace_context(stack):
 
 
 def scrape(port):
-    """The service's /metrics, straight from its port (no X-Request-Id: probes and metrics need none)."""
+    """The service's /metrics, straight from its operations listener's port (no
+    X-Request-Id: probes and metrics need none)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", "/metrics")
@@ -528,11 +536,29 @@ def scrape(port):
         conn.close()
 
 
+def check_operations_listeners(stack):
+    # As compose.yaml runs them: /metrics only on the operations listener (a 404 problem
+    # on the API's port, which compose publishes), the probes on both, nothing else on
+    # the operations listener. nginx routes neither (check_routing).
+    for name, port, ops_port in (("auth", stack.auth_port, stack.auth_ops_port), ("movies", stack.movies_port, stack.movies_ops_port)):
+        api, ops = Client(port), Client(ops_port)
+        problem(api.request("GET", "/metrics"), 404, "not_found")
+        expect("http_server_requests_total" in scrape(ops_port), f"{name}'s metrics on its operations listener")
+        for path in ("/health/live", "/health/ready"):
+            for client, where in ((api, "API"), (ops, "operations")):
+                response = client.request("GET", path)
+                expect(response.status == 200, f"{name}'s {path} on its {where} listener: {response!r}")
+        problem(ops.request("GET", "/api/v1/films" if name == "movies" else "/api/v1/oauth/providers"), 404, "not_found")
+        api.close()
+        ops.close()
+    print("nginx_test: /metrics on the operations listeners only, the probes on both")
+
+
 def check_client_address(stack):
     # Auth connects to Redis lazily: its first limited request may find no connection
     # in time and count in-process until the next probe (docs/rate-limiting.md). Wait
     # until the limits are kept in Redis.
-    wait_until("Auth's rate limits to be kept in Redis", lambda: re.search(r"^ratelimit_fallback_active 0$", scrape(stack.auth_port), re.M), timeout=30)
+    wait_until("Auth's rate limits to be kept in Redis", lambda: re.search(r"^ratelimit_fallback_active 0$", scrape(stack.auth_ops_port), re.M), timeout=30)
     viewer = Client(stack.nginx_port, source=VIEWER)
     password = "correct horse battery"
 
@@ -830,6 +856,7 @@ def main():
         stack.start_services()
         stack.start_nginx()
         check_routing(stack)
+        check_operations_listeners(stack)
         check_request_ids(stack)
         check_trace_context(stack)
         check_signed_playback(stack)
