@@ -6,7 +6,10 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{GenreRef, PageInfo, Paging, PersonRef};
+use super::{
+    GenreRef, PageInfo, Paging, PersonRef,
+    search_query::{Lexeme, Lexicon, SearchQuery},
+};
 use crate::error::Result;
 
 /// A film in a list.
@@ -126,56 +129,57 @@ pub async fn list(db: &PgPool, max_age: u8, genre: Option<Uuid>, sort: Sort, pag
     Ok(FilmPage { items, page: paging.info(total) })
 }
 
-/// The CTEs of film search: `q.tolerant` is the typo-tolerant query, `q.typed` the
-/// query as typed; `$2` is the query. Both read the operators of a web search box
-/// (`websearch_to_tsquery`'s): `or` between words offers alternatives, `-word` leaves
-/// out titles with that word; every other word must match. An alternative of left-out
-/// words alone names nothing to find and finds nothing (not the whole catalogue). Stop words ("the", "a",
-/// "in") are left out of the tolerant query: the index holds none of them, and the
-/// title words like them ("then", "thin") would have had to match in their place. A
-/// left-out word is matched exactly (its look-alikes stay in).
+/// The words of a query, as PostgreSQL alone can answer for them: whether each is a
+/// stop word ("the", "a", "in": `to_tsvector` of it is empty; the index holds none of
+/// them), and, for the words to find, the title words like it: same first letter and a
+/// length within two (`title_words_initial_length_idx` finds these few candidates),
+/// then trigram word similarity (`<%`, `pg_trgm.word_similarity_threshold`). A stop word
+/// gets no look-alikes: the title words like it ("then", "thin") would have had to
+/// match in its place. One statement for all the words; none when there are none.
+#[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+async fn lexicon(db: &PgPool, query: &SearchQuery) -> Result<Lexicon> {
+    let (words, look_alikes) = query.words();
+    if words.is_empty() {
+        return Ok(Lexicon::new());
+    }
+    let rows: Vec<(String, bool, Vec<String>)> = sqlx::query_as(
+        "SELECT u.word, l.lexical,
+                CASE WHEN u.look_alikes AND l.lexical THEN
+                  ARRAY(SELECT d.word FROM title_words d
+                         WHERE left(d.word, 1) = left(u.word, 1)
+                           AND length(d.word) BETWEEN length(u.word) - 2 AND length(u.word) + 2
+                           AND u.word <% d.word)
+                ELSE '{}' END
+           FROM unnest($1::text[], $2::bool[]) AS u(word, look_alikes),
+                LATERAL (SELECT to_tsvector('english', u.word) <> ''::tsvector AS lexical) AS l",
+    )
+    .bind(&words)
+    .bind(&look_alikes)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(word, lexical, look_alikes)| (word, Lexeme { lexical, look_alikes })).collect())
+}
+
+/// The CTE of film search: `q.tolerant` is the typo-tolerant query, `$3`, written by
+/// [`SearchQuery::tolerant`]; `q.typed` the query as typed, `$2`, read by
+/// `websearch_to_tsquery`.
 ///
 /// A text without lexemes (`%`, only stop words) gives no query at all (NULL), never an
 /// empty one: PostgreSQL answers an empty text-search query with a NOTICE, which sqlx
-/// logs at INFO, a log line any client could write per request. `to_tsvector` of the
-/// same text decides it without a notice; the CASE is folded before its branch is
-/// planned when `$2` is known, and evaluated lazily when it is not.
+/// logs at INFO, a log line any client could write per request. `$3` is NULL then, and
+/// for the typed query `to_tsvector` of the same text decides it without a notice; the
+/// CASE is folded before its branch is planned when `$2` is known, and evaluated lazily
+/// when it is not.
 macro_rules! search_matches {
     () => {
-        "WITH tokens AS (
-                SELECT t.token, sum((t.token = 'or')::int) OVER (ORDER BY t.n) AS alternative
-                  FROM regexp_split_to_table(lower($2), '[[:space:]]+') WITH ORDINALITY AS t(token, n)
-              ),
-              words AS (
-                SELECT DISTINCT tokens.alternative, left(tokens.token, 1) = '-' AS excluded, w
-                  FROM tokens, regexp_split_to_table(tokens.token, '[^[:alnum:]]+') AS w
-                 WHERE tokens.token <> 'or' AND w <> '' AND to_tsvector('english', w) <> ''::tsvector
-              ),
-              alternatives AS (
-                SELECT words.alternative,
-                       CASE WHEN words.excluded THEN '!' ELSE '' END
-                         || '(' || string_agg(DISTINCT quote_literal(a.word), ' | ') || ')' AS alts
-                  FROM words,
-                       LATERAL (SELECT words.w AS word
-                                UNION
-                                SELECT d.word FROM title_words d
-                                 WHERE NOT words.excluded
-                                   AND left(d.word, 1) = left(words.w, 1)
-                                   AND length(d.word) BETWEEN length(words.w) - 2 AND length(words.w) + 2
-                                   AND words.w <% d.word) AS a
-                 GROUP BY words.alternative, words.excluded, words.w
-              ),
-              each_alternative AS (
-                SELECT '(' || string_agg(alts, ' & ') || ')' AS query FROM alternatives GROUP BY alternative HAVING bool_or(alts NOT LIKE '!%')
-              ),
-              q AS (
+        "WITH q AS (
                 SELECT CASE WHEN to_tsvector('english', $2) <> ''::tsvector THEN websearch_to_tsquery('english', $2) END AS typed,
-                       to_tsquery('english', (SELECT string_agg(query, ' | ') FROM each_alternative)) AS tolerant
+                       to_tsquery('english', $3) AS tolerant
               )"
     };
 }
 
-/// The films a search finds, given the CTEs of `search_matches!`: those the viewer may
+/// The films a search finds, given the CTE of `search_matches!`: those the viewer may
 /// see whose title matches the tolerant query, or is the query itself (any case), so
 /// that a title made only of stop words ("Up", "Once"), whose tsvector is empty, is
 /// still found by its name (an index on `lower(title)` answers it).
@@ -189,10 +193,16 @@ macro_rules! search_filter {
 /// itself or any word of a title like it (same first letter, length within two, and
 /// trigram word similarity, against `title_words`), all words but stop words must match
 /// (English stemming, through the tsvector's GIN index), but for `or` (either side
-/// suffices) and `-word` (titles without it), or the whole title is the query. A film whose title is the query ranks first, then films matching the query as
-/// typed, then by text rank, by how close the title is to the query, and by rating.
+/// suffices) and `-word` (titles without it, matched exactly), or the whole title is the
+/// query. The query is read in Rust ([`SearchQuery`]), PostgreSQL answers for its words
+/// ([`lexicon`]), and the tolerant query is written in Rust and passed to the films'
+/// statement. A film whose title is the query ranks first, then films matching the
+/// query as typed, then by text rank, by how close the title is to the query, and by
+/// rating.
 #[tracing::instrument(level = "info", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Result<FilmPage> {
+    let parsed = SearchQuery::parse(query);
+    let tolerant = parsed.tolerant(&lexicon(db, &parsed).await?);
     let rows: Vec<(FilmSummary, i64)> = sqlx::query_as::<_, FilmSummaryWithTotal>(concat!(
         search_matches!(),
         "         SELECT f.id, f.title, f.release_date, f.imdb_rating, f.age_class, f.access_tier, count(*) OVER () AS total
@@ -202,10 +212,11 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
         "
           ORDER BY lower(f.title) = lower($2) DESC, coalesce(f.search @@ q.typed, false) DESC, coalesce(ts_rank(f.search, q.typed), 0) DESC, word_similarity(lower($2), lower(f.title)) DESC,
                    f.imdb_rating DESC NULLS LAST, f.id
-          LIMIT $3 OFFSET $4",
+          LIMIT $4 OFFSET $5",
     ))
     .bind(i16::from(max_age))
     .bind(query)
+    .bind(tolerant.as_deref())
     .bind(paging.limit())
     .bind(paging.offset())
     .fetch_all(db)
@@ -220,6 +231,7 @@ pub async fn search(db: &PgPool, max_age: u8, query: &str, paging: Paging) -> Re
             sqlx::query_scalar(concat!(search_matches!(), " SELECT count(*) FROM films f, q WHERE ", search_filter!()))
                 .bind(i16::from(max_age))
                 .bind(query)
+                .bind(tolerant.as_deref())
                 .fetch_one(db)
                 .await?
         }

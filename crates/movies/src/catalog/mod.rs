@@ -4,6 +4,7 @@
 pub mod films;
 pub mod genres;
 pub mod persons;
+pub mod search_query;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -98,6 +98,36 @@ async fn search_honours_or_and_minus_as_a_web_search_box_does() {
     assert_eq!(titles(&dead_or_alive)[0], "Dead or Alive");
 }
 
+/// The query is read into words in Rust, as PostgreSQL read it in the database's
+/// `C.UTF-8` (`[[:space:]]`, `[[:alnum:]]`, `lower()`), which the title words were split
+/// with: a no-break space (U+00A0, U+2007, U+202F) separates no tokens, so the minus
+/// after it is no exclusion, while the ideographic space (U+3000) does; "İ" lowers to
+/// "i" alone (Rust's `to_lowercase` adds a combining dot, which split "matrİx" in two);
+/// "²" ends a word (Rust's `is_alphanumeric` takes it for a digit, and "-x²reloaded" left
+/// out only the phrase "x reloaded").
+#[tokio::test]
+async fn search_reads_spaces_letters_and_case_as_postgresql_does() {
+    let (_auth, movies) = movies().await;
+    movies
+        .load_with_fixture(serde_json::json!([
+            {"Title": "The Matrix Reloaded", "MPAA Rating": "PG-13", "Release Date": "May 15 2003", "IMDB Rating": 7.2},
+            {"Title": "The Godfather", "MPAA Rating": "PG", "Release Date": "Mar 15 1972", "IMDB Rating": 9.2},
+        ]))
+        .await;
+    for (query, expected) in [
+        ("matrix%C2%A0-reloaded", vec!["The Matrix Reloaded"]),
+        ("matrix%E2%80%87-reloaded", vec!["The Matrix Reloaded"]),
+        ("matrix%E2%80%AF-reloaded", vec!["The Matrix Reloaded"]),
+        ("matrix%E3%80%80-reloaded", vec!["The Matrix"]),
+        ("godfather%E3%80%80or%E3%80%80reloaded", vec!["The Godfather", "The Matrix Reloaded"]),
+        ("MATR%C4%B0X%20-reloaded", vec!["The Matrix"]),
+        ("matr%C4%B0x%20-reloaded", vec!["The Matrix"]),
+        ("matrix%20-x%C2%B2reloaded", vec!["The Matrix"]),
+    ] {
+        assert_eq!(titles(&movies.json(&format!("/api/v1/films/search?query={query}"), None).await), expected, "{query}");
+    }
+}
+
 #[tokio::test]
 async fn search_finds_titles_despite_typos_and_respects_the_age_limit() {
     let (_auth, movies) = movies().await;
