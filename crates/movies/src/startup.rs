@@ -117,12 +117,12 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
         // misses one wrong letter in a short word ("spilberg" scores 0.58).
         .options([
             ("pg_trgm.word_similarity_threshold", SEARCH_SIMILARITY_THRESHOLD),
-            // No JIT compilation: search's plan is costed high (PostgreSQL counts 1,000
-            // rows for each regexp_split_to_table of the query's words), past the JIT
-            // thresholds, and compiling took about 400 ms of CPU for a statement that
-            // runs in 1 ms: uncached search fell from about 2,000 to 5 per second, with
-            // 503s (docs/benchmarks.md). None of the catalogue's statements reads enough
-            // rows for JIT to pay.
+            // No JIT compilation: search's plan was costed high (PostgreSQL counted
+            // 1,000 rows for each regexp_split_to_table of the query's words, split in
+            // SQL until 2026-11-27), past the JIT thresholds, and compiling took about
+            // 400 ms of CPU for a statement that runs in 1 ms: uncached search fell from
+            // about 2,000 to 5 per second, with 503s (docs/benchmarks.md). None of the
+            // catalogue's statements reads enough rows for JIT to pay.
             ("jit", "off"),
         ]);
     platform::db::connect_and_migrate(options, settings.database_max_connections, &MIGRATOR, platform::db::IfMissing::Create, async |_, _| Ok(()))
