@@ -22,6 +22,7 @@ use std::{
 };
 
 use helpers::{Auth, Database, Movies, PASSWORD, eventually, free_port, http_client};
+use platform::testing::whole_response;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
@@ -288,34 +289,6 @@ async fn held_connection(addr: &str) -> tokio::net::TcpStream {
     let answer = whole_response(&mut socket, Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     socket
-}
-
-/// One response (headers and a `Content-Length` body) read from `socket`; a panic when
-/// it has not come whole within `within`.
-async fn whole_response(socket: &mut tokio::net::TcpStream, within: Duration) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let text = String::from_utf8_lossy(&received).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse::<usize>().unwrap()))
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    return text;
-                }
-            }
-            match socket.read(&mut buf).await {
-                Ok(0) | Err(_) => panic!("the connection closed before a whole response: {text:?}"),
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
 }
 
 /// `movies healthcheck` run as the container runs it, with only these variables:

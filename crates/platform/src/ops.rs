@@ -133,7 +133,10 @@ mod tests {
     use tokio::{io::AsyncWriteExt, net::TcpStream};
 
     use super::*;
-    use crate::server::tests::{answered_soon, response, until_closed};
+    use crate::{
+        server::tests::{answered_soon, until_closed},
+        testing::whole_response,
+    };
 
     fn setting(value: Option<&str>, api: &str) -> Result<Option<SocketAddr>, String> {
         let lookup = |name: &str| if name == "X_OPS_LISTEN" { value.map(str::to_owned) } else { None };
@@ -186,7 +189,7 @@ mod tests {
     async fn ask(addr: SocketAddr, path: &str) -> String {
         let mut socket = TcpStream::connect(addr).await.unwrap();
         socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-        response(&mut socket, Duration::from_secs(5)).await
+        whole_response(&mut socket, Duration::from_secs(5)).await
     }
 
     #[tokio::test]
@@ -231,7 +234,7 @@ mod tests {
         for _ in 0..2 {
             let mut socket = TcpStream::connect(api_addr).await.unwrap();
             socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-            assert!(response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+            assert!(whole_response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
             held.push(socket);
         }
         let mut waiting = TcpStream::connect(api_addr).await.unwrap();

@@ -433,33 +433,6 @@ pub(crate) mod tests {
         TestServer { addr, stop, served, started, release }
     }
 
-    /// Reads one response (headers and a `Content-Length` body) from a kept-alive
-    /// connection; a panic if it has not come whole within `within`.
-    pub(crate) async fn response(socket: &mut TcpStream, within: Duration) -> String {
-        let mut received = Vec::new();
-        let read = tokio::time::timeout(within, async {
-            let mut buf = [0u8; 1024];
-            loop {
-                let text = String::from_utf8_lossy(&received).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse::<usize>().unwrap()))
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        return text;
-                    }
-                }
-                match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => panic!("the connection closed before a whole response: {text:?}"),
-                    Ok(n) => received.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await;
-        read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
-    }
-
     /// A request is answered on a connection being served within microseconds here:
     /// one not answered in this time is waiting to be accepted. (A bounded wait, as
     /// what it shows is that something does not happen.)
@@ -547,7 +520,7 @@ pub(crate) mod tests {
         for _ in 0..CAP {
             let mut socket = TcpStream::connect(server.addr).await.unwrap();
             socket.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-            assert!(response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+            assert!(crate::testing::whole_response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
             open.push(socket);
         }
         // Other tests of this process serve connections too: the gauge is at least ours.
@@ -559,11 +532,11 @@ pub(crate) mod tests {
         assert!(metric(crate::metrics::CONNECTION_CAP_REACHED) >= 1.0);
         // A client closes one of its connections: the waiting one is served.
         drop(open.pop());
-        assert!(response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+        assert!(crate::testing::whole_response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
         // The others were kept open all along.
         for socket in &mut open {
             socket.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-            assert!(response(socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+            assert!(crate::testing::whole_response(socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
         }
     }
 
@@ -575,7 +548,7 @@ pub(crate) mod tests {
         let mut silent = TcpStream::connect(server.addr).await.unwrap();
         let mut waiting = TcpStream::connect(server.addr).await.unwrap();
         waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        assert!(response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
+        assert!(crate::testing::whole_response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
         // Served only once the silent connection was closed, which the server does no
         // sooner than the header timeout after accepting it.
         let waited = silent_since.elapsed();
@@ -600,7 +573,7 @@ pub(crate) mod tests {
         // Waits for the only place, which the stalled connection holds until it is closed.
         let mut waiting = TcpStream::connect(server.addr).await.unwrap();
         waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        assert!(response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
+        assert!(crate::testing::whole_response(&mut waiting, Duration::from_secs(10)).await.starts_with("HTTP/1.1 200"));
         let waited = stalled_since.elapsed();
         assert!(waited >= WRITE, "served after {waited:?}, before the stalled connection could time out");
         // The stalled client gets what the kernel had already taken, then the end: never the whole answer.
@@ -632,7 +605,7 @@ pub(crate) mod tests {
         waiting.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         assert!(!answered_soon(&mut waiting).await, "a connection over the cap was served");
         drop(silent);
-        assert!(response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
+        assert!(crate::testing::whole_response(&mut waiting, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
     }
 
     #[tokio::test]

@@ -438,15 +438,11 @@ async fn successful_sign_ins_give_their_attempt_back_to_the_account_wide_limit()
     assert_problem(app.login(&owner, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_sign_in_attempts").await;
 }
 
-/// While the limits' Redis is down, each instance counts sign-ins on its own, so N
-/// instances allowed N times the account-wide limit of guesses. The sign-in history,
-/// which every instance writes, then bounds them: with `login-account` at 6 an hour,
-/// burst 3 (a burst refills in 30 minutes), two wrong passwords tried on this instance
-/// and one recorded by another reach the burst, and even the right password is
-/// refused until the oldest is 30 minutes old. A wrong password older than that does
-/// not count, and a refused attempt is not charged to the in-process limits.
-#[tokio::test]
-async fn while_the_limits_redis_is_down_the_account_limit_holds_across_instances_through_the_history() {
+/// An app whose limits' Redis is down from the start (so on its in-process store), with
+/// `login-account` at `6/h burst 3` (a burst refills in 30 minutes) and
+/// `login-account-ip` at `4/h`, trusting `X-Forwarded-For` from loopback; with the
+/// stopped server, which the test keeps (a restart would bring the limits back).
+async fn app_with_the_limits_redis_down() -> (TestApp, RedisServer) {
     let mut limits = RedisServer::start();
     let url = limits.url();
     limits.stop();
@@ -458,6 +454,19 @@ async fn while_the_limits_redis_is_down_the_account_limit_holds_across_instances
     ])
     .await;
     assert_eq!(app.state.limits.limiter.backend(), Backend::Local);
+    (app, limits)
+}
+
+/// While the limits' Redis is down, each instance counts sign-ins on its own, so N
+/// instances allowed N times the account-wide limit of guesses. The sign-in history,
+/// which every instance writes, then bounds them: with `login-account` at 6 an hour,
+/// burst 3 (a burst refills in 30 minutes), two wrong passwords tried on this instance
+/// and one recorded by another reach the burst, and even the right password is
+/// refused until the oldest is 30 minutes old. A wrong password older than that does
+/// not count, and a refused attempt is not charged to the in-process limits.
+#[tokio::test]
+async fn while_the_limits_redis_is_down_the_account_limit_holds_across_instances_through_the_history() {
+    let (app, _limits) = app_with_the_limits_redis_down().await;
     let email = email();
     app.signup(&email).await;
     let user_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_one(&app.db).await.unwrap();
@@ -755,17 +764,7 @@ async fn a_password_change_guesses_the_current_password_only_as_often_as_a_sign_
 /// another instance refuse the owner's sign-in, and the next check too.
 #[tokio::test]
 async fn while_the_limits_redis_is_down_a_password_changes_wrong_guesses_count_across_instances() {
-    let mut limits = RedisServer::start();
-    let url = limits.url();
-    limits.stop();
-    let app = app_with(&[
-        ("AUTH_RATE_LIMIT_REDIS_URL", url.as_str()),
-        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT", "6/h burst 3"),
-        ("AUTH_RATE_LIMIT_LOGIN_ACCOUNT_IP", "4/h"),
-        ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
-    ])
-    .await;
-    assert_eq!(app.state.limits.limiter.backend(), Backend::Local);
+    let (app, _limits) = app_with_the_limits_redis_down().await;
     let owner = email();
     app.signup(&owner).await;
     let stolen = crate::helpers::tokens(login_from(&app, "203.0.113.60", &owner, PASSWORD).await).await;
