@@ -91,12 +91,13 @@ impl Settings {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let database_max_connections = env.parse_positive("AUTH_DATABASE_MAX_CONNECTIONS", 16)?;
         let listen = env.parse("AUTH_LISTEN", "127.0.0.1:8000")?;
+        let ops_listen = platform::ops::listen_setting(&env, "AUTH_OPS_LISTEN", "AUTH_LISTEN", listen)?;
         Ok(Self {
             listen,
-            ops_listen: platform::ops::listen_setting(&env, "AUTH_OPS_LISTEN", "AUTH_LISTEN", listen)?,
+            ops_listen,
             database_url: env.string("AUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth").into(),
             database_max_connections,
-            max_connections: platform::connections::max_connections(&env, "AUTH_MAX_CONNECTIONS", database_max_connections)?,
+            max_connections: platform::connections::max_connections(&env, "AUTH_MAX_CONNECTIONS", database_max_connections, ops_listen.is_some())?,
             // PostgreSQL's statement_timeout is at most 2^31 - 1 ms.
             database_statement_timeout: Duration::from_millis(env.positive_at_most("AUTH_DATABASE_STATEMENT_TIMEOUT_MS", 5000, i32::MAX as u64)?),
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),

@@ -57,12 +57,13 @@ impl Settings {
         let auth = auth_client(&env)?;
         let database_max_connections = env.parse_positive("MOVIES_DATABASE_MAX_CONNECTIONS", 16)?;
         let listen = env.parse("MOVIES_LISTEN", "127.0.0.1:8001")?;
+        let ops_listen = platform::ops::listen_setting(&env, "MOVIES_OPS_LISTEN", "MOVIES_LISTEN", listen)?;
         Ok(Self {
             listen,
-            ops_listen: platform::ops::listen_setting(&env, "MOVIES_OPS_LISTEN", "MOVIES_LISTEN", listen)?,
+            ops_listen,
             database_url: env.string("MOVIES_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/movies").into(),
             database_max_connections,
-            max_connections: platform::connections::max_connections(&env, "MOVIES_MAX_CONNECTIONS", database_max_connections)?,
+            max_connections: platform::connections::max_connections(&env, "MOVIES_MAX_CONNECTIONS", database_max_connections, ops_listen.is_some())?,
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379").into(),
             redis_key_prefix: env.string("MOVIES_REDIS_KEY_PREFIX", "movies"),
             cache_ttl: Duration::from_secs(cache_ttl_seconds(&env)?),

@@ -22,7 +22,7 @@ use std::{
 };
 
 use helpers::{Auth, Database, Movies, PASSWORD, eventually, free_port, http_client};
-use platform::testing::whole_response;
+use platform::testing::{held_connection, whole_response};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
@@ -278,17 +278,6 @@ async fn a_service_started_with_its_limits_redis_down_shows_the_fallback() {
             assert_eq!(m.expect("ratelimit_requests_total", &[("policy", policy), ("outcome", outcome)]), 0.0, "{policy} {outcome}");
         }
     }
-}
-
-/// A connection to `addr` that asked `GET /health/live`, was answered, and stays open,
-/// idle on keep-alive: it holds one of the listener's places.
-async fn held_connection(addr: &str) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let answer = whole_response(&mut socket, Duration::from_secs(10)).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    socket
 }
 
 /// `movies healthcheck` run as the container runs it, with only these variables:

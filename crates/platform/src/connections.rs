@@ -56,18 +56,20 @@ impl ConnectionCap {
 
 /// Reads the cap from the variable `name`: [`DEFAULT_MAX_CONNECTIONS`] when unset,
 /// lowered to what the process's current open-file limit leaves after
-/// [`RESERVED_FILES`] and the database pool. An explicit value above that, zero or
-/// not a number is an error naming the variable.
-pub fn max_connections(env: &Env, name: &str, database_connections: u32) -> Result<ConnectionCap, ConfigError> {
-    fit(env, name, open_files_limit(), database_connections)
+/// [`RESERVED_FILES`], the database pool and, when the service has one (`operations`),
+/// the operations listener (its socket and [`crate::ops::MAX_CONNECTIONS`]). An
+/// explicit value above that, zero or not a number is an error naming the variable.
+pub fn max_connections(env: &Env, name: &str, database_connections: u32, operations: bool) -> Result<ConnectionCap, ConfigError> {
+    fit(env, name, open_files_limit(), database_connections, operations)
 }
 
 /// [`max_connections`] against a given open-file limit.
-pub fn fit(env: &Env, name: &str, open_files: Option<u64>, database_connections: u32) -> Result<ConnectionCap, ConfigError> {
+pub fn fit(env: &Env, name: &str, open_files: Option<u64>, database_connections: u32, operations: bool) -> Result<ConnectionCap, ConfigError> {
     let explicit = env.optional(name).is_some();
     let wanted: usize = env.parse_positive(name, DEFAULT_MAX_CONNECTIONS)?;
     let error = |reason: String| ConfigError { name: name.to_owned(), reason };
-    let reserve = RESERVED_FILES + u64::from(database_connections);
+    let operations_files = if operations { crate::ops::MAX_CONNECTIONS as u64 + 1 } else { 0 };
+    let reserve = RESERVED_FILES + u64::from(database_connections) + operations_files;
     // The semaphore's own ceiling, where no open-file limit is lower.
     let mut allowed = tokio::sync::Semaphore::MAX_PERMITS as u64;
     if let Some(limit) = open_files {
@@ -129,7 +131,16 @@ mod tests {
 
     fn fit_with(value: Option<&str>, open_files: Option<u64>) -> Result<ConnectionCap, String> {
         let lookup = |name: &str| if name == "X_MAX_CONNECTIONS" { value.map(str::to_owned) } else { None };
-        fit(&Env::new(&lookup), "X_MAX_CONNECTIONS", open_files, 16).map_err(|e| e.to_string())
+        fit(&Env::new(&lookup), "X_MAX_CONNECTIONS", open_files, 16, false).map_err(|e| e.to_string())
+    }
+
+    /// The operations listener's socket and its 32 connections come out of the same
+    /// open-file limit.
+    #[test]
+    fn an_operations_listener_takes_its_files_from_the_limit_too() {
+        let lookup = |_: &str| None;
+        let cap = fit(&Env::new(&lookup), "X_MAX_CONNECTIONS", Some(1_024), 16, true).unwrap();
+        assert_eq!(cap, ConnectionCap { max: 752 - 33, open_files: Some(1_024), lowered: true });
     }
 
     #[test]

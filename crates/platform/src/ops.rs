@@ -135,7 +135,7 @@ mod tests {
     use super::*;
     use crate::{
         server::tests::{answered_soon, until_closed},
-        testing::whole_response,
+        testing::{held_connection, whole_response},
     };
 
     fn setting(value: Option<&str>, api: &str) -> Result<Option<SocketAddr>, String> {
@@ -230,13 +230,7 @@ mod tests {
             Duration::from_secs(5),
             crate::connections::ConnectionCap::exactly(2),
         ));
-        let mut held = Vec::new();
-        for _ in 0..2 {
-            let mut socket = TcpStream::connect(api_addr).await.unwrap();
-            socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-            assert!(whole_response(&mut socket, Duration::from_secs(5)).await.starts_with("HTTP/1.1 200"));
-            held.push(socket);
-        }
+        let held = vec![held_connection(api_addr).await, held_connection(api_addr).await];
         let mut waiting = TcpStream::connect(api_addr).await.unwrap();
         waiting.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         assert!(!answered_soon(&mut waiting).await, "the API listener served a connection over its cap");

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use tokio::{io::AsyncReadExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, ToSocketAddrs},
+};
 
 pub use log_hygiene::testing::CapturedLogs;
 
@@ -32,4 +35,14 @@ pub async fn whole_response(socket: &mut TcpStream, within: Duration) -> String 
     })
     .await;
     read.unwrap_or_else(|_| panic!("no whole response within {within:?}: {:?}", String::from_utf8_lossy(&received)))
+}
+
+/// A connection to `addr` that asked `GET /health/live`, was answered, and stays open,
+/// idle on keep-alive: it holds one of the listener's places under its cap.
+pub async fn held_connection(addr: impl ToSocketAddrs) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = whole_response(&mut socket, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    socket
 }

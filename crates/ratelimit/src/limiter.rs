@@ -133,6 +133,9 @@ pub struct LimiterConfig {
     /// background. Closer to the limit, and for smaller bursts (the sign-in rules),
     /// every request waits for Redis. `u64::MAX` turns it off.
     pub optimistic_min_burst: u64,
+    /// How often, at most, an outage of Redis (the switch to the in-process store) is
+    /// logged, with its end: a minute ([`log_hygiene::ONCE_A_MINUTE`]).
+    pub outage_log_interval: Duration,
 }
 
 impl LimiterConfig {
@@ -144,6 +147,7 @@ impl LimiterConfig {
             probe_interval: Duration::from_secs(1),
             max_local_keys: 1_000_000,
             optimistic_min_burst: 20,
+            outage_log_interval: log_hygiene::ONCE_A_MINUTE,
         }
     }
 }
@@ -164,8 +168,10 @@ struct Inner {
     timeout: Duration,
     probe_interval: Duration,
     on_local: AtomicBool,
-    /// The switches to the in-process store, logged at most once a minute (with their
-    /// return to Redis), however often a slow Redis makes the limiter switch.
+    /// Redis's outages: the switch to the in-process store and each failed probe after
+    /// it report a failure, a return to Redis the end. Logged at most once a minute
+    /// (with their end), however often a slow Redis makes the limiter switch; an outage
+    /// that starts within a minute of a logged one is logged at a later failed probe.
     outage: Outage,
     fallbacks: AtomicU64,
     optimistic: AtomicU64,
@@ -193,7 +199,7 @@ impl Limiter {
                 optimistic_min_burst: config.optimistic_min_burst,
                 timeout: config.redis_timeout,
                 probe_interval: config.probe_interval,
-                outage: Outage::default(),
+                outage: Outage::new(config.outage_log_interval),
                 fallbacks: AtomicU64::new(0),
                 optimistic: AtomicU64::new(0),
             }),
@@ -425,16 +431,20 @@ async fn probe_until_back(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let Some(redis) = inner.redis.as_ref() else { return };
         let loaded = tokio::time::timeout(Duration::from_secs(1), redis.load_scripts()).await;
-        if !matches!(loaded, Ok(Ok(()))) {
-            continue;
-        }
-        if let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.probe_write(&inner.probe_key())).await {
+        if matches!(loaded, Ok(Ok(())))
+            && let Ok(Ok(())) = tokio::time::timeout(inner.timeout.max(Duration::from_millis(1)), redis.probe_write(&inner.probe_key())).await
+        {
             inner.on_local.store(false, Ordering::Release);
             metrics::gauge!("ratelimit_fallback_active").set(0.0);
-            if let Some(switches) = inner.outage.succeeded() {
-                tracing::info!(switches, "rate limits: Redis answers again; limits are shared again");
+            if let Some(failures) = inner.outage.succeeded() {
+                tracing::info!(failures, "rate limits: Redis answers again; limits are shared again");
             }
             return;
+        }
+        // Still down: an outage whose switch came within a minute of a logged one is
+        // logged here, once that minute has passed.
+        if inner.outage.failed() {
+            tracing::warn!("rate limits: Redis unavailable or slow; each instance now limits on its own until Redis answers again");
         }
     }
 }

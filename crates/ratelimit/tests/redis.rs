@@ -203,6 +203,36 @@ async fn switches_to_the_in_process_store_are_logged_at_most_once_a_minute() {
     assert_eq!((count("Redis unavailable or slow"), count("limits are shared again")), (1, 1), "{text}");
 }
 
+/// An outage that starts within the logging interval of a logged one is logged once
+/// that interval has passed, at a failed probe, and then its end: a flap followed by
+/// a long outage is never left out of the log (here with an interval of 5 s, which the
+/// brief outage, a restart and a probe, stays well within).
+#[tokio::test]
+async fn an_outage_right_after_a_logged_one_is_logged_once_the_interval_has_passed() {
+    let (logs, _guard) = log_hygiene::testing::CapturedLogs::capture(tracing::Level::INFO);
+    let mut server = RedisServer::start();
+    let mut config = config(RedisTarget::Single(server.url()));
+    config.outage_log_interval = Duration::from_secs(5);
+    let limiter = Limiter::new(config).unwrap();
+    let policy = Policy::new("p", "2/h".parse().unwrap());
+    let check = [Check::new(&policy, "ip:198.51.100.10")];
+    assert!(limiter.acquire(&check).await.allowed());
+    let count = |needle: &str| logs.text().lines().filter(|line| line.contains(needle)).count();
+    // A brief outage, logged with its end.
+    server.stop();
+    limiter.acquire(&check).await;
+    server.restart();
+    wait_for(Duration::from_secs(20), "the limiter to return to Redis", async || limiter.backend() == Backend::Redis).await;
+    assert_eq!((count("Redis unavailable or slow"), count("limits are shared again")), (1, 1));
+    // At once a long one: not logged at its switch, but at a probe past the interval.
+    server.stop();
+    limiter.acquire(&check).await;
+    assert_eq!((limiter.backend(), count("Redis unavailable or slow")), (Backend::Local, 1), "within the interval");
+    wait_for(Duration::from_secs(20), "the long outage to be logged", async || count("Redis unavailable or slow") == 2).await;
+    server.restart();
+    wait_for(Duration::from_secs(20), "its end to be logged", async || count("limits are shared again") == 2).await;
+}
+
 /// A full Redis that refuses writes (`noeviction`, as the limits' own Redis runs) still
 /// answers PING and script loads: the limiter stays on the in-process store until a
 /// write goes through, rather than return to Redis at every probe and fall back again

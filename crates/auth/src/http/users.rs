@@ -137,6 +137,7 @@ async fn change_password(
                 Ok(attempt) => attempt,
                 Err(verdict) => {
                     history::record(&state.db, Some(user.id()), &client, Method::PasswordChange, Err(Failure::RateLimited)).await?;
+                    tracing::info!(user_id = %user.id(), reason = Failure::RateLimited.as_str(), "password change refused");
                     return Err(SignInError::TooManyAttempts(verdict));
                 }
             };

@@ -149,13 +149,13 @@ pub async fn run_periodically(db: PgPool, settings: PartitionSettings) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        tracing::debug!("upkeep run starting");
         if let Err(e) = maintain(&db, &settings).await {
             tracing::warn!(error = %e, "login history partition maintenance failed; retrying at the next run");
         }
         if let Err(e) = purge_sessions(&db, &settings).await {
             tracing::warn!(error = format_args!("{e:#}"), "purging dead sessions failed; retrying at the next run");
         }
-        tracing::debug!("upkeep run done");
     }
 }
 

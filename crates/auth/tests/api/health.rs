@@ -1,4 +1,4 @@
-use platform::testing::whole_response;
+use platform::testing::{held_connection, whole_response};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -76,17 +76,6 @@ async fn with_redis_unreachable_signed_in_requests_warn_once_and_are_counted() {
         .unwrap_or_else(|| panic!("no count of failed revocation reads: {metrics}"));
     // The recorder is the process's: other tests' outages may add to it.
     assert!(counted >= 21, "{counted} failures counted");
-}
-
-/// A connection to `addr` that asked `GET /health/live`, was answered, and stays open,
-/// idle on keep-alive: it holds one of the listener's places.
-async fn held_connection(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let answer = whole_response(&mut socket, std::time::Duration::from_secs(10)).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    socket
 }
 
 /// `auth healthcheck` run as the container runs it, with only these variables: whether

@@ -66,20 +66,22 @@ fn every_request_line_carries_its_request_id_with_trace_export_on() {
     }
     // Readiness queries PostgreSQL; requests beside it land on the threads it queried on.
     let ids: Vec<String> = (0..24).map(|n| format!("logs-{id}-{n}")).collect();
-    // Upkeep runs so far, by their debug line.
+    // Upkeep runs started so far, by their debug line, logged before each run's
+    // queries (a line after them would reset the very state under test).
     let upkeep_runs = || {
         let text = std::fs::read_to_string(&log).unwrap();
         text.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|l| l["fields"]["message"] == "upkeep run done")
+            .filter(|l| l["fields"]["message"] == "upkeep run starting")
             .count()
     };
     for round in ids.chunks(4) {
-        // Part of the stimulus: an upkeep run (queries on some worker thread) between rounds.
+        // Part of the stimulus: a whole upkeep run (queries on some worker thread)
+        // between rounds, known to have ended when the next one starts.
         let runs = upkeep_runs();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while upkeep_runs() <= runs {
-            assert!(Instant::now() < deadline, "no upkeep run within 30 s");
+        while upkeep_runs() < runs + 2 {
+            assert!(Instant::now() < deadline, "no whole upkeep run within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::scope(|s| {
