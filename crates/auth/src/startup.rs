@@ -70,10 +70,7 @@ impl Application {
         state.limits.limiter.warm_up(Duration::from_secs(2)).await;
         crate::store::users::note_unnormalised_hashes(&state.db, &state.hasher).await;
         let listener = platform::ops::bind(settings.listen, "AUTH_LISTEN").await?;
-        let ops_listener = match settings.ops_listen {
-            Some(addr) => Some(platform::ops::bind(addr, "AUTH_OPS_LISTEN").await?),
-            None => None,
-        };
+        let ops_listener = platform::ops::bind_optional(settings.ops_listen, "AUTH_OPS_LISTEN").await?;
         let routers = http::router(state.clone(), settings.http(), settings.body_limit_bytes, ops_listener.is_some());
         Ok(Self {
             listener,

@@ -47,10 +47,7 @@ impl Application {
         let playback = std::sync::Arc::new(crate::playback::UrlSigner::from_settings(&settings.stream));
         let state = AppState { db, cache: cache(settings)?, auth, limits: std::sync::Arc::new(limits), playback };
         let listener = platform::ops::bind(settings.listen, "MOVIES_LISTEN").await?;
-        let ops_listener = match settings.ops_listen {
-            Some(addr) => Some(platform::ops::bind(addr, "MOVIES_OPS_LISTEN").await?),
-            None => None,
-        };
+        let ops_listener = platform::ops::bind_optional(settings.ops_listen, "MOVIES_OPS_LISTEN").await?;
         let routers = http::router(state.clone(), settings.http(), ops_listener.is_some());
         Ok(Self {
             listener,

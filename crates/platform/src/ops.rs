@@ -85,6 +85,14 @@ pub async fn bind(addr: SocketAddr, variable: &str) -> anyhow::Result<TcpListene
     TcpListener::bind(addr).await.with_context(|| format!("binding {addr} ({variable})"))
 }
 
+/// [`bind`] for the operations listener, when one is set (`addr`).
+pub async fn bind_optional(addr: Option<SocketAddr>, variable: &str) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(bind(addr, variable).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Serves the API on `api` and, when there is one, the operations listener (its
 /// listener and [`router`]), until `stop` resolves: both stop accepting then, and each
 /// drains as [`crate::server::serve`] does, within the same `drain`. The API listener

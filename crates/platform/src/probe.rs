@@ -51,16 +51,10 @@ pub async fn check(listen: SocketAddr, path: &str, timeout: Duration) -> Result<
     tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(format!("{path} did not answer within {timeout:?}")))
 }
 
-/// Where the `healthcheck` command asks: the operations listener when there is one,
-/// else the API listener.
-pub fn probe_address(listen: SocketAddr, ops_listen: Option<SocketAddr>) -> SocketAddr {
-    ops_listen.unwrap_or(listen)
-}
-
 /// The `healthcheck` command: readiness of the service listening on `listen` (and on
 /// `ops_listen`, its operations listener, when set), as an exit code.
 pub async fn healthcheck(service: &str, listen: SocketAddr, ops_listen: Option<SocketAddr>) -> ExitCode {
-    match check(probe_address(listen, ops_listen), "/health/ready", Duration::from_secs(3)).await {
+    match check(ops_listen.unwrap_or(listen), "/health/ready", Duration::from_secs(3)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{service}: not ready: {e}");
@@ -72,13 +66,6 @@ pub async fn healthcheck(service: &str, listen: SocketAddr, ops_listen: Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_operations_listener_is_probed_when_set() {
-        let (api, ops) = ("0.0.0.0:8000".parse().unwrap(), "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(probe_address(api, None), api);
-        assert_eq!(probe_address(api, Some(ops)), ops);
-    }
 
     #[test]
     fn wildcard_listen_addresses_are_probed_over_loopback() {
